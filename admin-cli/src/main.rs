@@ -1,1 +1,108 @@
-fn main() {}
+//! `duban`, the admin CLI: validate, draw and (later) deploy and run process
+//! definitions; ask the legal-time calendar what a period yields.
+//!
+//! A thin layer over `duban-engine`: each subcommand parses its arguments,
+//! calls the library, and prints plain text or JSON. Exit codes are the
+//! same for every subcommand (see `--help`).
+
+mod calendar;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in `--help`.
+pub mod exit {
+    /// Everything checked out.
+    pub const OK: u8 = 0;
+    /// The input was read but is invalid (or a check failed).
+    pub const INVALID: u8 = 1;
+    /// The command line itself was wrong, or an input could not be read.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "duban",
+    version,
+    about = "duban (督办): legal deadlines of administrative law-enforcement supervision, as executable YAML processes",
+    after_help = "Exit codes: 0 success; 1 invalid input (diagnostics printed); 2 usage error or unreadable input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check process definitions and report every problem with file:line:column.
+    Validate {
+        /// Definition files or folders of definitions (`processes/`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the diagnostics as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a process as a Mermaid flowchart, with deadlines and escalations on the edges.
+    Graph {
+        /// One definition file.
+        file: PathBuf,
+    },
+    /// Compute the last day and cut-off of a legal period.
+    Deadline {
+        /// A date (2025-09-26) or an RFC 3339 instant (2025-09-26T15:00:00+08:00).
+        start: String,
+        /// A period: `5 working days`, `5个工作日`, `30日`, `1个月`, `3年`, `48小时`, …
+        period: String,
+        /// Count the start day as the first day.
+        #[arg(long)]
+        include_start_day: bool,
+        /// Business-hours cut-off on the last day (HH:MM) instead of 24:00.
+        #[arg(long, value_name = "HH:MM")]
+        cutoff: Option<String>,
+        /// A minimum ("at least", 不少于) instead of a deadline ("within", …内).
+        #[arg(long)]
+        at_least: bool,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Folder of installed year schedules.
+        #[arg(long, env = "DUBAN_CALENDAR_DIR", default_value = "calendars")]
+        calendar_dir: PathBuf,
+    },
+    /// Show or install official holiday schedules.
+    Calendar {
+        #[command(subcommand)]
+        command: calendar::CalendarCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate { paths, json } => validate::validate(&paths, json),
+        Command::Graph { file } => validate::graph(&file),
+        Command::Deadline {
+            start,
+            period,
+            include_start_day,
+            cutoff,
+            at_least,
+            json,
+            calendar_dir,
+        } => calendar::deadline(&calendar::DeadlineArgs {
+            start,
+            period,
+            include_start_day,
+            cutoff,
+            at_least,
+            json,
+            calendar_dir,
+        }),
+        Command::Calendar { command } => calendar::run(command),
+    };
+    ExitCode::from(code)
+}

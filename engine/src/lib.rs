@@ -13,3 +13,4 @@
 //! other way round.
 
 pub mod calendar;
+pub mod definition;

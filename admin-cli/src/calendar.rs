@@ -1,0 +1,229 @@
+//! `duban deadline` and `duban calendar show|load`.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use clap::Subcommand;
+use duban_engine::calendar::{files, Bound, Calendar, Period, PeriodSpec, Start, LEGAL_TZ};
+use serde_json::json;
+
+use crate::exit;
+
+#[derive(Subcommand)]
+pub enum CalendarCommand {
+    /// The rest days and make-up working days of a year, by holiday.
+    Show {
+        /// The year, e.g. 2026.
+        year: i32,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Folder of installed year schedules.
+        #[arg(long, env = "DUBAN_CALENDAR_DIR", default_value = "calendars")]
+        calendar_dir: PathBuf,
+    },
+    /// Validate a year's schedule and install it (nothing changes if it is invalid).
+    Load {
+        /// A year file (see engine/calendars/2026.yaml for the format).
+        file: PathBuf,
+        /// Folder of installed year schedules.
+        #[arg(long, env = "DUBAN_CALENDAR_DIR", default_value = "calendars")]
+        calendar_dir: PathBuf,
+    },
+}
+
+pub struct DeadlineArgs {
+    pub start: String,
+    pub period: String,
+    pub include_start_day: bool,
+    pub cutoff: Option<String>,
+    pub at_least: bool,
+    pub json: bool,
+    pub calendar_dir: PathBuf,
+}
+
+fn load_calendar(dir: &std::path::Path) -> Result<Calendar, u8> {
+    files::load(dir).map_err(|e| {
+        eprintln!("duban: the calendar cannot be loaded: {e}");
+        eprintln!("  fix or remove the file; periods are never counted on a partial calendar");
+        exit::INVALID
+    })
+}
+
+const START_FORMS: &str =
+    "a date like 2025-09-26, or an RFC 3339 instant like 2025-09-26T15:00:00+08:00";
+
+fn parse_start(s: &str) -> Option<Start> {
+    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        return Some(Start::Date(d));
+    }
+    DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| Start::Instant(t.with_timezone(&LEGAL_TZ)))
+}
+
+pub fn deadline(a: &DeadlineArgs) -> u8 {
+    let Some(start) = parse_start(&a.start) else {
+        eprintln!("duban: bad START `{}`: expected {START_FORMS}", a.start);
+        return exit::USAGE;
+    };
+    let period: Period = match a.period.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("duban: bad PERIOD: {e}");
+            return exit::USAGE;
+        }
+    };
+    let cutoff = match &a.cutoff {
+        None => None,
+        Some(c) => match NaiveTime::parse_from_str(c, "%H:%M") {
+            Ok(t) => Some(t),
+            Err(_) => {
+                eprintln!("duban: bad --cutoff `{c}`: expected HH:MM, e.g. 17:30");
+                return exit::USAGE;
+            }
+        },
+    };
+    let cal = match load_calendar(&a.calendar_dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let spec = PeriodSpec {
+        period,
+        include_start_day: a.include_start_day,
+        cutoff,
+        bound: if a.at_least {
+            Bound::AtLeast
+        } else {
+            Bound::Within
+        },
+    };
+    let d = cal.count(start, &spec);
+    if a.json {
+        let v = json!({
+            "start": a.start,
+            "period": period.to_string(),
+            "last_day": d.last_day.to_string(),
+            "deadline": d.deadline.to_rfc3339(),
+            "bound": d.bound,
+            "provisional": d.provisional,
+            "provisional_years": d.provisional_years,
+            "explanation": d.explanation,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+    } else {
+        println!("{}  {}", d.last_day, d.explanation);
+        let what = match d.bound {
+            Bound::Within => "cut-off (late from this instant)",
+            Bound::AtLeast => "minimum ends (what follows may happen from this instant)",
+        };
+        println!("{what}: {}", d.deadline.to_rfc3339());
+    }
+    exit::OK
+}
+
+pub fn run(cmd: CalendarCommand) -> u8 {
+    match cmd {
+        CalendarCommand::Show {
+            year,
+            json,
+            calendar_dir,
+        } => show(year, json, &calendar_dir),
+        CalendarCommand::Load { file, calendar_dir } => {
+            match files::install(&calendar_dir, &file) {
+                Ok(i) => {
+                    let verb = if i.replaced { "replaced" } else { "installed" };
+                    println!(
+                        "{verb} the {} schedule ({} holidays) as {}",
+                        i.schedule.year,
+                        i.schedule.holidays.len(),
+                        i.path.display()
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("duban: schedule refused, nothing changed: {e}");
+                    match e {
+                        files::CalendarFileError::Io { .. } => exit::USAGE,
+                        _ => exit::INVALID,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn show(year: i32, json: bool, dir: &std::path::Path) -> u8 {
+    let cal = match load_calendar(dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(y) = cal.year(year) else {
+        if json {
+            println!(
+                "{}",
+                json!({ "year": year, "provisional": true, "holidays": [] })
+            );
+        } else {
+            let known: Vec<String> = cal.years().map(|y| y.to_string()).collect();
+            println!(
+                "no official schedule for {year}: periods in {year} are counted on weekends only and marked provisional.\n\
+                 known years: {}. Install one with `duban calendar load FILE`.",
+                known.join(", ")
+            );
+        }
+        return exit::OK;
+    };
+    if json {
+        let v = json!({
+            "year": y.year,
+            "source": y.source,
+            "provisional": false,
+            "holidays": y.holidays,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        return exit::OK;
+    }
+    println!(
+        "{} — {}",
+        y.year,
+        y.source.as_deref().unwrap_or("official schedule")
+    );
+    for h in &y.holidays {
+        println!("{}", h.name);
+        println!("  rest days:           {}", ranges(&h.rest));
+        if !h.workdays.is_empty() {
+            let days: Vec<String> = h
+                .workdays
+                .iter()
+                .map(|d| format!("{} ({})", d.format("%m-%d"), d.format("%a")))
+                .collect();
+            println!("  make-up working days: {}", days.join(", "));
+        }
+    }
+    exit::OK
+}
+
+/// `01-28 … 02-04 (8 days)` for consecutive runs.
+fn ranges(days: &[NaiveDate]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < days.len() {
+        let mut j = i;
+        while j + 1 < days.len() && days[j + 1] == days[j].succ_opt().expect("in range") {
+            j += 1;
+        }
+        if i == j {
+            parts.push(days[i].format("%m-%d").to_string());
+        } else {
+            parts.push(format!(
+                "{} … {} ({} days)",
+                days[i].format("%m-%d"),
+                days[j].format("%m-%d"),
+                j - i + 1
+            ));
+        }
+        i = j + 1;
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,197 @@
+//! The process definition language.
+//!
+//! Administrators write processes in YAML; this module reads them in two
+//! stages (see ARCHITECTURE.md):
+//!
+//! 1. [`source`] parses the text into a span-preserving node tree, and
+//!    [`raw`] gives the serde shape of each part, keys and types only;
+//! 2. `check` resolves every reference and parses every period, cron and CEL
+//!    expression into the [`model`], collecting *all* problems as
+//!    [`Diagnostic`]s with file, line, column and document path.
+//!
+//! Only the checked [`Definition`] leaves this module. [`graph`] draws it as
+//! Mermaid; [`Library`] loads a folder of definitions and checks the calls
+//! between them.
+
+mod check;
+pub mod diagnostic;
+pub mod expr;
+pub mod flow;
+pub mod graph;
+pub mod model;
+mod raw;
+pub mod source;
+mod steps;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path as FsPath, PathBuf};
+
+pub use check::LoadContext;
+pub use diagnostic::{Code, Diagnostic};
+pub use model::*;
+pub use source::Source;
+
+pub(crate) fn check_is_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Loads one definition from text. `file` is the name used in diagnostics.
+pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Definition, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let src = Source::parse(file, text, &mut diags);
+    if src.root.is_none() {
+        if diags.is_empty() {
+            diags.push(src.diag(
+                &source::Path::root(),
+                Code::YamlSyntax,
+                "the file is empty".into(),
+                Some("a definition starts with `id:`, `version:`, `name:`, `start:` and `steps:`".into()),
+            ));
+        }
+        return Err(diags);
+    }
+    let (def, more) = check::check(&src, ctx);
+    diags.extend(more);
+    diags.sort_by_key(|d| (d.line, d.column));
+    match def {
+        Some(def) if diags.is_empty() => Ok(def),
+        _ => Err(diags),
+    }
+}
+
+/// A set of definitions loaded together, e.g. `processes/`.
+#[derive(Debug, Default)]
+pub struct Library {
+    /// The definitions that are valid, by id.
+    pub definitions: BTreeMap<String, Definition>,
+    /// Per file: its diagnostics (empty when valid), in file order.
+    pub files: Vec<FileReport>,
+}
+
+/// The result of checking one file of a library.
+#[derive(Debug)]
+pub struct FileReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Its text, for rendering diagnostics with source lines.
+    pub text: String,
+    /// Its problems; empty when valid.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Library {
+    /// Whether every file is valid.
+    pub fn is_valid(&self) -> bool {
+        self.files.iter().all(|f| f.diagnostics.is_empty())
+    }
+
+    /// All diagnostics of all files.
+    pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.files.iter().flat_map(|f| f.diagnostics.iter())
+    }
+}
+
+/// Expands files and folders into the definition files they name: folders
+/// give their `*.yaml`/`*.yml` files (not recursing into `templates/`),
+/// sorted. A path that does not exist is an error message.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads `files` as one library. A `call` may name any process of the
+/// library or of `context` (other definitions beside them that are not
+/// themselves being reported on). Two files declaring one id is an error.
+pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
+    let mut lib = Library::default();
+    let mut texts = Vec::new();
+    for path in files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => texts.push((path.clone(), text)),
+            Err(e) => lib.files.push(FileReport {
+                path: path.clone(),
+                text: String::new(),
+                diagnostics: vec![Diagnostic {
+                    file: path.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    path: String::new(),
+                    code: Code::MissingFile,
+                    message: format!("cannot read the file: {e}"),
+                    hint: None,
+                }],
+            }),
+        }
+    }
+    // The ids every call may name: those of the library and its context.
+    let mut known: BTreeSet<String> = texts.iter().filter_map(|(_, t)| peek_id(t)).collect();
+    for p in context {
+        if let Ok(t) = std::fs::read_to_string(p) {
+            known.extend(peek_id(&t));
+        }
+    }
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (path, text) in texts {
+        let ctx = LoadContext {
+            base_dir: path.parent().map(FsPath::to_path_buf),
+            processes: Some(known.clone()),
+        };
+        let file = path.display().to_string();
+        let diagnostics = match load_str(&file, &text, &ctx) {
+            Ok(def) => match seen.get(&def.id) {
+                Some(first) => {
+                    let mut d = Vec::new();
+                    let src = Source::parse(&file, &text, &mut d);
+                    vec![src.diag(
+                        &source::Path::root().key("id"),
+                        Code::DuplicateId,
+                        format!(
+                            "process id `{}` is already used by {}",
+                            def.id,
+                            first.display()
+                        ),
+                        Some("every process in a library needs its own id".into()),
+                    )]
+                }
+                None => {
+                    seen.insert(def.id.clone(), path.clone());
+                    lib.definitions.insert(def.id.clone(), def);
+                    Vec::new()
+                }
+            },
+            Err(d) => d,
+        };
+        lib.files.push(FileReport {
+            path,
+            text,
+            diagnostics,
+        });
+    }
+    lib
+}
+
+/// The `id:` of a definition text, read leniently (for cross-file checks).
+fn peek_id(text: &str) -> Option<String> {
+    let node = marked_yaml::parse_yaml(0, text).ok()?;
+    Some(node.as_mapping()?.get_scalar("id")?.as_str().to_string())
+}
+
+#[cfg(test)]
+mod tests;

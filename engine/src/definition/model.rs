@@ -1,0 +1,559 @@
+//! Stage 2: the checked model of a definition.
+//!
+//! A [`Definition`] exists only if its file passed every check: every step,
+//! role, variable, template, document and parameter it names exists; every
+//! period, cron expression and CEL condition is parsed; every step is
+//! reachable and can reach an end. The runtime works on this model alone and
+//! never re-parses text on its hot path.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::NaiveTime;
+use indexmap::IndexMap;
+
+use crate::calendar::{Bound, Period};
+
+/// A checked process definition.
+#[derive(Clone, Debug)]
+pub struct Definition {
+    /// Stable identifier, e.g. `supervision_letter`.
+    pub id: String,
+    /// Version number written by the administrator; deployment keeps versions apart.
+    pub version: u32,
+    /// Display name, in Chinese.
+    pub name: String,
+    /// What the process is for.
+    pub description: Option<String>,
+    /// The rule IDs of RULES.md this definition implements.
+    pub rules: Vec<String>,
+    /// The roles the process refers to, by id.
+    pub roles: IndexMap<String, Role>,
+    /// The profile parameters, by name.
+    pub parameters: IndexMap<String, Parameter>,
+    /// The jurisdiction profiles, by id.
+    pub profiles: IndexMap<String, Profile>,
+    /// The profile used when a start names none.
+    pub default_profile: Option<String>,
+    /// The instance variables, by name.
+    pub variables: IndexMap<String, Variable>,
+    /// The first step.
+    pub start: String,
+    /// The steps, by id, in file order.
+    pub steps: IndexMap<String, Step>,
+    /// Notification rules.
+    pub notifications: Vec<Notification>,
+    /// Documents the process renders, by id.
+    pub documents: IndexMap<String, Document>,
+    /// Message and document templates, by id.
+    pub templates: IndexMap<String, Template>,
+    /// Recurring starts.
+    pub schedule: Vec<RecurringStart>,
+}
+
+/// A role, e.g. `supervision_office: 行政执法监督机构`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    /// Display name.
+    pub name: String,
+    /// Longer explanation.
+    pub description: Option<String>,
+}
+
+/// The type of a variable or parameter value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    /// A short text.
+    String,
+    /// A long text (reports, opinions).
+    Text,
+    /// An integer.
+    Int,
+    /// True or false.
+    Bool,
+    /// A calendar date.
+    Date,
+    /// An instant.
+    DateTime,
+    /// One of a fixed list of values.
+    Enum(Vec<String>),
+    /// An email address.
+    Email,
+    /// A mainland mobile number.
+    Phone,
+    /// A person of the directory.
+    Person,
+    /// An agency of the directory.
+    Agency,
+    /// A legal period (`30日`), e.g. the deadline a letter sets.
+    Period,
+    /// A role id (parameters only).
+    Role,
+    /// A list of values of one type.
+    List(Box<ValueType>),
+}
+
+impl ValueType {
+    /// Whether a value of this type can start a deadline (`from:`).
+    pub fn is_temporal(&self) -> bool {
+        matches!(self, ValueType::Date | ValueType::DateTime)
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueType::String => f.write_str("string"),
+            ValueType::Text => f.write_str("text"),
+            ValueType::Int => f.write_str("int"),
+            ValueType::Bool => f.write_str("bool"),
+            ValueType::Date => f.write_str("date"),
+            ValueType::DateTime => f.write_str("datetime"),
+            ValueType::Enum(_) => f.write_str("enum"),
+            ValueType::Email => f.write_str("email"),
+            ValueType::Phone => f.write_str("phone"),
+            ValueType::Person => f.write_str("person"),
+            ValueType::Agency => f.write_str("agency"),
+            ValueType::Period => f.write_str("period"),
+            ValueType::Role => f.write_str("role"),
+            ValueType::List(t) => write!(f, "list<{t}>"),
+        }
+    }
+}
+
+/// A checked value (defaults, profile values, schedule variables).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// string, text, email, phone, person, agency, enum, role.
+    Text(String),
+    /// int.
+    Int(i64),
+    /// bool.
+    Bool(bool),
+    /// date.
+    Date(chrono::NaiveDate),
+    /// datetime.
+    DateTime(chrono::DateTime<chrono::FixedOffset>),
+    /// period.
+    Period(Period),
+    /// list<…>.
+    List(Vec<Value>),
+}
+
+/// An instance variable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variable {
+    /// Its type.
+    pub ty: ValueType,
+    /// Must be given when the instance starts.
+    pub required: bool,
+    /// The value when none is given.
+    pub default: Option<Value>,
+    /// Label shown on forms, in Chinese.
+    pub label: Option<String>,
+    /// Longer explanation.
+    pub description: Option<String>,
+    /// For lists: the fewest items allowed.
+    pub min_items: Option<u32>,
+    /// For lists: the most items allowed.
+    pub max_items: Option<u32>,
+}
+
+/// A profile parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parameter {
+    /// Its type.
+    pub ty: ValueType,
+    /// The value for profiles that do not set it.
+    pub default: Option<Value>,
+    /// What it controls.
+    pub description: Option<String>,
+}
+
+/// A jurisdiction profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Display name, e.g. `邵阳市双清区`.
+    pub name: String,
+    /// Rule IDs specific to this profile.
+    pub rules: Vec<String>,
+    /// A value for every parameter (defaults filled in).
+    pub values: IndexMap<String, Value>,
+}
+
+/// A role reference: a role id, or a profile parameter of type role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoleRef {
+    /// A declared role.
+    Role(String),
+    /// `profile.NAME`: the role the profile names.
+    Param(String),
+}
+
+/// A party: who does a task, receives a notice or a notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// Everyone holding a role, optionally only within the organisation unit
+    /// (county, `市本级`) held in a variable: XT-7 routes a dispute to the
+    /// city or the county coordination department this way.
+    Role {
+        /// The role.
+        role: RoleRef,
+        /// The variable naming the unit, when the role is scoped.
+        within: Option<String>,
+    },
+    /// One person of the directory, by id.
+    Person(String),
+    /// The person(s) or agency held in a variable.
+    Variable(String),
+    /// The assignee(s) of the step concerned (notifications only).
+    Assignee,
+}
+
+/// A period as written: a literal, a profile parameter, or a variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeriodRef {
+    /// `30日`.
+    Literal(Period),
+    /// `profile.notice_period`.
+    Param(String),
+    /// `var.reply_period`.
+    Variable(String),
+}
+
+/// What a deadline is counted from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartRef {
+    /// When the task or notice opens (default).
+    Opened,
+    /// When the recipient acknowledged receipt of the notice.
+    Receipt,
+    /// The date or instant held in a variable.
+    Variable(String),
+}
+
+/// A deadline, minimum or timer on a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadlineDef {
+    /// The period.
+    pub period: PeriodRef,
+    /// What it counts from.
+    pub from: StartRef,
+    /// Deadline or minimum.
+    pub bound: Bound,
+    /// Count the start day.
+    pub include_start_day: bool,
+    /// Business-hours cut-off instead of 24:00.
+    pub cutoff: Option<NaiveTime>,
+    /// Reminders, each a period before the cut-off.
+    pub reminders: Vec<Period>,
+    /// What expiry does.
+    pub on_expiry: Option<Expiry>,
+}
+
+/// What happens when a deadline expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// The step to go to.
+    pub goto: Option<String>,
+    /// Roles to notify (escalation).
+    pub notify: Vec<RoleRef>,
+    /// The template of the escalation message.
+    pub template: Option<String>,
+}
+
+/// A compiled CEL expression with its source text.
+#[derive(Clone)]
+pub struct Expr {
+    /// The text as written.
+    pub source: String,
+    /// The compiled program.
+    pub program: Arc<cel::Program>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+/// A check on an outcome; failing it rejects the completion with the message.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// Must evaluate to true.
+    pub check: Expr,
+    /// Shown when it does not, e.g. naming SQ-7.
+    pub message: String,
+    /// The rule the guard enforces.
+    pub rule: Option<String>,
+}
+
+/// One result of a task or notice.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Label on the form, in Chinese.
+    pub label: String,
+    /// The step that follows.
+    pub next: String,
+    /// Variables the completer must supply.
+    pub fields: Vec<String>,
+    /// Variables the completer may supply.
+    pub optional_fields: Vec<String>,
+    /// Variables computed on completion.
+    pub set: Vec<(String, Expr)>,
+    /// Checks that must hold.
+    pub guards: Vec<Guard>,
+    /// Documents rendered on completion.
+    pub documents: Vec<String>,
+}
+
+/// A step of the process.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Display name, in Chinese.
+    pub name: String,
+    /// Longer explanation.
+    pub description: Option<String>,
+    /// Rule IDs this step implements.
+    pub rules: Vec<String>,
+    /// What the step does.
+    pub kind: StepKind,
+}
+
+/// The step kinds.
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    /// Work for staff.
+    Task {
+        /// Who does it.
+        assignee: Party,
+        /// The fewest people it must be assigned to (XT-13).
+        min_assignees: u32,
+        /// Its results, by id.
+        outcomes: IndexMap<String, Outcome>,
+        /// Its deadline.
+        deadline: Option<DeadlineDef>,
+        /// Documents rendered when it opens.
+        documents: Vec<String>,
+        /// Who decides a recusal raised on it.
+        recusal: Option<RoleRef>,
+    },
+    /// A notice to an external party who answers through a link.
+    Notice {
+        /// The recipient.
+        to: Party,
+        /// The email template carrying the link.
+        template: String,
+        /// Documents attached.
+        documents: Vec<String>,
+        /// The answers, by id.
+        outcomes: IndexMap<String, Outcome>,
+        /// The answer deadline.
+        deadline: Option<DeadlineDef>,
+    },
+    /// Branches on conditions.
+    Decision {
+        /// Tried in order; the first that holds wins.
+        branches: Vec<Branch>,
+        /// Taken when none holds.
+        default: String,
+    },
+    /// Starts branches that run in parallel.
+    Parallel {
+        /// The first step of each branch.
+        branches: Vec<String>,
+        /// The join where they meet.
+        join: String,
+    },
+    /// Waits for every branch of its parallel split.
+    Join {
+        /// The step after the join.
+        next: String,
+    },
+    /// Runs another process and waits for its result.
+    Call {
+        /// The called process id.
+        process: String,
+        /// Its profile.
+        profile: Option<String>,
+        /// Child variable ← expression over the parent's variables.
+        inputs: Vec<(String, Expr)>,
+        /// Parent variable receiving the child's result.
+        result: Option<String>,
+        /// The step after the call.
+        next: String,
+    },
+    /// Waits for a message correlated by key.
+    WaitMessage {
+        /// The message name.
+        message: String,
+        /// Expression giving the correlation key.
+        correlation: Expr,
+        /// Variables the message may set.
+        fields: Vec<String>,
+        /// The step after the message.
+        next: String,
+        /// A timeout.
+        deadline: Option<DeadlineDef>,
+    },
+    /// Waits until a period has run.
+    WaitTimer {
+        /// The period.
+        timer: DeadlineDef,
+        /// The step after it.
+        next: String,
+    },
+    /// Ends the instance with a result.
+    End {
+        /// The result name.
+        result: String,
+        /// Documents rendered at the end.
+        documents: Vec<String>,
+    },
+}
+
+impl StepKind {
+    /// The kind as written in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Task { .. } => "task",
+            StepKind::Notice { .. } => "notice",
+            StepKind::Decision { .. } => "decision",
+            StepKind::Parallel { .. } => "parallel",
+            StepKind::Join { .. } => "join",
+            StepKind::Call { .. } => "call",
+            StepKind::WaitMessage { .. } => "wait_message",
+            StepKind::WaitTimer { .. } => "wait_timer",
+            StepKind::End { .. } => "end",
+        }
+    }
+}
+
+/// A branch of a decision.
+#[derive(Clone, Debug)]
+pub struct Branch {
+    /// The condition.
+    pub when: Expr,
+    /// Where it leads.
+    pub goto: String,
+    /// Variables computed when it is taken.
+    pub set: Vec<(String, Expr)>,
+    /// Recorded in history when taken (e.g. the article a rejection cites).
+    pub note: Option<String>,
+    /// The rule it implements.
+    pub rule: Option<String>,
+}
+
+/// Events a notification can be sent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// An instance started.
+    InstanceStarted,
+    /// A task opened.
+    TaskOpened,
+    /// A task was completed.
+    TaskCompleted,
+    /// A notice was sent.
+    NoticeSent,
+    /// A notice was answered.
+    NoticeAnswered,
+    /// A reminder fell due.
+    Reminder,
+    /// A deadline expired.
+    Expired,
+    /// An escalation was raised.
+    Escalated,
+    /// An instance ended.
+    InstanceEnded,
+}
+
+impl Event {
+    /// Every event with its YAML name.
+    pub const ALL: &'static [(&'static str, Event)] = &[
+        ("instance_started", Event::InstanceStarted),
+        ("task_opened", Event::TaskOpened),
+        ("task_completed", Event::TaskCompleted),
+        ("notice_sent", Event::NoticeSent),
+        ("notice_answered", Event::NoticeAnswered),
+        ("reminder", Event::Reminder),
+        ("expired", Event::Expired),
+        ("escalated", Event::Escalated),
+        ("instance_ended", Event::InstanceEnded),
+    ];
+}
+
+/// A channel a notification is sent by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Email (HTML and plain text).
+    Email,
+    /// SMS.
+    Sms,
+}
+
+/// A notification rule.
+#[derive(Clone, Debug)]
+pub struct Notification {
+    /// The event.
+    pub on: Event,
+    /// Only for this step, when given.
+    pub step: Option<String>,
+    /// Recipients.
+    pub to: Vec<Party>,
+    /// Channels.
+    pub channels: Vec<Channel>,
+    /// Template id.
+    pub template: String,
+}
+
+/// The kinds of official document the process library renders.
+pub const DOCUMENT_KINDS: &[&str] = &[
+    "意见书",
+    "决定书",
+    "督办函",
+    "通知书",
+    "聘书",
+    "公告",
+    "建议书",
+    "协议书",
+    "记录",
+];
+
+/// A document to render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    /// One of [`DOCUMENT_KINDS`].
+    pub kind: String,
+    /// Title, e.g. `行政执法监督决定书`.
+    pub title: String,
+    /// Template id.
+    pub template: String,
+}
+
+/// A message or document template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    /// Email subject.
+    pub subject: Option<String>,
+    /// The body text (read from `file:` when given there).
+    pub body: String,
+    /// The SMS text.
+    pub sms: Option<String>,
+}
+
+/// A recurring start.
+#[derive(Clone, Debug)]
+pub struct RecurringStart {
+    /// The cron expression as written (5 fields get a leading seconds field).
+    pub cron: String,
+    /// The parsed schedule.
+    pub schedule: cron::Schedule,
+    /// Its time zone (Asia/Shanghai unless given).
+    pub timezone: chrono_tz::Tz,
+    /// The profile of the started instances.
+    pub profile: Option<String>,
+    /// Variables of the started instances.
+    pub variables: IndexMap<String, Value>,
+    /// What the recurring start is for.
+    pub description: Option<String>,
+}

@@ -1,0 +1,464 @@
+//! Checking each step kind into the model.
+//!
+//! A step is dispatched on its `kind:` by hand (serde's internally tagged
+//! enums buffer their input and would lose node positions), then
+//! deserialised into the raw struct of that kind and checked.
+
+use indexmap::IndexMap;
+use marked_yaml::Node;
+
+use super::check::Checker;
+use super::diagnostic::{suggest, Code};
+use super::model::*;
+use super::raw::{self, *};
+use super::source::Path;
+
+/// The steps by id; `None` for a step that had errors (so flow checks can
+/// tell a broken step from a missing one).
+pub(super) type Steps = IndexMap<String, Option<Step>>;
+
+impl Checker<'_> {
+    pub(super) fn steps_section(&mut self, node: Option<&Node>) -> Option<Steps> {
+        let path = Path::root().key("steps");
+        let node = node?;
+        let entries = self.entries(&path, node);
+        if entries.is_empty() && node.as_mapping().is_some() {
+            self.err(
+                &path,
+                Code::MissingKey,
+                "a process needs at least one step".into(),
+                None,
+            );
+        }
+        let mut out = IndexMap::new();
+        for (id, n) in entries {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "step");
+            let step = self.step(&p, n);
+            out.insert(id, step);
+        }
+        Some(out)
+    }
+
+    fn step(&mut self, p: &Path, n: &Node) -> Option<Step> {
+        let Some(m) = n.as_mapping() else {
+            self.err(
+                p,
+                Code::WrongType,
+                "wrong type: a step must be a mapping with `kind:` and `name:`".into(),
+                None,
+            );
+            return None;
+        };
+        let Some(kind) = m.get_scalar("kind").map(|s| s.as_str().to_string()) else {
+            self.err(
+                &p.key("kind"),
+                Code::MissingKey,
+                "missing required key `kind`".into(),
+                Some(format!("kinds: {}", raw::STEP_KINDS.join(", "))),
+            );
+            return None;
+        };
+        let (name, description, rules, kind) = match kind.as_str() {
+            "task" => {
+                let r: RawTask = self.de(p, n)?;
+                let k = self.task(p, &r);
+                (r.name, r.description, r.rules, k)
+            }
+            "notice" => {
+                let r: RawNotice = self.de(p, n)?;
+                let k = self.notice(p, &r);
+                (r.name, r.description, r.rules, k)
+            }
+            "decision" => {
+                let r: RawDecision = self.de(p, n)?;
+                let k = self.decision(p, &r);
+                (r.name, r.description, r.rules, k)
+            }
+            "parallel" => {
+                let r: RawParallel = self.de(p, n)?;
+                for (i, b) in r.branches.iter().enumerate() {
+                    self.step_ref(&p.key("branches").index(i), b);
+                }
+                if r.branches.len() < 2 {
+                    self.err(
+                        &p.key("branches"),
+                        Code::BadParallel,
+                        "a parallel split needs at least two branches".into(),
+                        None,
+                    );
+                }
+                self.step_ref(&p.key("join"), &r.join);
+                let k = Some(StepKind::Parallel {
+                    branches: r.branches,
+                    join: r.join,
+                });
+                (r.name, r.description, Vec::new(), k)
+            }
+            "join" => {
+                let r: RawJoin = self.de(p, n)?;
+                self.step_ref(&p.key("next"), &r.next);
+                (
+                    r.name,
+                    r.description,
+                    Vec::new(),
+                    Some(StepKind::Join { next: r.next }),
+                )
+            }
+            "call" => {
+                let r: RawCall = self.de(p, n)?;
+                let k = self.call(p, &r);
+                (r.name, r.description, Vec::new(), k)
+            }
+            "wait_message" => {
+                let r: RawWaitMessage = self.de(p, n)?;
+                let k = self.wait_message(p, &r);
+                (r.name, r.description, Vec::new(), k)
+            }
+            "wait_timer" => {
+                let r: RawWaitTimer = self.de(p, n)?;
+                self.step_ref(&p.key("next"), &r.next);
+                let timer = self.deadline(&p.key("timer"), &r.timer, false);
+                (
+                    r.name,
+                    r.description,
+                    r.rules,
+                    timer.map(|timer| StepKind::WaitTimer {
+                        timer,
+                        next: r.next,
+                    }),
+                )
+            }
+            "end" => {
+                let r: RawEnd = self.de(p, n)?;
+                if !super::check_is_id(&r.result) {
+                    self.err(
+                        &p.key("result"),
+                        Code::BadId,
+                        format!("result `{}` is not a valid identifier", r.result),
+                        Some("results are ids such as `opinion_issued`".into()),
+                    );
+                }
+                let documents = self.document_refs(&p.key("documents"), &r.documents);
+                (
+                    r.name,
+                    r.description,
+                    Vec::new(),
+                    Some(StepKind::End {
+                        result: r.result,
+                        documents,
+                    }),
+                )
+            }
+            other => {
+                let hint = suggest(other, "step kind", raw::STEP_KINDS.iter().copied());
+                self.err(
+                    &p.key("kind"),
+                    Code::BadValue,
+                    format!("unknown step kind `{other}`"),
+                    Some(hint),
+                );
+                return None;
+            }
+        };
+        let rules = self.check_rules(&p.key("rules"), &rules);
+        Some(Step {
+            name,
+            description,
+            rules,
+            kind: kind?,
+        })
+    }
+
+    fn outcomes(
+        &mut self,
+        p: &Path,
+        raw: &IndexMap<String, RawOutcome>,
+    ) -> Option<IndexMap<String, Outcome>> {
+        let op = p.key("outcomes");
+        if raw.is_empty() {
+            self.err(
+                &op,
+                Code::MissingKey,
+                "a task or notice needs at least one outcome".into(),
+                None,
+            );
+            return None;
+        }
+        let mut out = IndexMap::new();
+        let mut ok = true;
+        for (id, o) in raw {
+            let p = op.key(id);
+            self.check_id(&p, id, "outcome");
+            self.step_ref(&p.key("next"), &o.next);
+            for (list, key) in [
+                (&o.fields, "fields"),
+                (&o.optional_fields, "optional_fields"),
+            ] {
+                let mut seen = std::collections::BTreeSet::new();
+                for (i, f) in list.iter().enumerate() {
+                    ok &= self.var_ref(&p.key(key).index(i), f).is_some();
+                    if !seen.insert(f) {
+                        self.err(
+                            &p.key(key).index(i),
+                            Code::DuplicateId,
+                            format!("field `{f}` is listed twice"),
+                            None,
+                        );
+                    }
+                }
+            }
+            let set = self.sets(&p.key("set"), &o.set);
+            ok &= set.len() == o.set.len();
+            let mut guards = Vec::new();
+            for (i, g) in o.guards.iter().enumerate() {
+                let gp = p.key("guards").index(i);
+                if let Some(r) = &g.rule {
+                    self.check_rules(&gp.key("rule"), std::slice::from_ref(r));
+                }
+                match self.expr(&gp.key("check"), &g.check) {
+                    Some(check) => guards.push(Guard {
+                        check,
+                        message: g.message.clone(),
+                        rule: g.rule.clone(),
+                    }),
+                    None => ok = false,
+                }
+            }
+            let documents = self.document_refs(&p.key("documents"), &o.documents);
+            out.insert(
+                id.clone(),
+                Outcome {
+                    label: o.label.clone(),
+                    next: o.next.clone(),
+                    fields: o.fields.clone(),
+                    optional_fields: o.optional_fields.clone(),
+                    set,
+                    guards,
+                    documents,
+                },
+            );
+        }
+        ok.then_some(out)
+    }
+
+    fn task(&mut self, p: &Path, r: &RawTask) -> Option<StepKind> {
+        let assignee = self.party(&p.key("assignee"), &r.assignee, false);
+        let min = r.min_assignees.unwrap_or(1);
+        if min == 0 {
+            self.err(
+                &p.key("min_assignees"),
+                Code::BadValue,
+                "min_assignees must be at least 1".into(),
+                None,
+            );
+        }
+        // The most people this assignee can ever be, when known statically.
+        let max: Option<(u32, String)> = match &assignee {
+            Some(Party::Person(x)) => Some((1, format!("one person `{x}`"))),
+            Some(Party::Variable(v)) => match self.variables.get(v).cloned().flatten() {
+                Some(ValueType::List(_)) => {
+                    let max_items = self.var_max_items(v);
+                    max_items.map(|m| (m, format!("list variable `{v}` with max_items {m}")))
+                }
+                Some(t) => Some((1, format!("variable `{v}`, a single {t}"))),
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some((max, what)) = max {
+            if min > max {
+                self.err(
+                    &p.key("min_assignees"),
+                    Code::AssigneeMinimum,
+                    format!("task needs at least {min} assignees but is assigned to {what}"),
+                    Some("assign a role, or a list<person> variable whose min_items meets the minimum (XT-13: on-site supervision needs at least 2 staff)".into()),
+                );
+            }
+        }
+        if let (Some(Party::Variable(v)), true) = (&assignee, min > 1) {
+            if let Some(ValueType::List(_)) = self.variables.get(v).cloned().flatten() {
+                let min_items = self.var_min_items(v);
+                if min_items.unwrap_or(0) < min {
+                    self.err(
+                        &p.key("min_assignees"),
+                        Code::AssigneeMinimum,
+                        format!("task needs at least {min} assignees, but variable `{v}` may hold fewer (min_items {})", min_items.unwrap_or(0)),
+                        Some(format!("declare `{v}` with `min_items: {min}` so a start with too few people is refused")),
+                    );
+                }
+            }
+        }
+        let outcomes = self.outcomes(p, &r.outcomes);
+        let deadline = match &r.deadline {
+            Some(d) => Some(self.deadline(&p.key("deadline"), d, false)?),
+            None => None,
+        };
+        let documents = self.document_refs(&p.key("documents"), &r.documents);
+        let recusal = match &r.recusal {
+            Some(x) => Some(self.role_ref(&p.key("recusal").key("decided_by"), &x.decided_by)?),
+            None => None,
+        };
+        Some(StepKind::Task {
+            assignee: assignee?,
+            min_assignees: min,
+            outcomes: outcomes?,
+            deadline,
+            documents,
+            recusal,
+        })
+    }
+
+    fn var_max_items(&self, v: &str) -> Option<u32> {
+        self.declared_items(v, "max_items")
+    }
+
+    fn var_min_items(&self, v: &str) -> Option<u32> {
+        self.declared_items(v, "min_items")
+    }
+
+    /// Reads `min_items`/`max_items` of a variable straight from the tree
+    /// (the variables section may not have been checked clean).
+    fn declared_items(&self, v: &str, key: &str) -> Option<u32> {
+        let root = self.src.root.as_ref()?.as_mapping()?;
+        let var = root.get_mapping("variables")?.get_mapping(v)?;
+        var.get_scalar(key)?.as_str().parse().ok()
+    }
+
+    fn notice(&mut self, p: &Path, r: &RawNotice) -> Option<StepKind> {
+        let to = self.party(&p.key("to"), &r.to, false);
+        self.template_ref(&p.key("template"), &r.template);
+        let documents = self.document_refs(&p.key("documents"), &r.documents);
+        let outcomes = self.outcomes(p, &r.outcomes);
+        let deadline = match &r.deadline {
+            Some(d) => Some(self.deadline(&p.key("deadline"), d, true)?),
+            None => None,
+        };
+        Some(StepKind::Notice {
+            to: to?,
+            template: r.template.clone(),
+            documents,
+            outcomes: outcomes?,
+            deadline,
+        })
+    }
+
+    fn decision(&mut self, p: &Path, r: &RawDecision) -> Option<StepKind> {
+        let mut branches = Vec::new();
+        let mut ok = true;
+        if r.branches.is_empty() {
+            self.err(
+                &p.key("branches"),
+                Code::MissingKey,
+                "a decision needs at least one branch".into(),
+                None,
+            );
+            ok = false;
+        }
+        for (i, b) in r.branches.iter().enumerate() {
+            let bp = p.key("branches").index(i);
+            self.step_ref(&bp.key("goto"), &b.goto);
+            if let Some(rule) = &b.rule {
+                self.check_rules(&bp.key("rule"), std::slice::from_ref(rule));
+            }
+            let when = self.expr(&bp.key("when"), &b.when);
+            let set = self.sets(&bp.key("set"), &b.set);
+            match when {
+                Some(when) if set.len() == b.set.len() => branches.push(Branch {
+                    when,
+                    goto: b.goto.clone(),
+                    set,
+                    note: b.note.clone(),
+                    rule: b.rule.clone(),
+                }),
+                _ => ok = false,
+            }
+        }
+        let default = match &r.default {
+            Some(d) => {
+                self.step_ref(&p.key("default"), d);
+                Some(d.clone())
+            }
+            None => {
+                self.err(
+                    &p.key("default"),
+                    Code::DecisionWithoutDefault,
+                    "decision has no default branch".into(),
+                    Some("add `default: STEP`, taken when no `when:` holds".into()),
+                );
+                None
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(StepKind::Decision {
+            branches,
+            default: default?,
+        })
+    }
+
+    fn call(&mut self, p: &Path, r: &RawCall) -> Option<StepKind> {
+        self.step_ref(&p.key("next"), &r.next);
+        if let Some(known) = &self.ctx.processes {
+            if !known.contains(&r.process) {
+                let hint = suggest(&r.process, "process", known.iter().map(String::as_str));
+                self.err(
+                    &p.key("process"),
+                    Code::UnknownProcess,
+                    format!("unknown process `{}`", r.process),
+                    Some(hint),
+                );
+            }
+        }
+        let mut inputs = Vec::new();
+        let mut ok = true;
+        for (k, text) in &r.inputs {
+            match self.expr(&p.key("inputs").key(k), text) {
+                Some(e) => inputs.push((k.clone(), e)),
+                None => ok = false,
+            }
+        }
+        if let Some(res) = &r.result {
+            ok &= self.var_ref(&p.key("result"), res).is_some();
+        }
+        ok.then(|| StepKind::Call {
+            process: r.process.clone(),
+            profile: r.profile.clone(),
+            inputs,
+            result: r.result.clone(),
+            next: r.next.clone(),
+        })
+    }
+
+    fn wait_message(&mut self, p: &Path, r: &RawWaitMessage) -> Option<StepKind> {
+        self.step_ref(&p.key("next"), &r.next);
+        if !super::check_is_id(&r.message) {
+            self.err(
+                &p.key("message"),
+                Code::BadId,
+                format!("message name `{}` is not a valid identifier", r.message),
+                None,
+            );
+        }
+        let correlation = self.expr(&p.key("correlation"), &r.correlation);
+        let mut ok = true;
+        for (i, f) in r.fields.iter().enumerate() {
+            ok &= self.var_ref(&p.key("fields").index(i), f).is_some();
+        }
+        let deadline = match &r.deadline {
+            Some(d) => Some(self.deadline(&p.key("deadline"), d, false)?),
+            None => None,
+        };
+        if !ok {
+            return None;
+        }
+        Some(StepKind::WaitMessage {
+            message: r.message.clone(),
+            correlation: correlation?,
+            fields: r.fields.clone(),
+            next: r.next.clone(),
+            deadline,
+        })
+    }
+}
