@@ -1,1 +1,107 @@
-//! x
+//! The process library and the broken definitions, checked end to end
+//! through the library API.
+
+use std::collections::BTreeSet;
+
+use duban_engine::definition::{self, load_library, Code};
+use duban_tests::{processes, render, root, yaml_files};
+
+#[test]
+fn every_file_in_processes_loads() {
+    let files = yaml_files(&processes());
+    assert!(
+        files.len() >= 2,
+        "the library has the supervision-letter and dispute processes"
+    );
+    let lib = load_library(&files, &[]);
+    for f in &lib.files {
+        assert!(
+            f.diagnostics.is_empty(),
+            "{} is invalid:\n{}",
+            f.path.display(),
+            render(&f.diagnostics)
+        );
+    }
+    assert_eq!(
+        lib.definitions.len(),
+        files.len(),
+        "one definition per file"
+    );
+    for id in ["supervision_letter", "dispute"] {
+        assert!(lib.definitions.contains_key(id), "{id} is in the library");
+    }
+}
+
+#[test]
+fn the_library_cites_the_rules_it_implements() {
+    let lib = load_library(&yaml_files(&processes()), &[]);
+    let cited: BTreeSet<&str> = lib
+        .definitions
+        .values()
+        .flat_map(|d| d.rules.iter().map(String::as_str))
+        .collect();
+    for rule in ["XC-19", "XC-20", "XT-14", "XT-6", "XT-7", "XT-8"] {
+        assert!(cited.contains(rule), "{rule} is cited by a definition");
+    }
+}
+
+/// One broken definition per error kind. The file name starts with the
+/// expected code (`e006_…` → E006); each yields diagnostics of that kind only,
+/// and its line, column, path, message and hint are snapshotted.
+#[test]
+fn broken_definitions() {
+    let dir = root().join("tests/broken");
+    let files = yaml_files(&dir);
+    assert!(
+        files.len() >= 25,
+        "at least 25 broken definitions, found {}",
+        files.len()
+    );
+    let mut codes = BTreeSet::new();
+    insta::glob!("broken/*.yaml", |path| {
+        let lib = load_library(&[path.to_path_buf()], &[]);
+        let diags: Vec<_> = lib.diagnostics().cloned().collect();
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let expected = name[..4].to_uppercase();
+        // Exactly the intended kind of problem, and no cascade of others (a
+        // dead loop is reported once per step in it).
+        assert!(!diags.is_empty(), "{name}: no diagnostic");
+        for d in &diags {
+            assert_eq!(d.code.as_str(), expected, "{name}: {}", render(&diags));
+        }
+        codes.insert(expected);
+        insta::assert_snapshot!(render(&diags));
+    });
+    // Every error kind the validator has is exercised by some broken file.
+    assert_eq!(codes.len(), 28, "codes covered: {codes:?}");
+}
+
+#[test]
+fn three_errors_are_reported_in_one_run() {
+    let lib = load_library(&[root().join("tests/three_errors.yaml")], &[]);
+    let diags: Vec<_> = lib.diagnostics().collect();
+    let got: Vec<(usize, usize, &str, Code)> = diags
+        .iter()
+        .map(|d| (d.line, d.column, d.path.as_str(), d.code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (15, 23, "steps.review.assignee.role", Code::UnknownRole),
+            (17, 15, "steps.review.deadline.period", Code::BadPeriod),
+            (
+                22,
+                15,
+                "steps.review.outcomes.approve.next",
+                Code::UnknownStep
+            ),
+        ]
+    );
+    assert_eq!(diags[2].hint.as_deref(), Some("did you mean `done`?"));
+}
+
+#[test]
+fn expand_paths_reports_missing_paths() {
+    let err = definition::expand_paths(&[root().join("no/such/folder")]).unwrap_err();
+    assert!(err.contains("no such file or folder"), "{err}");
+}

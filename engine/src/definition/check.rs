@@ -46,11 +46,17 @@ pub(super) struct Checker<'a> {
     pub templates: IndexSet<String>,
     pub documents: IndexSet<String>,
     pub profiles: IndexSet<String>,
+    /// Paths of duplicate keys found while parsing.
+    pub src_dups: Vec<String>,
 }
 
 /// Checks a parsed source. Returns the definition only when there is no
 /// diagnostic at all.
-pub(super) fn check(src: &Source, ctx: &LoadContext) -> (Option<Definition>, Vec<Diagnostic>) {
+pub(super) fn check(
+    src: &Source,
+    ctx: &LoadContext,
+    src_dups: Vec<String>,
+) -> (Option<Definition>, Vec<Diagnostic>) {
     let mut c = Checker {
         src,
         ctx,
@@ -62,6 +68,7 @@ pub(super) fn check(src: &Source, ctx: &LoadContext) -> (Option<Definition>, Vec
         templates: IndexSet::new(),
         documents: IndexSet::new(),
         profiles: IndexSet::new(),
+        src_dups,
     };
     let def = c.document();
     let mut diags = c.diags;
@@ -696,7 +703,10 @@ impl Checker<'_> {
         let notifications = self.notifications_section(get("notifications"));
         let schedule = self.schedule_section(get("schedule"));
 
-        if let (Some(start), Some(steps)) = (&start, &steps) {
+        // With a duplicated step id the loader kept only one of the two
+        // entries; checking the flow of that guess would only mislead.
+        let dup_steps = self.src_dups.iter().any(|p| p.starts_with("steps."));
+        if let (Some(start), Some(steps), false) = (&start, &steps, dup_steps) {
             super::flow::check_flow(self, start, steps);
         }
 
@@ -1150,18 +1160,16 @@ impl Checker<'_> {
             } else {
                 r.cron.trim().to_string()
             };
-            let schedule = match expr.parse::<cron::Schedule>() {
-                Ok(s) if (5..=7).contains(&fields) => Some(s),
-                Ok(_) | Err(_) => {
-                    let why = match expr.parse::<cron::Schedule>() {
-                        Err(e) => e.to_string(),
-                        Ok(_) => format!("{fields} fields"),
-                    };
+            let problem = cron_problem(&expr)
+                .or_else(|| expr.parse::<cron::Schedule>().err().map(|e| e.to_string()));
+            let schedule = match problem {
+                None => expr.parse::<cron::Schedule>().ok(),
+                Some(why) => {
                     self.err(
                         &p.key("cron"),
                         Code::BadCron,
                         format!("bad cron expression `{}`: {why}", r.cron),
-                        Some("five fields `min hour day month weekday` (or six with seconds first), e.g. `0 9 1 12 *` for 09:00 on 1 December".into()),
+                        Some("five fields `minute hour day month weekday`, e.g. `0 9 1 12 *` for 09:00 on 1 December, or `0 9 * * MON`".into()),
                     );
                     None
                 }
@@ -1443,6 +1451,56 @@ impl Checker<'_> {
     }
 }
 
+/// Checks the fields of a cron expression (with its seconds field) and says
+/// which one is wrong; the `cron` crate's own errors do not.
+fn cron_problem(expr: &str) -> Option<String> {
+    const FIELDS: [(&str, u32, u32); 6] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("weekday", 0, 0),
+    ];
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    if !(6..=7).contains(&parts.len()) {
+        return Some(format!(
+            "expected 5 fields (or 6 with seconds), found {}",
+            parts.len().saturating_sub(1)
+        ));
+    }
+    for (part, (name, lo, hi)) in parts.iter().zip(FIELDS) {
+        for token in part.split(',') {
+            let (range, step) = token.split_once('/').unwrap_or((token, "1"));
+            if step.parse::<u32>().map_or(true, |s| s == 0) {
+                return Some(format!("the {name} field has a bad step `/{step}`"));
+            }
+            for v in range.split('-') {
+                if v == "*" || v == "?" || v.is_empty() {
+                    continue;
+                }
+                let numeric = v.chars().all(|c| c.is_ascii_digit());
+                if name == "weekday" {
+                    if numeric {
+                        return Some(format!(
+                            "weekday `{v}` is ambiguous (cron dialects disagree on whether 1 is Monday or Sunday); write MON, TUE, WED, THU, FRI, SAT or SUN"
+                        ));
+                    }
+                    continue;
+                }
+                if name == "month" && !numeric {
+                    continue;
+                }
+                match v.parse::<u32>() {
+                    Ok(n) if (lo..=hi).contains(&n) => {}
+                    _ => return Some(format!("the {name} field `{v}` is outside {lo}–{hi}")),
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Parses a type name without reporting (for the name pass).
 fn quiet_type(t: &str, values: Option<&[String]>) -> Option<ValueType> {
     let t = t.trim();
@@ -1524,6 +1582,13 @@ fn describe_serde_error(
                 } else {
                     expected
                 };
+                let found = match found {
+                    "sequence" => "a list".to_string(),
+                    "map" => "a mapping".to_string(),
+                    f if f.starts_with("string ") => format!("the text {}", &f[7..]),
+                    f => f.to_string(),
+                };
+                let expected = expected.replace("a sequence", "a list");
                 (
                     Code::WrongType,
                     format!("wrong type: expected {expected}, found {found}"),
@@ -1540,6 +1605,20 @@ fn describe_serde_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cron_fields() {
+        assert_eq!(cron_problem("0 0 9 1 12 *"), None);
+        assert_eq!(cron_problem("0 0 9 * * MON-FRI"), None);
+        assert!(cron_problem("0 0 9 32 12 *")
+            .unwrap()
+            .contains("day of month field `32` is outside 1–31"));
+        assert!(cron_problem("0 0 9 * * 1").unwrap().contains("ambiguous"));
+        assert!(cron_problem("0 0 25 * * *").unwrap().contains("hour"));
+        assert!(cron_problem("0 0 9 * *")
+            .unwrap()
+            .contains("expected 5 fields"));
+    }
 
     #[test]
     fn rule_ids() {

@@ -52,7 +52,12 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Definition,
         }
         return Err(diags);
     }
-    let (def, more) = check::check(&src, ctx);
+    let dups = diags
+        .iter()
+        .filter(|d| d.code == Code::DuplicateId)
+        .map(|d| d.path.clone())
+        .collect();
+    let (def, more) = check::check(&src, ctx, dups);
     diags.extend(more);
     diags.sort_by_key(|d| (d.line, d.column));
     match def {

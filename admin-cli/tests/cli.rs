@@ -1,0 +1,285 @@
+//! The `duban` binary as administrators use it: exit codes, plain and JSON
+//! output, and the acceptance examples of the calendar.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `duban ARGS` from the repository root, with an empty calendar folder
+/// unless the test gives one.
+fn duban(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(args)
+        .current_dir(root())
+        .env(
+            "DUBAN_CALENDAR_DIR",
+            root().join("target/no-installed-calendars"),
+        )
+        .output()
+        .expect("duban runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn validate_the_library_exits_0() {
+    let o = duban(&["validate", "processes/"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("valid"), "{}", stdout(&o));
+}
+
+#[test]
+fn validate_broken_files_exits_1_with_every_diagnostic() {
+    let o = duban(&["validate", "tests/broken/", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    let arr = v.as_array().expect("a JSON array");
+    assert!(arr.len() >= 33, "{}", arr.len());
+    for d in arr {
+        for key in ["file", "line", "column", "path", "message", "hint"] {
+            assert!(d.get(key).is_some(), "{key} missing in {d}");
+        }
+    }
+    let first = arr
+        .iter()
+        .find(|d| {
+            d["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("e007_unknown_role.yaml")
+        })
+        .unwrap();
+    assert_eq!(first["line"], 18);
+    assert_eq!(first["column"], 23);
+    assert_eq!(first["path"], "steps.review.assignee.role");
+    assert_eq!(first["message"], "unknown role `ofice`");
+    assert_eq!(first["hint"], "did you mean `office`?");
+}
+
+#[test]
+fn validate_plain_output_shows_the_source_line() {
+    let o = duban(&["validate", "tests/three_errors.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("tests/three_errors.yaml:17:15: error[E014]: bad period `5 workdays`"),
+        "{out}"
+    );
+    assert!(out.contains("17 |       period: 5 workdays"), "{out}");
+    assert!(
+        out.contains("1 of 1 definition(s) invalid, 3 problem(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(duban(&["validate"]).status.code(), Some(2));
+    let o = duban(&["validate", "no/such/dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no such file or folder"));
+    assert_eq!(duban(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn graph_prints_mermaid() {
+    let o = duban(&["graph", "processes/dispute.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("flowchart TD"));
+    let o = duban(&["graph", "tests/three_errors.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is invalid"));
+}
+
+#[test]
+fn deadline_acceptance_examples() {
+    let o = duban(&["deadline", "2025-09-26", "5 working days", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["last_day"], "2025-10-10");
+    assert_eq!(v["deadline"], "2025-10-11T00:00:00+08:00");
+    assert_eq!(v["provisional"], false);
+    assert!(v["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("make-up working day"));
+
+    assert_eq!(
+        json(&duban(&["deadline", "2025-01-31", "1个月", "--json"]))["last_day"],
+        "2025-02-28"
+    );
+
+    let o = duban(&["deadline", "2025-12-24", "10日"]);
+    assert!(stdout(&o).starts_with("2026-01-04  "), "{}", stdout(&o));
+
+    let v = json(&duban(&["deadline", "2026-12-20", "30日", "--json"]));
+    assert_eq!(v["last_day"], "2027-01-19");
+    assert_eq!(v["provisional"], true);
+}
+
+#[test]
+fn deadline_options() {
+    let v = json(&duban(&[
+        "deadline",
+        "2025-09-26",
+        "5个工作日",
+        "--cutoff",
+        "17:30",
+        "--json",
+    ]));
+    assert_eq!(v["deadline"], "2025-10-10T17:30:00+08:00");
+    let v = json(&duban(&[
+        "deadline",
+        "2025-09-26",
+        "5个工作日",
+        "--include-start-day",
+        "--json",
+    ]));
+    assert_eq!(v["last_day"], "2025-10-09");
+    let v = json(&duban(&[
+        "deadline",
+        "2025-09-30T15:20:00+08:00",
+        "48小时",
+        "--json",
+    ]));
+    assert_eq!(v["deadline"], "2025-10-02T15:20:00+08:00");
+    let v = json(&duban(&[
+        "deadline",
+        "2025-09-26",
+        "不少于5个工作日".trim_start_matches("不少于"),
+        "--at-least",
+        "--json",
+    ]));
+    assert_eq!(v["bound"], "at_least");
+}
+
+#[test]
+fn bad_start_or_period_exits_2_listing_accepted_forms() {
+    let o = duban(&["deadline", "26/09/2025", "5日"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("a date like 2025-09-26"),
+        "{}",
+        stderr(&o)
+    );
+    let o = duban(&["deadline", "2025-09-26", "5 weeks"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("accepted forms"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("个工作日"), "{}", stderr(&o));
+}
+
+#[test]
+fn calendar_show_lists_holidays() {
+    let v = json(&duban(&["calendar", "show", "2026", "--json"]));
+    let names: Vec<&str> = v["holidays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "元旦",
+            "春节",
+            "清明节",
+            "劳动节",
+            "端午节",
+            "中秋节",
+            "国庆节"
+        ]
+    );
+    assert_eq!(
+        v["holidays"][1]["workdays"],
+        serde_json::json!(["2026-02-14", "2026-02-28"])
+    );
+    let o = duban(&["calendar", "show", "2027"]);
+    assert!(stdout(&o).contains("provisional"), "{}", stdout(&o));
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(args)
+        .current_dir(root())
+        .env("DUBAN_CALENDAR_DIR", dir)
+        .output()
+        .unwrap()
+}
+
+const Y2027: &str = "year: 2027\nsource: test schedule\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n  - name: 春节\n    rest: [2027-02-06..2027-02-12]\n    workdays: [2027-02-14]\n";
+
+#[test]
+fn calendar_load_installs_a_year_and_ends_provisional_counting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cal = tmp.path().join("calendars");
+    let file = tmp.path().join("y2027.yaml");
+    std::fs::write(&file, Y2027).unwrap();
+    let before = json(&run_in(&cal, &["deadline", "2027-01-26", "10日", "--json"]));
+    assert_eq!(before["provisional"], true);
+    assert_eq!(before["last_day"], "2027-02-05");
+    let o = run_in(&cal, &["calendar", "load", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("installed the 2027 schedule (2 holidays)"));
+    let after = json(&run_in(&cal, &["deadline", "2027-01-31", "10日", "--json"]));
+    assert_eq!(after["provisional"], false);
+    // Nominal 2027-02-10 is in the declared 春节 break; 02-13 is a Saturday
+    // and 02-14 the declared make-up Sunday, a working day.
+    assert_eq!(after["last_day"], "2027-02-14");
+}
+
+#[test]
+fn calendar_load_refuses_bad_schedules_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cal = tmp.path().join("calendars");
+    let good = tmp.path().join("good.yaml");
+    std::fs::write(&good, Y2027).unwrap();
+    assert_eq!(
+        run_in(&cal, &["calendar", "load", good.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let installed = std::fs::read_to_string(cal.join("2027.yaml")).unwrap();
+    for (bad, why) in [
+        (
+            Y2027.replace("workdays: [2027-02-14]", "workdays: [2027-02-06]"),
+            "listed as a rest day of 春节 and again as a make-up working day",
+        ),
+        (
+            Y2027.replace("2027-01-03]", "2028-01-03]"),
+            "outside the year 2027",
+        ),
+        (format!("{Y2027}note: x\n"), "unknown field `note`"),
+    ] {
+        let f = tmp.path().join("bad.yaml");
+        std::fs::write(&f, bad).unwrap();
+        let o = run_in(&cal, &["calendar", "load", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{why}: {}", stderr(&o));
+        assert!(stderr(&o).contains("nothing changed"));
+        assert_eq!(
+            std::fs::read_to_string(cal.join("2027.yaml")).unwrap(),
+            installed
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&cal)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+}

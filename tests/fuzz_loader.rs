@@ -1,0 +1,143 @@
+//! The loader never panics, whatever it is given: random text, and the
+//! library's own files mutated line by line and character by character.
+//! Bounded by proptest's case count (PROPTEST_CASES, default 256 per test),
+//! so it runs in CI in seconds.
+
+use duban_engine::definition::{load_str, LoadContext};
+use duban_tests::{processes, yaml_files};
+use proptest::prelude::*;
+
+fn library_texts() -> Vec<String> {
+    yaml_files(&processes())
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// Fragments that are likely to hit interesting paths of the checker.
+const TOKENS: &[&str] = &[
+    "kind: task",
+    "kind: decision",
+    "kind: parallel",
+    "kind: join",
+    "kind: end",
+    "next: ",
+    "period: ",
+    "5个工作日",
+    "三十日",
+    "profile.",
+    "var.",
+    "when: ",
+    "&&",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    "- ",
+    "  ",
+    "\t",
+    "\"",
+    "'",
+    "#",
+    "&anchor",
+    "*alias",
+    "!tag",
+    "~",
+    "null",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "钱",
+    "\u{0}",
+    "---",
+    "...",
+    "? ",
+    "|",
+    ">",
+];
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    DeleteLine(usize),
+    DuplicateLine(usize),
+    SwapLines(usize, usize),
+    Insert(usize, usize),
+    Truncate(usize),
+    Indent(usize, bool),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        any::<usize>().prop_map(Mutation::DeleteLine),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
+        (any::<usize>(), 0..TOKENS.len()).prop_map(|(a, t)| Mutation::Insert(a, t)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), any::<bool>()).prop_map(|(a, b)| Mutation::Indent(a, b)),
+    ]
+}
+
+fn apply(text: &str, muts: &[Mutation]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for m in muts {
+        if lines.is_empty() {
+            break;
+        }
+        let n = lines.len();
+        match m {
+            Mutation::DeleteLine(i) => {
+                lines.remove(i % n);
+            }
+            Mutation::DuplicateLine(i) => {
+                let l = lines[i % n].clone();
+                lines.insert(i % n, l);
+            }
+            Mutation::SwapLines(a, b) => lines.swap(a % n, b % n),
+            Mutation::Insert(i, t) => {
+                let line = &mut lines[i % n];
+                let at = line
+                    .char_indices()
+                    .map(|(k, _)| k)
+                    .nth(i % (line.chars().count() + 1))
+                    .unwrap_or(line.len());
+                line.insert_str(at, TOKENS[*t]);
+            }
+            Mutation::Truncate(i) => {
+                let line = &mut lines[i % n];
+                let keep = line.chars().count() / 2;
+                *line = line.chars().take(keep).collect();
+            }
+            Mutation::Indent(i, more) => {
+                let line = &mut lines[i % n];
+                if *more {
+                    line.insert_str(0, "  ");
+                } else if line.starts_with("  ") {
+                    line.drain(..2);
+                }
+            }
+        }
+    }
+    lines.join("\n")
+}
+
+proptest! {
+    #[test]
+    fn random_text_never_panics(text in "\\PC{0,400}") {
+        let _ = load_str("random.yaml", &text, &LoadContext::default());
+    }
+
+    #[test]
+    fn random_yamlish_text_never_panics(parts in proptest::collection::vec(0..TOKENS.len(), 0..60)) {
+        let text: String = parts.iter().map(|i| TOKENS[*i]).collect::<Vec<_>>().join("\n");
+        let _ = load_str("tokens.yaml", &text, &LoadContext::default());
+    }
+
+    #[test]
+    fn mutated_library_files_never_panic(which in any::<usize>(), muts in proptest::collection::vec(mutation(), 1..8)) {
+        let texts = library_texts();
+        let text = apply(&texts[which % texts.len()], &muts);
+        let ctx = LoadContext { base_dir: Some(processes()), processes: None };
+        let _ = load_str("mutated.yaml", &text, &ctx);
+    }
+}
