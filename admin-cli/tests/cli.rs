@@ -261,8 +261,8 @@ fn calendar_load_refuses_bad_schedules_and_changes_nothing() {
             "listed as a rest day of 春节 and again as a make-up working day",
         ),
         (
-            Y2027.replace("2027-01-03]", "2028-01-03]"),
-            "outside the year 2027",
+            Y2027.replace("[2027-01-01..", "[2026-12-31, 2027-01-01.."),
+            "2026-12-31 is outside the year 2027",
         ),
         (format!("{Y2027}note: x\n"), "unknown field `note`"),
     ] {
