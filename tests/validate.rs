@@ -105,3 +105,20 @@ fn expand_paths_reports_missing_paths() {
     let err = definition::expand_paths(&[root().join("no/such/folder")]).unwrap_err();
     assert!(err.contains("no such file or folder"), "{err}");
 }
+
+/// The complete example at the top of docs/process-language.md is valid, so
+/// the reference does not drift from the language.
+#[test]
+fn the_documented_example_is_valid() {
+    let doc = std::fs::read_to_string(root().join("docs/process-language.md")).unwrap();
+    let start = doc.find("```yaml\nid: ").expect("a complete example") + "```yaml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let result = definition::load_str(
+        "docs/process-language.md",
+        &doc[start..end],
+        &Default::default(),
+    );
+    if let Err(d) = &result {
+        panic!("{}", render(d));
+    }
+}
