@@ -20,8 +20,11 @@ pub mod flow;
 pub mod graph;
 pub mod model;
 mod raw;
+mod refs;
+mod sections;
 pub mod source;
 mod steps;
+mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};

@@ -1,0 +1,484 @@
+//! Resolving references: steps, roles, variables, templates, documents,
+//! profile parameters, periods, CEL expressions, parties and deadlines.
+//!
+//! Each resolver reports an unknown name with a "did you mean" hint and
+//! returns `None`, so the caller can go on checking the rest.
+
+use chrono::NaiveTime;
+use indexmap::IndexMap;
+
+use super::check::Checker;
+use super::diagnostic::{suggest, Code};
+use super::expr;
+use super::model::*;
+use super::raw::*;
+use super::source::Path;
+use crate::calendar::Period;
+
+impl Checker<'_> {
+    pub(super) fn step_ref(&mut self, path: &Path, id: &str) {
+        if !self.step_kinds.contains_key(id) {
+            let hint = suggest(id, "step", self.step_kinds.keys().map(String::as_str));
+            self.err(
+                path,
+                Code::UnknownStep,
+                format!("unknown step `{id}`"),
+                Some(hint),
+            );
+        }
+    }
+
+    pub(super) fn role_ref(&mut self, path: &Path, text: &str) -> Option<RoleRef> {
+        if let Some(p) = text.strip_prefix("profile.") {
+            return match self.params.get(p) {
+                None => {
+                    let hint = suggest(p, "parameter", self.params.keys().map(String::as_str));
+                    self.err(
+                        path,
+                        Code::UnknownParameter,
+                        format!("unknown profile parameter `{p}`"),
+                        Some(hint),
+                    );
+                    None
+                }
+                Some(Some(ValueType::Role)) | Some(None) => Some(RoleRef::Param(p.into())),
+                Some(Some(t)) => {
+                    self.err(
+                        path,
+                        Code::TypeMismatch,
+                        format!("profile parameter `{p}` is a {t}, but a role is needed here"),
+                        Some(format!("declare `{p}` with `type: role`")),
+                    );
+                    None
+                }
+            };
+        }
+        if self.roles.contains(text) {
+            Some(RoleRef::Role(text.into()))
+        } else {
+            let hint = suggest(text, "role", self.roles.iter().map(String::as_str));
+            self.err(
+                path,
+                Code::UnknownRole,
+                format!("unknown role `{text}`"),
+                Some(hint),
+            );
+            None
+        }
+    }
+
+    /// A declared variable's type; `Some(None)` when declared with a bad type.
+    pub(super) fn var_ref(&mut self, path: &Path, name: &str) -> Option<Option<ValueType>> {
+        match self.variables.get(name) {
+            Some(t) => Some(t.clone()),
+            None => {
+                let hint = suggest(name, "variable", self.variables.keys().map(String::as_str));
+                self.err(
+                    path,
+                    Code::UnknownVariable,
+                    format!("unknown variable `{name}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn template_ref(&mut self, path: &Path, id: &str) {
+        if !self.templates.contains(id) {
+            let hint = suggest(id, "template", self.templates.iter().map(String::as_str));
+            self.err(
+                path,
+                Code::UnknownTemplate,
+                format!("unknown template `{id}`"),
+                Some(hint),
+            );
+        }
+    }
+
+    pub(super) fn document_refs(&mut self, path: &Path, ids: &[String]) -> Vec<String> {
+        for (i, id) in ids.iter().enumerate() {
+            if !self.documents.contains(id.as_str()) {
+                let hint = suggest(id, "document", self.documents.iter().map(String::as_str));
+                self.err(
+                    &path.index(i),
+                    Code::UnknownDocument,
+                    format!("unknown document `{id}`"),
+                    Some(hint),
+                );
+            }
+        }
+        ids.to_vec()
+    }
+
+    pub(super) fn period_ref(&mut self, path: &Path, text: &str) -> Option<PeriodRef> {
+        if let Some(p) = text.strip_prefix("profile.") {
+            return match self.params.get(p) {
+                None => {
+                    let hint = suggest(p, "parameter", self.params.keys().map(String::as_str));
+                    self.err(
+                        path,
+                        Code::UnknownParameter,
+                        format!("unknown profile parameter `{p}`"),
+                        Some(hint),
+                    );
+                    None
+                }
+                Some(Some(ValueType::Period)) | Some(None) => Some(PeriodRef::Param(p.into())),
+                Some(Some(t)) => {
+                    self.err(
+                        path,
+                        Code::TypeMismatch,
+                        format!("profile parameter `{p}` is a {t}, not a period"),
+                        None,
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(v) = text.strip_prefix("var.") {
+            return match self.var_ref(path, v)? {
+                Some(ValueType::Period) | None => Some(PeriodRef::Variable(v.into())),
+                Some(t) => {
+                    self.err(
+                        path,
+                        Code::TypeMismatch,
+                        format!("variable `{v}` is a {t}, not a period"),
+                        Some(format!("declare `{v}` with `type: period`")),
+                    );
+                    None
+                }
+            };
+        }
+        match text.parse::<Period>() {
+            Ok(p) => Some(PeriodRef::Literal(p)),
+            Err(e) => {
+                self.err(
+                    path,
+                    Code::BadPeriod,
+                    format!("bad period `{text}`"),
+                    Some(format!("{e}; or `profile.NAME` / `var.NAME`")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Compiles a CEL expression and checks the names it reads.
+    pub(super) fn expr(&mut self, path: &Path, text: &str) -> Option<Expr> {
+        match expr::compile(text) {
+            Err(e) => {
+                let (line, col) = self.src.locate(path);
+                let at = e
+                    .column
+                    .map(|c| format!(" at column {c} of the expression"))
+                    .unwrap_or_default();
+                let d = self.src.diag_at(
+                    line,
+                    col,
+                    path,
+                    Code::CelSyntax,
+                    format!("CEL expression `{text}` does not parse{at}: {}", e.message),
+                    Some(
+                        "conditions are CEL, e.g. `reconsideration_filed || litigation_filed`"
+                            .into(),
+                    ),
+                );
+                self.diags.push(d);
+                None
+            }
+            Ok((e, free)) => {
+                let mut ok = true;
+                for name in free {
+                    if !self.variables.contains_key(&name)
+                        && !expr::BUILTIN_NAMES.contains(&name.as_str())
+                    {
+                        ok = false;
+                        let hint =
+                            suggest(&name, "variable", self.variables.keys().map(String::as_str));
+                        self.err(
+                            path,
+                            Code::CelUnknownVariable,
+                            format!("CEL expression `{text}` names undeclared variable `{name}`"),
+                            Some(hint),
+                        );
+                    }
+                }
+                ok.then_some(e)
+            }
+        }
+    }
+
+    /// `set:` maps: declared variable ← expression.
+    pub(super) fn sets(
+        &mut self,
+        path: &Path,
+        set: &IndexMap<String, String>,
+    ) -> Vec<(String, Expr)> {
+        let mut out = Vec::new();
+        for (name, text) in set {
+            let p = path.key(name);
+            let known = self.var_ref(&p, name).is_some();
+            if let Some(e) = self.expr(&p, text) {
+                if known {
+                    out.push((name.clone(), e));
+                }
+            }
+        }
+        out
+    }
+
+    // ----- values -----------------------------------------------------
+
+    pub(super) fn profile_ref(&mut self, path: &Path, p: &str) {
+        if !self.profiles.contains(p) {
+            let hint = suggest(p, "profile", self.profiles.iter().map(String::as_str));
+            self.err(
+                path,
+                Code::UnknownProfile,
+                format!("unknown profile `{p}`"),
+                Some(hint),
+            );
+        }
+    }
+
+    /// A party: exactly one of role, person, variable (or `assignee`).
+    pub(super) fn party(
+        &mut self,
+        path: &Path,
+        r: &RawParty,
+        allow_assignee: bool,
+    ) -> Option<Party> {
+        let given = [
+            r.role.is_some(),
+            r.person.is_some(),
+            r.variable.is_some(),
+            r.assignee.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if given != 1 {
+            let keys = if allow_assignee {
+                "`role`, `person`, `variable` or `assignee: true`"
+            } else {
+                "`role`, `person` or `variable`"
+            };
+            self.err(
+                path,
+                Code::BadValue,
+                format!("give exactly one of {keys}"),
+                None,
+            );
+            return None;
+        }
+        if r.within.is_some() && r.role.is_none() {
+            self.err(
+                &path.key("within"),
+                Code::BadValue,
+                "`within` only scopes a `role`".into(),
+                None,
+            );
+            return None;
+        }
+        if let Some(role) = &r.role {
+            let role = self.role_ref(&path.key("role"), role);
+            let within = match &r.within {
+                Some(v) => match self.var_ref(&path.key("within"), v)? {
+                    Some(t)
+                        if !matches!(
+                            t,
+                            ValueType::String | ValueType::Agency | ValueType::Enum(_)
+                        ) =>
+                    {
+                        self.err(&path.key("within"), Code::TypeMismatch, format!("variable `{v}` is a {t}; `within` needs a string, enum or agency naming a unit"), None);
+                        return None;
+                    }
+                    _ => Some(v.clone()),
+                },
+                None => None,
+            };
+            return role.map(|role| Party::Role { role, within });
+        }
+        if let Some(p) = &r.person {
+            return Some(Party::Person(p.clone()));
+        }
+        if let Some(v) = &r.variable {
+            let ty = self.var_ref(&path.key("variable"), v)?;
+            let ok = match &ty {
+                None => true,
+                Some(ValueType::List(t)) => matches!(
+                    **t,
+                    ValueType::Person | ValueType::Agency | ValueType::Email | ValueType::Phone
+                ),
+                Some(t) => matches!(
+                    t,
+                    ValueType::Person | ValueType::Agency | ValueType::Email | ValueType::Phone
+                ),
+            };
+            if !ok {
+                self.err(
+                    &path.key("variable"),
+                    Code::TypeMismatch,
+                    format!(
+                        "variable `{v}` is a {}, which cannot receive anything",
+                        ty.expect("checked")
+                    ),
+                    Some(
+                        "use a person, agency, email or phone variable (or a list of them)".into(),
+                    ),
+                );
+                return None;
+            }
+            return Some(Party::Variable(v.clone()));
+        }
+        if !allow_assignee {
+            self.err(
+                &path.key("assignee"),
+                Code::BadValue,
+                "`assignee` is only valid in notifications".into(),
+                None,
+            );
+            return None;
+        }
+        if r.assignee == Some(false) {
+            self.err(
+                &path.key("assignee"),
+                Code::BadValue,
+                "write `assignee: true`, or leave it out".into(),
+                None,
+            );
+            return None;
+        }
+        Some(Party::Assignee)
+    }
+
+    /// A deadline or timer.
+    pub(super) fn deadline(
+        &mut self,
+        path: &Path,
+        r: &RawDeadline,
+        is_notice: bool,
+    ) -> Option<DeadlineDef> {
+        let period = self.period_ref(&path.key("period"), &r.period);
+        let from = match r.from.as_deref() {
+            None | Some("opened") => Some(StartRef::Opened),
+            Some("receipt") if is_notice => Some(StartRef::Receipt),
+            Some("receipt") => {
+                self.err(
+                    &path.key("from"),
+                    Code::BadValue,
+                    "`from: receipt` only applies to notices".into(),
+                    Some("use `opened` or `var.NAME`".into()),
+                );
+                None
+            }
+            Some(s) => {
+                match s.strip_prefix("var.") {
+                    Some(v) => match self.var_ref(&path.key("from"), v) {
+                        Some(Some(t)) if !t.is_temporal() => {
+                            self.err(&path.key("from"), Code::TypeMismatch, format!("variable `{v}` is a {t}; a period starts from a date or datetime"), None);
+                            None
+                        }
+                        Some(_) => Some(StartRef::Variable(v.into())),
+                        None => None,
+                    },
+                    None => {
+                        self.err(
+                            &path.key("from"),
+                            Code::BadValue,
+                            format!("unknown start `{s}`"),
+                            Some("use `opened`, `receipt` (notices) or `var.NAME`".into()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let bound = match r.bound.as_deref() {
+            None | Some("within") => Some(crate::calendar::Bound::Within),
+            Some("at_least") => Some(crate::calendar::Bound::AtLeast),
+            Some(other) => {
+                self.err(
+                    &path.key("bound"),
+                    Code::BadValue,
+                    format!("unknown bound `{other}`"),
+                    Some("`within` (a deadline, …内) or `at_least` (a minimum, 不少于…)".into()),
+                );
+                None
+            }
+        };
+        let cutoff = match &r.cutoff {
+            None => Some(None),
+            Some(t) => match NaiveTime::parse_from_str(t, "%H:%M") {
+                Ok(t) => Some(Some(t)),
+                Err(_) => {
+                    self.err(
+                        &path.key("cutoff"),
+                        Code::BadValue,
+                        format!("bad cut-off `{t}`"),
+                        Some("write the business-hours cut-off as HH:MM, e.g. 17:30".into()),
+                    );
+                    None
+                }
+            },
+        };
+        let mut reminders = Vec::new();
+        for (i, rem) in r.remind.iter().enumerate() {
+            match rem.parse::<Period>() {
+                Ok(p) => reminders.push(p),
+                Err(e) => self.err(
+                    &path.key("remind").index(i),
+                    Code::BadPeriod,
+                    format!("bad reminder period `{rem}`"),
+                    Some(e.to_string()),
+                ),
+            }
+        }
+        let on_expiry = match &r.on_expiry {
+            None => Some(None),
+            Some(x) => {
+                let ep = path.key("on_expiry");
+                if x.goto.is_none() && x.notify.is_empty() {
+                    self.err(
+                        &ep,
+                        Code::MissingKey,
+                        "`on_expiry` needs `goto:`, `notify:` or both".into(),
+                        None,
+                    );
+                }
+                if let Some(g) = &x.goto {
+                    self.step_ref(&ep.key("goto"), g);
+                }
+                let notify: Vec<Option<RoleRef>> = x
+                    .notify
+                    .iter()
+                    .enumerate()
+                    .map(|(i, role)| self.role_ref(&ep.key("notify").index(i), role))
+                    .collect();
+                if let Some(t) = &x.template {
+                    self.template_ref(&ep.key("template"), t);
+                }
+                notify
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(|notify| {
+                        Some(Expiry {
+                            goto: x.goto.clone(),
+                            notify,
+                            template: x.template.clone(),
+                        })
+                    })
+            }
+        };
+        Some(DeadlineDef {
+            period: period?,
+            from: from?,
+            bound: bound?,
+            include_start_day: r.include_start_day.unwrap_or(false),
+            cutoff: cutoff?,
+            reminders,
+            on_expiry: on_expiry?,
+        })
+    }
+}

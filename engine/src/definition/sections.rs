@@ -1,0 +1,513 @@
+//! The id-keyed and list sections of a definition other than `steps`:
+//! roles, parameters, profiles, variables, templates, documents,
+//! notifications and recurring starts.
+
+use indexmap::IndexMap;
+use marked_yaml::Node;
+
+use super::check::Checker;
+use super::diagnostic::{suggest, Code};
+use super::expr;
+use super::model::*;
+use super::raw::*;
+use super::source::Path;
+
+impl Checker<'_> {
+    pub(super) fn roles_section(&mut self, node: Option<&Node>) -> IndexMap<String, Role> {
+        let path = Path::root().key("roles");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "role");
+            // Short form: `government: 本级人民政府`.
+            if let Some(s) = n.as_scalar() {
+                out.insert(
+                    id,
+                    Role {
+                        name: s.as_str().to_string(),
+                        description: None,
+                    },
+                );
+            } else if let Some(r) = self.de::<RawRole>(&p, n) {
+                out.insert(
+                    id,
+                    Role {
+                        name: r.name,
+                        description: r.description,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    pub(super) fn parameters_section(
+        &mut self,
+        node: Option<&Node>,
+    ) -> IndexMap<String, Parameter> {
+        let path = Path::root().key("parameters");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "parameter");
+            let Some(r) = self.de::<RawParameter>(&p, n) else {
+                continue;
+            };
+            let Some(ty) = self.value_type(&p.key("type"), &r.ty, None) else {
+                continue;
+            };
+            let default = match &r.default {
+                Some(v) => self.value(&p.key("default"), &ty, v),
+                None => None,
+            };
+            out.insert(
+                id,
+                Parameter {
+                    ty,
+                    default,
+                    description: r.description,
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn profiles_section(
+        &mut self,
+        node: Option<&Node>,
+        params: &IndexMap<String, Parameter>,
+    ) -> IndexMap<String, Profile> {
+        let path = Path::root().key("profiles");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "profile");
+            let Some(r) = self.de::<RawProfile>(&p, n) else {
+                continue;
+            };
+            let rules = self.check_rules(&p.key("rules"), &r.rules);
+            let mut values = IndexMap::new();
+            for (k, v) in &r.values {
+                let vp = p.key("values").key(k);
+                match params.get(k) {
+                    Some(param) => {
+                        if let Some(v) = self.value(&vp, &param.ty.clone(), v) {
+                            values.insert(k.clone(), v);
+                        }
+                    }
+                    None if self.params.contains_key(k) => {} // declared, but its type is bad
+                    None => {
+                        let hint = suggest(k, "parameter", self.params.keys().map(String::as_str));
+                        self.err_key(
+                            &vp,
+                            Code::UnknownParameter,
+                            format!("unknown profile parameter `{k}`"),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+            for (name, param) in params {
+                if !r.values.contains_key(name) {
+                    match &param.default {
+                        Some(d) => {
+                            values.insert(name.clone(), d.clone());
+                        }
+                        None => self.err(
+                            &p.key("values"),
+                            Code::MissingParameterValue,
+                            format!("profile `{id}` gives no value for parameter `{name}`, which has no default"),
+                            Some(format!("add `{name}: …` under `values:`, or a `default:` to the parameter")),
+                        ),
+                    }
+                }
+            }
+            out.insert(
+                id,
+                Profile {
+                    name: r.name,
+                    rules,
+                    values,
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn variables_section(&mut self, node: Option<&Node>) -> IndexMap<String, Variable> {
+        let path = Path::root().key("variables");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "variable");
+            if expr::BUILTIN_NAMES.contains(&id.as_str()) {
+                self.err_key(
+                    &p,
+                    Code::DuplicateId,
+                    format!("`{id}` is a built-in name and cannot be a variable"),
+                    None,
+                );
+            }
+            let Some(r) = self.de::<RawVariable>(&p, n) else {
+                continue;
+            };
+            let Some(ty) = self.value_type(&p.key("type"), &r.ty, r.values.as_deref()) else {
+                continue;
+            };
+            if r.values.is_some()
+                && !matches!(&ty, ValueType::Enum(_))
+                && !matches!(&ty, ValueType::List(t) if matches!(**t, ValueType::Enum(_)))
+            {
+                self.err_key(
+                    &p.key("values"),
+                    Code::BadValue,
+                    format!("`values:` only applies to enums, and `{id}` is a {ty}"),
+                    None,
+                );
+            }
+            if (r.min_items.is_some() || r.max_items.is_some()) && !matches!(ty, ValueType::List(_))
+            {
+                self.err_key(
+                    &p.key("min_items"),
+                    Code::BadValue,
+                    format!("`min_items`/`max_items` only apply to lists, and `{id}` is a {ty}"),
+                    None,
+                );
+            }
+            if let (Some(a), Some(b)) = (r.min_items, r.max_items) {
+                if a > b {
+                    self.err(
+                        &p.key("max_items"),
+                        Code::BadValue,
+                        format!("max_items {b} is below min_items {a}"),
+                        None,
+                    );
+                }
+            }
+            if ty == ValueType::Role {
+                self.err(
+                    &p.key("type"),
+                    Code::BadValue,
+                    "`role` is a parameter type; variables cannot hold roles".into(),
+                    None,
+                );
+            }
+            let default = match &r.default {
+                Some(v) => self.value(&p.key("default"), &ty, v),
+                None => None,
+            };
+            out.insert(
+                id,
+                Variable {
+                    ty,
+                    required: r.required.unwrap_or(false),
+                    default,
+                    label: r.label,
+                    description: r.description,
+                    min_items: r.min_items,
+                    max_items: r.max_items,
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn templates_section(&mut self, node: Option<&Node>) -> IndexMap<String, Template> {
+        let path = Path::root().key("templates");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "template");
+            let Some(r) = self.de::<RawTemplate>(&p, n) else {
+                continue;
+            };
+            let body = match (&r.body, &r.file) {
+                (Some(b), None) => Some(b.clone()),
+                (None, Some(f)) => match &self.ctx.base_dir {
+                    None => Some(String::new()),
+                    Some(dir) => match std::fs::read_to_string(dir.join(f)) {
+                        Ok(text) => Some(text),
+                        Err(e) => {
+                            self.err(
+                                &p.key("file"),
+                                Code::MissingFile,
+                                format!("template file `{f}` cannot be read: {e}"),
+                                Some(format!("paths are relative to {}", dir.display())),
+                            );
+                            None
+                        }
+                    },
+                },
+                (Some(_), Some(_)) => {
+                    self.err(
+                        &p.key("file"),
+                        Code::BadValue,
+                        "give either `body:` or `file:`, not both".into(),
+                        None,
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.err(
+                        &p.key("body"),
+                        Code::MissingKey,
+                        format!("template `{id}` has neither `body:` nor `file:`"),
+                        None,
+                    );
+                    None
+                }
+            };
+            if let Some(body) = body {
+                out.insert(
+                    id,
+                    Template {
+                        subject: r.subject,
+                        body,
+                        sms: r.sms,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    pub(super) fn documents_section(&mut self, node: Option<&Node>) -> IndexMap<String, Document> {
+        let path = Path::root().key("documents");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "document");
+            let Some(r) = self.de::<RawDocument>(&p, n) else {
+                continue;
+            };
+            if !DOCUMENT_KINDS.contains(&r.kind.as_str()) {
+                self.err(
+                    &p.key("kind"),
+                    Code::BadValue,
+                    format!("unknown document kind `{}`", r.kind),
+                    Some(format!("kinds: {}", DOCUMENT_KINDS.join(", "))),
+                );
+            }
+            self.template_ref(&p.key("template"), &r.template);
+            out.insert(
+                id,
+                Document {
+                    kind: r.kind,
+                    title: r.title,
+                    template: r.template,
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn notifications_section(&mut self, node: Option<&Node>) -> Vec<Notification> {
+        let path = Path::root().key("notifications");
+        let mut out = Vec::new();
+        let Some(node) = node else { return out };
+        for (i, n) in self.items(&path, node).into_iter().enumerate() {
+            let p = path.index(i);
+            let Some(r) = self.de::<RawNotification>(&p, n) else {
+                continue;
+            };
+            let on = Event::ALL
+                .iter()
+                .find(|(name, _)| *name == r.on)
+                .map(|(_, e)| *e);
+            if on.is_none() {
+                let hint = suggest(&r.on, "event", Event::ALL.iter().map(|(n, _)| *n));
+                self.err(
+                    &p.key("on"),
+                    Code::BadValue,
+                    format!("unknown event `{}`", r.on),
+                    Some(hint),
+                );
+            }
+            if let Some(s) = &r.step {
+                self.step_ref(&p.key("step"), s);
+            }
+            let to: Vec<Option<Party>> =
+                r.to.iter()
+                    .enumerate()
+                    .map(|(j, party)| self.party(&p.key("to").index(j), party, true))
+                    .collect();
+            if r.to.is_empty() {
+                self.err(
+                    &p.key("to"),
+                    Code::MissingKey,
+                    "a notification needs at least one recipient".into(),
+                    None,
+                );
+            }
+            let mut channels = Vec::new();
+            for (j, ch) in r.channels.iter().enumerate() {
+                match ch.as_str() {
+                    "email" => channels.push(Channel::Email),
+                    "sms" => channels.push(Channel::Sms),
+                    other => self.err(
+                        &p.key("channels").index(j),
+                        Code::BadValue,
+                        format!("unknown channel `{other}`"),
+                        Some("channels: email, sms".into()),
+                    ),
+                }
+            }
+            self.template_ref(&p.key("template"), &r.template);
+            if let (Some(on), Some(to)) = (on, to.into_iter().collect::<Option<Vec<_>>>()) {
+                out.push(Notification {
+                    on,
+                    step: r.step,
+                    to,
+                    channels,
+                    template: r.template,
+                });
+            }
+        }
+        out
+    }
+
+    pub(super) fn schedule_section(&mut self, node: Option<&Node>) -> Vec<RecurringStart> {
+        let path = Path::root().key("schedule");
+        let mut out = Vec::new();
+        let Some(node) = node else { return out };
+        for (i, n) in self.items(&path, node).into_iter().enumerate() {
+            let p = path.index(i);
+            let Some(r) = self.de::<RawSchedule>(&p, n) else {
+                continue;
+            };
+            let fields = r.cron.split_whitespace().count();
+            let expr = if fields == 5 {
+                format!("0 {}", r.cron.trim())
+            } else {
+                r.cron.trim().to_string()
+            };
+            let problem = cron_problem(&expr)
+                .or_else(|| expr.parse::<cron::Schedule>().err().map(|e| e.to_string()));
+            let schedule = match problem {
+                None => expr.parse::<cron::Schedule>().ok(),
+                Some(why) => {
+                    self.err(
+                        &p.key("cron"),
+                        Code::BadCron,
+                        format!("bad cron expression `{}`: {why}", r.cron),
+                        Some("five fields `minute hour day month weekday`, e.g. `0 9 1 12 *` for 09:00 on 1 December, or `0 9 * * MON`".into()),
+                    );
+                    None
+                }
+            };
+            let timezone = match &r.timezone {
+                None => Some(crate::calendar::LEGAL_TZ),
+                Some(tz) => match tz.parse::<chrono_tz::Tz>() {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        self.err(
+                            &p.key("timezone"),
+                            Code::BadValue,
+                            format!("unknown time zone `{tz}`"),
+                            Some("use `Asia/Shanghai`".into()),
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some(prof) = &r.profile {
+                self.profile_ref(&p.key("profile"), prof);
+            }
+            let mut variables = IndexMap::new();
+            for (k, v) in &r.variables {
+                let vp = p.key("variables").key(k);
+                if let Some(Some(ty)) = self.var_ref(&vp, k) {
+                    if let Some(v) = self.value(&vp, &ty, v) {
+                        variables.insert(k.clone(), v);
+                    }
+                }
+            }
+            if let (Some(schedule), Some(timezone)) = (schedule, timezone) {
+                out.push(RecurringStart {
+                    cron: expr,
+                    schedule,
+                    timezone,
+                    profile: r.profile,
+                    variables,
+                    description: r.description,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Checks the fields of a cron expression (with its seconds field) and says
+/// which one is wrong; the `cron` crate's own errors do not.
+pub(super) fn cron_problem(expr: &str) -> Option<String> {
+    const FIELDS: [(&str, u32, u32); 6] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("weekday", 0, 0),
+    ];
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    if !(6..=7).contains(&parts.len()) {
+        return Some(format!(
+            "expected 5 fields (or 6 with seconds), found {}",
+            parts.len().saturating_sub(1)
+        ));
+    }
+    for (part, (name, lo, hi)) in parts.iter().zip(FIELDS) {
+        for token in part.split(',') {
+            let (range, step) = token.split_once('/').unwrap_or((token, "1"));
+            if step.parse::<u32>().map_or(true, |s| s == 0) {
+                return Some(format!("the {name} field has a bad step `/{step}`"));
+            }
+            for v in range.split('-') {
+                if v == "*" || v == "?" || v.is_empty() {
+                    continue;
+                }
+                let numeric = v.chars().all(|c| c.is_ascii_digit());
+                if name == "weekday" {
+                    if numeric {
+                        return Some(format!(
+                            "weekday `{v}` is ambiguous (cron dialects disagree on whether 1 is Monday or Sunday); write MON, TUE, WED, THU, FRI, SAT or SUN"
+                        ));
+                    }
+                    continue;
+                }
+                if name == "month" && !numeric {
+                    continue;
+                }
+                match v.parse::<u32>() {
+                    Ok(n) if (lo..=hi).contains(&n) => {}
+                    _ => return Some(format!("the {name} field `{v}` is outside {lo}–{hi}")),
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_fields() {
+        assert_eq!(cron_problem("0 0 9 1 12 *"), None);
+        assert_eq!(cron_problem("0 0 9 * * MON-FRI"), None);
+        assert!(cron_problem("0 0 9 32 12 *")
+            .unwrap()
+            .contains("day of month field `32` is outside 1–31"));
+        assert!(cron_problem("0 0 9 * * 1").unwrap().contains("ambiguous"));
+        assert!(cron_problem("0 0 25 * * *").unwrap().contains("hour"));
+        assert!(cron_problem("0 0 9 * *")
+            .unwrap()
+            .contains("expected 5 fields"));
+    }
+}
