@@ -26,10 +26,15 @@ pub fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-/// One diagnostic per paragraph, without the file name (snapshots must not
-/// depend on where the repository is checked out).
+/// One diagnostic per paragraph, without the file name, and with the
+/// repository's location removed: snapshots must not depend on where the
+/// repository is checked out.
 pub fn render(diags: &[Diagnostic]) -> String {
-    diags
+    let root = format!(
+        "{}/",
+        root().canonicalize().expect("the root exists").display()
+    );
+    let text = diags
         .iter()
         .map(|d| {
             let mut s = format!(
@@ -42,5 +47,6 @@ pub fn render(diags: &[Diagnostic]) -> String {
             s
         })
         .collect::<Vec<_>>()
-        .join("\n\n")
+        .join("\n\n");
+    text.replace(&root, "")
 }
