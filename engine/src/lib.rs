@@ -14,3 +14,4 @@
 
 pub mod calendar;
 pub mod definition;
+pub mod runtime;

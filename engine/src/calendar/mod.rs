@@ -20,9 +20,9 @@ pub mod schedule;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Weekday};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use period::{Period, PeriodError, Unit};
 pub use schedule::{DayKind, Holiday, ScheduleError, YearSchedule};
@@ -42,7 +42,7 @@ pub struct Calendar {
 }
 
 /// Whether a timer is a deadline or a minimum (see the glossary).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
     /// "…内": acting at or before the cut-off is on time; after it is overdue.
@@ -103,7 +103,7 @@ impl Start {
 }
 
 /// What a period yields, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deadline {
     /// The last day of the period, after any rest-day extension.
     pub last_day: NaiveDate,
@@ -111,7 +111,7 @@ pub struct Deadline {
     /// day) or the business-hours cut-off. For a `within` period an act at or
     /// after this instant is late; for `at_least`, what follows may happen
     /// from this instant on.
-    pub deadline: DateTime<Tz>,
+    pub deadline: DateTime<FixedOffset>,
     /// Deadline or minimum.
     pub bound: Bound,
     /// True when a year without an official schedule was consulted.
@@ -220,7 +220,7 @@ impl Calendar {
                 );
                 return Deadline {
                     last_day: end.date_naive(),
-                    deadline: end,
+                    deadline: end.fixed_offset(),
                     bound: spec.bound,
                     provisional: false,
                     provisional_years: Vec::new(),
@@ -282,7 +282,7 @@ impl Calendar {
         };
         Deadline {
             last_day,
-            deadline,
+            deadline: deadline.fixed_offset(),
             bound: spec.bound,
             provisional: !provisional_years.is_empty(),
             provisional_years,
@@ -424,6 +424,16 @@ pub fn add_months(d: NaiveDate, months: u32) -> (NaiveDate, bool) {
     } else {
         (first.with_day(d.day()).expect("valid day"), false)
     }
+}
+
+/// The corresponding day `months` earlier, clamped to the month's end.
+pub fn sub_months(d: NaiveDate, months: u32) -> NaiveDate {
+    let total = d.year() * 12 + d.month0() as i32 - months as i32;
+    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12) as u32);
+    let first = NaiveDate::from_ymd_opt(year, month0 + 1, 1).expect("valid month");
+    first
+        .with_day(d.day().min(days_in_month(first)))
+        .expect("valid day")
 }
 
 /// The number of days in the month of `d`.

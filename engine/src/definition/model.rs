@@ -483,7 +483,8 @@ impl Event {
 }
 
 /// A channel a notification is sent by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// Email (HTML and plain text).
     Email,

@@ -1,0 +1,181 @@
+//! The state of one instance, as the store keeps it (serialised as JSON).
+//!
+//! Everything a transition needs is here or in the definition: the
+//! variables, the open and closed tasks with their deadlines, the waits, the
+//! pending timers and the join counters. `version` is the optimistic
+//! concurrency counter: a transition computed from version N may only be
+//! stored over version N.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Deadline;
+
+/// Where an instance is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    /// Steps are open.
+    Running,
+    /// An `end` step was reached.
+    Completed {
+        /// The end's result.
+        result: String,
+    },
+    /// Cancelled by an administrator.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Status {
+    /// `running`, `completed` or `cancelled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed { .. } => "completed",
+            Status::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// A task or notice of an instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// The task id, `INSTANCE.N`.
+    pub id: String,
+    /// The step it belongs to.
+    pub step: String,
+    /// `task` or `notice`.
+    pub kind: String,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+    /// The people (tasks) or the agency/person (notices) it went to.
+    pub assignees: Vec<String>,
+    /// When the recipient acknowledged receipt (notices).
+    pub received_at: Option<DateTime<Utc>>,
+    /// The computed deadline, once its start is known.
+    pub deadline: Option<Deadline>,
+    /// When it closed, with which outcome, by whom.
+    pub closed: Option<Closed>,
+}
+
+/// How a task closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Closed {
+    /// The outcome id, or `expired` / `cancelled`.
+    pub outcome: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (a person or agency id, or `engine`).
+    pub by: String,
+}
+
+/// What a timer does when it fires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TimerKind {
+    /// The deadline of a task expires.
+    Expiry {
+        /// The task.
+        task: String,
+    },
+    /// A reminder before a task's deadline.
+    Reminder {
+        /// The task.
+        task: String,
+        /// The reminder's period as written, for the message.
+        before: String,
+    },
+    /// A `wait_timer` step's period has run.
+    Wait {
+        /// The waiting step.
+        step: String,
+    },
+    /// A `wait_message` step's timeout.
+    MessageTimeout {
+        /// The waiting step.
+        step: String,
+    },
+}
+
+/// A pending timer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimerState {
+    /// The timer id, `INSTANCE.tN`.
+    pub id: String,
+    /// When it falls due.
+    pub due: DateTime<Utc>,
+    /// What it does.
+    pub kind: TimerKind,
+    /// The deadline was counted through a year without a schedule.
+    pub provisional: bool,
+}
+
+/// A step waiting for something other than a person: a message, a timer, a child.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WaitState {
+    /// The step.
+    pub step: String,
+    /// For `wait_message`: the message name and correlation key.
+    pub message: Option<(String, String)>,
+    /// For `call`: the child instance, once started.
+    pub child: Option<String>,
+}
+
+/// One instance of a definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceState {
+    /// The instance id.
+    pub id: String,
+    /// The definition id.
+    pub definition: String,
+    /// The definition version it runs on, for its whole life.
+    pub version: u32,
+    /// The profile chosen at start.
+    pub profile: Option<String>,
+    /// Where it is.
+    pub status: Status,
+    /// The variables, as typed JSON values.
+    pub variables: BTreeMap<String, serde_json::Value>,
+    /// All tasks and notices, open and closed, by id.
+    pub tasks: BTreeMap<String, TaskState>,
+    /// Pending timers, by id.
+    pub timers: BTreeMap<String, TimerState>,
+    /// Waiting steps, by step id.
+    pub waits: BTreeMap<String, WaitState>,
+    /// Arrivals at each join since it last fired.
+    pub joins: BTreeMap<String, u32>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The counter for task and timer ids.
+    pub seq: u64,
+    /// Optimistic-concurrency counter: bumped by every stored transition.
+    pub revision: u64,
+}
+
+impl InstanceState {
+    /// The open tasks, in id order.
+    pub fn open_tasks(&self) -> impl Iterator<Item = &TaskState> {
+        self.tasks.values().filter(|t| t.closed.is_none())
+    }
+
+    /// The steps that are currently open (tasks, notices and waits).
+    pub fn current_steps(&self) -> Vec<String> {
+        let mut steps: Vec<String> = self.open_tasks().map(|t| t.step.clone()).collect();
+        steps.extend(self.waits.keys().cloned());
+        steps.sort();
+        steps.dedup();
+        steps
+    }
+
+    pub(crate) fn next_id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{}.{prefix}{}", self.id, self.seq)
+    }
+}

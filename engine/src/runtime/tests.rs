@@ -1,0 +1,781 @@
+//! Tests of the core: the library's processes driven event by event, and
+//! every kind of invalid event refused without a change.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value as Json};
+
+use super::directory::MemoryDirectory;
+use super::*;
+use crate::calendar::{Calendar, LEGAL_TZ};
+use crate::definition::{load_library, Definition};
+
+fn library() -> BTreeMap<String, Definition> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../processes");
+    let files = crate::definition::expand_paths(&[dir]).unwrap();
+    let lib = load_library(&files, &[]);
+    assert!(lib.is_valid());
+    lib.definitions
+}
+
+fn person(id: &str, roles: &[&str], county: &str) -> Person {
+    Person {
+        id: id.into(),
+        name: id.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        organisation: None,
+        level: None,
+        county: Some(county.into()),
+        email: Some(format!("{id}@example.org")),
+        mobile: None,
+    }
+}
+
+fn agency(id: &str, level: &str, county: &str) -> Agency {
+    Agency {
+        id: id.into(),
+        name: id.into(),
+        level: Some(level.into()),
+        county: Some(county.into()),
+        email: None,
+        mobile: None,
+    }
+}
+
+fn directory() -> MemoryDirectory {
+    MemoryDirectory {
+        people: vec![
+            person("li", &["supervision_office"], "市本级"),
+            person("wang", &["office_head"], "市本级"),
+            person("zhao", &["government"], "市本级"),
+            person("city_coord", &["coordination_department"], "市本级"),
+            person("qiaoxi_coord", &["coordination_department"], "桥西区"),
+            person("head", &["department_head"], "市本级"),
+        ],
+        agencies: vec![
+            agency("market_bureau", "市级", "市本级"),
+            agency("qiaoxi_urban", "县级", "桥西区"),
+            agency("qiaoxi_env", "县级", "桥西区"),
+            agency("xindu_env", "县级", "信都区"),
+        ],
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct H {
+    def: Definition,
+    cal: Calendar,
+    dir: MemoryDirectory,
+    state: Option<InstanceState>,
+    history: Vec<HistoryEntry>,
+    commands: Vec<Command>,
+}
+
+fn vars(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+impl H {
+    fn new(id: &str) -> H {
+        H {
+            def: library()[id].clone(),
+            cal: Calendar::builtin(),
+            dir: directory(),
+            state: None,
+            history: vec![],
+            commands: vec![],
+        }
+    }
+
+    fn try_apply(&mut self, e: Event, now: &str) -> Result<(), EngineError> {
+        let env = Env {
+            definition: &self.def,
+            calendar: &self.cal,
+            directory: &self.dir,
+        };
+        let t = apply(&env, self.state.as_ref(), &e, at(now))?;
+        self.history.extend(t.history);
+        self.commands = t.commands;
+        self.state = Some(t.state);
+        Ok(())
+    }
+
+    #[track_caller]
+    fn apply(&mut self, e: Event, now: &str) {
+        if let Err(err) = self.try_apply(e, now) {
+            panic!("{err}");
+        }
+    }
+
+    fn state(&self) -> &InstanceState {
+        self.state.as_ref().unwrap()
+    }
+
+    /// The open task of `step`.
+    #[track_caller]
+    fn task(&self, step: &str) -> TaskState {
+        self.state()
+            .open_tasks()
+            .find(|t| t.step == step)
+            .cloned()
+            .unwrap_or_else(|| panic!("no open task at {step}: {:?}", self.state().current_steps()))
+    }
+
+    fn complete(&mut self, step: &str, outcome: &str, v: &[(&str, Json)], now: &str) {
+        let task = self.task(step).id;
+        self.apply(
+            Event::Complete {
+                task,
+                outcome: outcome.into(),
+                variables: vars(v),
+                actor: "li".into(),
+            },
+            now,
+        );
+    }
+
+    /// Fires the pending timer of `kind` ("expiry", "reminder") for `step`.
+    fn fire(&mut self, step: &str, kind: &str) -> DateTime<Utc> {
+        let task = self.task(step).id;
+        let t = self
+            .state()
+            .timers
+            .values()
+            .filter(|t| match (&t.kind, kind) {
+                (TimerKind::Expiry { task: x }, "expiry") => *x == task,
+                (TimerKind::Reminder { task: x, .. }, "reminder") => *x == task,
+                _ => false,
+            })
+            .min_by_key(|t| t.due)
+            .cloned()
+            .expect("a pending timer");
+        self.apply(Event::TimerFired { timer: t.id }, &t.due.to_rfc3339());
+        t.due
+    }
+
+    fn whats(&self) -> Vec<&str> {
+        self.history.iter().map(|h| h.what.as_str()).collect()
+    }
+}
+
+fn start_letter(h: &mut H) {
+    h.apply(
+        Event::Start {
+            instance: "1".into(),
+            profile: None,
+            variables: vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("许司督〔2025〕1号")),
+                ("problem", json!("未落实行政执法公示制度")),
+            ]),
+            actor: "li".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+}
+
+#[test]
+fn supervision_letter_handled_in_time() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    let draft = h.task("draft_letter");
+    assert_eq!(draft.assignees, ["li"]);
+    // 5 working days from 2025-09-26 (the XC profile's drafting period).
+    assert_eq!(
+        draft.deadline.as_ref().unwrap().last_day.to_string(),
+        "2025-10-10"
+    );
+    h.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ],
+        "2025-09-29T09:00:00+08:00",
+    );
+    let notice = h.task("await_report");
+    assert_eq!(notice.kind, "notice");
+    assert_eq!(notice.assignees, ["market_bureau"]);
+    assert!(notice.deadline.is_none(), "counted from receipt");
+    assert!(h.commands.iter().any(|c| matches!(c, Command::RenderDocument { document, .. } if document == "supervision_letter")));
+    h.apply(
+        Event::Receive {
+            task: notice.id.clone(),
+            actor: "market_bureau".into(),
+        },
+        "2025-09-30T15:00:00+08:00",
+    );
+    let d = h.task("await_report").deadline.unwrap();
+    // 30 days from 09-30: nominal 10-30, a Thursday.
+    assert_eq!(d.last_day.to_string(), "2025-10-30");
+    let reminders: Vec<_> = h
+        .state()
+        .timers
+        .values()
+        .filter(|t| matches!(t.kind, TimerKind::Reminder { .. }))
+        .map(|t| t.due.with_timezone(&LEGAL_TZ).to_rfc3339())
+        .collect();
+    // 5 and 1 working days before the last day, at 09:00.
+    assert_eq!(
+        reminders,
+        ["2025-10-23T09:00:00+08:00", "2025-10-29T09:00:00+08:00"]
+    );
+    h.complete(
+        "await_report",
+        "handled",
+        &[("handling_report", json!("已整改"))],
+        "2025-10-20T10:00:00+08:00",
+    );
+    assert!(
+        h.state()
+            .timers
+            .values()
+            .all(|t| !matches!(&t.kind, TimerKind::Expiry { task } if *task == notice.id)),
+        "closing a task cancels its timers"
+    );
+    h.complete(
+        "review_report",
+        "accepted",
+        &[("review_opinion", json!("整改到位"))],
+        "2025-10-21T10:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "corrected".into()
+        }
+    );
+    assert!(h.state().timers.is_empty());
+}
+
+#[test]
+fn supervision_letter_overdue_escalates_to_the_government() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    h.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("意见书")),
+            ("reply_period", json!("10个工作日")),
+        ],
+        "2025-09-26T11:00:00+08:00",
+    );
+    let id = h.task("await_report").id;
+    h.apply(
+        Event::Receive {
+            task: id,
+            actor: "market_bureau".into(),
+        },
+        "2025-09-26T12:00:00+08:00",
+    );
+    // 09-28 and 10-11 are make-up working days.
+    assert_eq!(
+        h.task("await_report")
+            .deadline
+            .unwrap()
+            .last_day
+            .to_string(),
+        "2025-10-16"
+    );
+    let reminded = h.fire("await_report", "reminder");
+    assert_eq!(
+        reminded.with_timezone(&LEGAL_TZ).to_rfc3339(),
+        "2025-10-10T09:00:00+08:00"
+    );
+    assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if event == "reminder" && to == &["market_bureau"])));
+    let due = h.fire("await_report", "expiry");
+    assert_eq!(
+        due.with_timezone(&LEGAL_TZ).to_rfc3339(),
+        "2025-10-17T00:00:00+08:00"
+    );
+    assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if event == "escalated" && to == &["role:supervision_office"])), "{:?}", h.commands);
+    assert!(
+        h.whats()
+            .ends_with(&["expired", "escalated", "task_opened"]),
+        "{:?}",
+        h.whats()
+    );
+    h.complete(
+        "verify_exception",
+        "verified",
+        &[
+            ("reconsideration_filed", json!(false)),
+            ("litigation_filed", json!(false)),
+        ],
+        "2025-10-20T10:00:00+08:00",
+    );
+    h.complete(
+        "report_to_government",
+        "reported",
+        &[],
+        "2025-10-21T10:00:00+08:00",
+    );
+    assert_eq!(h.task("government_decision").assignees, ["zhao"]);
+    h.complete(
+        "government_decision",
+        "decided",
+        &[
+            ("decision_kind", json!("责令限期履行")),
+            ("decision_reason", json!("逾期不改正")),
+        ],
+        "2025-10-22T10:00:00+08:00",
+    );
+    assert!(h.commands.iter().any(
+        |c| matches!(c, Command::RenderDocument { document, .. } if document == "decision_document")
+    ));
+    let id = h.task("serve_decision").id;
+    h.apply(
+        Event::Receive {
+            task: id,
+            actor: "market_bureau".into(),
+        },
+        "2025-10-23T10:00:00+08:00",
+    );
+    h.complete(
+        "serve_decision",
+        "acknowledged",
+        &[],
+        "2025-10-23T11:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "government_decided".into()
+        }
+    );
+}
+
+#[test]
+fn xc20_exception_is_checked_and_recorded_before_escalating() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    h.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ],
+        "2025-09-26T11:00:00+08:00",
+    );
+    h.complete(
+        "await_report",
+        "refused",
+        &[("refusal_reason", json!("认为执法行为合法"))],
+        "2025-09-30T10:00:00+08:00",
+    );
+    h.complete(
+        "verify_exception",
+        "verified",
+        &[
+            ("reconsideration_filed", json!(true)),
+            ("litigation_filed", json!(false)),
+            ("exception_evidence", json!("复议申请书")),
+        ],
+        "2025-10-09T10:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "exception_reconsideration_or_litigation".into()
+        }
+    );
+    let decided = h.history.iter().find(|e| e.what == "decided").unwrap();
+    assert_eq!(decided.step_after.as_deref(), Some("closed_exception"));
+    assert!(
+        decided.note.as_ref().unwrap().contains("(XC-20)"),
+        "{:?}",
+        decided.note
+    );
+    assert!(!h
+        .history
+        .iter()
+        .any(|e| e.step_after.as_deref() == Some("report_to_government")));
+}
+
+#[test]
+fn invalid_events_are_refused_and_change_nothing() {
+    let mut h = H::new("supervision_letter");
+    // Start: unknown, missing and mistyped variables.
+    let err = h
+        .try_apply(
+            Event::Start {
+                instance: "1".into(),
+                profile: None,
+                variables: vars(&[("agency", json!("a")), ("case_no", json!("1"))]),
+                actor: "li".into(),
+            },
+            "2025-09-26T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert_eq!(err, EngineError::MissingVariable("problem".into()));
+    let err = h
+        .try_apply(
+            Event::Start {
+                instance: "1".into(),
+                profile: None,
+                variables: vars(&[("agnecy", json!("a"))]),
+                actor: "li".into(),
+            },
+            "2025-09-26T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert_eq!(err, EngineError::UnknownVariable("agnecy".into()));
+    let err = h
+        .try_apply(
+            Event::Start {
+                instance: "1".into(),
+                profile: Some("ZZ".into()),
+                variables: BTreeMap::new(),
+                actor: "li".into(),
+            },
+            "2025-09-26T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert_eq!(err, EngineError::UnknownProfile("ZZ".into()));
+    assert!(h.state.is_none());
+    start_letter(&mut h);
+    let before = h.state().clone();
+    let task = h.task("draft_letter").id;
+    let complete = |outcome: &str, v: &[(&str, Json)]| Event::Complete {
+        task: task.clone(),
+        outcome: outcome.into(),
+        variables: vars(v),
+        actor: "li".into(),
+    };
+    let cases = [
+        (
+            complete("aprove", &[]),
+            "has no outcome `aprove`; outcomes: issue, no_problem",
+        ),
+        (
+            complete("issue", &[("letter_kind", json!("督办函"))]),
+            "outcome `issue` requires the field `reply_period`",
+        ),
+        (
+            complete(
+                "issue",
+                &[
+                    ("letter_kind", json!("建议函")),
+                    ("reply_period", json!("30日")),
+                ],
+            ),
+            "variable `letter_kind`: `建议函` is not one of 督办函, 意见书, 通知书",
+        ),
+        (
+            complete(
+                "issue",
+                &[
+                    ("letter_kind", json!("督办函")),
+                    ("reply_period", json!("5 weeks")),
+                ],
+            ),
+            "variable `reply_period`: `5 weeks` has an unknown unit",
+        ),
+        (
+            complete(
+                "issue",
+                &[
+                    ("letter_kind", json!("督办函")),
+                    ("reply_period", json!("30日")),
+                    ("problem", json!("x")),
+                ],
+            ),
+            "`problem` is not a field of outcome `issue`",
+        ),
+        (
+            Event::Complete {
+                task: "1.99".into(),
+                outcome: "issue".into(),
+                variables: BTreeMap::new(),
+                actor: "li".into(),
+            },
+            "no task `1.99`",
+        ),
+    ];
+    for (e, want) in cases {
+        let err = h
+            .try_apply(e, "2025-09-27T10:00:00+08:00")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err} does not contain {want}");
+        assert_eq!(h.state(), &before, "a refused event changes nothing");
+    }
+    h.complete(
+        "draft_letter",
+        "no_problem",
+        &[],
+        "2025-09-27T10:00:00+08:00",
+    );
+    let err = h
+        .try_apply(complete("no_problem", &[]), "2025-09-27T11:00:00+08:00")
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Ended(_)), "{err}");
+}
+
+#[test]
+fn completing_a_closed_task_is_refused() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    let draft = h.task("draft_letter").id;
+    h.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ],
+        "2025-09-27T10:00:00+08:00",
+    );
+    let err = h
+        .try_apply(
+            Event::Complete {
+                task: draft,
+                outcome: "issue".into(),
+                variables: vars(&[
+                    ("letter_kind", json!("督办函")),
+                    ("reply_period", json!("30日")),
+                ]),
+                actor: "li".into(),
+            },
+            "2025-09-27T11:00:00+08:00",
+        )
+        .unwrap_err();
+    assert!(matches!(err, EngineError::TaskClosed { .. }), "{err}");
+}
+
+fn start_dispute(h: &mut H, a: &str, b: &str) {
+    h.apply(
+        Event::Start {
+            instance: "7".into(),
+            profile: None,
+            variables: vars(&[
+                ("applicant", json!(a)),
+                ("respondent", json!(b)),
+                ("dispute_summary", json!("占道经营的管辖")),
+            ]),
+            actor: "li".into(),
+        },
+        "2026-03-02T09:00:00+08:00",
+    );
+    h.complete(
+        "negotiate",
+        "failed",
+        &[
+            ("negotiation_record", json!("协商不成")),
+            ("application_letter", json!("公函")),
+            ("dispute_focus", json!("焦点")),
+            ("positions", json!("双方观点及依据")),
+        ],
+        "2026-03-03T09:00:00+08:00",
+    );
+}
+
+#[test]
+fn dispute_routing_follows_xt7() {
+    // Two organs of one county: that county's department.
+    let mut h = H::new("dispute");
+    start_dispute(&mut h, "qiaoxi_urban", "qiaoxi_env");
+    assert_eq!(h.state().variables["coordination_unit"], json!("桥西区"));
+    assert_eq!(h.task("review_application").assignees, ["qiaoxi_coord"]);
+    // Across counties, or with a city organ: the city department.
+    for (a, b) in [
+        ("qiaoxi_urban", "xindu_env"),
+        ("market_bureau", "qiaoxi_env"),
+    ] {
+        let mut h = H::new("dispute");
+        start_dispute(&mut h, a, b);
+        assert_eq!(h.state().variables["coordination_unit"], json!("市本级"));
+        assert_eq!(h.task("review_application").assignees, ["city_coord"]);
+    }
+}
+
+#[test]
+fn dispute_returns_incomplete_applications_and_joins_both_parties() {
+    let mut h = H::new("dispute");
+    start_dispute(&mut h, "qiaoxi_urban", "xindu_env");
+    h.complete(
+        "review_application",
+        "incomplete",
+        &[("missing_items", json!(["争议焦点的情况说明"]))],
+        "2026-03-04T09:00:00+08:00",
+    );
+    h.complete(
+        "return_application",
+        "resubmitted",
+        &[
+            ("application_letter", json!("公函")),
+            ("dispute_focus", json!("补正后的焦点")),
+            ("positions", json!("观点")),
+        ],
+        "2026-03-05T09:00:00+08:00",
+    );
+    h.complete(
+        "review_application",
+        "complete",
+        &[],
+        "2026-03-06T09:00:00+08:00",
+    );
+    h.complete(
+        "coordinate",
+        "agreed",
+        &[("coordination_opinion", json!("由城管部门负责"))],
+        "2026-03-10T09:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().current_steps(),
+        ["serve_applicant", "serve_respondent"]
+    );
+    h.complete(
+        "serve_applicant",
+        "executed",
+        &[("applicant_execution", json!("已执行"))],
+        "2026-03-12T09:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().current_steps(),
+        ["serve_respondent"],
+        "the join waits for both"
+    );
+    // The respondent receives the opinion but never reports: the expiry
+    // takes its branch to the join.
+    let id = h.task("serve_respondent").id;
+    h.apply(
+        Event::Receive {
+            task: id,
+            actor: "xindu_env".into(),
+        },
+        "2026-03-11T09:00:00+08:00",
+    );
+    h.fire("serve_respondent", "expiry");
+    assert_eq!(h.state().current_steps(), ["check_execution"]);
+    h.complete(
+        "check_execution",
+        "not_executed",
+        &[],
+        "2026-04-20T09:00:00+08:00",
+    );
+    h.complete(
+        "sanction",
+        "sanctioned",
+        &[("sanction", json!("通报"))],
+        "2026-04-21T09:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "resolved_with_sanction".into()
+        }
+    );
+}
+
+#[test]
+fn a_role_without_holders_cannot_take_a_task() {
+    let mut h = H::new("supervision_letter");
+    h.dir.people.retain(|p| p.id != "li");
+    let err = h
+        .try_apply(
+            Event::Start {
+                instance: "1".into(),
+                profile: None,
+                variables: vars(&[
+                    ("agency", json!("market_bureau")),
+                    ("case_no", json!("1")),
+                    ("problem", json!("x")),
+                ]),
+                actor: "li".into(),
+            },
+            "2025-09-26T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "step `draft_letter` needs at least 1 assignees, found 0"
+    );
+}
+
+#[test]
+fn cancel_closes_everything() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    h.apply(
+        Event::Cancel {
+            reason: "重复立案".into(),
+            actor: "wang".into(),
+        },
+        "2025-09-26T11:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Cancelled {
+            reason: "重复立案".into()
+        }
+    );
+    assert!(h.state().timers.is_empty());
+    assert_eq!(h.state().open_tasks().count(), 0);
+    assert!(h
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::CancelTimer { .. })));
+}
+
+#[test]
+fn a_minimum_period_blocks_early_completion() {
+    let text = "id: notice\nversion: 1\nname: 公示\nroles: { office: 司法局 }\nstart: publish\nsteps:\n  publish:\n    kind: task\n    name: 公示\n    assignee: { role: office }\n    deadline: { period: 5个工作日, bound: at_least }\n    outcomes:\n      no_objection: { label: 公示期满无异议, next: done }\n  done: { kind: end, name: 结束, result: appointed }\n";
+    let def = crate::definition::load_str("notice.yaml", text, &Default::default()).unwrap();
+    let mut dir = directory();
+    dir.people.push(person("clerk", &["office"], "市本级"));
+    let mut h = H {
+        def,
+        cal: Calendar::builtin(),
+        dir,
+        state: None,
+        history: vec![],
+        commands: vec![],
+    };
+    h.apply(
+        Event::Start {
+            instance: "3".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "clerk".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+    let task = h.task("publish").id;
+    let e = || Event::Complete {
+        task: task.clone(),
+        outcome: "no_objection".into(),
+        variables: BTreeMap::new(),
+        actor: "clerk".into(),
+    };
+    let err = h.try_apply(e(), "2025-10-10T16:00:00+08:00").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("minimum period of `publish` runs until 2025-10-11T00:00:00+08:00"),
+        "{err}"
+    );
+    h.apply(
+        e(),
+        &LEGAL_TZ
+            .with_ymd_and_hms(2025, 10, 11, 0, 0, 0)
+            .unwrap()
+            .to_rfc3339(),
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "appointed".into()
+        }
+    );
+}

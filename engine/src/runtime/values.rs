@@ -1,0 +1,211 @@
+//! Typing the values that events carry, and the context CEL reads.
+//!
+//! Variables are stored as JSON in a normal form per type: texts, ids,
+//! dates (`YYYY-MM-DD`), instants (RFC 3339) and periods as strings; ints as
+//! integers; bools as booleans; lists as arrays. [`check`] refuses anything
+//! else with the variable's name; [`from_text`] reads the CLI's `k=v` forms.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate};
+use serde_json::{json, Value as Json};
+
+use super::directory::Directory;
+use super::event::EngineError;
+use crate::calendar::Period;
+use crate::definition::{Definition, Value, ValueType, Variable};
+
+fn bad(name: &str, why: impl Into<String>) -> EngineError {
+    EngineError::BadValue {
+        name: name.into(),
+        why: why.into(),
+    }
+}
+
+/// Checks `v` against `var`'s type and returns its normal form.
+pub fn check(name: &str, var: &Variable, v: &Json) -> Result<Json, EngineError> {
+    let out = check_type(name, &var.ty, v)?;
+    if let Json::Array(items) = &out {
+        if let Some(min) = var.min_items {
+            if (items.len() as u32) < min {
+                return Err(bad(
+                    name,
+                    format!("needs at least {min} items, got {}", items.len()),
+                ));
+            }
+        }
+        if let Some(max) = var.max_items {
+            if (items.len() as u32) > max {
+                return Err(bad(
+                    name,
+                    format!("allows at most {max} items, got {}", items.len()),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError> {
+    let text = || -> Result<&str, EngineError> {
+        v.as_str()
+            .ok_or_else(|| bad(name, format!("expected a {ty}, got {v}")))
+    };
+    Ok(match ty {
+        ValueType::String
+        | ValueType::Text
+        | ValueType::Person
+        | ValueType::Agency
+        | ValueType::Role => Json::String(text()?.to_string()),
+        ValueType::Email => {
+            let s = text()?;
+            if !s
+                .split_once('@')
+                .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+            {
+                return Err(bad(name, format!("`{s}` is not an email address")));
+            }
+            Json::String(s.into())
+        }
+        ValueType::Phone => {
+            let s = text()?;
+            if !(s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(bad(name, format!("`{s}` is not an 11-digit mobile number")));
+            }
+            Json::String(s.into())
+        }
+        ValueType::Enum(values) => {
+            let s = text()?;
+            if !values.iter().any(|x| x == s) {
+                return Err(bad(
+                    name,
+                    format!("`{s}` is not one of {}", values.join(", ")),
+                ));
+            }
+            Json::String(s.into())
+        }
+        ValueType::Int => match v {
+            Json::Number(n) if n.is_i64() => v.clone(),
+            _ => return Err(bad(name, format!("expected a whole number, got {v}"))),
+        },
+        ValueType::Bool => match v {
+            Json::Bool(_) => v.clone(),
+            _ => return Err(bad(name, format!("expected true or false, got {v}"))),
+        },
+        ValueType::Date => {
+            let s = text()?;
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| bad(name, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
+            Json::String(s.into())
+        }
+        ValueType::DateTime => {
+            let s = text()?;
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| bad(name, format!("`{s}` is not an RFC 3339 instant")))?;
+            Json::String(s.into())
+        }
+        ValueType::Period => {
+            let s = text()?;
+            let p: Period = s.parse().map_err(|e| bad(name, format!("{e}")))?;
+            Json::String(p.to_string())
+        }
+        ValueType::List(inner) => match v {
+            Json::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|x| check_type(name, inner, x))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Err(bad(name, format!("expected a list, got {v}"))),
+        },
+    })
+}
+
+/// Reads a value given as text (`--var k=v`) by its declared type: ints and
+/// bools are parsed, lists are comma-separated.
+pub fn from_text(ty: &ValueType, s: &str) -> Json {
+    match ty {
+        ValueType::Int => s
+            .trim()
+            .parse::<i64>()
+            .map_or_else(|_| json!(s), |n| json!(n)),
+        ValueType::Bool => match s.trim() {
+            "true" => json!(true),
+            "false" => json!(false),
+            _ => json!(s),
+        },
+        ValueType::List(inner) => Json::Array(
+            s.split([',', '，'])
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| from_text(inner, x))
+                .collect(),
+        ),
+        _ => json!(s),
+    }
+}
+
+/// A checked definition value (default, profile value) as JSON.
+pub fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Text(s) => json!(s),
+        Value::Int(n) => json!(n),
+        Value::Bool(b) => json!(b),
+        Value::Date(d) => json!(d.to_string()),
+        Value::DateTime(t) => json!(t.to_rfc3339()),
+        Value::Period(p) => json!(p.to_string()),
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
+    }
+}
+
+/// The CEL context of an instance: its variables (agencies and people
+/// expanded into records so `applicant.level` works), `profile` and `now`.
+pub fn cel_context(
+    def: &Definition,
+    profile: Option<&str>,
+    vars: &BTreeMap<String, Json>,
+    dir: &dyn Directory,
+    now: DateTime<chrono::Utc>,
+) -> cel::Context<'static, 'static> {
+    let mut ctx = cel::Context::default();
+    for (name, var) in &def.variables {
+        let v = vars.get(name).cloned().unwrap_or(Json::Null);
+        let v = expand(&var.ty, v, dir);
+        let _ = ctx.add_variable(name.clone(), v);
+    }
+    let mut p = serde_json::Map::new();
+    if let Some(prof) = profile.and_then(|id| def.profiles.get(id)) {
+        for (k, v) in &prof.values {
+            p.insert(k.clone(), to_json(v));
+        }
+    } else {
+        for (k, param) in &def.parameters {
+            if let Some(d) = &param.default {
+                p.insert(k.clone(), to_json(d));
+            }
+        }
+    }
+    let _ = ctx.add_variable("profile", Json::Object(p));
+    let _ = ctx.add_variable("now", cel::Value::Timestamp(now.fixed_offset()));
+    ctx
+}
+
+fn expand(ty: &ValueType, v: Json, dir: &dyn Directory) -> Json {
+    match (ty, &v) {
+        (ValueType::Agency, Json::String(id)) => match dir.agency(id) {
+            Some(a) => serde_json::to_value(a).unwrap_or(v),
+            None => json!({ "id": id }),
+        },
+        (ValueType::Person, Json::String(id)) => match dir.person(id) {
+            Some(p) => serde_json::to_value(p).unwrap_or(v),
+            None => json!({ "id": id }),
+        },
+        (ValueType::List(inner), Json::Array(items)) => Json::Array(
+            items
+                .iter()
+                .map(|x| expand(inner, x.clone(), dir))
+                .collect(),
+        ),
+        _ => v,
+    }
+}
