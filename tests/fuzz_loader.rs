@@ -137,7 +137,7 @@ proptest! {
     fn mutated_library_files_never_panic(which in any::<usize>(), muts in proptest::collection::vec(mutation(), 1..8)) {
         let texts = library_texts();
         let text = apply(&texts[which % texts.len()], &muts);
-        let ctx = LoadContext { base_dir: Some(processes()), processes: None };
+        let ctx = LoadContext { base_dir: Some(processes()), ..Default::default() };
         let _ = load_str("mutated.yaml", &text, &ctx);
     }
 }

@@ -15,3 +15,5 @@
 pub mod calendar;
 pub mod definition;
 pub mod runtime;
+pub mod service;
+pub mod store;

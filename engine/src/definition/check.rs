@@ -34,6 +34,9 @@ pub struct LoadContext {
     /// The process ids a `call` step may name; `None` skips that check
     /// (a single file checked on its own).
     pub processes: Option<BTreeSet<String>>,
+    /// Template files by relative path, used instead of `base_dir` (a
+    /// deployed definition carries the files it was deployed with).
+    pub files: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The checker's state: the source, the diagnostics so far, and the names

@@ -160,6 +160,7 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
         let ctx = LoadContext {
             base_dir: path.parent().map(FsPath::to_path_buf),
             processes: Some(known.clone()),
+            files: None,
         };
         let file = path.display().to_string();
         let diagnostics = match load_str(&file, &text, &ctx) {
@@ -193,6 +194,24 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
         });
     }
     lib
+}
+
+/// The template files a definition names (`templates.*.file`), read leniently.
+pub fn template_files(text: &str) -> Vec<String> {
+    let Ok(node) = marked_yaml::parse_yaml(0, text) else {
+        return Vec::new();
+    };
+    let Some(templates) = node.as_mapping().and_then(|m| m.get_mapping("templates")) else {
+        return Vec::new();
+    };
+    templates
+        .iter()
+        .filter_map(|(_, v)| {
+            v.as_mapping()?
+                .get_scalar("file")
+                .map(|f| f.as_str().to_string())
+        })
+        .collect()
 }
 
 /// The `id:` of a definition text, read leniently (for cross-file checks).

@@ -228,6 +228,20 @@ impl Checker<'_> {
             };
             let body = match (&r.body, &r.file) {
                 (Some(b), None) => Some(b.clone()),
+                (None, Some(f)) if self.ctx.files.is_some() => {
+                    match self.ctx.files.as_ref().and_then(|m| m.get(f)) {
+                        Some(text) => Some(text.clone()),
+                        None => {
+                            self.err(
+                                &p.key("file"),
+                                Code::MissingFile,
+                                format!("template file `{f}` was not deployed with the definition"),
+                                None,
+                            );
+                            None
+                        }
+                    }
+                }
                 (None, Some(f)) => match &self.ctx.base_dir {
                     None => Some(String::new()),
                     Some(dir) => match std::fs::read_to_string(dir.join(f)) {

@@ -350,6 +350,9 @@ impl<'a> Run<'a> {
             )?,
             None => None,
         };
+        self.commands.push(Command::UpdateTask {
+            task: task_id.into(),
+        });
         self.record(
             actor,
             "received",
@@ -451,6 +454,9 @@ impl<'a> Run<'a> {
         let timer = self.state.timers.remove(id).ok_or_else(|| {
             EngineError::NotApplicable(format!("timer `{id}` is no longer pending"))
         })?;
+        // The fired timer is consumed in the same transaction as its effect.
+        self.commands
+            .push(Command::CancelTimer { timer: id.into() });
         match timer.kind {
             TimerKind::Reminder { task, before } => {
                 let t = self.state.tasks.get(&task).cloned();

@@ -83,6 +83,11 @@ pub enum Command {
         /// Its step.
         step: String,
     },
+    /// A task's deadline became known (a notice was received).
+    UpdateTask {
+        /// The task id.
+        task: String,
+    },
     /// A task or notice closed.
     CloseTask {
         /// The task id.

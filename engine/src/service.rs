@@ -1,0 +1,339 @@
+//! The engine as the CLI and the server use it: load, apply, commit.
+//!
+//! [`Engine`] ties a [`Store`] to the pure core. For each operation it loads
+//! the instance, takes the definition at the instance's version (parsed once
+//! and cached, never per event), applies the event with the caller's `now`,
+//! and commits the transition with the revision it was computed from. A
+//! refused event writes nothing; a concurrent change is a
+//! [`StoreError::Conflict`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::calendar::Calendar;
+use crate::definition::{self, Definition, Diagnostic, LoadContext};
+use crate::runtime::directory::MemoryDirectory;
+use crate::runtime::{self, values, EngineError, Env, Event, InstanceState, Transition};
+use crate::store::{Deployed, Store, StoreError, StoredDefinition};
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The event was refused by the core; nothing was written.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The store failed or reported a conflict; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Definitions to deploy are invalid; nothing was deployed.
+    #[error("{} problem(s) in the definitions; nothing was deployed", .0.len())]
+    Invalid(Vec<Diagnostic>),
+    /// No deployed definition with that id.
+    #[error("no deployed process `{0}`; deploy it first (`duban deploy processes/`)")]
+    UnknownProcess(String),
+    /// No instance with that id.
+    #[error("no instance `{0}`")]
+    UnknownInstance(String),
+    /// A file could not be read.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// One deployed file's result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeployReport {
+    /// Definition id.
+    pub id: String,
+    /// Version.
+    pub version: u32,
+    /// New or unchanged.
+    pub result: Deployed,
+}
+
+/// The engine over a store.
+pub struct Engine<S> {
+    /// The store.
+    pub store: S,
+    /// The calendar periods are counted on.
+    pub calendar: Calendar,
+    definitions: Mutex<HashMap<(String, u32), Arc<Definition>>>,
+    directory: RwLock<Arc<MemoryDirectory>>,
+}
+
+fn content_hash(source: &str, files: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    for (k, v) in files {
+        h.update([0]);
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine over `store`, with the directory loaded.
+    pub async fn new(store: S, calendar: Calendar) -> Result<Self, ServiceError> {
+        let dir = store.directory().await?;
+        Ok(Engine {
+            store,
+            calendar,
+            definitions: Mutex::new(HashMap::new()),
+            directory: RwLock::new(Arc::new(dir)),
+        })
+    }
+
+    /// Validates the definition files as one library and deploys them. Any
+    /// diagnostic refuses the whole deploy.
+    pub async fn deploy(
+        &self,
+        paths: &[PathBuf],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeployReport>, ServiceError> {
+        let files = definition::expand_paths(paths).map_err(ServiceError::Io)?;
+        let lib = definition::load_library(&files, &[]);
+        if !lib.is_valid() {
+            return Err(ServiceError::Invalid(lib.diagnostics().cloned().collect()));
+        }
+        let mut reports = Vec::new();
+        for f in &lib.files {
+            let def = lib
+                .definitions
+                .values()
+                .find(|d| peek(&f.text).as_deref() == Some(d.id.as_str()))
+                .expect("valid files give definitions");
+            let dir = f.path.parent().map(PathBuf::from).unwrap_or_default();
+            let mut templates = BTreeMap::new();
+            for t in definition::template_files(&f.text) {
+                let text = std::fs::read_to_string(dir.join(&t))
+                    .map_err(|e| ServiceError::Io(format!("{}: {e}", dir.join(&t).display())))?;
+                templates.insert(t, text);
+            }
+            let stored = StoredDefinition {
+                id: def.id.clone(),
+                version: def.version,
+                hash: content_hash(&f.text, &templates),
+                source: f.text.clone(),
+                files: serde_json::to_string(&templates).expect("strings serialise"),
+                file: f.path.display().to_string(),
+                deployed_at: now,
+            };
+            let result = self.store.deploy(&stored).await?;
+            reports.push(DeployReport {
+                id: def.id.clone(),
+                version: def.version,
+                result,
+            });
+        }
+        Ok(reports)
+    }
+
+    /// The definition `id` at `version` (latest when `None`), parsed once.
+    pub async fn definition(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Arc<Definition>, ServiceError> {
+        if let Some(v) = version {
+            if let Some(d) = self
+                .definitions
+                .lock()
+                .expect("not poisoned")
+                .get(&(id.to_string(), v))
+            {
+                return Ok(d.clone());
+            }
+        }
+        let stored = self
+            .store
+            .definition(id, version)
+            .await?
+            .ok_or_else(|| ServiceError::UnknownProcess(id.into()))?;
+        if let Some(d) = self
+            .definitions
+            .lock()
+            .expect("not poisoned")
+            .get(&(id.to_string(), stored.version))
+        {
+            return Ok(d.clone());
+        }
+        let files: BTreeMap<String, String> =
+            serde_json::from_str(&stored.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ctx = LoadContext {
+            files: Some(files),
+            ..Default::default()
+        };
+        let def = definition::load_str(&stored.file, &stored.source, &ctx).map_err(|d| {
+            StoreError::Corrupt(format!(
+                "deployed definition {id} v{} no longer loads: {}",
+                stored.version,
+                d.first().map(|d| d.to_string()).unwrap_or_default()
+            ))
+        })?;
+        let def = Arc::new(def);
+        self.definitions
+            .lock()
+            .expect("not poisoned")
+            .insert((id.to_string(), stored.version), def.clone());
+        Ok(def)
+    }
+
+    /// The directory the engine resolves people with.
+    pub fn directory(&self) -> Arc<MemoryDirectory> {
+        self.directory.read().expect("not poisoned").clone()
+    }
+
+    /// Replaces the directory.
+    pub async fn import_directory(&self, dir: MemoryDirectory) -> Result<(), ServiceError> {
+        self.store.import_directory(&dir).await?;
+        *self.directory.write().expect("not poisoned") = Arc::new(dir);
+        Ok(())
+    }
+
+    /// Reads `k=v` texts by the declared types of `process`'s variables.
+    pub async fn typed_vars(
+        &self,
+        def: &Definition,
+        pairs: &[(String, String)],
+    ) -> Result<BTreeMap<String, Json>, ServiceError> {
+        let mut out = BTreeMap::new();
+        for (k, v) in pairs {
+            let var = def
+                .variables
+                .get(k)
+                .ok_or_else(|| EngineError::UnknownVariable(k.clone()))?;
+            out.insert(k.clone(), values::from_text(&var.ty, v));
+        }
+        Ok(out)
+    }
+
+    fn apply_core(
+        &self,
+        def: &Definition,
+        state: Option<&InstanceState>,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, EngineError> {
+        let dir = self.directory();
+        let env = Env {
+            definition: def,
+            calendar: &self.calendar,
+            directory: dir.as_ref(),
+        };
+        runtime::apply(&env, state, event, now)
+    }
+
+    /// Starts an instance of the latest version of `process`. The start is
+    /// checked before an id is taken, so a refused start writes nothing.
+    pub async fn start(
+        &self,
+        process: &str,
+        profile: Option<&str>,
+        variables: BTreeMap<String, Json>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let def = self.definition(process, None).await?;
+        let mut event = Event::Start {
+            instance: "0".into(),
+            profile: profile.map(str::to_string),
+            variables,
+            actor: actor.into(),
+        };
+        self.apply_core(&def, None, &event, now)?;
+        let id = self.store.next_instance_id().await?;
+        if let Event::Start { instance, .. } = &mut event {
+            *instance = id;
+        }
+        let t = self.apply_core(&def, None, &event, now)?;
+        self.store.commit(None, &t, now).await?;
+        Ok(t)
+    }
+
+    /// Applies `event` to instance `id` and stores the result.
+    pub async fn apply(
+        &self,
+        id: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let state = self
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| ServiceError::UnknownInstance(id.into()))?;
+        let def = self
+            .definition(&state.definition, Some(state.version))
+            .await?;
+        let t = self.apply_core(&def, Some(&state), event, now)?;
+        self.store.commit(Some(state.revision), &t, now).await?;
+        Ok(t)
+    }
+
+    /// Completes task `task` (`INSTANCE.N`) with `outcome`.
+    pub async fn complete(
+        &self,
+        task: &str,
+        outcome: &str,
+        variables: BTreeMap<String, Json>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let instance = task.split('.').next().unwrap_or(task);
+        self.apply(
+            instance,
+            &Event::Complete {
+                task: task.into(),
+                outcome: outcome.into(),
+                variables,
+                actor: actor.into(),
+            },
+            now,
+        )
+        .await
+    }
+
+    /// Delivers a message to every instance waiting for it; returns their ids.
+    pub async fn message(
+        &self,
+        name: &str,
+        key: &str,
+        variables: BTreeMap<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let ids = self.store.awaiting(name, key).await?;
+        if ids.is_empty() {
+            return Err(EngineError::NotApplicable(format!(
+                "no instance waits for message `{name}` with key `{key}`"
+            ))
+            .into());
+        }
+        for id in &ids {
+            self.apply(
+                id,
+                &Event::Message {
+                    name: name.into(),
+                    key: key.into(),
+                    variables: variables.clone(),
+                },
+                now,
+            )
+            .await?;
+        }
+        Ok(ids)
+    }
+}
+
+fn peek(text: &str) -> Option<String> {
+    marked_yaml::parse_yaml(0, text)
+        .ok()?
+        .as_mapping()?
+        .get_scalar("id")
+        .map(|s| s.as_str().to_string())
+}

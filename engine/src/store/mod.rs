@@ -1,0 +1,199 @@
+//! Durable storage of definitions, instances, tasks, timers, outbox and
+//! history, behind the [`Store`] trait.
+//!
+//! One transaction per applied event: the instance's new state, its task
+//! rows, timers, outbox rows and history rows commit together or not at all
+//! ([`Store::commit`]). Concurrency is optimistic: a transition computed from
+//! revision N is stored only over revision N; otherwise the commit fails
+//! with [`StoreError::Conflict`] and nothing is written.
+//!
+//! [`sql::SqlStore`] implements the trait once for SQLite (one file, WAL;
+//! the default) and PostgreSQL (a `postgres://` URL), through sqlx's `Any`
+//! driver; `directory` reads the people and agencies files.
+
+pub mod directory;
+pub mod sql;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::runtime::directory::MemoryDirectory;
+use crate::runtime::{HistoryEntry, InstanceState, Transition};
+
+pub use sql::SqlStore;
+
+/// Why a store operation failed. Messages never carry raw SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another transition was stored first; reload and try again.
+    #[error("conflict: instance `{0}` was changed concurrently; reload it and try again")]
+    Conflict(String),
+    /// The same definition version was deployed with other content.
+    #[error("definition `{id}` version {version} is already deployed with different content; raise `version:` to deploy the change")]
+    VersionChanged {
+        /// The definition.
+        id: String,
+        /// The version.
+        version: u32,
+    },
+    /// No such row.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A fault injected by a test between two statements.
+    #[error("injected fault after {0} statements")]
+    Injected(usize),
+    /// The database reported an error (connection, disk full, constraint …).
+    #[error("database error: {0}")]
+    Database(String),
+    /// Stored data could not be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(match &e {
+            sqlx::Error::Database(d) => d.message().to_string(),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// A deployed definition as stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredDefinition {
+    /// Its id.
+    pub id: String,
+    /// Its version.
+    pub version: u32,
+    /// The content hash (YAML and templates).
+    pub hash: String,
+    /// The YAML text.
+    #[serde(skip)]
+    pub source: String,
+    /// The template files it read, as a JSON object path → text.
+    #[serde(skip)]
+    pub files: String,
+    /// The file it was deployed from.
+    pub file: String,
+    /// When.
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// What a deploy did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deployed {
+    /// A new version was stored.
+    New,
+    /// The same content was already deployed: nothing stored.
+    Unchanged,
+}
+
+/// A row of `duban instances`.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceRow {
+    /// Id.
+    pub id: String,
+    /// Definition id.
+    pub definition: String,
+    /// Definition version.
+    pub version: u32,
+    /// Profile.
+    pub profile: Option<String>,
+    /// `running`, `completed`, `cancelled`.
+    pub status: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// A row of `duban tasks`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRow {
+    /// Task id.
+    pub id: String,
+    /// Instance id.
+    pub instance: String,
+    /// Step id.
+    pub step: String,
+    /// `task` or `notice`.
+    pub kind: String,
+    /// Assignee ids.
+    pub assignees: Vec<String>,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+    /// Its cut-off, if it has a deadline.
+    pub due: Option<DateTime<Utc>>,
+    /// Its last day.
+    pub last_day: Option<String>,
+}
+
+/// Which tasks to list.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    /// Only those assigned to this person or agency.
+    pub assignee: Option<String>,
+    /// Only those whose assignees hold this role (resolved through the directory).
+    pub role_holders: Option<Vec<String>>,
+    /// Only those past their cut-off at this instant.
+    pub overdue_at: Option<DateTime<Utc>>,
+}
+
+/// A history row with its instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryRow {
+    /// The instance.
+    pub instance: String,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+}
+
+/// Durable storage. Implementations pass `tests/`'s conformance suite.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Stores a definition version unless the same content is there already.
+    async fn deploy(&self, def: &StoredDefinition) -> Result<Deployed, StoreError>;
+    /// A definition at a version, or its latest version.
+    async fn definition(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredDefinition>, StoreError>;
+    /// Every deployed definition version.
+    async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError>;
+    /// A fresh instance id.
+    async fn next_instance_id(&self) -> Result<String, StoreError>;
+    /// An instance's state.
+    async fn load(&self, id: &str) -> Result<Option<InstanceState>, StoreError>;
+    /// Stores a transition atomically. `prev_revision` is the revision it was
+    /// computed from (`None` for a start).
+    async fn commit(
+        &self,
+        prev_revision: Option<u64>,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Instances, optionally by status and definition.
+    async fn instances(
+        &self,
+        status: Option<&str>,
+        definition: Option<&str>,
+    ) -> Result<Vec<InstanceRow>, StoreError>;
+    /// Open tasks.
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, StoreError>;
+    /// An instance's history, oldest first.
+    async fn history(&self, instance: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Everything recorded about a person across all instances (RC-14).
+    async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, StoreError>;
+    /// The instances waiting for a message.
+    async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError>;
+    /// Replaces the directory with these people and agencies, atomically.
+    async fn import_directory(&self, dir: &MemoryDirectory) -> Result<(), StoreError>;
+    /// The whole directory.
+    async fn directory(&self) -> Result<MemoryDirectory, StoreError>;
+    /// The ids of an instance's pending timer rows, sorted.
+    async fn pending_timers(&self, instance: &str) -> Result<Vec<String>, StoreError>;
+    /// How many outbox rows are pending (notifications to send).
+    async fn outbox_pending(&self) -> Result<u64, StoreError>;
+}

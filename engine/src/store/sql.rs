@@ -1,0 +1,668 @@
+//! [`Store`] on SQLite and PostgreSQL, one implementation through sqlx's
+//! `Any` driver.
+//!
+//! Queries use `$N` placeholders, which both backends accept; the DDL
+//! differs only in types and lives in `migrations/sqlite` and
+//! `migrations/postgres`. Times are stored as milliseconds since the epoch,
+//! JSON as text, so the same rows read the same on both.
+//!
+//! A commit begins with the compare-and-set `UPDATE … WHERE revision = N`:
+//! on SQLite that first write takes the database's write lock at once
+//! (waiting up to the busy timeout), so concurrent writers serialise and the
+//! losers see a clean conflict rather than a failed lock upgrade.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::*;
+use crate::runtime::directory::{Agency, Person};
+use crate::runtime::{Command, TaskState};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database behind a [`SqlStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The SQL store.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// Test hook: fail a commit after this many statements.
+    fault_after: Arc<AtomicUsize>,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Turns `./duban.db`, `sqlite:…` or `postgres://…` into a URL and backend.
+pub fn parse_url(db: &str) -> (String, Backend) {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        (db.to_string(), Backend::Postgres)
+    } else if db.starts_with("sqlite:") {
+        let url = if db.contains('?') {
+            db.to_string()
+        } else {
+            format!("{db}?mode=rwc")
+        };
+        (url, Backend::Sqlite)
+    } else {
+        (format!("sqlite://{db}?mode=rwc"), Backend::Sqlite)
+    }
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file if needed) and migrates the store.
+    pub async fn open(db: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = parse_url(db);
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot open {db}: {e}")))?;
+        match backend {
+            Backend::Sqlite => {
+                sqlx::query("PRAGMA journal_mode=WAL")
+                    .execute(&pool)
+                    .await?;
+                SQLITE_MIGRATIONS
+                    .run(&pool)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("migrating {db}: {e}")))?;
+            }
+            Backend::Postgres => {
+                POSTGRES_MIGRATIONS
+                    .run(&pool)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("migrating {db}: {e}")))?;
+            }
+        }
+        Ok(SqlStore {
+            pool,
+            backend,
+            fault_after: Arc::new(AtomicUsize::new(usize::MAX)),
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Test hook: make the next commits fail after `n` statements (rolling
+    /// back); `None` turns it off. Used to prove commits are atomic.
+    pub fn inject_fault_after(&self, n: Option<usize>) {
+        self.fault_after
+            .store(n.unwrap_or(usize::MAX), Ordering::SeqCst);
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn tick(&self, n: &mut usize) -> Result<(), StoreError> {
+        if *n >= self.fault_after.load(Ordering::SeqCst) {
+            return Err(StoreError::Injected(*n));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn row_definition(r: &AnyRow) -> Result<StoredDefinition, StoreError> {
+        Ok(StoredDefinition {
+            id: r.try_get("id")?,
+            version: r.try_get::<i64, _>("version")? as u32,
+            hash: r.try_get("hash")?,
+            source: r.try_get("source")?,
+            files: r.try_get("files")?,
+            file: r.try_get("file")?,
+            deployed_at: from_ms(r.try_get("deployed_at")?),
+        })
+    }
+}
+
+fn task_values(t: &TaskState) -> (String, Option<i64>, Option<String>) {
+    let assignees = serde_json::to_string(&t.assignees).unwrap_or_else(|_| "[]".into());
+    let due = t.deadline.as_ref().map(|d| d.deadline.timestamp_millis());
+    let last_day = t.deadline.as_ref().map(|d| d.last_day.to_string());
+    (assignees, due, last_day)
+}
+
+impl Store for SqlStore {
+    async fn deploy(&self, def: &StoredDefinition) -> Result<Deployed, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT hash FROM definitions WHERE id = $1 AND version = $2")
+            .bind(&def.id)
+            .bind(i64::from(def.version))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let hash: String = row.try_get("hash")?;
+            return if hash == def.hash {
+                Ok(Deployed::Unchanged)
+            } else {
+                Err(StoreError::VersionChanged {
+                    id: def.id.clone(),
+                    version: def.version,
+                })
+            };
+        }
+        sqlx::query("INSERT INTO definitions (id, version, hash, source, files, file, deployed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&def.id)
+            .bind(i64::from(def.version))
+            .bind(&def.hash)
+            .bind(&def.source)
+            .bind(&def.files)
+            .bind(&def.file)
+            .bind(ms(def.deployed_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Deployed::New)
+    }
+
+    async fn definition(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        let row = match version {
+            Some(v) => {
+                sqlx::query("SELECT * FROM definitions WHERE id = $1 AND version = $2")
+                    .bind(id)
+                    .bind(i64::from(v))
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM definitions WHERE id = $1 ORDER BY version DESC LIMIT 1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        row.as_ref().map(Self::row_definition).transpose()
+    }
+
+    async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM definitions ORDER BY id, version")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::row_definition).collect()
+    }
+
+    async fn next_instance_id(&self) -> Result<String, StoreError> {
+        let row = sqlx::query(
+            "UPDATE counters SET value = value + 1 WHERE name = 'instance' RETURNING value",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("value")?.to_string())
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<InstanceState>, StoreError> {
+        let row = sqlx::query("SELECT state FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let text: String = r.try_get("state")?;
+                serde_json::from_str(&text).map(Some).map_err(corrupt)
+            }
+        }
+    }
+
+    async fn commit(
+        &self,
+        prev: Option<u64>,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let s = &t.state;
+        let state = serde_json::to_string(s).map_err(corrupt)?;
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        self.tick(&mut n)?;
+        match prev {
+            Some(rev) => {
+                let done = sqlx::query("UPDATE instances SET state = $1, status = $2, revision = $3, updated_at = $4 WHERE id = $5 AND revision = $6")
+                    .bind(&state)
+                    .bind(s.status.name())
+                    .bind(s.revision as i64)
+                    .bind(ms(now))
+                    .bind(&s.id)
+                    .bind(rev as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict(s.id.clone()));
+                }
+            }
+            None => {
+                let done = sqlx::query("INSERT INTO instances (id, definition, version, profile, status, revision, state, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(&s.id)
+                    .bind(&s.definition)
+                    .bind(i64::from(s.version))
+                    .bind(s.profile.clone())
+                    .bind(s.status.name())
+                    .bind(s.revision as i64)
+                    .bind(&state)
+                    .bind(ms(s.started_at))
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await;
+                if let Err(e) = done {
+                    return Err(match &e {
+                        sqlx::Error::Database(d) if d.is_unique_violation() => {
+                            StoreError::Conflict(s.id.clone())
+                        }
+                        _ => e.into(),
+                    });
+                }
+            }
+        }
+        for cmd in &t.commands {
+            self.tick(&mut n)?;
+            match cmd {
+                Command::OpenTask { task, .. } => {
+                    let ts = s
+                        .tasks
+                        .get(task)
+                        .ok_or_else(|| corrupt(format!("task {task} not in state")))?;
+                    let (assignees, due, last_day) = task_values(ts);
+                    sqlx::query("INSERT INTO tasks (id, instance, step, kind, assignees, opened_at, due, last_day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(task)
+                        .bind(&s.id)
+                        .bind(&ts.step)
+                        .bind(&ts.kind)
+                        .bind(assignees)
+                        .bind(ms(ts.opened_at))
+                        .bind(due)
+                        .bind(last_day)
+                        .execute(&mut *tx)
+                        .await?;
+                    for p in &ts.assignees {
+                        sqlx::query("INSERT INTO task_assignees (task, person) VALUES ($1, $2)")
+                            .bind(task)
+                            .bind(p)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                Command::UpdateTask { task } => {
+                    let ts = s
+                        .tasks
+                        .get(task)
+                        .ok_or_else(|| corrupt(format!("task {task} not in state")))?;
+                    let (_, due, last_day) = task_values(ts);
+                    sqlx::query("UPDATE tasks SET due = $1, last_day = $2 WHERE id = $3")
+                        .bind(due)
+                        .bind(last_day)
+                        .bind(task)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Command::CloseTask { task } => {
+                    let outcome = s
+                        .tasks
+                        .get(task)
+                        .and_then(|t| t.closed.as_ref())
+                        .map(|c| c.outcome.clone());
+                    sqlx::query("UPDATE tasks SET closed_at = $1, outcome = $2 WHERE id = $3")
+                        .bind(ms(now))
+                        .bind(outcome)
+                        .bind(task)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Command::ScheduleTimer { timer } => {
+                    let kind = serde_json::to_string(&timer.kind).map_err(corrupt)?;
+                    sqlx::query("INSERT INTO timers (id, instance, due, kind, provisional) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&timer.id)
+                        .bind(&s.id)
+                        .bind(ms(timer.due))
+                        .bind(kind)
+                        .bind(i64::from(timer.provisional))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Command::CancelTimer { timer } => {
+                    sqlx::query("DELETE FROM timers WHERE id = $1")
+                        .bind(timer)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Command::AwaitMessage { name, key } => {
+                    sqlx::query(
+                        "INSERT INTO awaited_messages (name, key, instance) VALUES ($1, $2, $3)",
+                    )
+                    .bind(name)
+                    .bind(key)
+                    .bind(&s.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Command::StopAwaiting { name, key } => {
+                    sqlx::query("DELETE FROM awaited_messages WHERE name = $1 AND key = $2 AND instance = $3").bind(name).bind(key).bind(&s.id).execute(&mut *tx).await?;
+                }
+                Command::Notify { .. }
+                | Command::RenderDocument { .. }
+                | Command::StartChild { .. } => {
+                    let kind = match cmd {
+                        Command::Notify { .. } => "notify",
+                        Command::RenderDocument { .. } => "render_document",
+                        _ => "start_child",
+                    };
+                    let payload = serde_json::to_string(cmd).map_err(corrupt)?;
+                    sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) VALUES ($1, $2, $3, 'pending', 0, $4)")
+                        .bind(&s.id)
+                        .bind(kind)
+                        .bind(payload)
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        for h in &t.history {
+            self.tick(&mut n)?;
+            let changed = serde_json::to_string(&h.changed).map_err(corrupt)?;
+            let deadline = h
+                .deadline
+                .as_ref()
+                .map(|d| serde_json::to_string(d).unwrap_or_default());
+            let row = sqlx::query("INSERT INTO history (instance, at, actor, what, step_before, step_after, changed, deadline, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
+                .bind(&s.id)
+                .bind(ms(h.at))
+                .bind(&h.actor)
+                .bind(&h.what)
+                .bind(h.step_before.clone())
+                .bind(h.step_after.clone())
+                .bind(changed)
+                .bind(deadline)
+                .bind(h.note.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+            let id: i64 = row.try_get("id")?;
+            let mut people = h.people.clone();
+            people.sort();
+            people.dedup();
+            for p in people {
+                sqlx::query(
+                    "INSERT INTO history_people (history, person, instance) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(p)
+                .bind(&s.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        self.tick(&mut n)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn instances(
+        &self,
+        status: Option<&str>,
+        definition: Option<&str>,
+    ) -> Result<Vec<InstanceRow>, StoreError> {
+        let mut sql = String::from("SELECT id, definition, version, profile, status, started_at FROM instances WHERE 1 = 1");
+        let mut args = Vec::new();
+        if let Some(s) = status {
+            args.push(s.to_string());
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        }
+        if let Some(d) = definition {
+            args.push(d.to_string());
+            sql.push_str(&format!(" AND definition = ${}", args.len()));
+        }
+        sql.push_str(" ORDER BY started_at, id");
+        // Only placeholders and fixed fragments are spliced in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in &args {
+            q = q.bind(a);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceRow {
+                    id: r.try_get("id")?,
+                    definition: r.try_get("definition")?,
+                    version: r.try_get::<i64, _>("version")? as u32,
+                    profile: r.try_get("profile")?,
+                    status: r.try_get("status")?,
+                    started_at: from_ms(r.try_get("started_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
+        let mut sql = String::from("SELECT id, instance, step, kind, assignees, opened_at, due, last_day FROM tasks WHERE closed_at IS NULL");
+        let mut texts: Vec<String> = Vec::new();
+        if let Some(a) = &f.assignee {
+            texts.push(a.clone());
+            sql.push_str(&format!(
+                " AND id IN (SELECT task FROM task_assignees WHERE person = ${})",
+                texts.len()
+            ));
+        }
+        if let Some(holders) = &f.role_holders {
+            if holders.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for h in holders {
+                texts.push(h.clone());
+                marks.push(format!("${}", texts.len()));
+            }
+            sql.push_str(&format!(
+                " AND id IN (SELECT task FROM task_assignees WHERE person IN ({}))",
+                marks.join(", ")
+            ));
+        }
+        if f.overdue_at.is_some() {
+            sql.push_str(&format!(
+                " AND due IS NOT NULL AND due <= ${}",
+                texts.len() + 1
+            ));
+        }
+        sql.push_str(" ORDER BY opened_at, id");
+        // Only placeholders and fixed fragments are spliced in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in &texts {
+            q = q.bind(t);
+        }
+        if let Some(at) = f.overdue_at {
+            q = q.bind(ms(at));
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let assignees: String = r.try_get("assignees")?;
+                Ok(TaskRow {
+                    id: r.try_get("id")?,
+                    instance: r.try_get("instance")?,
+                    step: r.try_get("step")?,
+                    kind: r.try_get("kind")?,
+                    assignees: serde_json::from_str(&assignees).map_err(corrupt)?,
+                    opened_at: from_ms(r.try_get("opened_at")?),
+                    due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
+                    last_day: r.try_get("last_day")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, instance: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM history WHERE instance = $1 ORDER BY id")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        let people = sqlx::query("SELECT history, person FROM history_people WHERE instance = $1")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_id: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for p in &people {
+            by_id
+                .entry(p.try_get("history")?)
+                .or_default()
+                .push(p.try_get("person")?);
+        }
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                history_entry(r, by_id.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = sqlx::query("SELECT h.* FROM history_people p JOIN history h ON h.id = p.history WHERE p.person = $1 ORDER BY h.at, h.id")
+            .bind(person)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryRow {
+                    instance: r.try_get("instance")?,
+                    entry: history_entry(r, vec![person.to_string()])?,
+                })
+            })
+            .collect()
+    }
+
+    async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance FROM awaited_messages WHERE name = $1 AND key = $2 ORDER BY instance",
+        )
+        .bind(name)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("instance")?)).collect()
+    }
+
+    async fn import_directory(&self, dir: &MemoryDirectory) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for delete in [
+            "DELETE FROM person_roles",
+            "DELETE FROM people",
+            "DELETE FROM agencies",
+        ] {
+            sqlx::query(delete).execute(&mut *tx).await?;
+        }
+        for p in &dir.people {
+            let record = serde_json::to_string(p).map_err(corrupt)?;
+            sqlx::query("INSERT INTO people (id, record) VALUES ($1, $2)")
+                .bind(&p.id)
+                .bind(record)
+                .execute(&mut *tx)
+                .await?;
+            for r in &p.roles {
+                sqlx::query("INSERT INTO person_roles (person, role, county) VALUES ($1, $2, $3)")
+                    .bind(&p.id)
+                    .bind(r)
+                    .bind(p.county.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for a in &dir.agencies {
+            let record = serde_json::to_string(a).map_err(corrupt)?;
+            sqlx::query("INSERT INTO agencies (id, record) VALUES ($1, $2)")
+                .bind(&a.id)
+                .bind(record)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn directory(&self) -> Result<MemoryDirectory, StoreError> {
+        let people = sqlx::query("SELECT record FROM people ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let agencies = sqlx::query("SELECT record FROM agencies ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(MemoryDirectory {
+            people: people
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<Person>(&r.try_get::<String, _>("record")?)
+                        .map_err(corrupt)
+                })
+                .collect::<Result<_, StoreError>>()?,
+            agencies: agencies
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<Agency>(&r.try_get::<String, _>("record")?)
+                        .map_err(corrupt)
+                })
+                .collect::<Result<_, StoreError>>()?,
+        })
+    }
+
+    async fn pending_timers(&self, instance: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM timers WHERE instance = $1 ORDER BY id")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    async fn outbox_pending(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<i64, _>("n")? as u64)
+    }
+}
+
+fn history_entry(r: &AnyRow, people: Vec<String>) -> Result<HistoryEntry, StoreError> {
+    let changed: String = r.try_get("changed")?;
+    let deadline: Option<String> = r.try_get("deadline")?;
+    Ok(HistoryEntry {
+        at: from_ms(r.try_get("at")?),
+        actor: r.try_get("actor")?,
+        what: r.try_get("what")?,
+        step_before: r.try_get("step_before")?,
+        step_after: r.try_get("step_after")?,
+        changed: serde_json::from_str(&changed).map_err(corrupt)?,
+        deadline: deadline
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(corrupt)?,
+        note: r.try_get("note")?,
+        people,
+    })
+}

@@ -1,0 +1,699 @@
+//! The store conformance suite: the same tests against embedded SQLite and
+//! against the PostgreSQL server (`DUBAN_TEST_POSTGRES`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), each test on a fresh file or
+//! a fresh database of its own so they run in parallel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use duban_engine::calendar::Calendar;
+use duban_engine::runtime::directory::{Agency, MemoryDirectory, Person};
+use duban_engine::runtime::{EngineError, Event, Status};
+use duban_engine::service::{Engine, ServiceError};
+use duban_engine::store::{Deployed, SqlStore, Store, StoreError, TaskFilter};
+use duban_tests::processes;
+use serde_json::{json, Value as Json};
+use sqlx::Connection;
+
+/// A store with whatever keeps its database alive.
+struct Db {
+    engine: Arc<Engine<SqlStore>>,
+    _keep: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(dir.path().join("duban.db").to_str().unwrap())
+        .await
+        .unwrap();
+    setup(store, Some(dir)).await
+}
+
+async fn postgres() -> Db {
+    let base = std::env::var("DUBAN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "duban_t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        Utc::now().timestamp_micros() % 1_000_000
+    );
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e} (start it: .ci/run does)"));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    let store = SqlStore::open(&url).await.unwrap();
+    setup(store, None).await
+}
+
+fn directory() -> MemoryDirectory {
+    let person = |id: &str, roles: &[&str], county: &str| Person {
+        id: id.into(),
+        name: id.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        organisation: None,
+        level: None,
+        county: Some(county.into()),
+        email: Some(format!("{id}@example.org")),
+        mobile: None,
+    };
+    let agency = |id: &str, level: &str, county: &str| Agency {
+        id: id.into(),
+        name: id.into(),
+        level: Some(level.into()),
+        county: Some(county.into()),
+        email: None,
+        mobile: None,
+    };
+    MemoryDirectory {
+        people: vec![
+            person("li", &["supervision_office"], "市本级"),
+            person("wang", &["office_head"], "市本级"),
+            person("zhao", &["government"], "市本级"),
+            person("city_coord", &["coordination_department"], "市本级"),
+            person("head", &["department_head"], "市本级"),
+        ],
+        agencies: vec![
+            agency("market_bureau", "市级", "市本级"),
+            agency("qiaoxi_urban", "县级", "桥西区"),
+            agency("xindu_env", "县级", "信都区"),
+        ],
+    }
+}
+
+async fn setup(store: SqlStore, keep: Option<tempfile::TempDir>) -> Db {
+    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+    engine.import_directory(directory()).await.unwrap();
+    let reports = engine
+        .deploy(&[processes()], at("2025-09-01T09:00:00+08:00"))
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.result == Deployed::New));
+    Db {
+        engine: Arc::new(engine),
+        _keep: keep,
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn vars(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+async fn open_task(db: &Db, instance: &str, step: &str) -> String {
+    let tasks = db.engine.store.tasks(&TaskFilter::default()).await.unwrap();
+    tasks
+        .into_iter()
+        .find(|t| t.instance == instance && t.step == step)
+        .unwrap_or_else(|| panic!("no open {step} in {instance}"))
+        .id
+}
+
+async fn start_letter(db: &Db) -> String {
+    let t = db
+        .engine
+        .start(
+            "supervision_letter",
+            None,
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("许司督〔2025〕1号")),
+                ("problem", json!("未落实公示制度")),
+            ]),
+            "li",
+            at("2025-09-26T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    t.state.id
+}
+
+async fn complete(
+    db: &Db,
+    instance: &str,
+    step: &str,
+    outcome: &str,
+    v: &[(&str, Json)],
+    now: &str,
+) {
+    let task = open_task(db, instance, step).await;
+    db.engine
+        .complete(&task, outcome, vars(v), "li", at(now))
+        .await
+        .unwrap_or_else(|e| panic!("{step}/{outcome}: {e}"));
+}
+
+async fn deploy_versions(db: Db) {
+    let store = &db.engine.store;
+    let defs = store.definitions().await.unwrap();
+    assert_eq!(
+        defs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["dispute", "supervision_letter"]
+    );
+    // Deploying the same content again stores nothing.
+    let again = db
+        .engine
+        .deploy(&[processes()], at("2025-09-02T09:00:00+08:00"))
+        .await
+        .unwrap();
+    assert!(again.iter().all(|r| r.result == Deployed::Unchanged));
+    assert_eq!(store.definitions().await.unwrap().len(), 2);
+    // Changed content under the same version is refused; a new version is stored.
+    let mut changed = store.definition("dispute", None).await.unwrap().unwrap();
+    changed.hash = "different".into();
+    assert!(matches!(
+        store.deploy(&changed).await,
+        Err(StoreError::VersionChanged { .. })
+    ));
+    changed.version = 2;
+    assert_eq!(store.deploy(&changed).await.unwrap(), Deployed::New);
+    assert_eq!(
+        store
+            .definition("dispute", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(
+        store
+            .definition("dispute", Some(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+}
+
+async fn invalid_definitions_are_refused(db: Db) {
+    let root = duban_tests::root();
+    let err = db
+        .engine
+        .deploy(
+            &[root.join("tests/three_errors.yaml")],
+            at("2025-09-02T09:00:00+08:00"),
+        )
+        .await
+        .unwrap_err();
+    let ServiceError::Invalid(diags) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(diags.len(), 3);
+    assert!(db
+        .engine
+        .store
+        .definition("three_errors", None)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn supervision_letter_end_to_end(db: Db) {
+    let id = start_letter(&db).await;
+    complete(
+        &db,
+        &id,
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("10个工作日")),
+        ],
+        "2025-09-26T11:00:00+08:00",
+    )
+    .await;
+    let notice = open_task(&db, &id, "await_report").await;
+    db.engine
+        .apply(
+            &id,
+            &Event::Receive {
+                task: notice.clone(),
+                actor: "market_bureau".into(),
+            },
+            at("2025-09-26T12:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let tasks = db
+        .engine
+        .store
+        .tasks(&TaskFilter {
+            assignee: Some("market_bureau".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].last_day.as_deref(), Some("2025-10-16"));
+    let overdue = db
+        .engine
+        .store
+        .tasks(&TaskFilter {
+            overdue_at: Some(at("2025-10-20T09:00:00+08:00")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(overdue.len(), 1);
+    // Expiry: fire the stored expiry timer through the engine.
+    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let expiry = state.timers.values().find(|t| matches!(&t.kind, duban_engine::runtime::TimerKind::Expiry { task } if *task == notice)).unwrap().clone();
+    db.engine
+        .apply(
+            &id,
+            &Event::TimerFired {
+                timer: expiry.id.clone(),
+            },
+            expiry.due,
+        )
+        .await
+        .unwrap();
+    // The fired timer's row went with the transition that applied it.
+    let due_rows = db.engine.store.tasks(&TaskFilter::default()).await.unwrap();
+    assert!(
+        due_rows.iter().all(|t| t.id != notice),
+        "the expired notice is closed"
+    );
+    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let rows = db.engine.store.pending_timers(&id).await.unwrap();
+    assert!(!rows.contains(&expiry.id));
+    assert_eq!(
+        rows,
+        state.timers.keys().cloned().collect::<Vec<_>>(),
+        "timer rows mirror the state"
+    );
+    // The same timer cannot fire twice.
+    let again = db
+        .engine
+        .apply(&id, &Event::TimerFired { timer: expiry.id }, expiry.due)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, ServiceError::Engine(EngineError::NotApplicable(_))),
+        "{again}"
+    );
+    complete(
+        &db,
+        &id,
+        "verify_exception",
+        "verified",
+        &[
+            ("reconsideration_filed", json!(false)),
+            ("litigation_filed", json!(false)),
+        ],
+        "2025-10-20T10:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "report_to_government",
+        "reported",
+        &[],
+        "2025-10-21T10:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "government_decision",
+        "decided",
+        &[
+            ("decision_kind", json!("撤销")),
+            ("decision_reason", json!("违法")),
+        ],
+        "2025-10-22T10:00:00+08:00",
+    )
+    .await;
+    let serve = open_task(&db, &id, "serve_decision").await;
+    db.engine
+        .apply(
+            &id,
+            &Event::Receive {
+                task: serve,
+                actor: "market_bureau".into(),
+            },
+            at("2025-10-23T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    complete(
+        &db,
+        &id,
+        "serve_decision",
+        "acknowledged",
+        &[],
+        "2025-10-23T11:00:00+08:00",
+    )
+    .await;
+    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        state.status,
+        Status::Completed {
+            result: "government_decided".into()
+        }
+    );
+    let rows = db
+        .engine
+        .store
+        .instances(Some("completed"), Some("supervision_letter"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let history = db.engine.store.history(&id).await.unwrap();
+    let whats: Vec<&str> = history.iter().map(|h| h.what.as_str()).collect();
+    for w in [
+        "started",
+        "task_opened",
+        "notice_sent",
+        "received",
+        "expired",
+        "escalated",
+        "decided",
+        "ended",
+    ] {
+        assert!(whats.contains(&w), "{w} missing in {whats:?}");
+    }
+    let received = history.iter().find(|h| h.what == "received").unwrap();
+    assert!(received
+        .deadline
+        .as_ref()
+        .unwrap()
+        .explanation
+        .contains("10 working days after 2025-09-26"));
+    assert!(db
+        .engine
+        .store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        db.engine.store.outbox_pending().await.unwrap() > 0,
+        "notifications are queued in the outbox"
+    );
+    // 一人一档 (RC-14): li's record across processes.
+    let li = db.engine.store.person_history("li").await.unwrap();
+    assert!(li
+        .iter()
+        .any(|r| r.entry.what == "task_completed" && r.instance == id));
+}
+
+async fn dispute_end_to_end(db: Db) {
+    let t = db
+        .engine
+        .start(
+            "dispute",
+            None,
+            vars(&[
+                ("applicant", json!("qiaoxi_urban")),
+                ("respondent", json!("xindu_env")),
+                ("dispute_summary", json!("占道经营")),
+            ]),
+            "li",
+            at("2026-03-02T09:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let id = t.state.id;
+    complete(
+        &db,
+        &id,
+        "negotiate",
+        "failed",
+        &[
+            ("negotiation_record", json!("不成")),
+            ("application_letter", json!("公函")),
+            ("dispute_focus", json!("焦点")),
+            ("positions", json!("观点")),
+        ],
+        "2026-03-03T09:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "review_application",
+        "complete",
+        &[],
+        "2026-03-04T09:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "coordinate",
+        "failed",
+        &[],
+        "2026-03-10T09:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "government_decides",
+        "decided",
+        &[("government_decision", json!("由城管部门负责"))],
+        "2026-03-12T09:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "serve_applicant",
+        "executed",
+        &[("applicant_execution", json!("已执行"))],
+        "2026-03-13T09:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "serve_respondent",
+        "executed",
+        &[("respondent_execution", json!("已执行"))],
+        "2026-03-14T09:00:00+08:00",
+    )
+    .await;
+    complete(
+        &db,
+        &id,
+        "check_execution",
+        "executed",
+        &[],
+        "2026-03-16T09:00:00+08:00",
+    )
+    .await;
+    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        state.status,
+        Status::Completed {
+            result: "resolved".into()
+        }
+    );
+}
+
+async fn fifty_parallel_completions_one_wins(db: Db) {
+    let id = start_letter(&db).await;
+    let task = open_task(&db, &id, "draft_letter").await;
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let engine = db.engine.clone();
+        let task = task.clone();
+        handles.push(tokio::spawn(async move {
+            let v = vars(&[
+                ("letter_kind", json!("督办函")),
+                ("reply_period", json!("30日")),
+            ]);
+            engine
+                .complete(
+                    &task,
+                    "issue",
+                    v,
+                    &format!("clerk{i}"),
+                    at("2025-09-27T10:00:00+08:00"),
+                )
+                .await
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(ServiceError::Store(StoreError::Conflict(_))) => conflicts += 1,
+            // A loser that loaded the state after the winner committed sees the task closed.
+            Err(ServiceError::Engine(EngineError::TaskClosed { .. })) => conflicts += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 49));
+    let history = db.engine.store.history(&id).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h.what == "task_completed")
+            .count(),
+        1
+    );
+}
+
+async fn faults_leave_the_previous_or_the_next_state(db: Db) {
+    let id = start_letter(&db).await;
+    let store = &db.engine.store;
+    let before = store.load(&id).await.unwrap().unwrap();
+    let history_before = store.history(&id).await.unwrap().len();
+    let tasks_before = store.tasks(&TaskFilter::default()).await.unwrap().len();
+    let outbox_before = store.outbox_pending().await.unwrap();
+    let task = open_task(&db, &id, "draft_letter").await;
+    let v = || {
+        vars(&[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ])
+    };
+    let mut injected = 0;
+    for n in 0.. {
+        store.inject_fault_after(Some(n));
+        match db
+            .engine
+            .complete(&task, "issue", v(), "li", at("2025-09-27T10:00:00+08:00"))
+            .await
+        {
+            Err(ServiceError::Store(StoreError::Injected(_))) => injected += 1,
+            Ok(_) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(
+            store.load(&id).await.unwrap().unwrap(),
+            before,
+            "fault after {n} statements"
+        );
+        assert_eq!(store.history(&id).await.unwrap().len(), history_before);
+        assert_eq!(
+            store.tasks(&TaskFilter::default()).await.unwrap().len(),
+            tasks_before
+        );
+        assert_eq!(store.outbox_pending().await.unwrap(), outbox_before);
+    }
+    assert!(
+        injected >= 8,
+        "faults were injected between every statement: {injected}"
+    );
+    store.inject_fault_after(None);
+    let after = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(after.revision, before.revision + 1);
+    assert_eq!(after.current_steps(), ["await_report"]);
+}
+
+async fn refused_starts_write_nothing(db: Db) {
+    let bad = [
+        (
+            vars(&[("agency", json!("market_bureau")), ("case_no", json!("1"))]),
+            "missing required variable `problem`",
+        ),
+        (
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("1")),
+                ("problem", json!("x")),
+                ("reply_period", json!("5 weeks")),
+            ]),
+            "variable `reply_period`",
+        ),
+        (vars(&[("agnecy", json!("x"))]), "unknown variable `agnecy`"),
+    ];
+    for (v, want) in bad {
+        let err = db
+            .engine
+            .start(
+                "supervision_letter",
+                None,
+                v,
+                "li",
+                at("2025-09-26T10:00:00+08:00"),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    assert!(db
+        .engine
+        .store
+        .instances(None, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        db.engine.store.next_instance_id().await.unwrap(),
+        "1",
+        "no id was taken by a refused start"
+    );
+}
+
+async fn messages_reach_waiting_instances(db: Db) {
+    let err = db
+        .engine
+        .message(
+            "reconsideration_decided",
+            "K1",
+            BTreeMap::new(),
+            at("2025-09-26T10:00:00+08:00"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no instance waits"), "{err}");
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    deploy_versions,
+    invalid_definitions_are_refused,
+    supervision_letter_end_to_end,
+    dispute_end_to_end,
+    fifty_parallel_completions_one_wins,
+    faults_leave_the_previous_or_the_next_state,
+    refused_starts_write_nothing,
+    messages_reach_waiting_instances,
+);
