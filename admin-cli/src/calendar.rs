@@ -18,17 +18,11 @@ pub enum CalendarCommand {
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
-        /// Folder of installed year schedules.
-        #[arg(long, env = "DUBAN_CALENDAR_DIR", default_value = "calendars")]
-        calendar_dir: PathBuf,
     },
     /// Validate a year's schedule and install it (nothing changes if it is invalid).
     Load {
         /// A year file (see engine/calendars/2026.yaml for the format).
         file: PathBuf,
-        /// Folder of installed year schedules.
-        #[arg(long, env = "DUBAN_CALENDAR_DIR", default_value = "calendars")]
-        calendar_dir: PathBuf,
     },
 }
 
@@ -122,34 +116,28 @@ pub fn deadline(a: &DeadlineArgs) -> u8 {
     exit::OK
 }
 
-pub fn run(cmd: CalendarCommand) -> u8 {
+pub fn run(cmd: CalendarCommand, calendar_dir: &std::path::Path) -> u8 {
     match cmd {
-        CalendarCommand::Show {
-            year,
-            json,
-            calendar_dir,
-        } => show(year, json, &calendar_dir),
-        CalendarCommand::Load { file, calendar_dir } => {
-            match files::install(&calendar_dir, &file) {
-                Ok(i) => {
-                    let verb = if i.replaced { "replaced" } else { "installed" };
-                    println!(
-                        "{verb} the {} schedule ({} holidays) as {}",
-                        i.schedule.year,
-                        i.schedule.holidays.len(),
-                        i.path.display()
-                    );
-                    exit::OK
-                }
-                Err(e) => {
-                    eprintln!("duban: schedule refused, nothing changed: {e}");
-                    match e {
-                        files::CalendarFileError::Io { .. } => exit::USAGE,
-                        _ => exit::INVALID,
-                    }
+        CalendarCommand::Show { year, json } => show(year, json, calendar_dir),
+        CalendarCommand::Load { file } => match files::install(calendar_dir, &file) {
+            Ok(i) => {
+                let verb = if i.replaced { "replaced" } else { "installed" };
+                println!(
+                    "{verb} the {} schedule ({} holidays) as {}",
+                    i.schedule.year,
+                    i.schedule.holidays.len(),
+                    i.path.display()
+                );
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("duban: schedule refused, nothing changed: {e}");
+                match e {
+                    files::CalendarFileError::Io { .. } => exit::USAGE,
+                    _ => exit::INVALID,
                 }
             }
-        }
+        },
     }
 }
 

@@ -6,6 +6,8 @@
 //! same for every subcommand (see `--help`).
 
 mod calendar;
+mod instances;
+mod timeline;
 mod validate;
 
 use std::path::PathBuf;
@@ -28,11 +30,13 @@ pub mod exit {
     name = "duban",
     version,
     about = "duban (督办): legal deadlines of administrative law-enforcement supervision, as executable YAML processes",
-    after_help = "Exit codes: 0 success; 1 invalid input (diagnostics printed); 2 usage error or unreadable input."
+    after_help = "Exit codes: 0 success; 1 invalid input or a refused operation (the message says why; nothing was written); 2 usage error or unreadable input.\n\nEnvironment: DUBAN_DB (store, default ./duban.db), DUBAN_CALENDAR_DIR (installed year schedules, default ./calendars)."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    db: instances::DbArgs,
 }
 
 #[derive(Subcommand)]
@@ -69,15 +73,14 @@ enum Command {
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
-        /// Folder of installed year schedules.
-        #[arg(long, env = "DUBAN_CALENDAR_DIR", default_value = "calendars")]
-        calendar_dir: PathBuf,
     },
     /// Show or install official holiday schedules.
     Calendar {
         #[command(subcommand)]
         command: calendar::CalendarCommand,
     },
+    #[command(flatten)]
+    Engine(instances::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -92,7 +95,6 @@ fn main() -> ExitCode {
             cutoff,
             at_least,
             json,
-            calendar_dir,
         } => calendar::deadline(&calendar::DeadlineArgs {
             start,
             period,
@@ -100,9 +102,10 @@ fn main() -> ExitCode {
             cutoff,
             at_least,
             json,
-            calendar_dir,
+            calendar_dir: cli.db.calendar_dir.clone(),
         }),
-        Command::Calendar { command } => calendar::run(command),
+        Command::Calendar { command } => calendar::run(command, &cli.db.calendar_dir),
+        Command::Engine(cmd) => instances::run(cmd, cli.db),
     };
     ExitCode::from(code)
 }

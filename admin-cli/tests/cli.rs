@@ -283,3 +283,459 @@ fn calendar_load_refuses_bad_schedules_and_changes_nothing() {
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     }
 }
+
+/// Runs `duban` against the store `db` at the instant `now`.
+fn on(db: &str, now: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(args)
+        .current_dir(root())
+        .env("DUBAN_DB", db)
+        .env("DUBAN_NOW", now)
+        .env(
+            "DUBAN_CALENDAR_DIR",
+            root().join("target/no-installed-calendars"),
+        )
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// A fresh PostgreSQL database for one test, made with psql.
+fn postgres_db(tag: &str) -> String {
+    let base = std::env::var("DUBAN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("duban_cli_{tag}_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        let o = Command::new("psql")
+            .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
+            .output()
+            .expect("psql runs");
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+}
+
+fn supervision_letter_through_the_binary(db: &str) {
+    assert!(ok(on(
+        db,
+        "2025-09-26T09:00:00+08:00",
+        &["deploy", "processes/"]
+    ))
+    .contains("deployed supervision_letter v1"));
+    assert!(ok(on(
+        db,
+        "2025-09-26T09:00:00+08:00",
+        &["deploy", "processes/"]
+    ))
+    .contains("unchanged supervision_letter v1"));
+    ok(on(
+        db,
+        "2025-09-26T09:00:00+08:00",
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    // A refused start names the variable and writes nothing.
+    let o = on(
+        db,
+        "2025-09-26T10:00:00+08:00",
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("missing required variable `problem`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = on(
+        db,
+        "2025-09-26T10:00:00+08:00",
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=1",
+            "--var",
+            "problem=x",
+            "--var",
+            "reply_period=5 weeks",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("variable `reply_period`"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        ok(on(
+            db,
+            "2025-09-26T10:00:00+08:00",
+            &["instances", "--json"]
+        ))
+        .trim(),
+        "[]"
+    );
+
+    let out = ok(on(
+        db,
+        "2025-09-26T10:00:00+08:00",
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=许司督〔2025〕1号",
+            "--var",
+            "problem=未落实公示制度",
+            "--as",
+            "li",
+        ],
+    ));
+    assert!(out.contains("started 1 (supervision_letter v1)"), "{out}");
+    assert!(
+        out.contains("1.1 draft_letter → li, due 2025-10-10"),
+        "{out}"
+    );
+    let tasks = json(&on(
+        db,
+        "2025-09-26T10:00:00+08:00",
+        &["tasks", "--role", "supervision_office", "--json"],
+    ));
+    assert_eq!(tasks[0]["id"], "1.1");
+    ok(on(
+        db,
+        "2025-09-29T09:00:00+08:00",
+        &[
+            "complete",
+            "1.1",
+            "--outcome",
+            "issue",
+            "--var",
+            "letter_kind=督办函",
+            "--var",
+            "reply_period=30日",
+            "--as",
+            "li",
+        ],
+    ));
+    let o = on(
+        db,
+        "2025-09-29T09:05:00+08:00",
+        &["complete", "1.1", "--outcome", "issue", "--as", "li"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("task `1.1` is already closed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(ok(on(
+        db,
+        "2025-09-30T15:00:00+08:00",
+        &["receive", "1.2", "--as", "market_bureau"]
+    ))
+    .contains("deadline 2025-10-30"));
+    let overdue = json(&on(
+        db,
+        "2025-10-31T09:00:00+08:00",
+        &["tasks", "--overdue", "--json"],
+    ));
+    assert_eq!(overdue.as_array().unwrap().len(), 1, "{overdue}");
+    ok(on(
+        db,
+        "2025-10-20T10:00:00+08:00",
+        &[
+            "complete",
+            "1.2",
+            "--outcome",
+            "handled",
+            "--var",
+            "handling_report=已整改",
+            "--as",
+            "market_bureau",
+        ],
+    ));
+    ok(on(
+        db,
+        "2025-10-21T10:00:00+08:00",
+        &[
+            "complete",
+            "1.3",
+            "--outcome",
+            "accepted",
+            "--var",
+            "review_opinion=整改到位",
+            "--as",
+            "li",
+        ],
+    ));
+    let show = ok(on(db, "2025-10-21T10:00:00+08:00", &["show", "1"]));
+    assert!(
+        show.contains("supervision_letter v1  profile XC  completed"),
+        "{show}"
+    );
+    assert!(
+        show.contains("deadline 2025-10-30: 30 days after 2025-09-30"),
+        "{show}"
+    );
+    assert!(show.contains("result: corrected"), "{show}");
+    let li = ok(on(
+        db,
+        "2025-10-21T10:00:00+08:00",
+        &["history", "--person", "li"],
+    ));
+    assert!(li.contains("task_completed"), "{li}");
+    let o = on(
+        db,
+        "2025-10-22T10:00:00+08:00",
+        &["cancel", "1", "--reason", "x"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("has ended"));
+}
+
+fn dispute_through_the_binary(db: &str) {
+    ok(on(
+        db,
+        "2026-03-01T09:00:00+08:00",
+        &["deploy", "processes/"],
+    ));
+    ok(on(
+        db,
+        "2026-03-01T09:00:00+08:00",
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    let out = ok(on(
+        db,
+        "2026-03-02T09:00:00+08:00",
+        &[
+            "start",
+            "dispute",
+            "--var",
+            "applicant=qiaoxi_urban",
+            "--var",
+            "respondent=qiaoxi_env",
+            "--var",
+            "dispute_summary=占道经营的管辖",
+        ],
+    ));
+    assert!(out.contains("1.1 negotiate → qiaoxi_urban"), "{out}");
+    ok(on(
+        db,
+        "2026-03-03T09:00:00+08:00",
+        &[
+            "complete",
+            "1.1",
+            "--outcome",
+            "failed",
+            "--var",
+            "negotiation_record=不成",
+            "--var",
+            "application_letter=公函",
+            "--var",
+            "dispute_focus=焦点",
+            "--var",
+            "positions=观点",
+            "--as",
+            "qiaoxi_urban",
+        ],
+    ));
+    // XT-7: both organs in 桥西区, so the county department coordinates.
+    let tasks = json(&on(db, "2026-03-03T09:00:00+08:00", &["tasks", "--json"]));
+    assert_eq!(tasks[0]["step"], "review_application");
+    assert_eq!(tasks[0]["assignees"], serde_json::json!(["qiaoxi_coord"]));
+    ok(on(
+        db,
+        "2026-03-04T09:00:00+08:00",
+        &[
+            "complete",
+            "1.2",
+            "--outcome",
+            "incomplete",
+            "--var",
+            "missing_items=争议焦点的情况说明,争议双方观点及法律依据",
+            "--as",
+            "qiaoxi_coord",
+        ],
+    ));
+    ok(on(
+        db,
+        "2026-03-05T09:00:00+08:00",
+        &[
+            "complete",
+            "1.3",
+            "--outcome",
+            "resubmitted",
+            "--var",
+            "application_letter=公函",
+            "--var",
+            "dispute_focus=补正",
+            "--var",
+            "positions=补正",
+            "--as",
+            "qiaoxi_urban",
+        ],
+    ));
+    ok(on(
+        db,
+        "2026-03-06T09:00:00+08:00",
+        &[
+            "complete",
+            "1.4",
+            "--outcome",
+            "complete",
+            "--as",
+            "qiaoxi_coord",
+        ],
+    ));
+    ok(on(
+        db,
+        "2026-03-10T09:00:00+08:00",
+        &[
+            "complete",
+            "1.5",
+            "--outcome",
+            "agreed",
+            "--var",
+            "coordination_opinion=由城管部门负责",
+            "--as",
+            "qiaoxi_coord",
+        ],
+    ));
+    ok(on(
+        db,
+        "2026-03-11T09:00:00+08:00",
+        &[
+            "complete",
+            "1.6",
+            "--outcome",
+            "executed",
+            "--var",
+            "applicant_execution=已执行",
+            "--as",
+            "qiaoxi_urban",
+        ],
+    ));
+    ok(on(
+        db,
+        "2026-03-12T09:00:00+08:00",
+        &[
+            "complete",
+            "1.7",
+            "--outcome",
+            "executed",
+            "--var",
+            "respondent_execution=已执行",
+            "--as",
+            "qiaoxi_env",
+        ],
+    ));
+    ok(on(
+        db,
+        "2026-03-13T09:00:00+08:00",
+        &[
+            "complete",
+            "1.8",
+            "--outcome",
+            "executed",
+            "--as",
+            "qiaoxi_coord",
+        ],
+    ));
+    let show = ok(on(db, "2026-03-13T09:00:00+08:00", &["show", "1"]));
+    assert!(show.contains("result: resolved"), "{show}");
+    assert!(show.contains("(XT-7)"), "{show}");
+}
+
+#[test]
+fn supervision_letter_via_the_binary_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    supervision_letter_through_the_binary(tmp.path().join("duban.db").to_str().unwrap());
+}
+
+#[test]
+fn supervision_letter_via_the_binary_on_postgres() {
+    supervision_letter_through_the_binary(&postgres_db("letter"));
+}
+
+#[test]
+fn dispute_via_the_binary_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    dispute_through_the_binary(tmp.path().join("duban.db").to_str().unwrap());
+}
+
+#[test]
+fn dispute_via_the_binary_on_postgres() {
+    dispute_through_the_binary(&postgres_db("dispute"));
+}
+
+#[test]
+fn directory_import_reports_bad_rows_and_imports_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap();
+    ok(on(
+        db,
+        "2026-03-01T09:00:00+08:00",
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "kind,id,name,roles,organisation,level,county,email,mobile\nperson,a,甲,office,,市级,市本级,a@example.org,\nperson,b,乙,office,,省级,,b@example,\n").unwrap();
+    let o = on(
+        db,
+        "2026-03-01T09:00:00+08:00",
+        &["directory", "import", bad.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.csv:line 3: `b`: `b@example` is not an email address"),
+        "{err}"
+    );
+    assert!(err.contains("level `省级` must be 市级 or 县级"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    // The earlier directory is intact: li still takes the letter's first task.
+    ok(on(
+        db,
+        "2026-03-01T09:00:00+08:00",
+        &["deploy", "processes/"],
+    ));
+    let out = ok(on(
+        db,
+        "2026-03-02T09:00:00+08:00",
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=1",
+            "--var",
+            "problem=x",
+        ],
+    ));
+    assert!(out.contains("→ li"), "{out}");
+}

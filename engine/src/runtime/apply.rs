@@ -148,6 +148,7 @@ impl<'a> Run<'a> {
             started_at: now,
             ended_at: None,
             seq: 0,
+            task_seq: 0,
             revision: 0,
         };
         let mut run = Run::new(env, state, now);
@@ -234,7 +235,7 @@ impl<'a> Run<'a> {
             return Err(EngineError::TaskClosed {
                 task: id.into(),
                 outcome: c.outcome.clone(),
-                at: c.at,
+                at: c.at.with_timezone(&LEGAL_TZ).to_rfc3339(),
             });
         }
         Ok(t.clone())
@@ -848,7 +849,7 @@ impl<'a> Run<'a> {
         deadline: Option<&DeadlineDef>,
         documents: &[String],
     ) -> Result<(), EngineError> {
-        let id = self.state.next_id("");
+        let id = self.state.next_task_id();
         let task = TaskState {
             id: id.clone(),
             step: step.into(),
@@ -935,7 +936,7 @@ impl<'a> Run<'a> {
     }
 
     fn add_timer(&mut self, due: DateTime<Utc>, kind: TimerKind, provisional: bool) {
-        let id = self.state.next_id("t");
+        let id = self.state.next_timer_id();
         let t = TimerState {
             id: id.clone(),
             due,

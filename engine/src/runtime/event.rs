@@ -217,8 +217,8 @@ pub enum EngineError {
         task: String,
         /// How it closed.
         outcome: String,
-        /// When.
-        at: DateTime<Utc>,
+        /// When, in Beijing time.
+        at: String,
     },
     /// The step has no such outcome.
     #[error("step `{step}` has no outcome `{outcome}`; outcomes: {known}")]

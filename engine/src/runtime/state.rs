@@ -153,8 +153,11 @@ pub struct InstanceState {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
-    /// The counter for task and timer ids.
+    /// The counter for timer ids.
     pub seq: u64,
+    /// The counter for task ids, so tasks are numbered 1, 2, 3 … in an instance.
+    #[serde(default)]
+    pub task_seq: u64,
     /// Optimistic-concurrency counter: bumped by every stored transition.
     pub revision: u64,
 }
@@ -174,8 +177,13 @@ impl InstanceState {
         steps
     }
 
-    pub(crate) fn next_id(&mut self, prefix: &str) -> String {
+    pub(crate) fn next_timer_id(&mut self) -> String {
         self.seq += 1;
-        format!("{}.{prefix}{}", self.id, self.seq)
+        format!("{}.t{}", self.id, self.seq)
+    }
+
+    pub(crate) fn next_task_id(&mut self) -> String {
+        self.task_seq += 1;
+        format!("{}.{}", self.id, self.task_seq)
     }
 }

@@ -1,0 +1,573 @@
+//! The commands that drive the engine and its store: deploy, start,
+//! complete, message, cancel, the listings, the timeline, the directory.
+//!
+//! Each opens the store named by `--db` (default `./duban.db`, SQLite),
+//! performs one operation through `duban_engine::service::Engine`, and
+//! prints text or JSON. This is the edge where the clock is read: `now` is
+//! the system time, or `DUBAN_NOW` (RFC 3339) for tests and rehearsals.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use duban_engine::calendar::files;
+use duban_engine::runtime::{EngineError, Event, InstanceState};
+use duban_engine::service::{Engine, ServiceError};
+use duban_engine::store::{directory, SqlStore, Store, StoreError, TaskFilter};
+use serde_json::{json, Value as Json};
+
+use crate::exit;
+
+/// Options every store command takes.
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// The store: a SQLite file (default ./duban.db) or a postgres:// URL.
+    #[arg(long, env = "DUBAN_DB", default_value = "duban.db", global = true)]
+    pub db: String,
+    /// Folder of installed year schedules.
+    #[arg(
+        long,
+        env = "DUBAN_CALENDAR_DIR",
+        default_value = "calendars",
+        global = true
+    )]
+    pub calendar_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Validate definitions and store new versions (unchanged content is skipped).
+    Deploy {
+        /// Definition files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deployed definitions.
+    Definitions {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an instance of a process.
+    Start {
+        /// The process id.
+        process: String,
+        /// The jurisdiction profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// A variable, `name=value` (repeatable; lists comma-separated).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// A YAML or JSON file of variables.
+        #[arg(long)]
+        vars_file: Option<PathBuf>,
+        /// Who starts it.
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List instances.
+    Instances {
+        /// running, completed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this process.
+        #[arg(long)]
+        process: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an instance's timeline: tasks, deadlines with their explanations, reminders, escalations.
+    Show {
+        /// The instance id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List open tasks.
+    Tasks {
+        /// Only those assigned to this person or agency.
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Only those assigned to holders of this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Only those past their deadline.
+        #[arg(long)]
+        overdue: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Complete a task (or answer a notice) with an outcome.
+    Complete {
+        /// The task id (`INSTANCE.N`).
+        task: String,
+        /// The outcome.
+        #[arg(long)]
+        outcome: String,
+        /// A form field, `name=value` (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Who completes it.
+        #[arg(long = "as", required = true)]
+        actor: String,
+    },
+    /// Record that a notice's recipient received it (starts `from: receipt` deadlines).
+    Receive {
+        /// The notice's task id.
+        task: String,
+        /// Who received it.
+        #[arg(long = "as", required = true)]
+        actor: String,
+    },
+    /// Deliver a message to the instances waiting for it.
+    Message {
+        /// The message name.
+        name: String,
+        /// The correlation key.
+        #[arg(long)]
+        key: String,
+        /// A variable the message carries.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Cancel an instance.
+    Cancel {
+        /// The instance id.
+        id: String,
+        /// Why.
+        #[arg(long, required = true)]
+        reason: String,
+        /// Who.
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+    /// The people and agencies of the directory.
+    Directory {
+        #[command(subcommand)]
+        cmd: DirectoryCmd,
+    },
+    /// Everything recorded about one person across all processes (一人一档, RC-14).
+    History {
+        /// The person's id.
+        #[arg(long)]
+        person: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DirectoryCmd {
+    /// Replace the directory with a YAML or CSV file (nothing is imported from a file with errors).
+    Import {
+        /// The file (`.csv` for CSV, YAML otherwise).
+        file: PathBuf,
+    },
+}
+
+fn now() -> DateTime<Utc> {
+    std::env::var("DUBAN_NOW")
+        .ok()
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+}
+
+/// What went wrong, and the exit code it deserves.
+fn fail(e: ServiceError) -> u8 {
+    match &e {
+        ServiceError::Invalid(diags) => {
+            for d in diags {
+                eprintln!("{d}\n");
+            }
+            eprintln!("duban: {e}");
+        }
+        _ => eprintln!("duban: {e}"),
+    }
+    match e {
+        ServiceError::Io(_) => exit::USAGE,
+        _ => exit::INVALID,
+    }
+}
+
+fn split_vars(vars: &[String]) -> Result<Vec<(String, String)>, u8> {
+    vars.iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, val)) if !k.trim().is_empty() => Ok((k.trim().to_string(), val.to_string())),
+            _ => {
+                eprintln!("duban: bad --var `{v}`: write NAME=VALUE");
+                Err(exit::USAGE)
+            }
+        })
+        .collect()
+}
+
+async fn open(db: &DbArgs) -> Result<Engine<SqlStore>, u8> {
+    let calendar = files::load(&db.calendar_dir).map_err(|e| {
+        eprintln!("duban: the calendar cannot be loaded: {e}");
+        exit::INVALID
+    })?;
+    let store = SqlStore::open(&db.db).await.map_err(|e| {
+        eprintln!("duban: {e}");
+        exit::USAGE
+    })?;
+    Engine::new(store, calendar).await.map_err(fail)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
+}
+
+fn open_tasks_line(s: &InstanceState) -> String {
+    let tasks: Vec<String> = s
+        .open_tasks()
+        .map(|t| {
+            let due = t
+                .deadline
+                .as_ref()
+                .map(|d| format!(", due {}", d.last_day))
+                .unwrap_or_default();
+            format!("{} {} → {}{due}", t.id, t.step, t.assignees.join(","))
+        })
+        .collect();
+    if tasks.is_empty() {
+        format!("status: {}", s.status.name())
+    } else {
+        format!("open: {}", tasks.join("; "))
+    }
+}
+
+pub fn run(cmd: Cmd, db: DbArgs) -> u8 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async move {
+        match run_async(cmd, &db).await {
+            Ok(()) => exit::OK,
+            Err(code) => code,
+        }
+    })
+}
+
+async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
+    let engine = open(db).await?;
+    let now = now();
+    match cmd {
+        Cmd::Deploy { paths, json } => {
+            let reports = engine.deploy(&paths, now).await.map_err(fail)?;
+            if json {
+                print_json(&reports);
+            } else {
+                for r in reports {
+                    let what = match r.result {
+                        duban_engine::store::Deployed::New => "deployed",
+                        duban_engine::store::Deployed::Unchanged => "unchanged",
+                    };
+                    println!("{what} {} v{}", r.id, r.version);
+                }
+            }
+        }
+        Cmd::Definitions { json } => {
+            let defs = engine
+                .store
+                .definitions()
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if json {
+                print_json(&defs);
+            } else {
+                for d in defs {
+                    println!(
+                        "{:<24} v{:<3} {}  {}",
+                        d.id,
+                        d.version,
+                        d.deployed_at.format("%Y-%m-%d %H:%M"),
+                        d.file
+                    );
+                }
+            }
+        }
+        Cmd::Start {
+            process,
+            profile,
+            vars,
+            vars_file,
+            actor,
+            json,
+        } => {
+            let def = engine.definition(&process, None).await.map_err(fail)?;
+            let mut values: BTreeMap<String, Json> = BTreeMap::new();
+            if let Some(f) = vars_file {
+                let text = std::fs::read_to_string(&f).map_err(|e| {
+                    eprintln!("duban: {}: {e}", f.display());
+                    exit::USAGE
+                })?;
+                let v: BTreeMap<String, Json> = serde_yaml::from_str(&text).map_err(|e| {
+                    eprintln!("duban: {}: {e}", f.display());
+                    exit::USAGE
+                })?;
+                values.extend(v);
+            }
+            let pairs = split_vars(&vars)?;
+            values.extend(engine.typed_vars(&def, &pairs).await.map_err(fail)?);
+            let t = engine
+                .start(&process, profile.as_deref(), values, &actor, now)
+                .await
+                .map_err(fail)?;
+            if json {
+                print_json(
+                    &json!({ "id": t.state.id, "definition": t.state.definition, "version": t.state.version, "tasks": t.state.open_tasks().collect::<Vec<_>>() }),
+                );
+            } else {
+                println!(
+                    "started {} ({} v{})",
+                    t.state.id, t.state.definition, t.state.version
+                );
+                println!("{}", open_tasks_line(&t.state));
+            }
+        }
+        Cmd::Instances {
+            status,
+            process,
+            json,
+        } => {
+            let rows = engine
+                .store
+                .instances(status.as_deref(), process.as_deref())
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if json {
+                print_json(&rows);
+            } else {
+                for r in rows {
+                    println!(
+                        "{:<8} {:<20} v{:<3} {:<10} {}",
+                        r.id,
+                        r.definition,
+                        r.version,
+                        r.status,
+                        r.started_at
+                            .with_timezone(&duban_engine::calendar::LEGAL_TZ)
+                            .format("%Y-%m-%d %H:%M")
+                    );
+                }
+            }
+        }
+        Cmd::Show { id, json } => {
+            let state = engine
+                .store
+                .load(&id)
+                .await
+                .map_err(|e| fail(e.into()))?
+                .ok_or_else(|| fail(ServiceError::UnknownInstance(id.clone())))?;
+            let history = engine
+                .store
+                .history(&id)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if json {
+                print_json(&json!({ "instance": state, "history": history }));
+            } else {
+                crate::timeline::print(&state, &history);
+            }
+        }
+        Cmd::Tasks {
+            assignee,
+            role,
+            overdue,
+            json,
+        } => {
+            let role_holders = role.map(|r| {
+                engine
+                    .directory()
+                    .people
+                    .iter()
+                    .filter(|p| p.roles.contains(&r))
+                    .map(|p| p.id.clone())
+                    .collect()
+            });
+            let filter = TaskFilter {
+                assignee,
+                role_holders,
+                overdue_at: overdue.then_some(now),
+            };
+            let rows = engine
+                .store
+                .tasks(&filter)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if json {
+                print_json(&rows);
+            } else {
+                for t in rows {
+                    println!(
+                        "{:<10} {:<24} {:<6} {:<24} due {}",
+                        t.id,
+                        t.step,
+                        t.kind,
+                        t.assignees.join(","),
+                        t.last_day.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        Cmd::Complete {
+            task,
+            outcome,
+            vars,
+            actor,
+        } => {
+            let instance = task.split('.').next().unwrap_or(&task).to_string();
+            let state = engine
+                .store
+                .load(&instance)
+                .await
+                .map_err(|e| fail(e.into()))?
+                .ok_or_else(|| fail(EngineError::UnknownTask(task.clone()).into()))?;
+            let def = engine
+                .definition(&state.definition, Some(state.version))
+                .await
+                .map_err(fail)?;
+            let values = engine
+                .typed_vars(&def, &split_vars(&vars)?)
+                .await
+                .map_err(fail)?;
+            let t = engine
+                .complete(&task, &outcome, values, &actor, now)
+                .await
+                .map_err(fail)?;
+            println!("completed {task} ({outcome})");
+            println!("{}", open_tasks_line(&t.state));
+        }
+        Cmd::Receive { task, actor } => {
+            let instance = task.split('.').next().unwrap_or(&task).to_string();
+            let t = engine
+                .apply(
+                    &instance,
+                    &Event::Receive {
+                        task: task.clone(),
+                        actor,
+                    },
+                    now,
+                )
+                .await
+                .map_err(fail)?;
+            let d = t.state.tasks.get(&task).and_then(|t| t.deadline.clone());
+            match d {
+                Some(d) => println!(
+                    "received {task}; deadline {}  {}",
+                    d.last_day, d.explanation
+                ),
+                None => println!("received {task}"),
+            }
+        }
+        Cmd::Message { name, key, vars } => {
+            let ids = engine
+                .store
+                .awaiting(&name, &key)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            let Some(first) = ids.first() else {
+                return Err(fail(
+                    EngineError::NotApplicable(format!(
+                        "no instance waits for message `{name}` with key `{key}`"
+                    ))
+                    .into(),
+                ));
+            };
+            let state = engine
+                .store
+                .load(first)
+                .await
+                .map_err(|e| fail(e.into()))?
+                .ok_or_else(|| fail(StoreError::NotFound(first.clone()).into()))?;
+            let def = engine
+                .definition(&state.definition, Some(state.version))
+                .await
+                .map_err(fail)?;
+            let values = engine
+                .typed_vars(&def, &split_vars(&vars)?)
+                .await
+                .map_err(fail)?;
+            let ids = engine
+                .message(&name, &key, values, now)
+                .await
+                .map_err(fail)?;
+            println!("delivered to {}", ids.join(", "));
+        }
+        Cmd::Cancel { id, reason, actor } => {
+            engine
+                .apply(&id, &Event::Cancel { reason, actor }, now)
+                .await
+                .map_err(fail)?;
+            println!("cancelled {id}");
+        }
+        Cmd::Directory {
+            cmd: DirectoryCmd::Import { file },
+        } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                eprintln!("duban: {}: {e}", file.display());
+                exit::USAGE
+            })?;
+            let csv = file.extension().is_some_and(|x| x == "csv");
+            match directory::parse(&text, csv) {
+                Ok(dir) => {
+                    let (p, a) = (dir.people.len(), dir.agencies.len());
+                    engine.import_directory(dir).await.map_err(fail)?;
+                    println!(
+                        "imported {p} people and {a} agencies from {}",
+                        file.display()
+                    );
+                }
+                Err(errs) => {
+                    for e in &errs {
+                        eprintln!("{}:{e}", file.display());
+                    }
+                    eprintln!("duban: {} problem(s); nothing was imported", errs.len());
+                    return Err(exit::INVALID);
+                }
+            }
+        }
+        Cmd::History { person, json } => {
+            let rows = engine
+                .store
+                .person_history(&person)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if json {
+                print_json(&rows);
+            } else {
+                for r in rows {
+                    let at = r
+                        .entry
+                        .at
+                        .with_timezone(&duban_engine::calendar::LEGAL_TZ)
+                        .format("%Y-%m-%d %H:%M");
+                    let step = r
+                        .entry
+                        .step_after
+                        .or(r.entry.step_before)
+                        .unwrap_or_default();
+                    println!(
+                        "{at}  instance {:<6} {:<16} {step}  {}",
+                        r.instance,
+                        r.entry.what,
+                        r.entry.note.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `duban show`: an instance's timeline as administrators read it.
+
+use duban_engine::calendar::LEGAL_TZ;
+use duban_engine::runtime::{HistoryEntry, InstanceState, TimerKind};
+
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&LEGAL_TZ)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// Prints the header, the history, the open tasks and the pending timers.
+pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
+    println!(
+        "instance {}  {} v{}  profile {}  {}",
+        s.id,
+        s.definition,
+        s.version,
+        s.profile.as_deref().unwrap_or("-"),
+        s.status.name()
+    );
+    match &s.status {
+        duban_engine::runtime::Status::Completed { result } => println!("result: {result}"),
+        duban_engine::runtime::Status::Cancelled { reason } => println!("cancelled: {reason}"),
+        duban_engine::runtime::Status::Running => {}
+    }
+    println!("\nvariables:");
+    for (k, v) in &s.variables {
+        println!("  {k} = {v}");
+    }
+    println!("\ntimeline:");
+    for h in history {
+        let step = match (&h.step_before, &h.step_after) {
+            (Some(a), Some(b)) if a != b => format!("{a} → {b}"),
+            (_, Some(b)) => b.clone(),
+            (Some(a), None) => a.clone(),
+            (None, None) => String::new(),
+        };
+        let mut line = format!("  {}  {:<15} {step}", when(h.at), h.what);
+        if !h.people.is_empty() {
+            line.push_str(&format!("  [{}]", h.people.join(", ")));
+        }
+        if let Some(n) = &h.note {
+            line.push_str(&format!("  {n}"));
+        }
+        println!("{line}");
+        if !h.changed.is_empty() {
+            let changed: Vec<String> = h.changed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("      set {}", changed.join(", "));
+        }
+        if let Some(d) = &h.deadline {
+            let kind = match d.bound {
+                duban_engine::calendar::Bound::Within => "deadline",
+                duban_engine::calendar::Bound::AtLeast => "minimum until",
+            };
+            let prov = if d.provisional { " (PROVISIONAL)" } else { "" };
+            println!("      {kind} {}{prov}: {}", d.last_day, d.explanation);
+        }
+    }
+    let open: Vec<_> = s.open_tasks().collect();
+    if !open.is_empty() {
+        println!("\nopen tasks:");
+        for t in open {
+            let due = t
+                .deadline
+                .as_ref()
+                .map(|d| format!("  due {} (cut-off {})", d.last_day, d.deadline.to_rfc3339()))
+                .unwrap_or_default();
+            println!(
+                "  {} {} ({}) → {}{due}",
+                t.id,
+                t.step,
+                t.kind,
+                t.assignees.join(", ")
+            );
+        }
+    }
+    if !s.timers.is_empty() {
+        println!("\npending timers:");
+        for t in s.timers.values() {
+            let what = match &t.kind {
+                TimerKind::Expiry { task } => format!("expiry of {task}"),
+                TimerKind::Reminder { task, before } => {
+                    format!("reminder for {task}, {before} before")
+                }
+                TimerKind::Wait { step } => format!("end of wait {step}"),
+                TimerKind::MessageTimeout { step } => format!("timeout of {step}"),
+            };
+            println!(
+                "  {}  {what}{}",
+                when(t.due),
+                if t.provisional { " (provisional)" } else { "" }
+            );
+        }
+    }
+}
