@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A person of the directory (staff or supervisor).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Person {
     /// Stable id, e.g. `zhang_san`.
     pub id: String,
@@ -35,6 +36,7 @@ pub struct Person {
 
 /// An agency of the directory (a supervised body or a department).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Agency {
     /// Stable id, e.g. `xt_market_bureau`.
     pub id: String,
