@@ -537,14 +537,74 @@ async fn fifty_parallel_completions_one_wins(db: Db) {
                 .await
         }));
     }
-    let mut ok = 0;
-    let mut conflicts = 0;
+    let (mut ok, mut conflicts, mut closed) = (0, 0, 0);
     for h in handles {
         match h.await.unwrap() {
             Ok(_) => ok += 1,
             Err(ServiceError::Store(StoreError::Conflict(_))) => conflicts += 1,
             // A loser that loaded the state after the winner committed sees the task closed.
-            Err(ServiceError::Engine(EngineError::TaskClosed { .. })) => conflicts += 1,
+            Err(ServiceError::Engine(EngineError::TaskClosed { .. })) => closed += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts + closed), (1, 49));
+    eprintln!("50 completions through the engine: 1 won, {conflicts} conflicts, {closed} saw the task closed");
+    let history = db.engine.store.history(&id).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h.what == "task_completed")
+            .count(),
+        1
+    );
+}
+
+/// All 50 transitions computed from the same revision, committed at once:
+/// the store lets exactly one through and reports a conflict to the others.
+async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
+    let id = start_letter(&db).await;
+    let task = open_task(&db, &id, "draft_letter").await;
+    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let def = db
+        .engine
+        .definition("supervision_letter", Some(1))
+        .await
+        .unwrap();
+    let dir = db.engine.directory();
+    let env = duban_engine::runtime::Env {
+        definition: &def,
+        calendar: &db.engine.calendar,
+        directory: dir.as_ref(),
+    };
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let e = Event::Complete {
+            task: task.clone(),
+            outcome: "issue".into(),
+            variables: vars(&[
+                ("letter_kind", json!("督办函")),
+                ("reply_period", json!("30日")),
+            ]),
+            actor: format!("clerk{i}"),
+        };
+        let t =
+            duban_engine::runtime::apply(&env, Some(&state), &e, at("2025-09-27T10:00:00+08:00"))
+                .unwrap();
+        let engine = db.engine.clone();
+        let rev = state.revision;
+        handles.push(tokio::spawn(async move {
+            engine
+                .store
+                .commit(Some(rev), &t, at("2025-09-27T10:00:00+08:00"))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
             Err(e) => panic!("unexpected: {e}"),
         }
     }
@@ -556,6 +616,16 @@ async fn fifty_parallel_completions_one_wins(db: Db) {
             .filter(|h| h.what == "task_completed")
             .count(),
         1
+    );
+    assert_eq!(
+        db.engine
+            .store
+            .tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "only the winner opened the next task"
     );
 }
 
@@ -693,6 +763,7 @@ conformance!(
     supervision_letter_end_to_end,
     dispute_end_to_end,
     fifty_parallel_completions_one_wins,
+    fifty_parallel_commits_one_wins_49_conflict,
     faults_leave_the_previous_or_the_next_state,
     refused_starts_write_nothing,
     messages_reach_waiting_instances,
