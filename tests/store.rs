@@ -736,6 +736,95 @@ async fn messages_reach_waiting_instances(db: Db) {
     assert!(err.to_string().contains("no instance waits"), "{err}");
 }
 
+async fn calls_and_messages(db: Db) {
+    let dir = duban_tests::root().join("tests/data/call");
+    db.engine
+        .deploy(&[dir], at("2025-09-01T09:00:00+08:00"))
+        .await
+        .unwrap();
+    let t = db
+        .engine
+        .start(
+            "call_parent",
+            None,
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("K-7")),
+            ]),
+            "li",
+            at("2025-09-26T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let parent = t.state.id.clone();
+    assert_eq!(t.state.current_steps(), ["interview"]);
+    // The child was started with the inputs, and holds the only open task.
+    let tasks = db.engine.store.tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    let child = tasks[0].instance.clone();
+    assert_ne!(child, parent);
+    let cs = db.engine.store.load(&child).await.unwrap().unwrap();
+    assert_eq!(cs.variables["topic"], json!("整改通知 K-7"));
+    db.engine
+        .complete(
+            &tasks[0].id,
+            "rectified",
+            BTreeMap::new(),
+            "li",
+            at("2025-09-27T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    // The child's result flowed back; the parent now waits for the message.
+    let ps = db.engine.store.load(&parent).await.unwrap().unwrap();
+    assert_eq!(ps.variables["interview_result"], json!("rectified"));
+    assert_eq!(ps.current_steps(), ["await_review"]);
+    assert_eq!(
+        db.engine
+            .store
+            .awaiting("reconsideration_decided", "K-7")
+            .await
+            .unwrap(),
+        std::slice::from_ref(&parent)
+    );
+    // A message with another key reaches nobody; the right one moves the parent on.
+    assert!(db
+        .engine
+        .message(
+            "reconsideration_decided",
+            "K-8",
+            BTreeMap::new(),
+            at("2025-10-01T10:00:00+08:00")
+        )
+        .await
+        .is_err());
+    let ids = db
+        .engine
+        .message(
+            "reconsideration_decided",
+            "K-7",
+            vars(&[("reconsideration_result", json!("维持"))]),
+            at("2025-10-01T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids, std::slice::from_ref(&parent));
+    let ps = db.engine.store.load(&parent).await.unwrap().unwrap();
+    assert_eq!(
+        ps.status,
+        Status::Completed {
+            result: "ok".into()
+        }
+    );
+    assert!(db
+        .engine
+        .store
+        .awaiting("reconsideration_decided", "K-7")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_store {
@@ -767,4 +856,5 @@ conformance!(
     faults_leave_the_previous_or_the_next_state,
     refused_starts_write_nothing,
     messages_reach_waiting_instances,
+    calls_and_messages,
 );

@@ -231,7 +231,23 @@ impl<S: Store> Engine<S> {
 
     /// Starts an instance of the latest version of `process`. The start is
     /// checked before an id is taken, so a refused start writes nothing.
+    /// Children that its `call` steps start are started too.
     pub async fn start(
+        &self,
+        process: &str,
+        profile: Option<&str>,
+        variables: BTreeMap<String, Json>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let t = self
+            .start_one(process, profile, variables, actor, now)
+            .await?;
+        self.settle(&t, now).await?;
+        Ok(t)
+    }
+
+    async fn start_one(
         &self,
         process: &str,
         profile: Option<&str>,
@@ -256,8 +272,20 @@ impl<S: Store> Engine<S> {
         Ok(t)
     }
 
-    /// Applies `event` to instance `id` and stores the result.
+    /// Applies `event` to instance `id` and stores the result; then carries
+    /// out what it asks of other instances (see [`Engine::settle`]).
     pub async fn apply(
+        &self,
+        id: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let t = self.apply_one(id, event, now).await?;
+        self.settle(&t, now).await?;
+        Ok(t)
+    }
+
+    async fn apply_one(
         &self,
         id: &str,
         event: &Event,
@@ -274,6 +302,51 @@ impl<S: Store> Engine<S> {
         let t = self.apply_core(&def, Some(&state), event, now)?;
         self.store.commit(Some(state.revision), &t, now).await?;
         Ok(t)
+    }
+
+    /// After a stored transition: starts the children its `call` steps asked
+    /// for, and hands the result of an ended child to its parent, until
+    /// nothing more follows. Each step is its own transaction: a crash
+    /// between them leaves the request in the outbox (`start_child`) for the
+    /// dispatcher to finish.
+    async fn settle(&self, first: &Transition, now: DateTime<Utc>) -> Result<(), ServiceError> {
+        let mut queue = std::collections::VecDeque::from([first.clone()]);
+        while let Some(t) = queue.pop_front() {
+            for cmd in &t.commands {
+                if let runtime::Command::StartChild {
+                    step,
+                    process,
+                    profile,
+                    variables,
+                } = cmd
+                {
+                    let child = self
+                        .start_one(
+                            process,
+                            profile.as_deref(),
+                            variables.clone(),
+                            "engine",
+                            now,
+                        )
+                        .await?;
+                    self.store
+                        .link_child(&child.state.id, &t.state.id, step)
+                        .await?;
+                    queue.push_back(child);
+                }
+            }
+            let ended = t.history.iter().any(|h| h.what == "ended");
+            if let (true, runtime::Status::Completed { result }) = (ended, &t.state.status) {
+                if let Some((parent, step)) = self.store.parent_of(&t.state.id).await? {
+                    let event = Event::ChildEnded {
+                        step,
+                        result: result.clone(),
+                    };
+                    queue.push_back(self.apply_one(&parent, &event, now).await?);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Completes task `task` (`INSTANCE.N`) with `outcome`.

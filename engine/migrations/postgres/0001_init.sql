@@ -100,6 +100,13 @@ CREATE TABLE awaited_messages (
     PRIMARY KEY (name, key, instance)
 );
 
+-- Child instances started by `call` steps, and where their result goes.
+CREATE TABLE children (
+    child  TEXT PRIMARY KEY,
+    parent TEXT NOT NULL,
+    step   TEXT NOT NULL
+);
+
 CREATE TABLE people (
     id           TEXT PRIMARY KEY,
     record       TEXT NOT NULL

@@ -49,9 +49,14 @@ pub fn check(name: &str, var: &Variable, v: &Json) -> Result<Json, EngineError> 
 fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError> {
     let text = || -> Result<&str, EngineError> {
         v.as_str()
-            .ok_or_else(|| bad(name, format!("expected a {ty}, got {v}")))
+            .ok_or_else(|| bad(name, format!("expected a value of type {ty}, got {v}")))
     };
     Ok(match ty {
+        // CEL sees people and agencies as records (`applicant.level`); a
+        // record handed back (a call input, a `set`) stands for its id.
+        ValueType::Person | ValueType::Agency if v.get("id").is_some_and(Json::is_string) => {
+            v["id"].clone()
+        }
         ValueType::String
         | ValueType::Text
         | ValueType::Person

@@ -194,6 +194,10 @@ pub trait Store {
     async fn directory(&self) -> Result<MemoryDirectory, StoreError>;
     /// The ids of an instance's pending timer rows, sorted.
     async fn pending_timers(&self, instance: &str) -> Result<Vec<String>, StoreError>;
+    /// Records that `child` was started by `parent`'s `call` step `step`.
+    async fn link_child(&self, child: &str, parent: &str, step: &str) -> Result<(), StoreError>;
+    /// The parent instance and calling step of `child`, if it was called.
+    async fn parent_of(&self, child: &str) -> Result<Option<(String, String)>, StoreError>;
     /// How many outbox rows are pending (notifications to send).
     async fn outbox_pending(&self) -> Result<u64, StoreError>;
 }

@@ -640,6 +640,25 @@ impl Store for SqlStore {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
+    async fn link_child(&self, child: &str, parent: &str, step: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO children (child, parent, step) VALUES ($1, $2, $3)")
+            .bind(child)
+            .bind(parent)
+            .bind(step)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn parent_of(&self, child: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT parent, step FROM children WHERE child = $1")
+            .bind(child)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("parent")?, r.try_get("step")?)))
+            .transpose()
+    }
+
     async fn outbox_pending(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
             .fetch_one(&self.pool)
