@@ -7,6 +7,7 @@
 
 mod calendar;
 mod instances;
+mod serve;
 mod timeline;
 mod validate;
 
@@ -79,6 +80,18 @@ enum Command {
         #[command(subcommand)]
         command: calendar::CalendarCommand,
     },
+    /// Run the engine: timers, reminders, escalations and recurring starts, until SIGINT/SIGTERM.
+    Serve {
+        /// The process library, deployed on start (new versions only).
+        #[arg(long, default_value = "processes")]
+        processes: PathBuf,
+        /// Look for new timers at least this often (other processes may add them).
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Timers claimed per round trip.
+        #[arg(long, default_value_t = 200)]
+        batch: u32,
+    },
     #[command(flatten)]
     Engine(instances::Cmd),
 }
@@ -105,6 +118,11 @@ fn main() -> ExitCode {
             calendar_dir: cli.db.calendar_dir.clone(),
         }),
         Command::Calendar { command } => calendar::run(command, &cli.db.calendar_dir),
+        Command::Serve {
+            processes,
+            poll_ms,
+            batch,
+        } => serve::serve(cli.db, processes, poll_ms, batch),
         Command::Engine(cmd) => instances::run(cmd, cli.db),
     };
     ExitCode::from(code)

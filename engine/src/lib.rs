@@ -15,5 +15,6 @@
 pub mod calendar;
 pub mod definition;
 pub mod runtime;
+pub mod scheduler;
 pub mod service;
 pub mod store;

@@ -247,6 +247,35 @@ impl<S: Store> Engine<S> {
         Ok(t)
     }
 
+    /// Starts `process` under a chosen id, exactly once: a second start
+    /// under the same id (another engine process, a restart) finds the id
+    /// taken and returns `None`. Recurring starts use this, with the
+    /// occurrence in the id.
+    pub async fn start_once(
+        &self,
+        id: &str,
+        process: &str,
+        profile: Option<&str>,
+        variables: BTreeMap<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>, ServiceError> {
+        let def = self.definition(process, None).await?;
+        let event = Event::Start {
+            instance: id.into(),
+            profile: profile.map(str::to_string),
+            variables,
+            actor: "engine".into(),
+        };
+        let t = self.apply_core(&def, None, &event, now)?;
+        match self.store.commit(None, &t, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        self.settle(&t, now).await?;
+        Ok(Some(t))
+    }
+
     async fn start_one(
         &self,
         process: &str,

@@ -57,7 +57,10 @@ CREATE TABLE timers (
     instance    TEXT    NOT NULL,
     due         BIGINT NOT NULL,
     kind        TEXT    NOT NULL,
-    provisional BIGINT NOT NULL
+    provisional BIGINT NOT NULL,
+    -- Which engine process claimed the timer, and until when its claim holds.
+    owner       TEXT,
+    lease_until BIGINT
 );
 CREATE INDEX timers_due ON timers (due);
 
@@ -105,6 +108,15 @@ CREATE TABLE children (
     child  TEXT PRIMARY KEY,
     parent TEXT NOT NULL,
     step   TEXT NOT NULL
+);
+
+-- How far each recurring start has been processed: the last occurrence
+-- considered, per definition and schedule entry.
+CREATE TABLE cron_cursor (
+    definition TEXT    NOT NULL,
+    entry      BIGINT NOT NULL,
+    last       BIGINT NOT NULL,
+    PRIMARY KEY (definition, entry)
 );
 
 CREATE TABLE people (

@@ -188,7 +188,7 @@ pub fn to_chinese_numeral(n: u32) -> Option<String> {
         1..=9 => D[n as usize].to_string(),
         10 => "十".into(),
         11..=19 => format!("十{}", D[(n % 10) as usize]),
-        20..=99 if n % 10 == 0 => format!("{}十", D[(n / 10) as usize]),
+        20..=99 if n.is_multiple_of(10) => format!("{}十", D[(n / 10) as usize]),
         20..=99 => format!("{}十{}", D[(n / 10) as usize], D[(n % 10) as usize]),
         _ => return None,
     };

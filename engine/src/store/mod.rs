@@ -149,6 +149,17 @@ pub struct HistoryRow {
     pub entry: HistoryEntry,
 }
 
+/// A claimed timer row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTimer {
+    /// The timer id.
+    pub id: String,
+    /// Its instance.
+    pub instance: String,
+    /// When it fell due.
+    pub due: DateTime<Utc>,
+}
+
 /// Durable storage. Implementations pass `tests/`'s conformance suite.
 #[allow(async_fn_in_trait)]
 pub trait Store {
@@ -198,6 +209,35 @@ pub trait Store {
     async fn link_child(&self, child: &str, parent: &str, step: &str) -> Result<(), StoreError>;
     /// The parent instance and calling step of `child`, if it was called.
     async fn parent_of(&self, child: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// Claims up to `limit` timers due at `now`, oldest first, that no live
+    /// claim holds: they are leased to `owner` until `lease_until`. Several
+    /// engine processes may claim at once; none gets a timer another holds.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueTimer>, StoreError>;
+    /// Deletes a timer row whose timer is no longer in its instance's state.
+    async fn drop_timer(&self, id: &str) -> Result<(), StoreError>;
+    /// The earliest due time of any timer, claimed or not.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Every instance that has a provisional timer.
+    async fn provisional_instances(&self) -> Result<Vec<String>, StoreError>;
+    /// The last occurrence processed for a definition's schedule entry.
+    async fn cron_cursor(
+        &self,
+        definition: &str,
+        entry: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Moves a cursor forward (never backward).
+    async fn advance_cron_cursor(
+        &self,
+        definition: &str,
+        entry: u32,
+        last: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// How many outbox rows are pending (notifications to send).
     async fn outbox_pending(&self) -> Result<u64, StoreError>;
 }

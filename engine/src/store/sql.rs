@@ -659,6 +659,110 @@ impl Store for SqlStore {
             .transpose()
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        // PostgreSQL: rows another process is claiming right now are skipped,
+        // not waited for. SQLite has one engine process (see `serve`), and its
+        // UPDATE takes the write lock, so the same statement is safe there.
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE timers SET owner = $1, lease_until = $2 WHERE id IN \
+             (SELECT id FROM timers WHERE due <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+              ORDER BY due, id LIMIT $4{lock}) RETURNING id, instance, due"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(ms(lease_until))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<DueTimer> = rows
+            .iter()
+            .map(|r| {
+                Ok(DueTimer {
+                    id: r.try_get("id")?,
+                    instance: r.try_get("instance")?,
+                    due: from_ms(r.try_get("due")?),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
+        Ok(out)
+    }
+
+    async fn drop_timer(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM timers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r = sqlx::query("SELECT MIN(due) AS due FROM timers")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("due")?.map(from_ms))
+    }
+
+    async fn provisional_instances(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT instance FROM timers WHERE provisional = 1 ORDER BY instance",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("instance")?)).collect()
+    }
+
+    async fn cron_cursor(
+        &self,
+        definition: &str,
+        entry: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r = sqlx::query("SELECT last FROM cron_cursor WHERE definition = $1 AND entry = $2")
+            .bind(definition)
+            .bind(i64::from(entry))
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| Ok(from_ms(r.try_get("last")?))).transpose()
+    }
+
+    async fn advance_cron_cursor(
+        &self,
+        definition: &str,
+        entry: u32,
+        last: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE cron_cursor SET last = $1 WHERE definition = $2 AND entry = $3 AND last < $1",
+        )
+        .bind(ms(last))
+        .bind(definition)
+        .bind(i64::from(entry))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            sqlx::query("INSERT INTO cron_cursor (definition, entry, last) VALUES ($1, $2, $3) ON CONFLICT (definition, entry) DO NOTHING")
+                .bind(definition)
+                .bind(i64::from(entry))
+                .bind(ms(last))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn outbox_pending(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
             .fetch_one(&self.pool)

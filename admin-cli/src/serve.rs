@@ -1,0 +1,194 @@
+//! `duban serve`: the engine running by itself.
+//!
+//! One tokio runtime runs the scheduler (timers and recurring starts); the
+//! notification dispatcher and the web server join it in later issues. On
+//! start the store is migrated and `processes/` deployed (new versions
+//! only). On SQLite one process owns the database: a second `serve` on the
+//! same file refuses to start. SIGINT or SIGTERM stops it gracefully: the
+//! round in progress finishes, then the pool closes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use duban_engine::calendar::files;
+use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+use duban_engine::service::Engine;
+use duban_engine::store::sql::{parse_url, Backend};
+use duban_engine::store::SqlStore;
+use tracing::{error, info};
+
+use crate::exit;
+use crate::instances::DbArgs;
+
+/// The clock: the system time, or — for rehearsals and tests — `DUBAN_NOW`
+/// as the instant the process started, running on from there.
+#[derive(Clone, Copy)]
+struct Clock {
+    offset: Duration,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let offset = std::env::var("DUBAN_NOW")
+            .ok()
+            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map_or(Duration::zero(), |t| t.with_timezone(&Utc) - Utc::now());
+        Clock { offset }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
+/// Holds the SQLite owner lock for as long as it lives.
+struct OwnerLock(#[allow(dead_code)] std::fs::File);
+
+fn sqlite_owner_lock(db: &str) -> Result<Option<OwnerLock>, String> {
+    let (url, backend) = parse_url(db);
+    if backend != Backend::Sqlite {
+        return Ok(None);
+    }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    let lock_path = format!("{path}.serve-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{lock_path}: {e}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(OwnerLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another `duban serve` already runs on {path}: on SQLite one engine process owns the database (use PostgreSQL to run several)"
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{lock_path}: {e}")),
+    }
+}
+
+pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DUBAN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let _lock = match sqlite_owner_lock(&db.db) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("duban: {e}");
+            return exit::INVALID;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async move {
+        let clock = Clock::new();
+        let calendar = match files::load(&db.calendar_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("duban: the calendar cannot be loaded: {e}");
+                return exit::INVALID;
+            }
+        };
+        let store = match SqlStore::open(&db.db).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("duban: {e}");
+                return exit::USAGE;
+            }
+        };
+        let engine = match Engine::new(store, calendar).await {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                eprintln!("duban: {e}");
+                return exit::INVALID;
+            }
+        };
+        if processes.exists() {
+            match engine
+                .deploy(std::slice::from_ref(&processes), clock.now())
+                .await
+            {
+                Ok(reports) => {
+                    for r in reports {
+                        info!(process = %r.id, version = r.version, result = ?r.result, "deploy");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("duban: {}: {e}", processes.display());
+                    if let duban_engine::service::ServiceError::Invalid(diags) = &e {
+                        for d in diags {
+                            eprintln!("{d}\n");
+                        }
+                    }
+                    return exit::INVALID;
+                }
+            }
+        }
+        let options = SchedulerOptions {
+            batch,
+            ..Default::default()
+        };
+        info!(owner = %options.owner, db = %db.db, "serving");
+        let scheduler = Scheduler::new(engine.clone(), options);
+        let poll = Duration::milliseconds(poll_ms as i64);
+        let mut shutdown = Box::pin(shutdown_signal());
+        loop {
+            let now = clock.now();
+            match scheduler.start_recurring(now).await {
+                Ok(r) if r.started > 0 => info!(started = r.started, "recurring starts"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "recurring starts failed"),
+            }
+            match scheduler.fire_due(now, false).await {
+                Ok(r) if r.fired + r.stale > 0 => info!(fired = r.fired, stale = r.stale, "timers"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "firing timers failed"),
+            }
+            let wake = scheduler
+                .next_wake(clock.now(), poll)
+                .await
+                .unwrap_or(clock.now() + poll);
+            let sleep = (wake - clock.now())
+                .to_std()
+                .unwrap_or(StdDuration::ZERO)
+                .max(StdDuration::from_millis(10));
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = &mut shutdown => {
+                    info!("shutting down");
+                    break;
+                }
+            }
+        }
+        engine.store.close().await;
+        exit::OK
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,198 @@
+//! The timer-driven part of the engine: due timers and recurring starts.
+//!
+//! Timers live in the store, indexed by due time. [`Scheduler::fire_due`]
+//! claims due timers in batches (leased to this process, so several engine
+//! processes on one PostgreSQL database share the work without waiting on
+//! each other) and applies each as a `TimerFired` event, oldest first. The
+//! timer row is deleted in the same transaction as its effect, and the
+//! instance's revision check makes a second application impossible: each
+//! timer is applied exactly once, whoever claims it, across crashes (a
+//! crashed process's lease simply expires).
+//!
+//! Recurring starts (cron, Asia/Shanghai) start one instance per occurrence
+//! under an id made of the definition, the entry and the occurrence, so the
+//! instances' primary key refuses a second start of the same occurrence.
+//!
+//! Time is an argument everywhere here: `duban serve` passes the clock, the
+//! simulator a virtual one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use tracing::{debug, info, warn};
+
+use crate::definition::Definition;
+use crate::runtime::{values, EngineError, Event};
+use crate::service::{Engine, ServiceError};
+use crate::store::{Store, StoreError};
+
+/// How the scheduler claims work.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// This process's name in claims.
+    pub owner: String,
+    /// Timers claimed per round trip.
+    pub batch: u32,
+    /// How long a claim holds before another process may take the timer.
+    pub lease: Duration,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            owner: format!("duban-{}", std::process::id()),
+            batch: 100,
+            lease: Duration::seconds(60),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Timers applied.
+    pub fired: usize,
+    /// Timer rows found stale (their instance had moved on) and dropped.
+    pub stale: usize,
+    /// Instances started by recurring starts.
+    pub started: usize,
+}
+
+/// Fires timers and recurring starts for one engine.
+pub struct Scheduler<S> {
+    engine: Arc<Engine<S>>,
+    options: SchedulerOptions,
+}
+
+impl<S: Store> Scheduler<S> {
+    /// A scheduler over `engine`.
+    pub fn new(engine: Arc<Engine<S>>, options: SchedulerOptions) -> Self {
+        Scheduler { engine, options }
+    }
+
+    /// Applies every timer due at `now`, oldest first. With `at_due`, each
+    /// is applied at its own due instant (the simulator's virtual clock);
+    /// otherwise at `now` (the moment it is actually handled).
+    pub async fn fire_due(&self, now: DateTime<Utc>, at_due: bool) -> Result<Round, ServiceError> {
+        let mut round = Round::default();
+        loop {
+            let store = &self.engine.store;
+            let batch = store
+                .claim_due(
+                    now,
+                    self.options.batch,
+                    &self.options.owner,
+                    now + self.options.lease,
+                )
+                .await?;
+            if batch.is_empty() {
+                return Ok(round);
+            }
+            for t in batch {
+                let when = if at_due { t.due } else { now };
+                let event = Event::TimerFired {
+                    timer: t.id.clone(),
+                };
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match self.engine.apply(&t.instance, &event, when).await {
+                        Ok(_) => {
+                            debug!(timer = %t.id, instance = %t.instance, "timer fired");
+                            round.fired += 1;
+                        }
+                        // Already applied, cancelled, or the instance ended:
+                        // the row is a leftover; remove it.
+                        Err(ServiceError::Engine(
+                            EngineError::NotApplicable(_) | EngineError::Ended(_),
+                        ))
+                        | Err(ServiceError::UnknownInstance(_)) => {
+                            store.drop_timer(&t.id).await?;
+                            round.stale += 1;
+                        }
+                        Err(ServiceError::Store(StoreError::Conflict(_))) if attempts < 10 => {
+                            continue
+                        }
+                        Err(e) => {
+                            // Left claimed: the lease expires and it is retried.
+                            warn!(timer = %t.id, instance = %t.instance, error = %e, "timer failed; will retry");
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Starts one instance for every occurrence of every recurring start of
+    /// the deployed definitions that falls in (cursor, now]. A definition's
+    /// cursor starts at its deployment.
+    pub async fn start_recurring(&self, now: DateTime<Utc>) -> Result<Round, ServiceError> {
+        let mut round = Round::default();
+        let store = &self.engine.store;
+        let mut latest: std::collections::BTreeMap<String, crate::store::StoredDefinition> =
+            Default::default();
+        for d in store.definitions().await? {
+            latest.insert(d.id.clone(), d);
+        }
+        for (id, stored) in latest {
+            let def = self.engine.definition(&id, Some(stored.version)).await?;
+            for (i, entry) in def.schedule.iter().enumerate() {
+                let i = i as u32;
+                let from = store
+                    .cron_cursor(&id, i)
+                    .await?
+                    .unwrap_or(stored.deployed_at);
+                let mut last = None;
+                for occ in entry.schedule.after(&from.with_timezone(&entry.timezone)) {
+                    let occ = occ.with_timezone(&Utc);
+                    if occ > now {
+                        break;
+                    }
+                    if self.start_occurrence(&def, i, occ).await? {
+                        round.started += 1;
+                    }
+                    last = Some(occ);
+                }
+                if let Some(last) = last {
+                    store.advance_cron_cursor(&id, i, last).await?;
+                }
+            }
+        }
+        Ok(round)
+    }
+
+    async fn start_occurrence(
+        &self,
+        def: &Definition,
+        entry: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, ServiceError> {
+        let e = &def.schedule[entry as usize];
+        let local = at.with_timezone(&e.timezone);
+        let id = format!("{}-{entry}-{}", def.id, local.format("%Y%m%d%H%M"));
+        let variables = e
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), values::to_json(v)))
+            .collect();
+        let started = self
+            .engine
+            .start_once(&id, &def.id, e.profile.as_deref(), variables, at)
+            .await?;
+        if started.is_some() {
+            info!(instance = %id, process = %def.id, "recurring start");
+        }
+        Ok(started.is_some())
+    }
+
+    /// When to look again: the next due timer, but at least every `poll`.
+    pub async fn next_wake(
+        &self,
+        now: DateTime<Utc>,
+        poll: Duration,
+    ) -> Result<DateTime<Utc>, ServiceError> {
+        let next = self.engine.store.next_due().await?;
+        Ok(next.map_or(now + poll, |n| n.min(now + poll)))
+    }
+}
