@@ -858,3 +858,82 @@ conformance!(
     messages_reach_waiting_instances,
     calls_and_messages,
 );
+
+/// Three engines (three pools, as three processes would have) on one
+/// PostgreSQL database step a virtual clock through 2026 together; every
+/// occurrence of every recurring start yields exactly one instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recurring_starts_under_three_engines_over_a_year() {
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    let first = postgres().await;
+    let dir = duban_tests::root().join("tests/data/cron");
+    first
+        .engine
+        .deploy(&[dir], at("2025-12-31T00:00:00+08:00"))
+        .await
+        .unwrap();
+    let url = first.engine.store.url().to_string();
+    let mut schedulers = vec![Scheduler::new(
+        first.engine.clone(),
+        SchedulerOptions {
+            owner: "a".into(),
+            ..Default::default()
+        },
+    )];
+    for owner in ["b", "c"] {
+        let engine = Arc::new(
+            Engine::new(SqlStore::open(&url).await.unwrap(), Calendar::builtin())
+                .await
+                .unwrap(),
+        );
+        schedulers.push(Scheduler::new(
+            engine,
+            SchedulerOptions {
+                owner: owner.into(),
+                ..Default::default()
+            },
+        ));
+    }
+    let mut now = at("2026-01-01T00:00:00+08:00");
+    let end = at("2027-01-01T00:00:00+08:00");
+    let mut started = 0;
+    while now < end {
+        let (a, b, c) = tokio::join!(
+            schedulers[0].start_recurring(now),
+            schedulers[1].start_recurring(now),
+            schedulers[2].start_recurring(now)
+        );
+        started += a.unwrap().started + b.unwrap().started + c.unwrap().started;
+        now += chrono::Duration::hours(6);
+    }
+    let instances = first
+        .engine
+        .store
+        .instances(None, Some("recurring"))
+        .await
+        .unwrap();
+    // 52 Mondays in 2026, 1 + 2 + 1 yearly and half-yearly occurrences.
+    assert_eq!(instances.len(), 56);
+    assert_eq!(started, 56, "no occurrence was started twice");
+    let ids: std::collections::BTreeSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    for id in [
+        "recurring-0-202612200900",
+        "recurring-1-202601010900",
+        "recurring-1-202607010900",
+        "recurring-2-202603010900",
+        "recurring-3-202601050800",
+    ] {
+        assert!(ids.contains(id), "{id} missing");
+    }
+    let state = first
+        .engine
+        .store
+        .load("recurring-0-202612200900")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.variables["kind"], json!("年终述职、集中考核"));
+    // Running the year again starts nothing more.
+    let again = schedulers[1].start_recurring(end).await.unwrap();
+    assert_eq!(again.started, 0);
+}

@@ -37,6 +37,7 @@ pub enum Backend {
 /// The SQL store.
 #[derive(Clone)]
 pub struct SqlStore {
+    url: String,
     pool: AnyPool,
     backend: Backend,
     /// Test hook: fail a commit after this many statements.
@@ -99,10 +100,16 @@ impl SqlStore {
             }
         }
         Ok(SqlStore {
+            url: db.to_string(),
             pool,
             backend,
             fault_after: Arc::new(AtomicUsize::new(usize::MAX)),
         })
+    }
+
+    /// The location it was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Which database this is.
