@@ -116,7 +116,8 @@ pub fn deadline(a: &DeadlineArgs) -> u8 {
     exit::OK
 }
 
-pub fn run(cmd: CalendarCommand, calendar_dir: &std::path::Path) -> u8 {
+pub fn run(cmd: CalendarCommand, db: &crate::instances::DbArgs) -> u8 {
+    let calendar_dir = db.calendar_dir.as_path();
     match cmd {
         CalendarCommand::Show { year, json } => show(year, json, calendar_dir),
         CalendarCommand::Load { file } => match files::install(calendar_dir, &file) {
@@ -128,7 +129,7 @@ pub fn run(cmd: CalendarCommand, calendar_dir: &std::path::Path) -> u8 {
                     i.schedule.holidays.len(),
                     i.path.display()
                 );
-                exit::OK
+                recompute(db)
             }
             Err(e) => {
                 eprintln!("duban: schedule refused, nothing changed: {e}");
@@ -214,4 +215,59 @@ fn ranges(days: &[NaiveDate]) -> String {
         i = j + 1;
     }
     parts.join(", ")
+}
+
+/// After a year is installed: recount the provisional deadlines of the
+/// instances in the store (if there is one yet).
+fn recompute(db: &crate::instances::DbArgs) -> u8 {
+    use duban_engine::store::sql::{parse_url, Backend};
+    let (url, backend) = parse_url(&db.db);
+    if backend == Backend::Sqlite {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        if !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists() {
+            return exit::OK;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let result = async {
+            let calendar = files::load(&db.calendar_dir).map_err(|e| e.to_string())?;
+            let store = duban_engine::store::SqlStore::open(&db.db)
+                .await
+                .map_err(|e| e.to_string())?;
+            let engine = duban_engine::service::Engine::new(store, calendar)
+                .await
+                .map_err(|e| e.to_string())?;
+            engine
+                .recompute_provisional(crate::instances::now())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(ids) if ids.is_empty() => {
+                println!("no provisional deadline changed");
+                exit::OK
+            }
+            Ok(ids) => {
+                println!(
+                    "recomputed provisional deadlines of {} instance(s): {}",
+                    ids.len(),
+                    ids.join(", ")
+                );
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!(
+                    "duban: the schedule is installed, but recomputing deadlines failed: {e}"
+                );
+                exit::INVALID
+            }
+        }
+    })
 }

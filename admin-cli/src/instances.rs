@@ -176,7 +176,7 @@ pub enum DirectoryCmd {
     },
 }
 
-fn now() -> DateTime<Utc> {
+pub fn now() -> DateTime<Utc> {
     std::env::var("DUBAN_NOW")
         .ok()
         .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())

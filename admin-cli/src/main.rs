@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             json,
             calendar_dir: cli.db.calendar_dir.clone(),
         }),
-        Command::Calendar { command } => calendar::run(command, &cli.db.calendar_dir),
+        Command::Calendar { command } => calendar::run(command, &cli.db),
         Command::Serve {
             processes,
             poll_ms,

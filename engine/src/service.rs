@@ -401,6 +401,32 @@ impl<S: Store> Engine<S> {
         .await
     }
 
+    /// Recounts the provisional deadlines of every instance on the current
+    /// calendar (after a year's schedule is loaded); returns the instances
+    /// whose deadlines changed.
+    pub async fn recompute_provisional(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut changed = Vec::new();
+        for id in self.store.provisional_instances().await? {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self.apply(&id, &Event::Recompute, now).await {
+                    Ok(_) => changed.push(id.clone()),
+                    Err(ServiceError::Engine(
+                        EngineError::NotApplicable(_) | EngineError::Ended(_),
+                    )) => {}
+                    Err(ServiceError::Store(StoreError::Conflict(_))) if attempts < 10 => continue,
+                    Err(e) => return Err(e),
+                }
+                break;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Delivers a message to every instance waiting for it; returns their ids.
     pub async fn message(
         &self,

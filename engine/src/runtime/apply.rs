@@ -209,6 +209,7 @@ impl<'a> Run<'a> {
             } => self.message(name, key, variables),
             Event::TimerFired { timer } => self.timer(timer),
             Event::ChildEnded { step, result } => self.child_ended(step, result),
+            Event::Recompute => self.recompute(),
             Event::Cancel { reason, actor } => {
                 self.finish(
                     Status::Cancelled {
@@ -899,6 +900,99 @@ impl<'a> Run<'a> {
     }
 
     /// Computes a task's deadline and schedules its expiry and reminders.
+    /// Recounts the provisional deadlines of open tasks on the current
+    /// calendar; a changed one replaces its timers and is recorded.
+    fn recompute(&mut self) -> Result<(), EngineError> {
+        let open: Vec<TaskState> = self
+            .state
+            .open_tasks()
+            .filter(|t| t.deadline.as_ref().is_some_and(|d| d.provisional))
+            .cloned()
+            .collect();
+        let mut changed = 0;
+        for task in open {
+            let def = match &self.def().steps[&task.step].kind {
+                StepKind::Task {
+                    deadline: Some(d), ..
+                }
+                | StepKind::Notice {
+                    deadline: Some(d), ..
+                } => d.clone(),
+                _ => continue,
+            };
+            let start = match &def.from {
+                StartRef::Opened => Start::Instant(task.opened_at.with_timezone(&LEGAL_TZ)),
+                StartRef::Receipt => match task.received_at {
+                    Some(r) => Start::Instant(r.with_timezone(&LEGAL_TZ)),
+                    None => continue,
+                },
+                StartRef::Variable(_) => self.start_of(&def)?,
+            };
+            let new = self.count(&def, start)?;
+            let old = task.deadline.clone().expect("filtered on a deadline");
+            if new == old {
+                continue;
+            }
+            let stale: Vec<String> = self
+                .state
+                .timers
+                .iter()
+                .filter(|(_, t)| matches!(&t.kind, TimerKind::Expiry { task: x } | TimerKind::Reminder { task: x, .. } if *x == task.id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in stale {
+                self.state.timers.remove(&k);
+                self.commands.push(Command::CancelTimer { timer: k });
+            }
+            self.state
+                .tasks
+                .get_mut(&task.id)
+                .expect("open task")
+                .deadline = Some(new.clone());
+            let due = new.deadline.with_timezone(&Utc);
+            if def.bound == Bound::Within || def.on_expiry.is_some() {
+                self.add_timer(
+                    due,
+                    TimerKind::Expiry {
+                        task: task.id.clone(),
+                    },
+                    new.provisional,
+                );
+            }
+            self.reminders(&task.id, &def, &new);
+            self.commands.push(Command::UpdateTask {
+                task: task.id.clone(),
+            });
+            let note = format!(
+                "deadline recomputed on the official calendar: last day {} → {}{}",
+                old.last_day,
+                new.last_day,
+                if new.provisional {
+                    " (still provisional)"
+                } else {
+                    ""
+                }
+            );
+            self.record(
+                "engine",
+                "recomputed",
+                Some(task.step.clone()),
+                Some(task.step.clone()),
+                BTreeMap::new(),
+                Some(new),
+                Some(note),
+                task.assignees.clone(),
+            );
+            changed += 1;
+        }
+        if changed == 0 {
+            return Err(EngineError::NotApplicable(
+                "no provisional deadline changed".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn schedule_deadline(
         &mut self,
         task: &str,

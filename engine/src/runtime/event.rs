@@ -63,6 +63,9 @@ pub enum Event {
         /// The child's result.
         result: String,
     },
+    /// The calendar changed (a year's schedule was loaded): recount every
+    /// provisional deadline of the open tasks.
+    Recompute,
     /// Cancel the instance.
     Cancel {
         /// Why.
