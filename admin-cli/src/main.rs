@@ -92,6 +92,20 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         batch: u32,
     },
+    /// Run a scenario on a throwaway store with a virtual clock and check its expectations.
+    Simulate {
+        /// The scenario file (see docs/simulation.md).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// A definition file to run instead of the scenario's own.
+        definition: Option<PathBuf>,
+        /// A profile instead of the scenario's.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Engine(instances::Cmd),
 }
@@ -123,6 +137,12 @@ fn main() -> ExitCode {
             poll_ms,
             batch,
         } => serve::serve(cli.db, processes, poll_ms, batch),
+        Command::Simulate {
+            scenario,
+            definition,
+            profile,
+            json,
+        } => serve::simulate(scenario, definition, profile, json, &cli.db.calendar_dir),
         Command::Engine(cmd) => instances::run(cmd, cli.db),
     };
     ExitCode::from(code)

@@ -192,3 +192,76 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// `duban simulate`: exit 0 when every expectation holds, 1 listing the
+/// failures, 2 for a scenario that cannot be run as written.
+pub fn simulate(
+    scenario: PathBuf,
+    definition: Option<PathBuf>,
+    profile: Option<String>,
+    json: bool,
+    calendar_dir: &std::path::Path,
+) -> u8 {
+    use duban_engine::simulate::Scenario;
+    let sc = match Scenario::read(&scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("duban: {e}");
+            return exit::USAGE;
+        }
+    };
+    let calendar = match files::load(calendar_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("duban: the calendar cannot be loaded: {e}");
+            return exit::INVALID;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let report = match rt.block_on(sc.run(definition.as_deref(), profile.as_deref(), calendar)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("duban: {e}");
+            return exit::USAGE;
+        }
+    };
+    let file = scenario.display();
+    if json {
+        let v = serde_json::json!({
+            "scenario": file.to_string(),
+            "passed": report.passed(),
+            "checks": report.checks,
+            "timeline": report.timeline,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+    } else {
+        if let Some(n) = &report.name {
+            println!("{n}");
+        }
+        if let Some(state) = &report.state {
+            crate::timeline::print(state, &report.timeline);
+        }
+        let failed: Vec<_> = report.checks.iter().filter(|c| c.found.is_some()).collect();
+        println!(
+            "\n{} passed, {} failed",
+            report.checks.len() - failed.len(),
+            failed.len()
+        );
+        for c in failed {
+            println!(
+                "{file}:{}: expected {}, found {}",
+                c.line,
+                c.expected,
+                c.found.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if report.passed() {
+        exit::OK
+    } else {
+        exit::INVALID
+    }
+}

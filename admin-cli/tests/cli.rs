@@ -830,3 +830,55 @@ fn loading_a_year_recomputes_provisional_deadlines() {
     ));
     assert!(out.contains("no provisional deadline changed"), "{out}");
 }
+
+#[test]
+fn simulate_exit_codes() {
+    let good = duban(&[
+        "simulate",
+        "--scenario",
+        "processes/scenarios/supervision_letter_overdue.yaml",
+    ]);
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&good),
+        stderr(&good)
+    );
+    assert!(
+        stdout(&good).contains("12 passed, 0 failed"),
+        "{}",
+        stdout(&good)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let failing = tmp.path().join("failing.yaml");
+    let dir = root().join("processes");
+    std::fs::write(
+        &failing,
+        format!(
+            "definition: {}/supervision_letter.yaml\ndirectory: {}/scenarios/directory.yaml\nsteps:\n  - at: 2025-09-26T10:00:00+08:00\n    start: {{ as: li, variables: {{ agency: market_bureau, case_no: '1', problem: x }} }}\n  - expect: {{ deadline: {{ step: draft_letter, last_day: 2025-10-09 }}, task_open: review_report }}\n",
+            dir.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let o = duban(&["simulate", "--scenario", failing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("0 passed, 2 failed"), "{out}");
+    assert!(out.contains("failing.yaml:6: expected deadline of `draft_letter` ends on 2025-10-09, found Some(\"2025-10-10\")"), "{out}");
+    assert!(
+        out.contains("failing.yaml:6: expected task `review_report` open"),
+        "{out}"
+    );
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "definition: x.yaml\nsteps:\n  - at: 2025-09-26T10:00:00+08:00\n    strat: {}\n",
+    )
+    .unwrap();
+    let o = duban(&["simulate", "--scenario", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.yaml:4: "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("strat"), "{}", stderr(&o));
+}

@@ -17,4 +17,5 @@ pub mod definition;
 pub mod runtime;
 pub mod scheduler;
 pub mod service;
+pub mod simulate;
 pub mod store;
