@@ -247,6 +247,9 @@ pub struct DeadlineDef {
     pub cutoff: Option<NaiveTime>,
     /// Reminders, each a period before the cut-off.
     pub reminders: Vec<Period>,
+    /// Send reminders at the computed instant even outside working hours
+    /// (by default they are held back to working hours on a working day).
+    pub remind_at_any_hour: bool,
     /// What expiry does.
     pub on_expiry: Option<Expiry>,
 }

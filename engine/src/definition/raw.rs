@@ -137,6 +137,8 @@ pub struct RawDeadline {
     #[serde(default)]
     pub remind: Vec<String>,
     #[serde(default)]
+    pub remind_at_any_hour: Option<bool>,
+    #[serde(default)]
     pub on_expiry: Option<RawExpiry>,
 }
 

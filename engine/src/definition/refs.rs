@@ -478,6 +478,7 @@ impl Checker<'_> {
             include_start_day: r.include_start_day.unwrap_or(false),
             cutoff: cutoff?,
             reminders,
+            remind_at_any_hour: r.remind_at_any_hour.unwrap_or(false),
             on_expiry: on_expiry?,
         })
     }

@@ -779,3 +779,69 @@ fn a_minimum_period_blocks_early_completion() {
         }
     );
 }
+
+mod reminders {
+    use chrono::{Duration, NaiveTime, Timelike};
+    use proptest::prelude::*;
+
+    use super::super::apply::{hold_to_working_hours, reminder_due};
+    use crate::calendar::{Calendar, PeriodSpec, Start, LEGAL_TZ};
+
+    fn due(start: &str, period: &str, before: &str, any_hour: bool) -> String {
+        let cal = Calendar::builtin();
+        let d = cal.count(
+            Start::Date(start.parse().unwrap()),
+            &PeriodSpec::within(period.parse().unwrap()),
+        );
+        reminder_due(&cal, &d, &before.parse().unwrap(), any_hour)
+            .with_timezone(&LEGAL_TZ)
+            .to_rfc3339()
+    }
+
+    #[test]
+    fn no_reminder_during_the_spring_festival() {
+        // 30 days from 2026-01-25: last day Tuesday 2026-02-24. Five days
+        // before is 02-19, inside the break (02-15 … 02-23): held back to the
+        // make-up Saturday 02-14.
+        assert_eq!(
+            due("2026-01-25", "30日", "5日", true),
+            "2026-02-19T09:00:00+08:00"
+        );
+        assert_eq!(
+            due("2026-01-25", "30日", "5日", false),
+            "2026-02-14T09:00:00+08:00"
+        );
+    }
+
+    #[test]
+    fn no_reminder_at_night() {
+        // Cut-off 2025-10-11 00:00. Two hours before is 22:00: held to 17:30.
+        assert_eq!(
+            due("2025-09-26", "5 working days", "2 hours", false),
+            "2025-10-10T17:30:00+08:00"
+        );
+        // Twenty hours before is 04:00 on 10-10: held to 17:30 the working day before.
+        assert_eq!(
+            due("2025-09-26", "5 working days", "20 hours", false),
+            "2025-10-09T17:30:00+08:00"
+        );
+        assert_eq!(
+            due("2025-09-26", "5 working days", "20 hours", true),
+            "2025-10-10T04:00:00+08:00"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn held_reminders_are_earlier_and_in_working_hours(minutes in 0i64..(60 * 24 * 700)) {
+            let cal = Calendar::builtin();
+            let t = crate::calendar::local("2025-01-01".parse().unwrap(), NaiveTime::MIN).with_timezone(&chrono::Utc) + Duration::minutes(minutes);
+            let held = hold_to_working_hours(&cal, t);
+            prop_assert!(held <= t);
+            let local = held.with_timezone(&LEGAL_TZ);
+            prop_assert!(cal.is_working_day(local.date_naive()));
+            let m = local.hour() * 60 + local.minute();
+            prop_assert!((9 * 60..=17 * 60 + 30).contains(&m), "{local}");
+        }
+    }
+}
