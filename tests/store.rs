@@ -825,6 +825,68 @@ async fn calls_and_messages(db: Db) {
         .is_empty());
 }
 
+/// A process claims due timers and dies before applying them: nobody else
+/// may take them while the lease holds; once it has expired another engine
+/// applies each exactly once.
+async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    let id = start_letter(&db).await;
+    let due = db
+        .engine
+        .store
+        .load(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .timers
+        .values()
+        .map(|t| t.due)
+        .min()
+        .unwrap();
+    let claimed = db
+        .engine
+        .store
+        .claim_due(due, 100, "crashed", due + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(!claimed.is_empty());
+    let other = Scheduler::new(
+        db.engine.clone(),
+        SchedulerOptions {
+            owner: "other".into(),
+            ..Default::default()
+        },
+    );
+    let early = other
+        .fire_due(due + chrono::Duration::seconds(30), true)
+        .await
+        .unwrap();
+    assert_eq!(early.fired, 0, "the lease still holds");
+    let late = other
+        .fire_due(due + chrono::Duration::seconds(61), true)
+        .await
+        .unwrap();
+    assert_eq!(late.fired, claimed.len());
+    let reminders = db
+        .engine
+        .store
+        .history(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|h| h.what == "reminder")
+        .count();
+    assert_eq!(reminders, claimed.len());
+    assert_eq!(
+        other
+            .fire_due(due + chrono::Duration::seconds(62), true)
+            .await
+            .unwrap()
+            .fired,
+        0
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_store {
@@ -857,6 +919,7 @@ conformance!(
     refused_starts_write_nothing,
     messages_reach_waiting_instances,
     calls_and_messages,
+    a_crashed_claim_expires_and_another_engine_takes_over,
 );
 
 /// Three engines (three pools, as three processes would have) on one
