@@ -1,14 +1,14 @@
 //! The `duban` binary as administrators use it: exit codes, plain and JSON
 //! output, and the acceptance examples of the calendar.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{postgres_db, root};
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Runs `duban ARGS` from the repository root, with an empty calendar folder
 /// unless the test gives one.
@@ -309,24 +309,6 @@ fn ok(o: Output) -> String {
         stderr(&o)
     );
     stdout(&o)
-}
-
-/// A fresh PostgreSQL database for one test, made with psql.
-fn postgres_db(tag: &str) -> String {
-    let base = std::env::var("DUBAN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("duban_cli_{tag}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        let o = Command::new("psql")
-            .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
-            .output()
-            .expect("psql runs");
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
-    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
 }
 
 fn supervision_letter_through_the_binary(db: &str) {

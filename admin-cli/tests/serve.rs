@@ -2,8 +2,11 @@
 //! engine runs fire once on the next start, and several engine processes on
 //! one PostgreSQL database apply each of 10,000 due timers exactly once.
 
+mod common;
+
+use common::{postgres_db, root};
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +15,6 @@ use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
 use duban_engine::service::Engine;
 use duban_engine::store::{SqlStore, Store};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -181,23 +180,6 @@ fn fired_in(log: &str) -> usize {
         .filter_map(|l| l.split("fired=").nth(1))
         .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
         .sum()
-}
-
-fn postgres_db(tag: &str) -> String {
-    let base = std::env::var("DUBAN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("duban_cli_{tag}_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        let o = Command::new("psql")
-            .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
-            .output()
-            .expect("psql runs");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,30 +28,40 @@ impl Checker<'_> {
         }
     }
 
+    /// Checks a `profile.NAME` reference: the parameter is declared, with
+    /// type `want` (a parameter whose own type is broken is reported there).
+    fn param_ref(&mut self, path: &Path, name: &str, want: ValueType) -> bool {
+        match self.params.get(name) {
+            None => {
+                let hint = suggest(name, "parameter", self.params.keys().map(String::as_str));
+                self.err(
+                    path,
+                    Code::UnknownParameter,
+                    format!("unknown profile parameter `{name}`"),
+                    Some(hint),
+                );
+                false
+            }
+            Some(None) => true,
+            Some(Some(t)) if *t == want => true,
+            Some(Some(t)) => {
+                let t = t.clone();
+                self.err(
+                    path,
+                    Code::TypeMismatch,
+                    format!("profile parameter `{name}` is a {t}, but a {want} is needed here"),
+                    Some(format!("declare `{name}` with `type: {want}`")),
+                );
+                false
+            }
+        }
+    }
+
     pub(super) fn role_ref(&mut self, path: &Path, text: &str) -> Option<RoleRef> {
         if let Some(p) = text.strip_prefix("profile.") {
-            return match self.params.get(p) {
-                None => {
-                    let hint = suggest(p, "parameter", self.params.keys().map(String::as_str));
-                    self.err(
-                        path,
-                        Code::UnknownParameter,
-                        format!("unknown profile parameter `{p}`"),
-                        Some(hint),
-                    );
-                    None
-                }
-                Some(Some(ValueType::Role)) | Some(None) => Some(RoleRef::Param(p.into())),
-                Some(Some(t)) => {
-                    self.err(
-                        path,
-                        Code::TypeMismatch,
-                        format!("profile parameter `{p}` is a {t}, but a role is needed here"),
-                        Some(format!("declare `{p}` with `type: role`")),
-                    );
-                    None
-                }
-            };
+            return self
+                .param_ref(path, p, ValueType::Role)
+                .then(|| RoleRef::Param(p.into()));
         }
         if self.roles.contains(text) {
             Some(RoleRef::Role(text.into()))
@@ -113,28 +123,9 @@ impl Checker<'_> {
 
     pub(super) fn period_ref(&mut self, path: &Path, text: &str) -> Option<PeriodRef> {
         if let Some(p) = text.strip_prefix("profile.") {
-            return match self.params.get(p) {
-                None => {
-                    let hint = suggest(p, "parameter", self.params.keys().map(String::as_str));
-                    self.err(
-                        path,
-                        Code::UnknownParameter,
-                        format!("unknown profile parameter `{p}`"),
-                        Some(hint),
-                    );
-                    None
-                }
-                Some(Some(ValueType::Period)) | Some(None) => Some(PeriodRef::Param(p.into())),
-                Some(Some(t)) => {
-                    self.err(
-                        path,
-                        Code::TypeMismatch,
-                        format!("profile parameter `{p}` is a {t}, not a period"),
-                        None,
-                    );
-                    None
-                }
-            };
+            return self
+                .param_ref(path, p, ValueType::Period)
+                .then(|| PeriodRef::Param(p.into()));
         }
         if let Some(v) = text.strip_prefix("var.") {
             return match self.var_ref(path, v)? {

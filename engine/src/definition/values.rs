@@ -36,23 +36,10 @@ impl Checker<'_> {
                 .value_type(path, inner, values)
                 .map(|t| ValueType::List(Box::new(t)));
         }
-        const TYPES: &[&str] = &[
-            "string", "text", "int", "bool", "date", "datetime", "enum", "email", "phone",
-            "person", "agency", "period", "role",
-        ];
+        if let Some(scalar) = scalar_type(t) {
+            return Some(scalar);
+        }
         Some(match t {
-            "string" => ValueType::String,
-            "text" => ValueType::Text,
-            "int" => ValueType::Int,
-            "bool" => ValueType::Bool,
-            "date" => ValueType::Date,
-            "datetime" => ValueType::DateTime,
-            "email" => ValueType::Email,
-            "phone" => ValueType::Phone,
-            "person" => ValueType::Person,
-            "agency" => ValueType::Agency,
-            "period" => ValueType::Period,
-            "role" => ValueType::Role,
             "enum" => match values {
                 Some(v) if !v.is_empty() => {
                     let mut seen = BTreeSet::new();
@@ -80,9 +67,13 @@ impl Checker<'_> {
                 }
             },
             other => {
-                let hint = match super::diagnostic::closest(other, TYPES.iter().copied()) {
+                let names = SCALAR_TYPES.iter().map(|(n, _)| *n).chain(["enum"]);
+                let hint = match super::diagnostic::closest(other, names.clone()) {
                     Some(c) => format!("did you mean `{c}`?"),
-                    None => format!("types: {}, or list<TYPE>", TYPES.join(", ")),
+                    None => format!(
+                        "types: {}, or list<TYPE>",
+                        names.collect::<Vec<_>>().join(", ")
+                    ),
                 };
                 self.err(
                     path,
@@ -243,20 +234,31 @@ pub(super) fn quiet_type(t: &str, values: Option<&[String]>) -> Option<ValueType
     if let Some(inner) = t.strip_prefix("list<").and_then(|s| s.strip_suffix('>')) {
         return quiet_type(inner, values).map(|x| ValueType::List(Box::new(x)));
     }
-    Some(match t {
-        "string" => ValueType::String,
-        "text" => ValueType::Text,
-        "int" => ValueType::Int,
-        "bool" => ValueType::Bool,
-        "date" => ValueType::Date,
-        "datetime" => ValueType::DateTime,
-        "email" => ValueType::Email,
-        "phone" => ValueType::Phone,
-        "person" => ValueType::Person,
-        "agency" => ValueType::Agency,
-        "period" => ValueType::Period,
-        "role" => ValueType::Role,
-        "enum" => ValueType::Enum(values?.to_vec()),
-        _ => return None,
-    })
+    match t {
+        "enum" => Some(ValueType::Enum(values?.to_vec())),
+        _ => scalar_type(t),
+    }
+}
+
+/// The type names of the language, `enum` and `list<…>` aside.
+const SCALAR_TYPES: &[(&str, ValueType)] = &[
+    ("string", ValueType::String),
+    ("text", ValueType::Text),
+    ("int", ValueType::Int),
+    ("bool", ValueType::Bool),
+    ("date", ValueType::Date),
+    ("datetime", ValueType::DateTime),
+    ("email", ValueType::Email),
+    ("phone", ValueType::Phone),
+    ("person", ValueType::Person),
+    ("agency", ValueType::Agency),
+    ("period", ValueType::Period),
+    ("role", ValueType::Role),
+];
+
+fn scalar_type(name: &str) -> Option<ValueType> {
+    SCALAR_TYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| t.clone())
 }
