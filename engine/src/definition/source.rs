@@ -129,11 +129,11 @@ impl Source {
                 marked_yaml::parse_yaml_with_options(0, text, LoaderOptions::default()).ok()
             }
             Err(e) => {
-                out.push(yaml_error(file, text, &e));
+                out.push(yaml_error(file, &e));
                 None
             }
         };
-        let mut src = Source {
+        let src = Source {
             file: file.into(),
             text: text.into(),
             root,
@@ -147,9 +147,6 @@ impl Source {
             if let Some(p) = src.path_at(l, c) {
                 d.path = p.to_string();
             }
-        }
-        if src.root.is_none() && text.trim().is_empty() {
-            src.root = None;
         }
         src
     }
@@ -290,7 +287,7 @@ fn mark(node: &Node) -> (usize, usize) {
 }
 
 /// Turns a loader error into a diagnostic with the best position it offers.
-fn yaml_error(file: &str, text: &str, e: &marked_yaml::LoadError) -> Diagnostic {
+fn yaml_error(file: &str, e: &marked_yaml::LoadError) -> Diagnostic {
     use marked_yaml::LoadError as E;
     let (m, message, hint): (Option<marked_yaml::Marker>, String, Option<String>) = match e {
         E::TopLevelMustBeMapping(m) => (
@@ -318,7 +315,6 @@ fn yaml_error(file: &str, text: &str, e: &marked_yaml::LoadError) -> Diagnostic 
         other => (None, format!("YAML error: {other}"), None),
     };
     let (line, column) = m.map_or((1, 1), |m| (m.line(), m.column()));
-    let _ = text;
     Diagnostic {
         file: file.into(),
         line,
