@@ -93,6 +93,7 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
         .build()
         .expect("a tokio runtime");
     rt.block_on(async move {
+        let mut shutdown = Box::pin(shutdown_signal());
         let clock = Clock::new();
         let calendar = match files::load(&db.calendar_dir) {
             Ok(c) => c,
@@ -143,7 +144,6 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
         info!(owner = %options.owner, db = %db.db, "serving");
         let scheduler = Scheduler::new(engine.clone(), options);
         let poll = Duration::milliseconds(poll_ms as i64);
-        let mut shutdown = Box::pin(shutdown_signal());
         loop {
             let now = clock.now();
             match scheduler.start_recurring(now).await {
@@ -177,19 +177,27 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
     })
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGINT and SIGTERM handlers at once, so a signal that
+/// arrives during start-up (migrations, deploy) is kept, not fatal; the
+/// returned future completes when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -203,3 +203,12 @@ async fn three_engines_on_postgres_apply_10000_timers_exactly_once() {
     );
     each_timer_applied_once(&engine, N).await;
 }
+
+#[test]
+fn a_signal_during_start_up_still_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let child = serve(db.to_str().unwrap(), "2026-01-05T09:00:00+08:00");
+    std::thread::sleep(Duration::from_millis(300));
+    stop(child);
+}
