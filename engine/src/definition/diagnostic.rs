@@ -70,6 +70,8 @@ pub enum Code {
     MissingFile,
     /// A variable used where another type is required (e.g. a deadline from a text).
     TypeMismatch,
+    /// A template that is not valid handlebars.
+    TemplateSyntax,
 }
 
 impl Code {
@@ -105,6 +107,7 @@ impl Code {
             BadRuleId => "E026",
             MissingFile => "E027",
             TypeMismatch => "E028",
+            TemplateSyntax => "E029",
         }
     }
 }

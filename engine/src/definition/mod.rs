@@ -24,6 +24,7 @@ mod refs;
 mod sections;
 pub mod source;
 mod steps;
+pub mod templates;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -277,6 +277,23 @@ impl Checker<'_> {
                 }
             };
             if let Some(body) = body {
+                let body_key = if r.file.is_some() { "file" } else { "body" };
+                let texts = [
+                    ("subject", r.subject.as_deref()),
+                    (body_key, Some(body.as_str())),
+                    ("sms", r.sms.as_deref()),
+                ];
+                for (key, text) in texts {
+                    if let Some(text) = text {
+                        self.template_names(
+                            &p.key(key),
+                            &id,
+                            key,
+                            r.file.as_deref().filter(|_| key == "file"),
+                            text,
+                        );
+                    }
+                }
                 out.insert(
                     id,
                     Template {
@@ -288,6 +305,38 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// Every name the template text reads must be a variable or a built-in.
+    fn template_names(&mut self, path: &Path, id: &str, key: &str, file: Option<&str>, text: &str) {
+        let what = match file {
+            Some(f) => format!("template `{id}` ({f}"),
+            None => format!("template `{id}` ({key}"),
+        };
+        match super::templates::names(text) {
+            Err((line, msg)) => self.err(
+                path,
+                Code::TemplateSyntax,
+                format!("{what} line {line}) does not parse: {msg}"),
+                Some("templates are handlebars: {{name}}, {{#if x}}…{{/if}}, {{#each list}}…{{/each}}".into()),
+            ),
+            Ok(uses) => {
+                let mut seen = std::collections::BTreeSet::new();
+                for u in uses {
+                    if self.variables.contains_key(&u.name) || super::templates::BUILTINS.contains(&u.name.as_str()) || !seen.insert(u.name.clone()) {
+                        continue;
+                    }
+                    let known = self.variables.keys().map(String::as_str).chain(super::templates::BUILTINS.iter().copied());
+                    let hint = suggest(&u.name, "variable", known);
+                    self.err(
+                        path,
+                        Code::UnknownVariable,
+                        format!("{what} line {}) names `{}`, which is neither a variable of the process nor a built-in", u.line, u.name),
+                        Some(hint),
+                    );
+                }
+            }
+        }
     }
 
     pub(super) fn documents_section(&mut self, node: Option<&Node>) -> IndexMap<String, Document> {
