@@ -887,6 +887,53 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
     );
 }
 
+/// A dead outbox row stays until an administrator retries it.
+async fn dead_outbox_rows_can_be_retried(db: Db) {
+    start_letter(&db).await;
+    let store = &db.engine.store;
+    let now = at("2025-09-26T10:00:00+08:00");
+    let rows = store
+        .claim_outbox("notify", now, 1, now + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let id = rows[0].id;
+    store
+        .outbox_failed(id, "550 mailbox unavailable", None)
+        .await
+        .unwrap();
+    let dead = store.outbox(Some("dead")).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].attempts, dead[0].last_error.as_deref()),
+        (1, Some("550 mailbox unavailable"))
+    );
+    assert!(
+        store
+            .claim_outbox(
+                "notify",
+                now + chrono::Duration::hours(1),
+                100,
+                now + chrono::Duration::hours(2)
+            )
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.id != id),
+        "dead rows are not claimed"
+    );
+    assert!(store.outbox_retry(id, now).await.unwrap());
+    assert!(
+        !store.outbox_retry(id, now).await.unwrap(),
+        "only dead rows are retried"
+    );
+    let again = store
+        .claim_outbox("notify", now, 100, now + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(again.iter().any(|r| r.id == id && r.attempts == 0));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_store {
@@ -920,6 +967,7 @@ conformance!(
     messages_reach_waiting_instances,
     calls_and_messages,
     a_crashed_claim_expires_and_another_engine_takes_over,
+    dead_outbox_rows_can_be_retried,
 );
 
 /// Three engines (three pools, as three processes would have) on one

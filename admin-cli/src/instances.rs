@@ -156,6 +156,17 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: DirectoryCmd,
     },
+    /// The outbox: notifications to send, sent, and dead.
+    Outbox {
+        #[command(subcommand)]
+        cmd: Option<OutboxCmd>,
+        /// pending, sent or dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything recorded about one person across all processes (一人一档, RC-14).
     History {
         /// The person's id.
@@ -164,6 +175,15 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OutboxCmd {
+    /// Send a dead row again (it becomes pending, with its attempts reset).
+    Retry {
+        /// The row id.
+        id: i64,
     },
 }
 
@@ -536,6 +556,52 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     }
                     eprintln!("duban: {} problem(s); nothing was imported", errs.len());
                     return Err(exit::INVALID);
+                }
+            }
+        }
+        Cmd::Outbox {
+            cmd: Some(OutboxCmd::Retry { id }),
+            ..
+        } => {
+            if engine
+                .store
+                .outbox_retry(id, now)
+                .await
+                .map_err(|e| fail(e.into()))?
+            {
+                println!("outbox row {id} is pending again");
+            } else {
+                eprintln!("duban: no dead outbox row {id}");
+                return Err(exit::INVALID);
+            }
+        }
+        Cmd::Outbox {
+            cmd: None,
+            status,
+            json,
+        } => {
+            let rows = engine
+                .store
+                .outbox(status.as_deref())
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if json {
+                print_json(&rows);
+            } else {
+                for r in rows {
+                    let at = r
+                        .created_at
+                        .with_timezone(&duban_engine::calendar::LEGAL_TZ)
+                        .format("%Y-%m-%d %H:%M");
+                    let err = r
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<6} {:<8} {:<16} instance {:<8} attempts {}  {at}{err}",
+                        r.id, r.status, r.kind, r.instance, r.attempts
+                    );
                 }
             }
         }

@@ -137,6 +137,33 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
                 }
             }
         }
+        let smtp = match duban_notifiers::email::SmtpConfig::from_env() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("duban: {e}");
+                return exit::USAGE;
+            }
+        };
+        let dispatcher = match &smtp {
+            Some(cfg) => match duban_notifiers::email::EmailNotifier::new(cfg) {
+                Ok(n) => Some(duban_notifiers::dispatch::Dispatcher::new(
+                    engine.clone(),
+                    n,
+                    duban_notifiers::links::NoPortal,
+                    Default::default(),
+                )),
+                Err(e) => {
+                    eprintln!("duban: {e}");
+                    return exit::USAGE;
+                }
+            },
+            None => {
+                tracing::warn!(
+                    "DUBAN_SMTP_HOST is not set: notifications stay in the outbox until it is"
+                );
+                None
+            }
+        };
         let options = SchedulerOptions {
             batch,
             ..Default::default()
@@ -155,6 +182,15 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
                 Ok(r) if r.fired + r.stale > 0 => info!(fired = r.fired, stale = r.stale, "timers"),
                 Ok(_) => {}
                 Err(e) => error!(error = %e, "firing timers failed"),
+            }
+            if let Some(d) = &dispatcher {
+                match d.dispatch_due(clock.now()).await {
+                    Ok(r) if r.sent + r.retried + r.dead > 0 => {
+                        info!(sent = r.sent, retried = r.retried, dead = r.dead, "outbox")
+                    }
+                    Ok(_) => {}
+                    Err(e) => error!(error = %e, "dispatching the outbox failed"),
+                }
             }
             let wake = scheduler
                 .next_wake(clock.now(), poll)

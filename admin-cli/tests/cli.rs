@@ -484,6 +484,23 @@ fn supervision_letter_through_the_binary(db: &str) {
         "{show}"
     );
     assert!(show.contains("result: corrected"), "{show}");
+    let outbox = json(&on(
+        db,
+        "2025-10-21T10:00:00+08:00",
+        &["outbox", "--status", "pending", "--json"],
+    ));
+    assert!(
+        outbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "notify"
+                && r["payload"].as_str().unwrap().contains("letter_notice")),
+        "{outbox}"
+    );
+    let o = on(db, "2025-10-21T10:00:00+08:00", &["outbox", "retry", "1"]);
+    assert_eq!(o.status.code(), Some(1), "row 1 is not dead");
+    assert!(stderr(&o).contains("no dead outbox row 1"));
     let li = ok(on(
         db,
         "2025-10-21T10:00:00+08:00",

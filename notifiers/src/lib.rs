@@ -1,6 +1,69 @@
-//! Outbound channels of duban: email (SMTP) and SMS.
+//! Outbound channels of duban, and the dispatcher that drains the outbox.
 //!
-//! Nothing lives here yet. The notifications issue fills it with a
-//! `Notifier` trait and its email and SMS implementations; the crate exists
-//! now so that the workspace has its final shape and the dependency rule
-//! (`notifiers` depends on `engine`, never the reverse) holds from the start.
+//! The engine writes every notification as an outbox row in the transaction
+//! that causes it; nothing here can lose one. [`dispatch::Dispatcher`]
+//! claims pending rows, renders them ([`render`]) and hands them to a
+//! [`Notifier`]; a failure is retried with exponential backoff, and after a
+//! configured number of attempts the row is dead (until `duban outbox retry`).
+//! Every message carries an idempotency key derived from its row, so a retry
+//! after an uncertain send is recognisable as the same message (the email
+//! `Message-ID`).
+//!
+//! Layout: [`email`] (SMTP through lettre), [`render`] (strict handlebars,
+//! HTML-escaped and plain), [`dispatch`] (the outbox loop), [`links`] (the
+//! answer-link interface the portal will implement).
+//!
+//! Not here yet: the SMS channels (Aliyun, webhook) and `duban.toml`; SMS
+//! rows are sent by email only, and a warning says so.
+
+pub mod dispatch;
+pub mod email;
+pub mod links;
+pub mod render;
+
+/// Someone a message goes to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Recipient {
+    /// Person or agency id.
+    pub id: String,
+    /// Name, for the greeting.
+    pub name: String,
+    /// Email address.
+    pub email: Option<String>,
+    /// Mobile number.
+    pub mobile: Option<String>,
+}
+
+/// A rendered message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The idempotency key: the same for every attempt of one outbox row.
+    pub key: String,
+    /// Recipients.
+    pub to: Vec<Recipient>,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body, every value escaped.
+    pub html: String,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying (server down, timeout, 4xx).
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// Retrying will not help (no address, rejected recipient, 5xx).
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+/// A channel that delivers messages.
+#[allow(async_fn_in_trait)]
+pub trait Notifier {
+    /// Sends one message. The same `key` may arrive again after an
+    /// uncertain failure; it must identify the same message.
+    async fn send(&self, m: &Message) -> Result<(), SendError>;
+}

@@ -71,7 +71,12 @@ CREATE TABLE outbox (
     payload    TEXT    NOT NULL,
     status     TEXT    NOT NULL,
     attempts   BIGINT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    -- When the dispatcher may try (again), who holds the row, the last error.
+    next_attempt BIGINT NOT NULL DEFAULT 0,
+    lease_until  BIGINT,
+    last_error   TEXT,
+    sent_at      BIGINT
 );
 CREATE INDEX outbox_status ON outbox (status, id);
 

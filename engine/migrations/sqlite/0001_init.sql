@@ -71,7 +71,12 @@ CREATE TABLE outbox (
     payload    TEXT    NOT NULL,
     status     TEXT    NOT NULL,
     attempts   INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- When the dispatcher may try (again), who holds the row, the last error.
+    next_attempt INTEGER NOT NULL DEFAULT 0,
+    lease_until  INTEGER,
+    last_error   TEXT,
+    sent_at      INTEGER
 );
 CREATE INDEX outbox_status ON outbox (status, id);
 

@@ -623,6 +623,7 @@ impl<'a> Run<'a> {
                 }
                 StepKind::Notice {
                     to,
+                    template,
                     deadline,
                     documents,
                     ..
@@ -633,7 +634,21 @@ impl<'a> Run<'a> {
                             "notice `{id}` has no recipient"
                         )));
                     }
-                    self.open(&id, "notice", to, deadline.as_ref(), documents)?;
+                    self.open(&id, "notice", to.clone(), deadline.as_ref(), documents)?;
+                    // The notice itself: its template, with the answer link, to its recipient.
+                    let task = self
+                        .state
+                        .open_tasks()
+                        .find(|t| t.step == id)
+                        .map(|t| t.id.clone());
+                    self.commands.push(Command::Notify {
+                        event: "notice".into(),
+                        step: Some(id.clone()),
+                        task,
+                        to,
+                        channels: vec![Channel::Email],
+                        template: template.clone(),
+                    });
                 }
                 StepKind::Decision { branches, default } => {
                     let mut taken = None;

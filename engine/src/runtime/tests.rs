@@ -206,6 +206,11 @@ fn supervision_letter_handled_in_time() {
     assert_eq!(notice.kind, "notice");
     assert_eq!(notice.assignees, ["market_bureau"]);
     assert!(notice.deadline.is_none(), "counted from receipt");
+    assert!(
+        h.commands.iter().any(|c| matches!(c, Command::Notify { template, to, .. } if template == "letter_notice" && to == &["market_bureau"])),
+        "the notice's own email goes to the agency: {:?}",
+        h.commands
+    );
     assert!(h.commands.iter().any(|c| matches!(c, Command::RenderDocument { document, .. } if document == "supervision_letter")));
     h.apply(
         Event::Receive {

@@ -149,6 +149,31 @@ pub struct HistoryRow {
     pub entry: HistoryEntry,
 }
 
+/// A row of the outbox: one notification (or other side effect) to carry out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    /// Its id, stable for its whole life: the idempotency key derives from it.
+    pub id: i64,
+    /// The instance that caused it.
+    pub instance: String,
+    /// `notify`, `render_document` or `start_child`.
+    pub kind: String,
+    /// The command, as JSON.
+    pub payload: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// When it may be tried next.
+    pub next_attempt: DateTime<Utc>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was sent.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
 /// A claimed timer row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueTimer {
@@ -238,6 +263,27 @@ pub trait Store {
         entry: u32,
         last: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Claims up to `limit` pending outbox rows of `kind` due at `now`, oldest first.
+    async fn claim_outbox(
+        &self,
+        kind: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Marks a row sent.
+    async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records a failed attempt: retry at `retry_at`, or dead when `None`.
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// Outbox rows, optionally by status, oldest first.
+    async fn outbox(&self, status: Option<&str>) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Makes a dead row pending again, to be sent at `now`; false if no dead row has that id.
+    async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// How many outbox rows are pending (notifications to send).
     async fn outbox_pending(&self) -> Result<u64, StoreError>;
 }

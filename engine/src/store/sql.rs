@@ -770,12 +770,102 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn claim_outbox(
+        &self,
+        kind: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET lease_until = $1 WHERE id IN \
+             (SELECT id FROM outbox WHERE status = 'pending' AND kind = $2 AND next_attempt <= $3 \
+              AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4{lock}) RETURNING *"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(lease_until))
+            .bind(kind)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL WHERE id = $2").bind(ms(now)).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let (status, next) = match retry_at {
+            Some(t) => ("pending", ms(t)),
+            None => ("dead", 0),
+        };
+        sqlx::query("UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt = $2, last_error = $3, lease_until = NULL WHERE id = $4")
+            .bind(status)
+            .bind(next)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox(&self, status: Option<&str>) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = match status {
+            Some(s) => {
+                sqlx::query("SELECT * FROM outbox WHERE status = $1 ORDER BY id")
+                    .bind(s)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM outbox ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(outbox_row).collect()
+    }
+
+    async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt = $1, lease_until = NULL WHERE id = $2 AND status = 'dead'").bind(ms(now)).bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn outbox_pending(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
             .fetch_one(&self.pool)
             .await?;
         Ok(r.try_get::<i64, _>("n")? as u64)
     }
+}
+
+fn outbox_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: r.try_get("id")?,
+        instance: r.try_get("instance")?,
+        kind: r.try_get("kind")?,
+        payload: r.try_get("payload")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        created_at: from_ms(r.try_get("created_at")?),
+        next_attempt: from_ms(r.try_get("next_attempt")?),
+        last_error: r.try_get("last_error")?,
+        sent_at: r.try_get::<Option<i64>, _>("sent_at")?.map(from_ms),
+    })
 }
 
 fn history_entry(r: &AnyRow, people: Vec<String>) -> Result<HistoryEntry, StoreError> {

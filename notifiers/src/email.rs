@@ -1,0 +1,175 @@
+//! Email over SMTP (lettre): plain, STARTTLS or implicit TLS, credentials
+//! from the environment.
+
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::{Message, Notifier, SendError};
+
+/// How the connection to the SMTP server is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// No TLS (a relay on the same host, tests).
+    None,
+    /// Upgrade with STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// Where and how to send email.
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Connection security.
+    pub tls: Tls,
+    /// User name, if the server wants one.
+    pub username: Option<String>,
+    /// Password (from `DUBAN_SMTP_PASSWORD`, never from a file in the repository).
+    pub password: Option<String>,
+    /// The sender, e.g. `督办系统 <duban@sfj.example.gov.cn>`.
+    pub from: String,
+    /// The domain of the `Message-ID`s.
+    pub domain: String,
+}
+
+impl SmtpConfig {
+    /// Reads `DUBAN_SMTP_HOST`, `DUBAN_SMTP_PORT` (587), `DUBAN_SMTP_TLS`
+    /// (`starttls`, `implicit` or `none`), `DUBAN_SMTP_USER`,
+    /// `DUBAN_SMTP_PASSWORD`, `DUBAN_MAIL_FROM`. `None` when no host is set.
+    pub fn from_env() -> Result<Option<SmtpConfig>, String> {
+        let Ok(host) = std::env::var("DUBAN_SMTP_HOST") else {
+            return Ok(None);
+        };
+        let tls = match std::env::var("DUBAN_SMTP_TLS")
+            .as_deref()
+            .unwrap_or("starttls")
+        {
+            "none" => Tls::None,
+            "starttls" => Tls::StartTls,
+            "implicit" => Tls::Implicit,
+            other => {
+                return Err(format!(
+                    "DUBAN_SMTP_TLS: `{other}` must be starttls, implicit or none"
+                ))
+            }
+        };
+        let port = match std::env::var("DUBAN_SMTP_PORT") {
+            Ok(p) => p
+                .parse()
+                .map_err(|_| format!("DUBAN_SMTP_PORT: `{p}` is not a port"))?,
+            Err(_) => match tls {
+                Tls::Implicit => 465,
+                Tls::StartTls => 587,
+                Tls::None => 25,
+            },
+        };
+        let from = std::env::var("DUBAN_MAIL_FROM")
+            .map_err(|_| "DUBAN_MAIL_FROM is not set (the sender address)".to_string())?;
+        let domain = from
+            .rsplit('@')
+            .next()
+            .unwrap_or("duban")
+            .trim_end_matches('>')
+            .to_string();
+        Ok(Some(SmtpConfig {
+            host,
+            port,
+            tls,
+            username: std::env::var("DUBAN_SMTP_USER").ok(),
+            password: std::env::var("DUBAN_SMTP_PASSWORD").ok(),
+            from,
+            domain,
+        }))
+    }
+}
+
+/// Sends email through one SMTP server.
+pub struct EmailNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    domain: String,
+}
+
+impl EmailNotifier {
+    /// A notifier for `cfg`; fails on a malformed sender or host.
+    pub fn new(cfg: &SmtpConfig) -> Result<EmailNotifier, String> {
+        let mut builder = match cfg.tls {
+            Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+            Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
+                .map_err(|e| e.to_string())?,
+            Tls::Implicit => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?
+            }
+        }
+        .port(cfg.port)
+        .timeout(Some(std::time::Duration::from_secs(20)));
+        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        let from = cfg
+            .from
+            .parse()
+            .map_err(|e| format!("DUBAN_MAIL_FROM `{}`: {e}", cfg.from))?;
+        Ok(EmailNotifier {
+            transport: builder.build(),
+            from,
+            domain: cfg.domain.clone(),
+        })
+    }
+
+    /// The `Message-ID` of a message key: the same on every attempt.
+    pub fn message_id(&self, key: &str) -> String {
+        format!("<{key}@{}>", self.domain)
+    }
+}
+
+impl Notifier for EmailNotifier {
+    async fn send(&self, m: &Message) -> Result<(), SendError> {
+        let mut b = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(&m.subject)
+            .message_id(Some(self.message_id(&m.key)));
+        let mut any = false;
+        for r in &m.to {
+            if let Some(addr) = &r.email {
+                let mb: Mailbox = format!("{} <{addr}>", r.name)
+                    .parse()
+                    .or_else(|_| addr.parse())
+                    .map_err(|e| SendError::Permanent(format!("`{addr}` of {}: {e}", r.id)))?;
+                b = b.to(mb);
+                any = true;
+            }
+        }
+        if !any {
+            let ids: Vec<&str> = m.to.iter().map(|r| r.id.as_str()).collect();
+            return Err(SendError::Permanent(format!(
+                "no email address for {}",
+                ids.join(", ")
+            )));
+        }
+        let body = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(m.text.clone()),
+            )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(m.html.clone()),
+            );
+        let email = b
+            .multipart(body)
+            .map_err(|e| SendError::Permanent(e.to_string()))?;
+        match self.transport.send(email).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+            Err(e) => Err(SendError::Transient(e.to_string())),
+        }
+    }
+}
