@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use duban_engine::calendar::files;
 use duban_engine::runtime::{EngineError, Event, InstanceState};
 use duban_engine::service::{Engine, ServiceError};
-use duban_engine::store::{directory, SqlStore, Store, StoreError, TaskFilter};
+use duban_engine::store::{directory, SqlStore, Store, TaskFilter};
 use serde_json::{json, Value as Json};
 
 use crate::exit;
@@ -449,18 +449,8 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             actor,
         } => {
             let instance = task.split('.').next().unwrap_or(&task).to_string();
-            let state = engine
-                .store
-                .load(&instance)
-                .await
-                .map_err(|e| fail(e.into()))?
-                .ok_or_else(|| fail(EngineError::UnknownTask(task.clone()).into()))?;
-            let def = engine
-                .definition(&state.definition, Some(state.version))
-                .await
-                .map_err(fail)?;
             let values = engine
-                .typed_vars(&def, &split_vars(&vars)?)
+                .typed_vars_for(&instance, &split_vars(&vars)?)
                 .await
                 .map_err(fail)?;
             let t = engine
@@ -506,18 +496,8 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     .into(),
                 ));
             };
-            let state = engine
-                .store
-                .load(first)
-                .await
-                .map_err(|e| fail(e.into()))?
-                .ok_or_else(|| fail(StoreError::NotFound(first.clone()).into()))?;
-            let def = engine
-                .definition(&state.definition, Some(state.version))
-                .await
-                .map_err(fail)?;
             let values = engine
-                .typed_vars(&def, &split_vars(&vars)?)
+                .typed_vars_for(first, &split_vars(&vars)?)
                 .await
                 .map_err(fail)?;
             let ids = engine

@@ -213,6 +213,24 @@ impl<S: Store> Engine<S> {
         Ok(out)
     }
 
+    /// Reads `k=v` texts by the variable types of the definition instance
+    /// `id` runs on (for events on an existing instance).
+    pub async fn typed_vars_for(
+        &self,
+        id: &str,
+        pairs: &[(String, String)],
+    ) -> Result<BTreeMap<String, Json>, ServiceError> {
+        let state = self
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| ServiceError::UnknownInstance(id.into()))?;
+        let def = self
+            .definition(&state.definition, Some(state.version))
+            .await?;
+        self.typed_vars(&def, pairs).await
+    }
+
     fn apply_core(
         &self,
         def: &Definition,
