@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
-use duban_engine::runtime::directory::{Agency, MemoryDirectory, Person};
+use duban_engine::runtime::directory::MemoryDirectory;
 use duban_engine::runtime::{EngineError, Event, Status};
 use duban_engine::service::{Engine, ServiceError};
 use duban_engine::store::{Deployed, SqlStore, Store, StoreError, TaskFilter};
@@ -59,39 +59,11 @@ async fn postgres() -> Db {
     setup(store, None).await
 }
 
+/// The sample directory the CLI tests and scenarios use too.
 fn directory() -> MemoryDirectory {
-    let person = |id: &str, roles: &[&str], county: &str| Person {
-        id: id.into(),
-        name: id.into(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        organisation: None,
-        level: None,
-        county: Some(county.into()),
-        email: Some(format!("{id}@example.org")),
-        mobile: None,
-    };
-    let agency = |id: &str, level: &str, county: &str| Agency {
-        id: id.into(),
-        name: id.into(),
-        level: Some(level.into()),
-        county: Some(county.into()),
-        email: None,
-        mobile: None,
-    };
-    MemoryDirectory {
-        people: vec![
-            person("li", &["supervision_office"], "市本级"),
-            person("wang", &["office_head"], "市本级"),
-            person("zhao", &["government"], "市本级"),
-            person("city_coord", &["coordination_department"], "市本级"),
-            person("head", &["department_head"], "市本级"),
-        ],
-        agencies: vec![
-            agency("market_bureau", "市级", "市本级"),
-            agency("qiaoxi_urban", "县级", "桥西区"),
-            agency("xindu_env", "县级", "信都区"),
-        ],
-    }
+    let text =
+        std::fs::read_to_string(duban_tests::root().join("tests/data/directory.yaml")).unwrap();
+    duban_engine::store::directory::parse(&text, false).unwrap()
 }
 
 async fn setup(store: SqlStore, keep: Option<tempfile::TempDir>) -> Db {

@@ -103,11 +103,9 @@ impl<S: Store> Engine<S> {
         }
         let mut reports = Vec::new();
         for f in &lib.files {
-            let def = lib
-                .definitions
-                .values()
-                .find(|d| peek(&f.text).as_deref() == Some(d.id.as_str()))
-                .expect("valid files give definitions");
+            let def = definition::peek_id(&f.text)
+                .and_then(|id| lib.definitions.get(&id))
+                .expect("a valid library gives each file's definition");
             let dir = f.path.parent().map(PathBuf::from).unwrap_or_default();
             let mut templates = BTreeMap::new();
             for t in definition::template_files(&f.text) {
@@ -474,12 +472,4 @@ impl<S: Store> Engine<S> {
         }
         Ok(ids)
     }
-}
-
-fn peek(text: &str) -> Option<String> {
-    marked_yaml::parse_yaml(0, text)
-        .ok()?
-        .as_mapping()?
-        .get_scalar("id")
-        .map(|s| s.as_str().to_string())
 }

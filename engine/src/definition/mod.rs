@@ -215,8 +215,8 @@ pub fn template_files(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `id:` of a definition text, read leniently (for cross-file checks).
-fn peek_id(text: &str) -> Option<String> {
+/// The `id:` of a definition text, read leniently (before it is checked).
+pub fn peek_id(text: &str) -> Option<String> {
     let node = marked_yaml::parse_yaml(0, text).ok()?;
     Some(node.as_mapping()?.get_scalar("id")?.as_str().to_string())
 }

@@ -63,18 +63,23 @@ impl Checker<'_> {
                 .param_ref(path, p, ValueType::Role)
                 .then(|| RoleRef::Param(p.into()));
         }
-        if self.roles.contains(text) {
-            Some(RoleRef::Role(text.into()))
-        } else {
-            let hint = suggest(text, "role", self.roles.iter().map(String::as_str));
-            self.err(
-                path,
-                Code::UnknownRole,
-                format!("unknown role `{text}`"),
-                Some(hint),
-            );
-            None
+        self.declared_role(path, text)
+            .then(|| RoleRef::Role(text.into()))
+    }
+
+    /// Whether `id` is a declared role; reports it when not.
+    pub(super) fn declared_role(&mut self, path: &Path, id: &str) -> bool {
+        if self.roles.contains(id) {
+            return true;
         }
+        let hint = suggest(id, "role", self.roles.iter().map(String::as_str));
+        self.err(
+            path,
+            Code::UnknownRole,
+            format!("unknown role `{id}`"),
+            Some(hint),
+        );
+        false
     }
 
     /// A declared variable's type; `Some(None)` when declared with a bad type.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, NaiveDate};
 
 use super::check::Checker;
-use super::diagnostic::{suggest, Code};
+use super::diagnostic::Code;
 use super::model::*;
 use super::source::Path;
 use crate::calendar::Period;
@@ -207,20 +207,9 @@ impl Checker<'_> {
                     None
                 }
             },
-            ValueType::Role => {
-                if self.roles.contains(text) {
-                    Some(Value::Text(text.into()))
-                } else {
-                    let hint = suggest(text, "role", self.roles.iter().map(String::as_str));
-                    self.err(
-                        path,
-                        Code::UnknownRole,
-                        format!("unknown role `{text}`"),
-                        Some(hint),
-                    );
-                    None
-                }
-            }
+            ValueType::Role => self
+                .declared_role(path, text)
+                .then(|| Value::Text(text.into())),
             ValueType::List(_) => bad(self, "expected a list".into()),
         }
     }

@@ -948,17 +948,7 @@ impl<'a> Run<'a> {
             if new == old {
                 continue;
             }
-            let stale: Vec<String> = self
-                .state
-                .timers
-                .iter()
-                .filter(|(_, t)| matches!(&t.kind, TimerKind::Expiry { task: x } | TimerKind::Reminder { task: x, .. } if *x == task.id))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in stale {
-                self.state.timers.remove(&k);
-                self.commands.push(Command::CancelTimer { timer: k });
-            }
+            self.cancel_timers(|k| of_task(k, &task.id));
             self.state
                 .tasks
                 .get_mut(&task.id)
@@ -1219,18 +1209,23 @@ impl<'a> Run<'a> {
                 by: by.into(),
             });
         }
+        self.cancel_timers(|k| of_task(k, id));
+        self.commands.push(Command::CloseTask { task: id.into() });
+    }
+
+    /// Drops the pending timers `which` selects; the store drops their rows.
+    fn cancel_timers(&mut self, which: impl Fn(&TimerKind) -> bool) {
         let stale: Vec<String> = self
             .state
             .timers
             .iter()
-            .filter(|(_, t)| matches!(&t.kind, TimerKind::Expiry { task } | TimerKind::Reminder { task, .. } if task == id))
+            .filter(|(_, t)| which(&t.kind))
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
             self.state.timers.remove(&k);
             self.commands.push(Command::CancelTimer { timer: k });
         }
-        self.commands.push(Command::CloseTask { task: id.into() });
     }
 
     fn end_wait(&mut self, step: &str) {
@@ -1239,21 +1234,11 @@ impl<'a> Run<'a> {
                 self.commands.push(Command::StopAwaiting { name, key });
             }
         }
-        let stale: Vec<String> = self
-            .state
-            .timers
-            .iter()
-            .filter(|(_, t)| match &t.kind {
-                TimerKind::Wait { step: s } | TimerKind::MessageTimeout { step: s } => s == step,
-                TimerKind::Reminder { task, .. } => task == step,
-                TimerKind::Expiry { .. } => false,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            self.state.timers.remove(&k);
-            self.commands.push(Command::CancelTimer { timer: k });
-        }
+        self.cancel_timers(|k| match k {
+            TimerKind::Wait { step: s } | TimerKind::MessageTimeout { step: s } => s == step,
+            TimerKind::Reminder { task, .. } => task == step,
+            TimerKind::Expiry { .. } => false,
+        });
     }
 
     /// Ends the instance: closes what is open, drops timers and waits.
@@ -1329,6 +1314,11 @@ impl<'a> Run<'a> {
         }
         Ok(changed)
     }
+}
+
+/// Whether a timer is the expiry or a reminder of task `id`.
+fn of_task(k: &TimerKind, id: &str) -> bool {
+    matches!(k, TimerKind::Expiry { task } | TimerKind::Reminder { task, .. } if task == id)
 }
 
 fn cel_to_json(v: &cel::Value) -> Json {

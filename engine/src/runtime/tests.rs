@@ -33,34 +33,10 @@ fn person(id: &str, roles: &[&str], county: &str) -> Person {
     }
 }
 
-fn agency(id: &str, level: &str, county: &str) -> Agency {
-    Agency {
-        id: id.into(),
-        name: id.into(),
-        level: Some(level.into()),
-        county: Some(county.into()),
-        email: None,
-        mobile: None,
-    }
-}
-
+/// The sample directory the CLI tests and scenarios use too.
 fn directory() -> MemoryDirectory {
-    MemoryDirectory {
-        people: vec![
-            person("li", &["supervision_office"], "市本级"),
-            person("wang", &["office_head"], "市本级"),
-            person("zhao", &["government"], "市本级"),
-            person("city_coord", &["coordination_department"], "市本级"),
-            person("qiaoxi_coord", &["coordination_department"], "桥西区"),
-            person("head", &["department_head"], "市本级"),
-        ],
-        agencies: vec![
-            agency("market_bureau", "市级", "市本级"),
-            agency("qiaoxi_urban", "县级", "桥西区"),
-            agency("qiaoxi_env", "县级", "桥西区"),
-            agency("xindu_env", "县级", "信都区"),
-        ],
-    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/directory.yaml");
+    crate::store::directory::parse(&std::fs::read_to_string(path).unwrap(), false).unwrap()
 }
 
 fn at(s: &str) -> DateTime<Utc> {

@@ -380,12 +380,7 @@ impl Scenario {
 }
 
 fn peek_id(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    marked_yaml::parse_yaml(0, &text)
-        .ok()?
-        .as_mapping()?
-        .get_scalar("id")
-        .map(|s| s.as_str().to_string())
+    crate::definition::peek_id(&std::fs::read_to_string(path).ok()?)
 }
 
 /// Scenario values arrive as text; read them by their declared types.
