@@ -156,7 +156,8 @@ async fn deploy_versions(db: Db) {
         store.deploy(&changed).await,
         Err(StoreError::VersionChanged { .. })
     ));
-    changed.version = 2;
+    let deployed = changed.version;
+    changed.version = deployed + 1;
     assert_eq!(store.deploy(&changed).await.unwrap(), Deployed::New);
     assert_eq!(
         store
@@ -165,16 +166,16 @@ async fn deploy_versions(db: Db) {
             .unwrap()
             .unwrap()
             .version,
-        2
+        deployed + 1
     );
     assert_eq!(
         store
-            .definition("dispute", Some(1))
+            .definition("dispute", Some(deployed))
             .await
             .unwrap()
             .unwrap()
             .version,
-        1
+        deployed
     );
 }
 
@@ -539,7 +540,7 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
     let state = db.engine.store.load(&id).await.unwrap().unwrap();
     let def = db
         .engine
-        .definition("supervision_letter", Some(1))
+        .definition("supervision_letter", Some(state.version))
         .await
         .unwrap();
     let dir = db.engine.directory();
@@ -865,7 +866,7 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
     let store = &db.engine.store;
     let now = at("2025-09-26T10:00:00+08:00");
     let rows = store
-        .claim_outbox("notify", now, 1, now + chrono::Duration::seconds(60))
+        .claim_outbox("email", now, 1, now + chrono::Duration::seconds(60))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -883,7 +884,7 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
     assert!(
         store
             .claim_outbox(
-                "notify",
+                "email",
                 now + chrono::Duration::hours(1),
                 100,
                 now + chrono::Duration::hours(2)
@@ -900,7 +901,7 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
         "only dead rows are retried"
     );
     let again = store
-        .claim_outbox("notify", now, 100, now + chrono::Duration::seconds(60))
+        .claim_outbox("email", now, 100, now + chrono::Duration::seconds(60))
         .await
         .unwrap();
     assert!(again.iter().any(|r| r.id == id && r.attempts == 0));

@@ -6,6 +6,7 @@
 //! same for every subcommand (see `--help`).
 
 mod calendar;
+mod config;
 mod instances;
 mod serve;
 mod timeline;
@@ -38,6 +39,22 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     db: instances::DbArgs,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every missing or wrong setting, naming its key; exit 1 if `serve` would refuse it.
+    Check {
+        /// The configuration file (default: ./duban.toml if it exists).
+        #[arg(long, env = "DUBAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// The process library whose SMS templates need gateway template codes.
+        #[arg(long, default_value = "processes")]
+        processes: PathBuf,
+        /// Print the problems as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +108,14 @@ enum Command {
         /// Timers claimed per round trip.
         #[arg(long, default_value_t = 200)]
         batch: u32,
+        /// The configuration file (default: ./duban.toml if it exists).
+        #[arg(long, env = "DUBAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration (duban.toml and the secrets in the environment).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Run a scenario on a throwaway store with a virtual clock and check its expectations.
     Simulate {
@@ -136,7 +161,16 @@ fn main() -> ExitCode {
             processes,
             poll_ms,
             batch,
-        } => serve::serve(cli.db, processes, poll_ms, batch),
+            config,
+        } => serve::serve(cli.db, processes, poll_ms, batch, config),
+        Command::Config {
+            command:
+                ConfigCommand::Check {
+                    config,
+                    processes,
+                    json,
+                },
+        } => config::check(config.as_deref(), &processes, json),
         Command::Simulate {
             scenario,
             definition,

@@ -1,7 +1,8 @@
 //! `duban serve`: the engine running by itself.
 //!
-//! One tokio runtime runs the scheduler (timers and recurring starts); the
-//! notification dispatcher and the web server join it in later issues. On
+//! One tokio runtime runs the scheduler (timers and recurring starts) and
+//! drains the outbox: email, SMS (each only when `duban.toml` configures
+//! it; otherwise its rows wait) and documents. On
 //! start the store is migrated and `processes/` deployed (new versions
 //! only). On SQLite one process owns the database: a second `serve` on the
 //! same file refuses to start. SIGINT or SIGTERM stops it gracefully: the
@@ -16,7 +17,12 @@ use duban_engine::calendar::files;
 use duban_engine::scheduler::{Scheduler, SchedulerOptions};
 use duban_engine::service::Engine;
 use duban_engine::store::sql::{parse_url, Backend};
-use duban_engine::store::SqlStore;
+use duban_engine::store::{SqlStore, StoreError};
+use duban_notifiers::dispatch::{Dispatcher, Round};
+use duban_notifiers::documents::DocumentWriter;
+use duban_notifiers::email::EmailNotifier;
+use duban_notifiers::links::NoPortal;
+use duban_notifiers::sms::SmsNotifier;
 use tracing::{error, info};
 
 use crate::exit;
@@ -71,7 +77,13 @@ fn sqlite_owner_lock(db: &str) -> Result<Option<OwnerLock>, String> {
     }
 }
 
-pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
+pub fn serve(
+    db: DbArgs,
+    processes: PathBuf,
+    poll_ms: u64,
+    batch: u32,
+    config: Option<PathBuf>,
+) -> u8 {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DUBAN_LOG")
@@ -137,33 +149,55 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
                 }
             }
         }
-        let smtp = match duban_notifiers::email::SmtpConfig::from_env() {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("duban: {e}");
-                return exit::USAGE;
+        let loaded = crate::config::load(config.as_deref(), &processes);
+        for p in &loaded.problems {
+            if p.warning {
+                tracing::warn!(key = %p.key, "{}", p.message);
+            } else {
+                eprintln!("duban: configuration: {p}");
             }
+        }
+        let Some(cfg) = loaded.config else {
+            eprintln!("duban: the configuration has errors (see `duban config check`)");
+            return exit::INVALID;
         };
-        let dispatcher = match &smtp {
-            Some(cfg) => match duban_notifiers::email::EmailNotifier::new(cfg) {
-                Ok(n) => Some(duban_notifiers::dispatch::Dispatcher::new(
+        let email = match &cfg.email {
+            Some(e) => match EmailNotifier::new(e) {
+                Ok(n) => Some(Dispatcher::new(
                     engine.clone(),
                     n,
-                    duban_notifiers::links::NoPortal,
-                    Default::default(),
+                    NoPortal,
+                    cfg.policy.clone(),
                 )),
                 Err(e) => {
-                    eprintln!("duban: {e}");
-                    return exit::USAGE;
+                    eprintln!("duban: configuration: email: {e}");
+                    return exit::INVALID;
                 }
             },
-            None => {
-                tracing::warn!(
-                    "DUBAN_SMTP_HOST is not set: notifications stay in the outbox until it is"
-                );
-                None
-            }
+            None => None,
         };
+        let sms = match &cfg.sms {
+            Some(s) => match SmsNotifier::new(s.provider()) {
+                Ok(n) => Some(Dispatcher::new(
+                    engine.clone(),
+                    n,
+                    NoPortal,
+                    cfg.policy.clone(),
+                )),
+                Err(e) => {
+                    eprintln!("duban: configuration: sms: {e}");
+                    return exit::INVALID;
+                }
+            },
+            None => None,
+        };
+        let documents = DocumentWriter::new(
+            engine.clone(),
+            cfg.documents_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("documents")),
+            cfg.policy.clone(),
+        );
         let options = SchedulerOptions {
             batch,
             ..Default::default()
@@ -183,15 +217,13 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
                 Ok(_) => {}
                 Err(e) => error!(error = %e, "firing timers failed"),
             }
-            if let Some(d) = &dispatcher {
-                match d.dispatch_due(clock.now()).await {
-                    Ok(r) if r.sent + r.retried + r.dead > 0 => {
-                        info!(sent = r.sent, retried = r.retried, dead = r.dead, "outbox")
-                    }
-                    Ok(_) => {}
-                    Err(e) => error!(error = %e, "dispatching the outbox failed"),
-                }
+            if let Some(d) = &email {
+                report("email", d.dispatch_due(clock.now()).await);
             }
+            if let Some(d) = &sms {
+                report("sms", d.dispatch_due(clock.now()).await);
+            }
+            report("documents", documents.render_due(clock.now()).await);
             let wake = scheduler
                 .next_wake(clock.now(), poll)
                 .await
@@ -211,6 +243,21 @@ pub fn serve(db: DbArgs, processes: PathBuf, poll_ms: u64, batch: u32) -> u8 {
         engine.store.close().await;
         exit::OK
     })
+}
+
+fn report(what: &str, r: Result<Round, StoreError>) {
+    match r {
+        Ok(r) if r.sent + r.retried + r.dead > 0 => {
+            info!(
+                sent = r.sent,
+                retried = r.retried,
+                dead = r.dead,
+                "outbox: {what}"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => error!(error = %e, "outbox: {what} failed"),
+    }
 }
 
 /// Registers the SIGINT and SIGTERM handlers at once, so a signal that

@@ -317,13 +317,13 @@ fn supervision_letter_through_the_binary(db: &str) {
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("deployed supervision_letter v1"));
+    .contains("deployed supervision_letter v2"));
     assert!(ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("unchanged supervision_letter v1"));
+    .contains("unchanged supervision_letter v2"));
     ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
@@ -396,7 +396,7 @@ fn supervision_letter_through_the_binary(db: &str) {
             "li",
         ],
     ));
-    assert!(out.contains("started 1 (supervision_letter v1)"), "{out}");
+    assert!(out.contains("started 1 (supervision_letter v2)"), "{out}");
     assert!(
         out.contains("1.1 draft_letter → li, due 2025-10-10"),
         "{out}"
@@ -476,7 +476,7 @@ fn supervision_letter_through_the_binary(db: &str) {
     ));
     let show = ok(on(db, "2025-10-21T10:00:00+08:00", &["show", "1"]));
     assert!(
-        show.contains("supervision_letter v1  profile XC  completed"),
+        show.contains("supervision_letter v2  profile XC  completed"),
         "{show}"
     );
     assert!(
@@ -494,7 +494,7 @@ fn supervision_letter_through_the_binary(db: &str) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["kind"] == "notify"
+            .any(|r| r["kind"] == "email"
                 && r["payload"].as_str().unwrap().contains("letter_notice")),
         "{outbox}"
     );
@@ -880,4 +880,57 @@ fn simulate_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.yaml:4: "), "{}", stderr(&o));
     assert!(stderr(&o).contains("strat"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("duban.toml");
+    std::fs::write(
+        &bad,
+        "[email]\nhost = \"smtp.example.gov.cn\"\ntls = \"ssl\"\nfrom = \"督办系统 <duban@sfj.example.gov.cn>\"\n\n\
+         [sms]\nprovider = \"aliyun\"\n[sms.aliyun]\naccess_key_id = \"LTAI\"\nsign_name = \"许昌市司法局\"\n\
+         access_key_secret = \"oops\"\ntemplates = { task_opened = \"SMS_1\", reminder = \"SMS_2\" }\n",
+    )
+    .unwrap();
+    let o = duban(&["config", "check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "error: email.tls: `ssl` must be starttls, implicit or none",
+        "error: sms.aliyun.access_key_secret: secrets are not read from the file; remove it and set DUBAN_ALIYUN_ACCESS_KEY_SECRET",
+        "error: sms.aliyun.templates.escalation: missing: dispute, supervision_letter send(s) template `escalation` by SMS",
+        "error: sms.aliyun: DUBAN_ALIYUN_ACCESS_KEY_SECRET is not set",
+    ] {
+        assert!(out.contains(line), "{line}\nnot in\n{out}");
+    }
+    // serve reads the same file and will not start on it.
+    let db = tmp.path().join("d.db");
+    let o = duban(&[
+        "--db",
+        db.to_str().unwrap(),
+        "serve",
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("email.tls"), "{}", stderr(&o));
+
+    // Fixed, with the secret in the environment: accepted.
+    let good = tmp.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[email]\nhost = \"smtp.example.gov.cn\"\ntls = \"implicit\"\nfrom = \"督办系统 <duban@sfj.example.gov.cn>\"\n\n\
+         [sms]\nprovider = \"aliyun\"\n[sms.aliyun]\naccess_key_id = \"LTAI\"\nsign_name = \"许昌市司法局\"\n\
+         templates = { task_opened = \"SMS_1\", reminder = \"SMS_2\", escalation = \"SMS_3\" }\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(["config", "check", "--config", good.to_str().unwrap(), "--json"])
+        .current_dir(root())
+        .env("DUBAN_ALIYUN_ACCESS_KEY_SECRET", "s")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(json(&o), serde_json::json!([]));
 }

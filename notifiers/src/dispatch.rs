@@ -183,10 +183,13 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         let r = render::render(t, &ctx).map_err(SendError::Permanent)?;
         Ok(Message {
             key: format!("duban.outbox.{}", row.id),
+            template,
             to,
             subject: r.subject,
             text: r.text,
             html: r.html,
+            sms: r.sms,
+            sms_params: r.sms_params,
         })
     }
 
@@ -199,7 +202,12 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         let store = &self.engine.store;
         loop {
             let rows = store
-                .claim_outbox("notify", now, self.policy.batch, now + self.policy.lease)
+                .claim_outbox(
+                    self.notifier.kind(),
+                    now,
+                    self.policy.batch,
+                    now + self.policy.lease,
+                )
                 .await?;
             if rows.is_empty() {
                 return Ok(round);
@@ -209,28 +217,42 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
                     Ok(m) => self.notifier.send(&m).await,
                     Err(e) => Err(e),
                 };
-                let attempts = row.attempts + 1;
-                match result {
-                    Ok(()) => {
-                        store.outbox_sent(row.id, now).await?;
-                        info!(row = row.id, instance = %row.instance, "notification sent");
-                        round.sent += 1;
-                    }
-                    Err(SendError::Transient(e)) if attempts < self.policy.max_attempts => {
-                        let at = now + self.policy.delay(attempts);
-                        warn!(row = row.id, attempts, retry_at = %at, error = %e, "notification failed; will retry");
-                        store.outbox_failed(row.id, &e, Some(at)).await?;
-                        round.retried += 1;
-                    }
-                    Err(e) => {
-                        warn!(row = row.id, attempts, error = %e, "notification is dead");
-                        store.outbox_failed(row.id, &e.to_string(), None).await?;
-                        round.dead += 1;
-                    }
-                }
+                record(store, &self.policy, &row, result, now, &mut round).await?;
             }
         }
     }
+}
+
+/// Records the outcome of one attempt at `row`: sent, retried later with
+/// backoff, or dead.
+pub async fn record<S: Store>(
+    store: &S,
+    policy: &Policy,
+    row: &OutboxRow,
+    result: Result<(), SendError>,
+    now: DateTime<Utc>,
+    round: &mut Round,
+) -> Result<(), duban_engine::store::StoreError> {
+    let attempts = row.attempts + 1;
+    match result {
+        Ok(()) => {
+            store.outbox_sent(row.id, now).await?;
+            info!(row = row.id, kind = %row.kind, instance = %row.instance, "outbox row done");
+            round.sent += 1;
+        }
+        Err(SendError::Transient(e)) if attempts < policy.max_attempts => {
+            let at = now + policy.delay(attempts);
+            warn!(row = row.id, kind = %row.kind, attempts, retry_at = %at, error = %e, "outbox row failed; will retry");
+            store.outbox_failed(row.id, &e, Some(at)).await?;
+            round.retried += 1;
+        }
+        Err(e) => {
+            warn!(row = row.id, kind = %row.kind, attempts, error = %e, "outbox row is dead");
+            store.outbox_failed(row.id, &e.to_string(), None).await?;
+            round.dead += 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

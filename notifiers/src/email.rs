@@ -1,5 +1,5 @@
-//! Email over SMTP (lettre): plain, STARTTLS or implicit TLS, credentials
-//! from the environment.
+//! Email over SMTP (lettre): plain, STARTTLS or implicit TLS; settings from
+//! `duban.toml` ([`crate::config`]), the password from the environment.
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -29,63 +29,12 @@ pub struct SmtpConfig {
     pub tls: Tls,
     /// User name, if the server wants one.
     pub username: Option<String>,
-    /// Password (from `DUBAN_SMTP_PASSWORD`, never from a file in the repository).
+    /// Password (from `DUBAN_SMTP_PASSWORD`, never from `duban.toml`).
     pub password: Option<String>,
     /// The sender, e.g. `督办系统 <duban@sfj.example.gov.cn>`.
     pub from: String,
     /// The domain of the `Message-ID`s.
     pub domain: String,
-}
-
-impl SmtpConfig {
-    /// Reads `DUBAN_SMTP_HOST`, `DUBAN_SMTP_PORT` (587), `DUBAN_SMTP_TLS`
-    /// (`starttls`, `implicit` or `none`), `DUBAN_SMTP_USER`,
-    /// `DUBAN_SMTP_PASSWORD`, `DUBAN_MAIL_FROM`. `None` when no host is set.
-    pub fn from_env() -> Result<Option<SmtpConfig>, String> {
-        let Ok(host) = std::env::var("DUBAN_SMTP_HOST") else {
-            return Ok(None);
-        };
-        let tls = match std::env::var("DUBAN_SMTP_TLS")
-            .as_deref()
-            .unwrap_or("starttls")
-        {
-            "none" => Tls::None,
-            "starttls" => Tls::StartTls,
-            "implicit" => Tls::Implicit,
-            other => {
-                return Err(format!(
-                    "DUBAN_SMTP_TLS: `{other}` must be starttls, implicit or none"
-                ))
-            }
-        };
-        let port = match std::env::var("DUBAN_SMTP_PORT") {
-            Ok(p) => p
-                .parse()
-                .map_err(|_| format!("DUBAN_SMTP_PORT: `{p}` is not a port"))?,
-            Err(_) => match tls {
-                Tls::Implicit => 465,
-                Tls::StartTls => 587,
-                Tls::None => 25,
-            },
-        };
-        let from = std::env::var("DUBAN_MAIL_FROM")
-            .map_err(|_| "DUBAN_MAIL_FROM is not set (the sender address)".to_string())?;
-        let domain = from
-            .rsplit('@')
-            .next()
-            .unwrap_or("duban")
-            .trim_end_matches('>')
-            .to_string();
-        Ok(Some(SmtpConfig {
-            host,
-            port,
-            tls,
-            username: std::env::var("DUBAN_SMTP_USER").ok(),
-            password: std::env::var("DUBAN_SMTP_PASSWORD").ok(),
-            from,
-            domain,
-        }))
-    }
 }
 
 /// Sends email through one SMTP server.
@@ -129,6 +78,10 @@ impl EmailNotifier {
 }
 
 impl Notifier for EmailNotifier {
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
     async fn send(&self, m: &Message) -> Result<(), SendError> {
         let mut b = lettre::Message::builder()
             .from(self.from.clone())

@@ -9,17 +9,25 @@
 //! after an uncertain send is recognisable as the same message (the email
 //! `Message-ID`).
 //!
-//! Layout: [`email`] (SMTP through lettre), [`render`] (strict handlebars,
-//! HTML-escaped and plain), [`dispatch`] (the outbox loop), [`links`] (the
-//! answer-link interface the portal will implement).
+//! Every channel has its own outbox rows (kind `email` or `sms`): a rule
+//! sending by email and SMS writes two rows, delivered and retried on their
+//! own, so an SMS gateway outage never re-sends an email.
 //!
-//! Not here yet: the SMS channels (Aliyun, webhook) and `duban.toml`; SMS
-//! rows are sent by email only, and a warning says so.
+//! Layout: [`email`] (SMTP through lettre), [`sms`] (Aliyun `SendSms` and a
+//! signed webhook), [`render`] (strict handlebars, HTML-escaped and plain),
+//! [`dispatch`] (the outbox loop), [`documents`] (rendering documents to
+//! files), [`links`] (the answer-link interface the portal implements),
+//! [`config`] (`duban.toml` and the secrets in the environment).
 
+use std::collections::BTreeMap;
+
+pub mod config;
 pub mod dispatch;
+pub mod documents;
 pub mod email;
 pub mod links;
 pub mod render;
+pub mod sms;
 
 /// Someone a message goes to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +47,8 @@ pub struct Recipient {
 pub struct Message {
     /// The idempotency key: the same for every attempt of one outbox row.
     pub key: String,
+    /// The duban template it was rendered from.
+    pub template: String,
     /// Recipients.
     pub to: Vec<Recipient>,
     /// Subject.
@@ -47,6 +57,10 @@ pub struct Message {
     pub text: String,
     /// HTML body, every value escaped.
     pub html: String,
+    /// SMS text: the template's `sms:`, else the subject.
+    pub sms: String,
+    /// The SMS gateway template's parameters (`sms_params:`).
+    pub sms_params: BTreeMap<String, String>,
 }
 
 /// Why a send failed.
@@ -63,6 +77,9 @@ pub enum SendError {
 /// A channel that delivers messages.
 #[allow(async_fn_in_trait)]
 pub trait Notifier {
+    /// The outbox kind it sends (`email`, `sms`).
+    fn kind(&self) -> &'static str;
+
     /// Sends one message. The same `key` may arrive again after an
     /// uncertain failure; it must identify the same message.
     async fn send(&self, m: &Message) -> Result<(), SendError>;

@@ -131,6 +131,10 @@ pub struct Rendered {
     pub text: String,
     /// HTML, values escaped.
     pub html: String,
+    /// The SMS text.
+    pub sms: String,
+    /// The SMS gateway template's parameters.
+    pub sms_params: std::collections::BTreeMap<String, String>,
 }
 
 /// Renders `t` with `ctx`.
@@ -149,10 +153,26 @@ pub fn render(t: &Template, ctx: &Json) -> Result<Rendered, String> {
         .map_err(|e| e.to_string())?;
     let body: String = escaped.lines().collect::<Vec<_>>().join("<br>\n");
     let html = format!("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"></head><body>\n{body}\n</body></html>\n");
+    let subject = subject.trim().to_string();
+    let sms = match &t.sms {
+        Some(s) => plain
+            .render_template(s, ctx)
+            .map_err(|e| e.to_string())?
+            .trim()
+            .to_string(),
+        None => subject.clone(),
+    };
+    let mut sms_params = std::collections::BTreeMap::new();
+    for (k, v) in &t.sms_params {
+        let r = plain.render_template(v, ctx).map_err(|e| e.to_string())?;
+        sms_params.insert(k.clone(), r.trim().to_string());
+    }
     Ok(Rendered {
-        subject: subject.trim().to_string(),
+        subject,
         text,
         html,
+        sms,
+        sms_params,
     })
 }
 
@@ -166,6 +186,7 @@ mod tests {
             subject: Some("关于{{name}}".into()),
             body: "内容：{{name}}\n第二行".into(),
             sms: None,
+            sms_params: Default::default(),
         };
         let r = render(&t, &json!({ "name": "<b>某局</b>" })).unwrap();
         assert_eq!(r.subject, "关于<b>某局</b>");

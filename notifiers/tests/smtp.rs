@@ -113,7 +113,7 @@ async fn pending_notifications(engine: &Engine<SqlStore>) -> Vec<duban_engine::s
         .await
         .unwrap()
         .into_iter()
-        .filter(|r| r.kind == "notify")
+        .filter(|r| r.kind == "email")
         .collect()
 }
 

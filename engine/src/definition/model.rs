@@ -495,6 +495,16 @@ pub enum Channel {
     Sms,
 }
 
+impl Channel {
+    /// The outbox kind of its notifications: `email` or `sms`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
 /// A notification rule.
 #[derive(Clone, Debug)]
 pub struct Notification {
@@ -543,6 +553,9 @@ pub struct Template {
     pub body: String,
     /// The SMS text.
     pub sms: Option<String>,
+    /// The parameters of a gateway's pre-approved SMS template (Aliyun's
+    /// `TemplateParam`), each a handlebars text.
+    pub sms_params: IndexMap<String, String>,
 }
 
 /// A recurring start.

@@ -386,6 +386,8 @@ pub struct RawTemplate {
     pub file: Option<String>,
     #[serde(default)]
     pub sms: Option<String>,
+    #[serde(default)]
+    pub sms_params: IndexMap<String, String>,
 }
 
 /// A recurring start.

@@ -294,12 +294,17 @@ impl Checker<'_> {
                         );
                     }
                 }
+                for (name, text) in &r.sms_params {
+                    let path = p.key("sms_params").key(name);
+                    self.template_names(&path, &id, &format!("sms_params.{name}"), None, text);
+                }
                 out.insert(
                     id,
                     Template {
                         subject: r.subject,
                         body,
                         sms: r.sms,
+                        sms_params: r.sms_params,
                     },
                 );
             }

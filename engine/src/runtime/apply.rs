@@ -567,14 +567,14 @@ impl<'a> Run<'a> {
                 vec![],
             );
             match &x.template {
-                Some(t) => self.commands.push(Command::Notify {
-                    event: "escalated".into(),
-                    step: Some(step.into()),
-                    task: task.map(|t| t.id.clone()),
+                Some(t) => self.notify(
+                    "escalated",
+                    Some(step),
+                    task.map(|t| t.id.clone()),
                     to,
-                    channels: vec![Channel::Email, Channel::Sms],
-                    template: t.clone(),
-                }),
+                    &[Channel::Email, Channel::Sms],
+                    t,
+                ),
                 None => self.notify_rules("escalated", Some(step), task),
             }
         }
@@ -641,14 +641,8 @@ impl<'a> Run<'a> {
                         .open_tasks()
                         .find(|t| t.step == id)
                         .map(|t| t.id.clone());
-                    self.commands.push(Command::Notify {
-                        event: "notice".into(),
-                        step: Some(id.clone()),
-                        task,
-                        to,
-                        channels: vec![Channel::Email],
-                        template: template.clone(),
-                    });
+                    let template = template.clone();
+                    self.notify("notice", Some(&id), task, to, &[Channel::Email], &template);
                 }
                 StepKind::Decision { branches, default } => {
                     let mut taken = None;
@@ -1188,13 +1182,36 @@ impl<'a> Run<'a> {
             if to.is_empty() {
                 continue;
             }
+            let (channels, template) = (rule.channels.clone(), rule.template.clone());
+            self.notify(
+                event,
+                step,
+                task.map(|t| t.id.clone()),
+                to,
+                &channels,
+                &template,
+            );
+        }
+    }
+
+    /// One notification command per channel.
+    fn notify(
+        &mut self,
+        event: &str,
+        step: Option<&str>,
+        task: Option<String>,
+        to: Vec<String>,
+        channels: &[Channel],
+        template: &str,
+    ) {
+        for &channel in channels {
             self.commands.push(Command::Notify {
                 event: event.into(),
                 step: step.map(str::to_string),
-                task: task.map(|t| t.id.clone()),
-                to,
-                channels: rule.channels.clone(),
-                template: rule.template.clone(),
+                task: task.clone(),
+                to: to.clone(),
+                channel,
+                template: template.into(),
             });
         }
     }

@@ -116,8 +116,9 @@ pub enum Command {
         task: Option<String>,
         /// The recipients: person or agency ids, or `role:ID` for role holders.
         to: Vec<String>,
-        /// The channels.
-        channels: Vec<Channel>,
+        /// The channel: a notification sent by email and SMS is two
+        /// commands, so each is delivered and retried on its own.
+        channel: Channel,
         /// The template id.
         template: String,
     },

@@ -380,7 +380,7 @@ impl Store for SqlStore {
                 | Command::RenderDocument { .. }
                 | Command::StartChild { .. } => {
                     let kind = match cmd {
-                        Command::Notify { .. } => "notify",
+                        Command::Notify { channel, .. } => channel.kind(),
                         Command::RenderDocument { .. } => "render_document",
                         _ => "start_child",
                     };

@@ -1,0 +1,636 @@
+//! `duban.toml`: the typed configuration of the outbound channels, the
+//! outbox and documents; secrets come from the environment only.
+//!
+//! Loading collects every problem instead of stopping at the first, each
+//! naming its key (`email.tls`, `sms.aliyun.templates.reminder`, …), so
+//! `duban config check` can list them all. A secret written into the file is
+//! itself a problem: the file is meant to be kept in version control.
+//!
+//! | secret | environment variable |
+//! |---|---|
+//! | SMTP password | `DUBAN_SMTP_PASSWORD` |
+//! | Aliyun AccessKey secret | `DUBAN_ALIYUN_ACCESS_KEY_SECRET` |
+//! | SMS webhook HMAC key | `DUBAN_SMS_WEBHOOK_SECRET` |
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use duban_engine::definition::{Channel, Definition, StepKind};
+use serde::Deserialize;
+
+use crate::dispatch::Policy;
+use crate::email::{SmtpConfig, Tls};
+use crate::sms::{AliyunConfig, Provider, WebhookConfig};
+
+/// The environment variable of the SMTP password.
+pub const SMTP_PASSWORD: &str = "DUBAN_SMTP_PASSWORD";
+/// The environment variable of the Aliyun AccessKey secret.
+pub const ALIYUN_SECRET: &str = "DUBAN_ALIYUN_ACCESS_KEY_SECRET";
+/// The environment variable of the webhook's HMAC key.
+pub const WEBHOOK_SECRET: &str = "DUBAN_SMS_WEBHOOK_SECRET";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    email: Option<EmailSection>,
+    sms: Option<SmsSection>,
+    #[serde(default)]
+    outbox: OutboxSection,
+    documents: Option<DocumentsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailSection {
+    host: String,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password: Option<toml::Value>,
+    from: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsSection {
+    provider: String,
+    aliyun: Option<AliyunSection>,
+    webhook: Option<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliyunSection {
+    access_key_id: String,
+    access_key_secret: Option<toml::Value>,
+    sign_name: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    templates: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSection {
+    url: String,
+    secret: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxSection {
+    max_attempts: Option<u32>,
+    first_retry_secs: Option<u32>,
+    max_retry_secs: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentsSection {
+    dir: PathBuf,
+}
+
+/// One thing wrong (or worth knowing) about the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key concerned (`email.tls`), or the file for a syntax error.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// A warning does not stop `serve`; an error does.
+    pub warning: bool,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = if self.warning { "warning" } else { "error" };
+        write!(f, "{level}: {}: {}", self.key, self.message)
+    }
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Where it was read from (`None`: no file, defaults).
+    pub file: Option<PathBuf>,
+    /// Email, when configured.
+    pub email: Option<SmtpConfig>,
+    /// SMS, when configured.
+    pub sms: Option<SmsSettings>,
+    /// The outbox retry policy.
+    pub policy: Policy,
+    /// Where documents are written (`documents` beside the database unless set).
+    pub documents_dir: Option<PathBuf>,
+}
+
+/// The SMS provider's settings.
+#[derive(Clone, Debug)]
+pub enum SmsSettings {
+    /// Aliyun.
+    Aliyun(AliyunConfig),
+    /// Webhook.
+    Webhook(WebhookConfig),
+}
+
+impl SmsSettings {
+    /// The provider to send through.
+    pub fn provider(&self) -> Provider {
+        match self {
+            SmsSettings::Aliyun(a) => Provider::Aliyun(a.clone()),
+            SmsSettings::Webhook(w) => Provider::Webhook(w.clone()),
+        }
+    }
+}
+
+/// Reads secrets; a trait so tests need not touch the process environment.
+pub trait Env {
+    /// The value of `name`, if set and not empty.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).cloned()
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+            warning: false,
+        });
+    }
+    fn warn(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+            warning: true,
+        });
+    }
+    fn secret_in_file(&mut self, key: &str, present: bool, var: &str) {
+        if present {
+            self.error(
+                key,
+                format!("secrets are not read from the file; remove it and set {var}"),
+            );
+        }
+    }
+    fn secret(&mut self, key: &str, env: &dyn Env, var: &str) -> String {
+        match env.get(var) {
+            Some(v) => v,
+            None => {
+                self.error(key, format!("{var} is not set"));
+                String::new()
+            }
+        }
+    }
+    fn http_url(&mut self, key: &str, url: &str) {
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) => self.error(
+                key,
+                format!("`{url}` must be an http(s) URL, not {}", u.scheme()),
+            ),
+            Err(e) => self.error(key, format!("`{url}` is not a URL: {e}")),
+        }
+    }
+    fn not_empty(&mut self, key: &str, v: &str) {
+        if v.trim().is_empty() {
+            self.error(key, "must not be empty");
+        }
+    }
+}
+
+/// What [`load`] found: the configuration when nothing is an error, and
+/// every problem.
+pub struct Loaded {
+    /// The configuration, `None` when any problem is an error.
+    pub config: Option<Config>,
+    /// Errors and warnings, in file order.
+    pub problems: Vec<Problem>,
+}
+
+/// Reads `path` (a missing file is an error when `required`, else the
+/// defaults) with secrets from `env`. `definitions` are the deployed
+/// processes: their SMS templates must have gateway template codes.
+pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definition]) -> Loaded {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        Err(e) => {
+            c.error(&path.display().to_string(), format!("cannot be read: {e}"));
+            return Loaded {
+                config: None,
+                problems: c.problems,
+            };
+        }
+    };
+    let raw: FileConfig = match &text {
+        None => FileConfig::default(),
+        Some(t) => match toml::from_str(t) {
+            Ok(r) => r,
+            Err(e) => {
+                let key = match e.span().map(|s| line_col(t, s.start)) {
+                    Some((l, col)) => format!("{}:{l}:{col}", path.display()),
+                    None => path.display().to_string(),
+                };
+                c.error(&key, e.message().to_string());
+                return Loaded {
+                    config: None,
+                    problems: c.problems,
+                };
+            }
+        },
+    };
+    let mut cfg = Config {
+        file: text.is_some().then(|| path.to_path_buf()),
+        ..Default::default()
+    };
+
+    match raw.email {
+        Some(e) => {
+            c.secret_in_file("email.password", e.password.is_some(), SMTP_PASSWORD);
+            c.not_empty("email.host", &e.host);
+            let tls = match e.tls.as_deref().unwrap_or("starttls") {
+                "none" => Tls::None,
+                "starttls" => Tls::StartTls,
+                "implicit" => Tls::Implicit,
+                other => {
+                    c.error(
+                        "email.tls",
+                        format!("`{other}` must be starttls, implicit or none"),
+                    );
+                    Tls::StartTls
+                }
+            };
+            let port = match e.port {
+                Some(0) => {
+                    c.error("email.port", "0 is not a port");
+                    0
+                }
+                Some(p) => p,
+                None => match tls {
+                    Tls::Implicit => 465,
+                    Tls::StartTls => 587,
+                    Tls::None => 25,
+                },
+            };
+            if let Err(err) = e.from.parse::<lettre::message::Mailbox>() {
+                c.error(
+                    "email.from",
+                    format!(
+                        "`{}` is not an address ({err}); write e.g. `督办系统 <duban@sfj.example.gov.cn>`",
+                        e.from
+                    ),
+                );
+            }
+            let password = e
+                .username
+                .as_ref()
+                .map(|_| c.secret("email.username", env, SMTP_PASSWORD));
+            let domain = e
+                .from
+                .rsplit('@')
+                .next()
+                .unwrap_or("duban")
+                .trim_end_matches('>')
+                .to_string();
+            cfg.email = Some(SmtpConfig {
+                host: e.host,
+                port,
+                tls,
+                username: e.username,
+                password,
+                from: e.from,
+                domain,
+            });
+        }
+        None => c.warn(
+            "email",
+            "not configured: email notifications stay pending in the outbox",
+        ),
+    }
+
+    let sends_sms: Vec<(String, String)> = definitions
+        .iter()
+        .flat_map(|d| sms_templates(d).into_iter().map(|t| (d.id.clone(), t)))
+        .collect();
+    match raw.sms {
+        Some(s) => match s.provider.as_str() {
+            "aliyun" => match s.aliyun {
+                Some(a) => {
+                    c.secret_in_file(
+                        "sms.aliyun.access_key_secret",
+                        a.access_key_secret.is_some(),
+                        ALIYUN_SECRET,
+                    );
+                    c.not_empty("sms.aliyun.access_key_id", &a.access_key_id);
+                    c.not_empty("sms.aliyun.sign_name", &a.sign_name);
+                    let endpoint = a
+                        .endpoint
+                        .unwrap_or_else(|| "https://dysmsapi.aliyuncs.com/".into());
+                    c.http_url("sms.aliyun.endpoint", &endpoint);
+                    for (t, code) in &a.templates {
+                        if !code.starts_with("SMS_") {
+                            c.error(
+                                &format!("sms.aliyun.templates.{t}"),
+                                format!("`{code}` is not an Aliyun TemplateCode (SMS_…)"),
+                            );
+                        }
+                    }
+                    let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+                    for (process, t) in &sends_sms {
+                        if !a.templates.contains_key(t) {
+                            missing.entry(t).or_default().push(process);
+                        }
+                    }
+                    for (t, processes) in missing {
+                        c.error(
+                            &format!("sms.aliyun.templates.{t}"),
+                            format!(
+                                "missing: {} send(s) template `{t}` by SMS; \
+                                 give its approved TemplateCode",
+                                processes.join(", ")
+                            ),
+                        );
+                    }
+                    let secret = c.secret("sms.aliyun", env, ALIYUN_SECRET);
+                    cfg.sms = Some(SmsSettings::Aliyun(AliyunConfig {
+                        endpoint,
+                        region: a.region.unwrap_or_else(|| "cn-hangzhou".into()),
+                        access_key_id: a.access_key_id,
+                        access_key_secret: secret,
+                        sign_name: a.sign_name,
+                        template_codes: a.templates,
+                    }));
+                }
+                None => c.error(
+                    "sms.aliyun",
+                    "provider is aliyun but [sms.aliyun] is missing",
+                ),
+            },
+            "webhook" => match s.webhook {
+                Some(w) => {
+                    c.secret_in_file("sms.webhook.secret", w.secret.is_some(), WEBHOOK_SECRET);
+                    c.http_url("sms.webhook.url", &w.url);
+                    let secret = c.secret("sms.webhook", env, WEBHOOK_SECRET);
+                    cfg.sms = Some(SmsSettings::Webhook(WebhookConfig { url: w.url, secret }));
+                }
+                None => c.error(
+                    "sms.webhook",
+                    "provider is webhook but [sms.webhook] is missing",
+                ),
+            },
+            other => c.error(
+                "sms.provider",
+                format!("`{other}` must be aliyun or webhook"),
+            ),
+        },
+        None if !sends_sms.is_empty() => c.warn(
+            "sms",
+            format!(
+                "not configured: {} template(s) are sent by SMS and stay pending in the outbox",
+                sends_sms.len()
+            ),
+        ),
+        None => {}
+    }
+
+    let o = raw.outbox;
+    let mut policy = Policy::default();
+    if let Some(n) = o.max_attempts {
+        if n == 0 {
+            c.error("outbox.max_attempts", "must be at least 1");
+        } else {
+            policy.max_attempts = n;
+        }
+    }
+    if let Some(s) = o.first_retry_secs {
+        if s == 0 {
+            c.error("outbox.first_retry_secs", "must be at least 1");
+        } else {
+            policy.first_delay = Duration::seconds(s.into());
+        }
+    }
+    if let Some(s) = o.max_retry_secs {
+        policy.max_delay = Duration::seconds(s.into());
+    }
+    if policy.max_delay < policy.first_delay {
+        c.error(
+            "outbox.max_retry_secs",
+            format!(
+                "{} s is shorter than the first retry ({} s)",
+                policy.max_delay.num_seconds(),
+                policy.first_delay.num_seconds()
+            ),
+        );
+    }
+    cfg.policy = policy;
+
+    if let Some(d) = raw.documents {
+        if let Err(e) = std::fs::create_dir_all(&d.dir) {
+            c.error(
+                "documents.dir",
+                format!("`{}` cannot be created: {e}", d.dir.display()),
+            );
+        } else if let Err(e) = tempfile::NamedTempFile::new_in(&d.dir) {
+            c.error(
+                "documents.dir",
+                format!("`{}` is not writable: {e}", d.dir.display()),
+            );
+        }
+        cfg.documents_dir = Some(d.dir);
+    }
+
+    let failed = c.problems.iter().any(|p| !p.warning);
+    Loaded {
+        config: (!failed).then_some(cfg),
+        problems: c.problems,
+    }
+}
+
+/// The templates `d` sends by SMS.
+pub fn sms_templates(d: &Definition) -> Vec<String> {
+    let mut out: Vec<String> = d
+        .notifications
+        .iter()
+        .filter(|n| n.channels.contains(&Channel::Sms))
+        .map(|n| n.template.clone())
+        .collect();
+    // Escalations with their own template go by email and SMS.
+    for step in d.steps.values() {
+        let deadline = match &step.kind {
+            StepKind::Task { deadline, .. }
+            | StepKind::Notice { deadline, .. }
+            | StepKind::WaitMessage { deadline, .. } => deadline.as_ref(),
+            _ => None,
+        };
+        if let Some(t) = deadline
+            .and_then(|d| d.on_expiry.as_ref())
+            .and_then(|x| x.template.as_ref())
+        {
+            out.push(t.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, env: &[(&str, &str)]) -> Loaded {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duban.toml");
+        std::fs::write(&p, text.replace("DIR", &dir.path().display().to_string())).unwrap();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load(&p, true, &env, &[])
+    }
+
+    fn errors(l: &Loaded) -> Vec<String> {
+        l.problems
+            .iter()
+            .filter(|p| !p.warning)
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_complete_file_loads() {
+        let l = check(
+            r#"
+[email]
+host = "smtp.example.gov.cn"
+username = "duban"
+from = "督办系统 <duban@sfj.example.gov.cn>"
+
+[sms]
+provider = "aliyun"
+[sms.aliyun]
+access_key_id = "LTAI-test"
+sign_name = "某市司法局"
+templates = { reminder = "SMS_1234" }
+
+[outbox]
+max_attempts = 5
+first_retry_secs = 10
+
+[documents]
+dir = "DIR/docs"
+"#,
+            &[(SMTP_PASSWORD, "pw"), (ALIYUN_SECRET, "s")],
+        );
+        assert_eq!(errors(&l), Vec::<String>::new());
+        let c = l.config.unwrap();
+        let e = c.email.unwrap();
+        assert_eq!(
+            (e.port, e.tls, e.password.as_deref()),
+            (587, Tls::StartTls, Some("pw"))
+        );
+        assert_eq!(e.domain, "sfj.example.gov.cn");
+        assert_eq!(c.policy.max_attempts, 5);
+        assert_eq!(c.policy.first_delay, Duration::seconds(10));
+        assert!(matches!(c.sms, Some(SmsSettings::Aliyun(ref a)) if a.access_key_secret == "s"));
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_key() {
+        let l = check(
+            r#"
+[email]
+host = "smtp.example.gov.cn"
+tls = "ssl"
+port = 0
+username = "duban"
+password = "hunter2"
+from = "not an address"
+
+[sms]
+provider = "webhook"
+[sms.webhook]
+url = "ftp://gateway"
+
+[outbox]
+max_attempts = 0
+"#,
+            &[],
+        );
+        let e = errors(&l);
+        for key in [
+            "email.password: secrets are not read from the file; remove it and set DUBAN_SMTP_PASSWORD",
+            "email.tls: `ssl` must be starttls, implicit or none",
+            "email.port: 0 is not a port",
+            "email.from: `not an address`",
+            "email.username: DUBAN_SMTP_PASSWORD is not set",
+            "sms.webhook.url: `ftp://gateway` must be an http(s) URL",
+            "sms.webhook: DUBAN_SMS_WEBHOOK_SECRET is not set",
+            "outbox.max_attempts: must be at least 1",
+        ] {
+            assert!(e.iter().any(|x| x.contains(key)), "{key} not in {e:#?}");
+        }
+        assert_eq!(e.len(), 8, "{e:#?}");
+        assert!(l.config.is_none());
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line() {
+        let l = check("[email]\nhost = \"h\"\nfrom = \"a@b.c\"\nhots = 1\n", &[]);
+        let e = errors(&l);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("duban.toml:4:1"), "{}", e[0]);
+        assert!(e[0].contains("unknown field `hots`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn no_file_means_defaults_with_warnings() {
+        let l = load(
+            Path::new("/nonexistent/duban.toml"),
+            false,
+            &BTreeMap::new(),
+            &[],
+        );
+        assert!(errors(&l).is_empty());
+        assert!(l.problems.iter().any(|p| p.key == "email" && p.warning));
+        assert!(l.config.unwrap().email.is_none());
+        let l = load(
+            Path::new("/nonexistent/duban.toml"),
+            true,
+            &BTreeMap::new(),
+            &[],
+        );
+        assert_eq!(errors(&l).len(), 1);
+    }
+}

@@ -1,0 +1,147 @@
+//! Rendering documents (督办函, 决定书, …) to files.
+//!
+//! A step's `documents:` become `render_document` outbox rows in the
+//! transaction that opens (or ends) the step. This worker claims them,
+//! renders the document's template with the instance as it is now, and
+//! writes `DIR/INSTANCE/DOCUMENT-ROW.txt` (plain text) and `.html` (every
+//! value escaped, for printing). Each file is written to a temporary file
+//! in the same directory and renamed into place, so a full disk or a crash
+//! leaves either the whole document or none; the row is retried with the
+//! outbox's backoff until it succeeds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use duban_engine::runtime::Command;
+use duban_engine::service::Engine;
+use duban_engine::store::{OutboxRow, Store, StoreError};
+
+use crate::dispatch::{record, Policy, Round};
+use crate::render::{self, Subject};
+use crate::SendError;
+
+/// Writes the documents of the outbox.
+pub struct DocumentWriter<S> {
+    engine: Arc<Engine<S>>,
+    dir: PathBuf,
+    policy: Policy,
+}
+
+/// The files a `render_document` row produces.
+pub fn paths(dir: &Path, row: &OutboxRow, document: &str) -> (PathBuf, PathBuf) {
+    let base = dir.join(&row.instance);
+    (
+        base.join(format!("{document}-{}.txt", row.id)),
+        base.join(format!("{document}-{}.html", row.id)),
+    )
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().expect("a document path has a directory");
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+impl<S: Store> DocumentWriter<S> {
+    /// A writer into `dir`.
+    pub fn new(engine: Arc<Engine<S>>, dir: PathBuf, policy: Policy) -> Self {
+        DocumentWriter {
+            engine,
+            dir,
+            policy,
+        }
+    }
+
+    /// Renders and writes one row's document; returns the text file.
+    pub async fn write(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<PathBuf, SendError> {
+        let cmd: Command = serde_json::from_str(&row.payload)
+            .map_err(|e| SendError::Permanent(format!("unreadable row: {e}")))?;
+        let Command::RenderDocument { document, step } = cmd else {
+            return Err(SendError::Permanent("not a document".into()));
+        };
+        let store = &self.engine.store;
+        let state = store
+            .load(&row.instance)
+            .await
+            .map_err(|e| SendError::Transient(e.to_string()))?
+            .ok_or_else(|| SendError::Permanent(format!("instance {} is gone", row.instance)))?;
+        let def = self
+            .engine
+            .definition(&state.definition, Some(state.version))
+            .await
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let doc = def.documents.get(&document).ok_or_else(|| {
+            SendError::Permanent(format!(
+                "document `{document}` is not in {} v{}",
+                def.id, def.version
+            ))
+        })?;
+        let t = def.templates.get(&doc.template).ok_or_else(|| {
+            SendError::Permanent(format!("template `{}` is missing", doc.template))
+        })?;
+        let dir = self.engine.directory();
+        let task = state
+            .tasks
+            .values()
+            .filter(|t| t.step == step)
+            .max_by_key(|t| t.opened_at);
+        let subject = Subject {
+            definition: &def,
+            state: &state,
+            step: Some(&step),
+            task,
+            recipient: None,
+            answer_link: String::new(),
+            now,
+        };
+        let ctx = render::context(&subject, dir.as_ref());
+        let r = render::render(t, &ctx).map_err(SendError::Permanent)?;
+        let (txt, html) = paths(&self.dir, row, &document);
+        let html_doc = r.html.replacen(
+            "<head><meta charset=\"utf-8\"></head>",
+            &format!(
+                "<head><meta charset=\"utf-8\"><title>{}</title></head>",
+                escape(&doc.title)
+            ),
+            1,
+        );
+        for (path, text) in [(&txt, &r.text), (&html, &html_doc)] {
+            write_atomically(path, text)
+                .map_err(|e| SendError::Transient(format!("writing {}: {e}", path.display())))?;
+        }
+        Ok(txt)
+    }
+
+    /// Writes every document due at `now`.
+    pub async fn render_due(&self, now: DateTime<Utc>) -> Result<Round, StoreError> {
+        let mut round = Round::default();
+        let store = &self.engine.store;
+        loop {
+            let rows = store
+                .claim_outbox(
+                    "render_document",
+                    now,
+                    self.policy.batch,
+                    now + self.policy.lease,
+                )
+                .await?;
+            if rows.is_empty() {
+                return Ok(round);
+            }
+            for row in rows {
+                let result = self.write(&row, now).await.map(|_| ());
+                record(store, &self.policy, &row, result, now, &mut round).await?;
+            }
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    handlebars::html_escape(s)
+}

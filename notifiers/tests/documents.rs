@@ -1,0 +1,111 @@
+//! Documents are rendered from the outbox to files, whole or not at all.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use duban_engine::calendar::Calendar;
+use duban_engine::service::Engine;
+use duban_engine::store::{directory, SqlStore, Store};
+use duban_notifiers::dispatch::Policy;
+use duban_notifiers::documents::{paths, DocumentWriter};
+use serde_json::json;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn the_supervision_letter_is_written_once_and_retried_when_the_disk_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(tmp.path().join("duban.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+    engine
+        .import_directory(directory::parse(&text, false).unwrap())
+        .await
+        .unwrap();
+    let now = at("2025-09-26T10:00:00+08:00");
+    engine
+        .deploy(&[root().join("processes")], now)
+        .await
+        .unwrap();
+    let engine = Arc::new(engine);
+    let vars: BTreeMap<_, _> = [
+        ("agency", json!("market_bureau")),
+        ("case_no", json!("许司督〔2025〕7号")),
+        ("problem", json!("未落实行政执法公示制度")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let t = engine
+        .start("supervision_letter", None, vars, "li", now)
+        .await
+        .unwrap();
+    let task = t.state.open_tasks().next().unwrap().id.clone();
+    let v: BTreeMap<_, _> = [
+        ("letter_kind", json!("督办函")),
+        ("reply_period", json!("30日")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    engine.complete(&task, "issue", v, "li", now).await.unwrap();
+    let row = engine
+        .store
+        .outbox(Some("pending"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "render_document")
+        .expect("the letter waits in the outbox");
+
+    // The documents folder cannot be written (a file is in its way): the
+    // row is retried later, and no partial document is left.
+    let blocked = tmp.path().join("blocked");
+    std::fs::write(&blocked, "not a folder").unwrap();
+    let policy = Policy::default();
+    let w = DocumentWriter::new(engine.clone(), blocked.clone(), policy.clone());
+    let r = w.render_due(now).await.unwrap();
+    assert_eq!((r.sent, r.retried, r.dead), (0, 1, 0));
+    let pending = engine.store.outbox(Some("pending")).await.unwrap();
+    let again = pending.iter().find(|p| p.id == row.id).unwrap();
+    assert!(
+        again.last_error.as_deref().unwrap().contains("writing"),
+        "{again:?}"
+    );
+
+    // A writable folder: the letter is there, in full, once.
+    let dir = tmp.path().join("documents");
+    let w = DocumentWriter::new(engine.clone(), dir.clone(), policy.clone());
+    let r = w.render_due(now + policy.delay(1)).await.unwrap();
+    assert_eq!((r.sent, r.dead), (1, 0));
+    let (txt, html) = paths(&dir, &row, "supervision_letter");
+    let text = std::fs::read_to_string(&txt).unwrap();
+    assert!(text.starts_with("行政执法监督督办函"), "{text}");
+    assert!(text.contains("许司督〔2025〕7号") && text.contains("许昌市市场监督管理局："));
+    assert!(text.contains("未落实行政执法公示制度"));
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("<title>行政执法监督督办函</title>"), "{html}");
+    let files: Vec<_> = std::fs::read_dir(txt.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 2, "no temporary files left: {files:?}");
+    assert_eq!(
+        w.render_due(now + chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .sent,
+        0,
+        "a written document is not written again"
+    );
+}
