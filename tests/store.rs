@@ -907,6 +907,108 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
     assert!(again.iter().any(|r| r.id == id && r.attempts == 0));
 }
 
+/// The transition `event` makes on `id` (or a new instance of `process`),
+/// committed without carrying out what it asks of other instances: the
+/// state a crash right after the commit leaves.
+async fn commit_alone(db: &Db, process: &str, id: Option<&str>, event: &Event, now: DateTime<Utc>) {
+    let state = match id {
+        Some(id) => db.engine.store.load(id).await.unwrap(),
+        None => None,
+    };
+    let def = db.engine.definition(process, None).await.unwrap();
+    let dir = db.engine.directory();
+    let env = duban_engine::runtime::Env {
+        definition: &def,
+        calendar: &db.engine.calendar,
+        directory: dir.as_ref(),
+    };
+    let t = duban_engine::runtime::apply(&env, state.as_ref(), event, now).unwrap();
+    db.engine
+        .store
+        .commit(state.as_ref().map(|s| s.revision), &t, now)
+        .await
+        .unwrap();
+}
+
+/// A crash after a parent's commit and before its child starts, and one
+/// after a child ends and before its parent hears of it: the outbox rows
+/// those commits wrote let the scheduler finish both, once.
+async fn an_interrupted_call_is_finished_from_the_outbox(db: Db) {
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    let dir = duban_tests::root().join("tests/data/call");
+    let now = at("2025-09-26T10:00:00+08:00");
+    db.engine.deploy(&[dir], now).await.unwrap();
+    let start = Event::Start {
+        instance: "P1".into(),
+        profile: None,
+        variables: vars(&[
+            ("agency", json!("market_bureau")),
+            ("case_no", json!("K-1")),
+        ]),
+        actor: "li".into(),
+    };
+    commit_alone(&db, "call_parent", None, &start, now).await;
+    let store = &db.engine.store;
+    assert!(
+        store
+            .tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "no child yet"
+    );
+    let s = Scheduler::new(db.engine.clone(), SchedulerOptions::default());
+    let r = s.replay_child_starts(now).await.unwrap();
+    assert_eq!(r.children, 1);
+    let child = "P1-interview-1";
+    let cs = store
+        .load(child)
+        .await
+        .unwrap()
+        .expect("the child was started");
+    assert_eq!(cs.variables["topic"], json!("整改通知 K-1"));
+    assert_eq!(
+        store.parent_of(child).await.unwrap(),
+        Some(("P1".into(), "interview".into()))
+    );
+    // Replaying again starts nothing more.
+    for row in store.outbox(Some("sent")).await.unwrap() {
+        db.engine.replay_call(&row, now).await.unwrap();
+    }
+    assert_eq!(s.replay_child_starts(now).await.unwrap().children, 0);
+    assert_eq!(store.tasks(&TaskFilter::default()).await.unwrap().len(), 1);
+
+    // The child ends; the crash comes before the parent hears of it.
+    let task = open_task(&db, child, "record").await;
+    let done = Event::Complete {
+        task,
+        outcome: "rectified".into(),
+        variables: BTreeMap::new(),
+        actor: "li".into(),
+    };
+    commit_alone(&db, "call_child", Some(child), &done, now).await;
+    assert_eq!(
+        store.load("P1").await.unwrap().unwrap().current_steps(),
+        ["interview"]
+    );
+    let r = s.replay_child_starts(now).await.unwrap();
+    assert_eq!(r.children, 1);
+    let ps = store.load("P1").await.unwrap().unwrap();
+    assert_eq!(ps.variables["interview_result"], json!("rectified"));
+    assert_eq!(ps.current_steps(), ["await_review"]);
+    // Handing back again changes nothing: the parent no longer waits.
+    let rev = ps.revision;
+    for row in store.outbox(Some("sent")).await.unwrap() {
+        db.engine.replay_call(&row, now).await.unwrap();
+    }
+    assert_eq!(store.load("P1").await.unwrap().unwrap().revision, rev);
+    let history = store.history("P1").await.unwrap();
+    assert_eq!(
+        history.iter().filter(|h| h.what == "child_ended").count(),
+        1
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_store {
@@ -941,6 +1043,7 @@ conformance!(
     calls_and_messages,
     a_crashed_claim_expires_and_another_engine_takes_over,
     dead_outbox_rows_can_be_retried,
+    an_interrupted_call_is_finished_from_the_outbox,
 );
 
 /// Three engines (three pools, as three processes would have) on one

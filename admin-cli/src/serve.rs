@@ -23,7 +23,7 @@ use duban_notifiers::documents::DocumentWriter;
 use duban_notifiers::email::EmailNotifier;
 use duban_notifiers::links::NoPortal;
 use duban_notifiers::sms::SmsNotifier;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::exit;
 use crate::instances::DbArgs;
@@ -211,6 +211,11 @@ pub fn serve(
                 Ok(r) if r.started > 0 => info!(started = r.started, "recurring starts"),
                 Ok(_) => {}
                 Err(e) => error!(error = %e, "recurring starts failed"),
+            }
+            match scheduler.replay_child_starts(now).await {
+                Ok(r) if r.children > 0 => debug!(rows = r.children, "child starts confirmed"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "finishing child starts failed"),
             }
             match scheduler.fire_due(now, false).await {
                 Ok(r) if r.fired + r.stale > 0 => info!(fired = r.fired, stale = r.stale, "timers"),

@@ -926,7 +926,13 @@ fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
     )
     .unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_duban"))
-        .args(["config", "check", "--config", good.to_str().unwrap(), "--json"])
+        .args([
+            "config",
+            "check",
+            "--config",
+            good.to_str().unwrap(),
+            "--json",
+        ])
         .current_dir(root())
         .env("DUBAN_ALIYUN_ACCESS_KEY_SECRET", "s")
         .output()

@@ -56,6 +56,9 @@ pub struct Round {
     pub stale: usize,
     /// Instances started by recurring starts.
     pub started: usize,
+    /// `start_child` rows finished (mostly confirmations of children the
+    /// normal path started; a start a crash interrupted is done here).
+    pub children: usize,
 }
 
 /// Fires timers and recurring starts for one engine.
@@ -68,6 +71,60 @@ impl<S: Store> Scheduler<S> {
     /// A scheduler over `engine`.
     pub fn new(engine: Arc<Engine<S>>, options: SchedulerOptions) -> Self {
         Scheduler { engine, options }
+    }
+
+    /// Finishes the pending `start_child` and `child_ended` outbox rows:
+    /// each child is started if it is not yet, each ended child's result
+    /// reaches its parent if it has not (see [`Engine::replay_call`]), and
+    /// the row is marked sent. A store failure is retried a minute later; a
+    /// start the definition refuses makes the row dead, for an
+    /// administrator (`duban outbox`).
+    pub async fn replay_child_starts(&self, now: DateTime<Utc>) -> Result<Round, StoreError> {
+        let mut round = Round::default();
+        let store = &self.engine.store;
+        for kind in ["start_child", "child_ended"] {
+            loop {
+                let rows = store
+                    .claim_outbox(kind, now, self.options.batch, now + self.options.lease)
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                self.replay_rows(rows, now, &mut round).await?;
+            }
+        }
+        Ok(round)
+    }
+
+    async fn replay_rows(
+        &self,
+        rows: Vec<crate::store::OutboxRow>,
+        now: DateTime<Utc>,
+        round: &mut Round,
+    ) -> Result<(), StoreError> {
+        let store = &self.engine.store;
+        {
+            for row in rows {
+                match self.engine.replay_call(&row, now).await {
+                    Ok(()) => {
+                        store.outbox_sent(row.id, now).await?;
+                        round.children += 1;
+                    }
+                    Err(ServiceError::Store(e)) => {
+                        warn!(row = row.id, error = %e, "starting a child failed; will retry");
+                        let retry = now + Duration::minutes(1);
+                        store
+                            .outbox_failed(row.id, &e.to_string(), Some(retry))
+                            .await?;
+                    }
+                    Err(e) => {
+                        warn!(row = row.id, error = %e, "a call cannot be carried out");
+                        store.outbox_failed(row.id, &e.to_string(), None).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies every timer due at `now`, oldest first. With `at_due`, each

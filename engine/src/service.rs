@@ -351,45 +351,131 @@ impl<S: Store> Engine<S> {
 
     /// After a stored transition: starts the children its `call` steps asked
     /// for, and hands the result of an ended child to its parent, until
-    /// nothing more follows. Each step is its own transaction: a crash
-    /// between them leaves the request in the outbox (`start_child`) for the
-    /// dispatcher to finish.
+    /// nothing more follows. Each step is its own transaction; a crash
+    /// between them leaves a `start_child` or `child_ended` outbox row
+    /// pending, and [`Engine::replay_call`] finishes it. Every step is idempotent:
+    /// the child's id is fixed by the call, the link is written once, and a
+    /// child's result reaches a parent only while it waits.
     async fn settle(&self, first: &Transition, now: DateTime<Utc>) -> Result<(), ServiceError> {
         let mut queue = std::collections::VecDeque::from([first.clone()]);
         while let Some(t) = queue.pop_front() {
             for cmd in &t.commands {
-                if let runtime::Command::StartChild {
-                    step,
-                    process,
-                    profile,
-                    variables,
-                } = cmd
-                {
-                    let child = self
-                        .start_one(
-                            process,
-                            profile.as_deref(),
-                            variables.clone(),
-                            "engine",
-                            now,
-                        )
-                        .await?;
-                    self.store
-                        .link_child(&child.state.id, &t.state.id, step)
-                        .await?;
-                    queue.push_back(child);
+                if let runtime::Command::StartChild { .. } = cmd {
+                    queue.extend(self.start_child(&t.state.id, cmd, now).await?);
                 }
             }
             let ended = t.history.iter().any(|h| h.what == "ended");
-            if let (true, runtime::Status::Completed { result }) = (ended, &t.state.status) {
-                if let Some((parent, step)) = self.store.parent_of(&t.state.id).await? {
-                    let event = Event::ChildEnded {
-                        step,
-                        result: result.clone(),
-                    };
-                    queue.push_back(self.apply_one(&parent, &event, now).await?);
+            if ended {
+                queue.extend(self.hand_back(&t.state, now).await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the child a `start_child` command asks for, unless it exists;
+    /// an existing child that has already ended hands its result back.
+    async fn start_child(
+        &self,
+        parent: &str,
+        cmd: &runtime::Command,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>, ServiceError> {
+        let runtime::Command::StartChild {
+            child,
+            step,
+            process,
+            profile,
+            variables,
+        } = cmd
+        else {
+            return Ok(None);
+        };
+        // Linked first: a child that ends at once finds its parent.
+        self.store.link_child(child, parent, step).await?;
+        let def = self.definition(process, None).await?;
+        let event = Event::Start {
+            instance: child.clone(),
+            profile: profile.clone(),
+            variables: variables.clone(),
+            actor: "engine".into(),
+        };
+        let t = self.apply_core(&def, None, &event, now)?;
+        match self.store.commit(None, &t, now).await {
+            Ok(()) => Ok(Some(t)),
+            Err(StoreError::Conflict(_)) => {
+                // Started before (a replay, or another engine process).
+                match self.store.load(child).await? {
+                    Some(state) => self.hand_back(&state, now).await,
+                    None => Ok(None),
                 }
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives an ended child's result to its parent, if the parent still
+    /// waits for it; otherwise nothing.
+    async fn hand_back(
+        &self,
+        child: &runtime::InstanceState,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>, ServiceError> {
+        let runtime::Status::Completed { result } = &child.status else {
+            return Ok(None);
+        };
+        let Some((parent, step)) = self.store.parent_of(&child.id).await? else {
+            return Ok(None);
+        };
+        let Some(p) = self.store.load(&parent).await? else {
+            return Ok(None);
+        };
+        let waits = p
+            .waits
+            .get(&step)
+            .is_some_and(|w| w.child.as_deref().is_none_or(|c| c == child.id));
+        if p.status != runtime::Status::Running || !waits {
+            return Ok(None);
+        }
+        let event = Event::ChildEnded {
+            step,
+            result: result.clone(),
+        };
+        match self.apply_one(&parent, &event, now).await {
+            Ok(t) => Ok(Some(t)),
+            // Someone else handed it back in the meantime.
+            Err(ServiceError::Store(StoreError::Conflict(_))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Finishes a `start_child` or `child_ended` outbox row: starts the
+    /// child if a crash stopped that, or hands an ended child's result to
+    /// its parent if the parent missed it, and carries on from there. Safe
+    /// to run while the normal path runs too: every step is idempotent.
+    pub async fn replay_call(
+        &self,
+        row: &crate::store::OutboxRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let unreadable =
+            |e: serde_json::Error| ServiceError::Io(format!("outbox row {}: {e}", row.id));
+        let t = match row.kind.as_str() {
+            "child_ended" => {
+                let v: Json = serde_json::from_str(&row.payload).map_err(unreadable)?;
+                let child = v["child"].as_str().unwrap_or_default();
+                match self.store.load(child).await? {
+                    Some(state) => self.hand_back(&state, now).await?,
+                    None => None,
+                }
+            }
+            _ => {
+                let cmd: runtime::Command =
+                    serde_json::from_str(&row.payload).map_err(unreadable)?;
+                self.start_child(&row.instance, &cmd, now).await?
+            }
+        };
+        if let Some(t) = t {
+            self.settle(&t, now).await?;
         }
         Ok(())
     }

@@ -731,15 +731,18 @@ impl<'a> Run<'a> {
                     for (k, e) in inputs {
                         vars.insert(k.clone(), self.eval(e)?);
                     }
+                    // The revision this transition will have (it is raised at the end).
+                    let child = format!("{}-{id}-{}", self.state.id, self.state.revision + 1);
                     self.state.waits.insert(
                         id.clone(),
                         WaitState {
                             step: id.clone(),
                             message: None,
-                            child: None,
+                            child: Some(child.clone()),
                         },
                     );
                     self.commands.push(Command::StartChild {
+                        child,
                         step: id.clone(),
                         process: process.clone(),
                         profile: profile.clone(),

@@ -131,6 +131,10 @@ pub enum Command {
     },
     /// Start a child instance for a `call` step.
     StartChild {
+        /// The child's id, `PARENT-STEP-REVISION`: fixed when the call is
+        /// made, so starting it again (a replay after a crash, a second
+        /// engine process) finds the id taken instead of starting another.
+        child: String,
         /// The calling step.
         step: String,
         /// The called process.

@@ -292,6 +292,21 @@ impl Store for SqlStore {
                 }
             }
         }
+        // A called child that ends tells its parent through the outbox, in
+        // the transaction that ends it: the result cannot be lost between
+        // the child's commit and the parent's.
+        if let (true, crate::runtime::Status::Completed { result }) =
+            (t.history.iter().any(|h| h.what == "ended"), &s.status)
+        {
+            self.tick(&mut n)?;
+            let payload = serde_json::json!({ "child": s.id, "result": result }).to_string();
+            sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) SELECT parent, 'child_ended', $1, 'pending', 0, $2 FROM children WHERE child = $3")
+                .bind(payload)
+                .bind(ms(now))
+                .bind(&s.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for cmd in &t.commands {
             self.tick(&mut n)?;
             match cmd {
@@ -648,7 +663,9 @@ impl Store for SqlStore {
     }
 
     async fn link_child(&self, child: &str, parent: &str, step: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO children (child, parent, step) VALUES ($1, $2, $3)")
+        sqlx::query(
+            "INSERT INTO children (child, parent, step) VALUES ($1, $2, $3) ON CONFLICT (child) DO NOTHING",
+        )
             .bind(child)
             .bind(parent)
             .bind(step)
