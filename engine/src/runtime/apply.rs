@@ -567,14 +567,19 @@ impl<'a> Run<'a> {
                 vec![],
             );
             match &x.template {
-                Some(t) => self.notify(
-                    "escalated",
-                    Some(step),
-                    task.map(|t| t.id.clone()),
-                    to,
-                    &[Channel::Email, Channel::Sms],
-                    t,
-                ),
+                // The roles `on_expiry` names, by its template; then the
+                // `escalated` rules, for anyone they add.
+                Some(t) => {
+                    self.notify(
+                        "escalated",
+                        Some(step),
+                        task.map(|t| t.id.clone()),
+                        to.clone(),
+                        &[Channel::Email, Channel::Sms],
+                        t,
+                    );
+                    self.notify_rules_except("escalated", Some(step), task, Some((t, &to)));
+                }
                 None => self.notify_rules("escalated", Some(step), task),
             }
         }
@@ -1157,6 +1162,18 @@ impl<'a> Run<'a> {
 
     /// The notification rules for `event` (and `step`), as commands.
     fn notify_rules(&mut self, event: &str, step: Option<&str>, task: Option<&TaskState>) {
+        self.notify_rules_except(event, step, task, None);
+    }
+
+    /// The rules for `event`, leaving out recipients `sent` has already
+    /// given the same template.
+    fn notify_rules_except(
+        &mut self,
+        event: &str,
+        step: Option<&str>,
+        task: Option<&TaskState>,
+        sent: Option<(&str, &[String])>,
+    ) {
         let def = self.def();
         for rule in &def.notifications {
             let name = DefEvent::ALL
@@ -1180,6 +1197,11 @@ impl<'a> Run<'a> {
                         }
                     }
                     other => to.extend(self.resolve(other, task)),
+                }
+            }
+            if let Some((template, already)) = sent {
+                if template == rule.template {
+                    to.retain(|r| !already.contains(r));
                 }
             }
             if to.is_empty() {

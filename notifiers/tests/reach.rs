@@ -1,0 +1,207 @@
+//! Who hears of what: a supervision letter left unanswered, driven by the
+//! real scheduler, and every message its outbox produces, by channel and
+//! recipient (a recording notifier stands in for the gateways).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use duban_engine::calendar::Calendar;
+use duban_engine::runtime::Event;
+use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+use duban_engine::service::Engine;
+use duban_engine::store::{directory, SqlStore, Store};
+use duban_notifiers::dispatch::{Dispatcher, Policy};
+use duban_notifiers::links::NoPortal;
+use duban_notifiers::{Message, Notifier, SendError};
+use serde_json::json;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Records what it is given; fails like a gateway when no recipient has an
+/// address for its channel.
+#[derive(Clone)]
+struct Recorder {
+    kind: &'static str,
+    sent: Arc<Mutex<Vec<Message>>>,
+}
+
+impl Notifier for Recorder {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    async fn send(&self, m: &Message) -> Result<(), SendError> {
+        let reachable = m.to.iter().any(|r| match self.kind {
+            "sms" => r.mobile.is_some(),
+            _ => r.email.is_some(),
+        });
+        if !reachable {
+            return Err(SendError::Permanent("no address".into()));
+        }
+        self.sent.lock().unwrap().push(m.clone());
+        Ok(())
+    }
+}
+
+/// (recipient ids, subject or SMS text) of what was sent.
+fn seen(r: &Recorder) -> Vec<(Vec<String>, String)> {
+    r.sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let text = if r.kind == "sms" {
+                m.sms.clone()
+            } else {
+                m.subject.clone()
+            };
+            (m.to.iter().map(|t| t.id.clone()).collect(), text)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_reach_the_assignee_and_the_escalation_the_named_roles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(tmp.path().join("d.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+    engine
+        .import_directory(directory::parse(&text, false).unwrap())
+        .await
+        .unwrap();
+    let t0 = at("2025-09-26T10:00:00+08:00");
+    engine
+        .deploy(&[root().join("processes")], t0)
+        .await
+        .unwrap();
+    let engine = Arc::new(engine);
+    let vars: BTreeMap<_, _> = [
+        ("agency", json!("market_bureau")),
+        ("case_no", json!("许司督〔2025〕7号")),
+        ("problem", json!("未落实行政执法公示制度")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let id = engine
+        .start("supervision_letter", Some("XC"), vars, "li", t0)
+        .await
+        .unwrap()
+        .state
+        .id;
+    let task = |step: &'static str| {
+        let engine = engine.clone();
+        let id = id.clone();
+        async move {
+            engine
+                .store
+                .load(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .open_tasks()
+                .find(|t| t.step == step)
+                .unwrap()
+                .id
+                .clone()
+        }
+    };
+    let v: BTreeMap<_, _> = [
+        ("letter_kind", json!("督办函")),
+        ("reply_period", json!("10个工作日")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    engine
+        .complete(&task("draft_letter").await, "issue", v, "li", t0)
+        .await
+        .unwrap();
+    let receive = Event::Receive {
+        task: task("await_report").await,
+        actor: "market_bureau".into(),
+    };
+    engine.apply(&id, &receive, t0).await.unwrap();
+
+    // The engine runs on to the day after expiry.
+    let s = Scheduler::new(engine.clone(), SchedulerOptions::default());
+    s.fire_due(at("2025-10-17T09:00:00+08:00"), true)
+        .await
+        .unwrap();
+
+    let email = Recorder {
+        kind: "email",
+        sent: Default::default(),
+    };
+    let sms = Recorder {
+        kind: "sms",
+        sent: Default::default(),
+    };
+    let now = at("2025-10-17T09:00:00+08:00") + Duration::minutes(1);
+    let d = Dispatcher::new(engine.clone(), email.clone(), NoPortal, Policy::default());
+    d.dispatch_due(now).await.unwrap();
+    let d = Dispatcher::new(engine.clone(), sms.clone(), NoPortal, Policy::default());
+    let sms_round = d.dispatch_due(now).await.unwrap();
+
+    let mails = seen(&email);
+    let to = |who: &[&str], subject: &str| {
+        mails.iter().any(|(ids, s)| {
+            ids.iter().map(String::as_str).eq(who.iter().copied()) && s.contains(subject)
+        })
+    };
+    // The task of the office, the notice of the agency.
+    assert!(
+        to(&["li"], "【督办】新任务：起草并制发督办文书"),
+        "{mails:#?}"
+    );
+    assert!(
+        to(&["market_bureau"], "《行政执法监督督办函》"),
+        "{mails:#?}"
+    );
+    // Both reminders reach the assignee of the late task: the agency.
+    let reminders = mails
+        .iter()
+        .filter(|(ids, s)| ids == &["market_bureau"] && s.starts_with("【督办提醒】"))
+        .count();
+    assert_eq!(reminders, 2, "{mails:#?}");
+    // On expiry the roles the definition names: 监督机构 (on_expiry) and
+    // its head (the `escalated` rule), each told once.
+    let escalated: Vec<&Vec<String>> = mails
+        .iter()
+        .filter(|(_, s)| s.starts_with("【督办逾期】被监督机关在期限内书面报告处理情况"))
+        .map(|(ids, _)| ids)
+        .collect();
+    let mut told: Vec<&str> = escalated
+        .iter()
+        .flat_map(|ids| ids.iter().map(String::as_str))
+        .collect();
+    told.sort();
+    assert_eq!(told, ["li", "wang"], "{mails:#?}");
+    // By SMS: the staff who have mobiles; the agency has none, so its
+    // reminders by SMS are dead rows an administrator can see.
+    let texts = seen(&sms);
+    assert!(texts
+        .iter()
+        .any(|(ids, t)| ids == &["li"] && t.starts_with("【督办】您有新任务")));
+    let mut told: Vec<&str> = texts
+        .iter()
+        .filter(|(_, t)| t.starts_with("【督办逾期】"))
+        .flat_map(|(ids, _)| ids.iter().map(String::as_str))
+        .collect();
+    told.sort();
+    assert_eq!(told, ["li", "wang"], "{texts:#?}");
+    assert_eq!(
+        sms_round.dead, 2,
+        "the agency's two SMS reminders: {texts:#?}"
+    );
+}
