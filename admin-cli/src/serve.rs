@@ -195,7 +195,7 @@ pub fn serve(
             engine.clone(),
             cfg.documents_dir
                 .clone()
-                .unwrap_or_else(|| PathBuf::from("documents")),
+                .unwrap_or_else(|| default_documents_dir(&db.db)),
             cfg.policy.clone(),
         );
         let options = SchedulerOptions {
@@ -248,6 +248,22 @@ pub fn serve(
         engine.store.close().await;
         exit::OK
     })
+}
+
+/// Documents go beside a SQLite file (`documents/` next to `duban.db`),
+/// else into `./documents`.
+fn default_documents_dir(db: &str) -> PathBuf {
+    let (url, backend) = parse_url(db);
+    if backend == Backend::Sqlite {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+        if let Some(dir) = path.parent() {
+            return dir.join("documents");
+        }
+    }
+    PathBuf::from("documents")
 }
 
 fn report(what: &str, r: Result<Round, StoreError>) {

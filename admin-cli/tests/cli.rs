@@ -940,3 +940,19 @@ fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(json(&o), serde_json::json!([]));
 }
+
+#[test]
+fn the_documented_example_configuration_passes_its_check() {
+    let o = Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(["config", "check", "--config", "docs/duban.example.toml"])
+        .current_dir(root())
+        .env("DUBAN_SMTP_PASSWORD", "x")
+        .env("DUBAN_ALIYUN_ACCESS_KEY_SECRET", "y")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !root().join("documents").exists(),
+        "checking creates nothing"
+    );
+}

@@ -449,15 +449,26 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
     cfg.policy = policy;
 
     if let Some(d) = raw.documents {
-        if let Err(e) = std::fs::create_dir_all(&d.dir) {
+        // Checked without creating anything: the nearest existing folder on
+        // the way must be a writable folder (the writer creates the rest).
+        let existing = d
+            .dir
+            .ancestors()
+            .find(|a| a.as_os_str().is_empty() || a.exists());
+        let existing = match existing {
+            Some(a) if a.as_os_str().is_empty() => Path::new("."),
+            Some(a) => a,
+            None => Path::new("/"),
+        };
+        if !existing.is_dir() {
             c.error(
                 "documents.dir",
-                format!("`{}` cannot be created: {e}", d.dir.display()),
+                format!("`{}` is in the way and not a folder", existing.display()),
             );
-        } else if let Err(e) = tempfile::NamedTempFile::new_in(&d.dir) {
+        } else if let Err(e) = tempfile::tempfile_in(existing) {
             c.error(
                 "documents.dir",
-                format!("`{}` is not writable: {e}", d.dir.display()),
+                format!("`{}` is not writable: {e}", existing.display()),
             );
         }
         cfg.documents_dir = Some(d.dir);
