@@ -544,9 +544,10 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
         .await
         .unwrap();
     let dir = db.engine.directory();
+    let calendar = db.engine.calendar();
     let env = duban_engine::runtime::Env {
         definition: &def,
-        calendar: &db.engine.calendar,
+        calendar: &calendar,
         directory: dir.as_ref(),
     };
     let mut handles = Vec::new();
@@ -917,9 +918,10 @@ async fn commit_alone(db: &Db, process: &str, id: Option<&str>, event: &Event, n
     };
     let def = db.engine.definition(process, None).await.unwrap();
     let dir = db.engine.directory();
+    let calendar = db.engine.calendar();
     let env = duban_engine::runtime::Env {
         definition: &def,
-        calendar: &db.engine.calendar,
+        calendar: &calendar,
         directory: dir.as_ref(),
     };
     let t = duban_engine::runtime::apply(&env, state.as_ref(), event, now).unwrap();

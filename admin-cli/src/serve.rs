@@ -5,7 +5,9 @@
 //! it; otherwise its rows wait) and documents. On
 //! start the store is migrated and `processes/` deployed (new versions
 //! only). On SQLite one process owns the database: a second `serve` on the
-//! same file refuses to start. SIGINT or SIGTERM stops it gracefully: the
+//! same file refuses to start. A schedule installed into the calendar
+//! folder while it runs is picked up on the next round, and the provisional
+//! deadlines are counted again. SIGINT or SIGTERM stops it gracefully: the
 //! round in progress finishes, then the pool closes.
 
 use std::path::PathBuf;
@@ -107,6 +109,7 @@ pub fn serve(
     rt.block_on(async move {
         let mut shutdown = Box::pin(shutdown_signal());
         let clock = Clock::new();
+        let mut calendar_seen = calendar_fingerprint(&db.calendar_dir);
         let calendar = match files::load(&db.calendar_dir) {
             Ok(c) => c,
             Err(e) => {
@@ -207,6 +210,22 @@ pub fn serve(
         let poll = Duration::milliseconds(poll_ms as i64);
         loop {
             let now = clock.now();
+            // A year's schedule installed while serving: count on it from
+            // now on, and recount what was counted without it.
+            let seen = calendar_fingerprint(&db.calendar_dir);
+            if seen != calendar_seen {
+                calendar_seen = seen;
+                match files::load(&db.calendar_dir) {
+                    Ok(c) => {
+                        engine.set_calendar(c);
+                        match engine.recompute_provisional(now).await {
+                            Ok(ids) => info!(recomputed = ids.len(), "calendar reloaded"),
+                            Err(e) => error!(error = %e, "recomputing provisional deadlines failed"),
+                        }
+                    }
+                    Err(e) => error!(error = %e, "the calendar folder changed but cannot be loaded; still counting on the previous calendar"),
+                }
+            }
             match scheduler.start_recurring(now).await {
                 Ok(r) if r.started > 0 => info!(started = r.started, "recurring starts"),
                 Ok(_) => {}
@@ -248,6 +267,25 @@ pub fn serve(
         engine.store.close().await;
         exit::OK
     })
+}
+
+/// What the calendar folder holds (names, sizes, modification times), to
+/// notice a schedule installed while `serve` runs.
+fn calendar_fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<_> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.file_name(), m.len(), m.modified().ok()))
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Documents go beside a SQLite file (`documents/` next to `duban.db`),

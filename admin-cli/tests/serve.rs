@@ -212,3 +212,102 @@ fn a_signal_during_start_up_still_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(300));
     stop(child);
 }
+
+/// A year's schedule copied into the calendar folder while `serve` runs is
+/// picked up without a restart: the provisional deadline counted without
+/// it is counted again, and recorded.
+#[test]
+fn a_schedule_installed_while_serving_is_counted_on_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap();
+    let cal = tmp.path().join("calendars");
+    std::fs::create_dir_all(&cal).unwrap();
+    let run = |now: &str, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_duban"))
+            .args(args)
+            .current_dir(root())
+            .env("DUBAN_DB", db)
+            .env("DUBAN_NOW", now)
+            .env("DUBAN_CALENDAR_DIR", &cal)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{args:?}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+    let t = "2026-12-01T10:00:00+08:00";
+    run(t, &["deploy", "processes/"]);
+    run(t, &["directory", "import", "tests/data/directory.yaml"]);
+    run(
+        t,
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=1",
+            "--var",
+            "problem=x",
+        ],
+    );
+    run(
+        t,
+        &[
+            "complete",
+            "1.1",
+            "--outcome",
+            "issue",
+            "--var",
+            "letter_kind=督办函",
+            "--var",
+            "reply_period=30日",
+            "--as",
+            "li",
+        ],
+    );
+    // 30 days from 2026-12-02: 2027-01-01, provisional (no 2027 schedule yet).
+    let out = run(
+        "2026-12-02T10:00:00+08:00",
+        &["receive", "1.2", "--as", "market_bureau"],
+    );
+    assert!(out.contains("deadline 2027-01-01") && out.contains("PROVISIONAL"));
+
+    let child = Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(["serve", "--poll-ms", "200"])
+        .current_dir(root())
+        .env("DUBAN_DB", db)
+        .env("DUBAN_NOW", "2026-12-10T09:00:00+08:00")
+        .env("DUBAN_CALENDAR_DIR", &cal)
+        .env("DUBAN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Installed the way `calendar load` does it: a temporary file, renamed.
+    let y2027 = "year: 2027\nsource: test schedule\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n";
+    std::fs::write(cal.join(".2027.yaml.tmp"), y2027).unwrap();
+    std::fs::rename(cal.join(".2027.yaml.tmp"), cal.join("2027.yaml")).unwrap();
+    let start = Instant::now();
+    let show = loop {
+        let show = run("2026-12-10T09:00:00+08:00", &["show", "1"]);
+        if show.contains("due 2027-01-04") || start.elapsed() > Duration::from_secs(30) {
+            break show;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = stop(child);
+    assert!(
+        show.contains(
+            "deadline recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
+        ),
+        "{show}\n{log}"
+    );
+    assert!(log.contains("calendar reloaded"), "{log}");
+}

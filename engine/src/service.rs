@@ -59,8 +59,9 @@ pub struct DeployReport {
 pub struct Engine<S> {
     /// The store.
     pub store: S,
-    /// The calendar periods are counted on.
-    pub calendar: Calendar,
+    /// The calendar periods are counted on; replaced whole when a year's
+    /// schedule is loaded while the engine runs.
+    calendar: RwLock<Arc<Calendar>>,
     definitions: Mutex<HashMap<(String, u32), Arc<Definition>>>,
     directory: RwLock<Arc<MemoryDirectory>>,
 }
@@ -83,7 +84,7 @@ impl<S: Store> Engine<S> {
         let dir = store.directory().await?;
         Ok(Engine {
             store,
-            calendar,
+            calendar: RwLock::new(Arc::new(calendar)),
             definitions: Mutex::new(HashMap::new()),
             directory: RwLock::new(Arc::new(dir)),
         })
@@ -237,9 +238,10 @@ impl<S: Store> Engine<S> {
         now: DateTime<Utc>,
     ) -> Result<Transition, EngineError> {
         let dir = self.directory();
+        let calendar = self.calendar();
         let env = Env {
             definition: def,
-            calendar: &self.calendar,
+            calendar: &calendar,
             directory: dir.as_ref(),
         };
         runtime::apply(&env, state, event, now)
@@ -501,6 +503,24 @@ impl<S: Store> Engine<S> {
             now,
         )
         .await
+    }
+
+    /// The calendar in use.
+    pub fn calendar(&self) -> Arc<Calendar> {
+        self.calendar
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the calendar (a year's schedule was loaded): every period
+    /// counted from now on uses it. Call [`Engine::recompute_provisional`]
+    /// next, so deadlines counted without the year are counted again.
+    pub fn set_calendar(&self, calendar: Calendar) {
+        *self
+            .calendar
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(calendar);
     }
 
     /// Recounts the provisional deadlines of every instance on the current
