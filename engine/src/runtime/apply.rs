@@ -744,6 +744,8 @@ impl<'a> Run<'a> {
                             step: id.clone(),
                             message: None,
                             child: Some(child.clone()),
+                            since: Some(self.now),
+                            deadline: None,
                         },
                     );
                     self.commands.push(Command::StartChild {
@@ -774,14 +776,6 @@ impl<'a> Run<'a> {
                         Json::String(s) => s,
                         other => other.to_string(),
                     };
-                    self.state.waits.insert(
-                        id.clone(),
-                        WaitState {
-                            step: id.clone(),
-                            message: Some((message.clone(), key.clone())),
-                            child: None,
-                        },
-                    );
                     self.commands.push(Command::AwaitMessage {
                         name: message.clone(),
                         key: key.clone(),
@@ -799,6 +793,16 @@ impl<'a> Run<'a> {
                         }
                         None => None,
                     };
+                    self.state.waits.insert(
+                        id.clone(),
+                        WaitState {
+                            step: id.clone(),
+                            message: Some((message.clone(), key.clone())),
+                            child: None,
+                            since: Some(self.now),
+                            deadline: computed.clone(),
+                        },
+                    );
                     self.record(
                         "engine",
                         "waiting",
@@ -819,6 +823,8 @@ impl<'a> Run<'a> {
                             step: id.clone(),
                             message: None,
                             child: None,
+                            since: Some(self.now),
+                            deadline: Some(c.clone()),
                         },
                     );
                     self.add_timer(
@@ -992,12 +998,93 @@ impl<'a> Run<'a> {
             );
             changed += 1;
         }
+        changed += self.recompute_waits()?;
         if changed == 0 {
             return Err(EngineError::NotApplicable(
                 "no provisional deadline changed".into(),
             ));
         }
         Ok(())
+    }
+
+    /// Recounts the provisional periods of `wait_timer` steps and
+    /// `wait_message` timeouts; returns how many changed.
+    fn recompute_waits(&mut self) -> Result<usize, EngineError> {
+        let waits: Vec<WaitState> = self
+            .state
+            .waits
+            .values()
+            .filter(|w| w.deadline.as_ref().is_some_and(|d| d.provisional))
+            .cloned()
+            .collect();
+        let mut changed = 0;
+        for w in waits {
+            let (def, kind, remind) = match &self.def().steps[&w.step].kind {
+                StepKind::WaitTimer { timer, .. } => (
+                    timer.clone(),
+                    TimerKind::Wait {
+                        step: w.step.clone(),
+                    },
+                    true,
+                ),
+                StepKind::WaitMessage {
+                    deadline: Some(d), ..
+                } => (
+                    d.clone(),
+                    TimerKind::MessageTimeout {
+                        step: w.step.clone(),
+                    },
+                    false,
+                ),
+                _ => continue,
+            };
+            let start = match &def.from {
+                StartRef::Opened | StartRef::Receipt => match w.since {
+                    Some(t) => Start::Instant(t.with_timezone(&LEGAL_TZ)),
+                    None => continue,
+                },
+                StartRef::Variable(_) => self.start_of(&def)?,
+            };
+            let new = self.count(&def, start)?;
+            let old = w.deadline.clone().expect("filtered on a deadline");
+            if new == old {
+                continue;
+            }
+            let step = w.step.clone();
+            self.cancel_timers(|k| {
+                of_task(k, &step)
+                    || matches!(k, TimerKind::Wait { step: s } | TimerKind::MessageTimeout { step: s } if *s == step)
+            });
+            self.add_timer(new.deadline.with_timezone(&Utc), kind, new.provisional);
+            if remind {
+                self.reminders(&step, &def, &new);
+            }
+            if let Some(x) = self.state.waits.get_mut(&step) {
+                x.deadline = Some(new.clone());
+            }
+            let note = format!(
+                "waiting period recomputed on the official calendar: last day {} → {}{}",
+                old.last_day,
+                new.last_day,
+                if new.provisional {
+                    " (still provisional)"
+                } else {
+                    ""
+                }
+            );
+            self.record(
+                "engine",
+                "recomputed",
+                Some(step.clone()),
+                Some(step),
+                BTreeMap::new(),
+                Some(new),
+                Some(note),
+                vec![],
+            );
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     fn schedule_deadline(

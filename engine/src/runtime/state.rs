@@ -124,6 +124,13 @@ pub struct WaitState {
     pub message: Option<(String, String)>,
     /// For `call`: the child instance, once started.
     pub child: Option<String>,
+    /// When the wait began (what `from: opened` counts from).
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// The period it waits for (`wait_timer`) or its timeout
+    /// (`wait_message`), as counted, so a provisional one can be recounted.
+    #[serde(default)]
+    pub deadline: Option<Deadline>,
 }
 
 /// One instance of a definition.

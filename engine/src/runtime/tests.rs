@@ -826,3 +826,65 @@ mod reminders {
         }
     }
 }
+
+#[test]
+fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
+    let text = "id: wait\nversion: 1\nname: 等待\nstart: cool_off\nsteps:\n  cool_off:\n    kind: wait_timer\n    name: 冷静期\n    timer: { period: 30日, remind: [1 working day] }\n    next: done\n  done: { kind: end, name: 结束, result: waited }\n";
+    let def = crate::definition::load_str("wait.yaml", text, &Default::default()).unwrap();
+    let mut h = H {
+        def,
+        cal: Calendar::builtin(),
+        dir: directory(),
+        state: None,
+        history: vec![],
+        commands: vec![],
+    };
+    h.apply(
+        Event::Start {
+            instance: "9".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2026-12-02T10:00:00+08:00",
+    );
+    let wait_due = |h: &H| {
+        h.state()
+            .timers
+            .values()
+            .find(|t| matches!(t.kind, TimerKind::Wait { .. }))
+            .map(|t| (t.due, t.provisional))
+            .unwrap()
+    };
+    // 30 days from 2026-12-02: 2027-01-01, counted on weekends only.
+    assert_eq!(wait_due(&h), (at("2027-01-02T00:00:00+08:00"), true));
+    // Nothing to recount on the same calendar.
+    assert!(h
+        .try_apply(Event::Recompute, "2026-12-10T09:00:00+08:00")
+        .is_err());
+    let y2027 =
+        "year: 2027\nsource: test\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n";
+    h.cal
+        .insert(crate::calendar::schedule::YearSchedule::from_yaml(y2027).unwrap());
+    h.apply(Event::Recompute, "2026-12-10T09:00:00+08:00");
+    assert_eq!(wait_due(&h), (at("2027-01-05T00:00:00+08:00"), false));
+    let reminders: Vec<_> = h
+        .state()
+        .timers
+        .values()
+        .filter(|t| matches!(t.kind, TimerKind::Reminder { .. }))
+        .map(|t| t.due)
+        .collect();
+    assert_eq!(
+        reminders,
+        [at("2026-12-31T09:00:00+08:00")],
+        "one reminder, moved"
+    );
+    let last = h.history.last().unwrap();
+    assert_eq!(
+        last.note.as_deref(),
+        Some(
+            "waiting period recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
+        )
+    );
+}
