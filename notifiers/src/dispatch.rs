@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use duban_engine::definition::StepKind;
 use duban_engine::runtime::{Command, Directory};
 use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store};
@@ -16,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::links::LinkBuilder;
 use crate::render::{self, Subject};
-use crate::{Message, Notifier, Recipient, SendError};
+use crate::{Attachment, Message, Notifier, Recipient, SendError};
 
 /// Retry policy.
 #[derive(Clone, Debug)]
@@ -136,6 +137,7 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         let cmd: Command = serde_json::from_str(&row.payload)
             .map_err(|e| SendError::Permanent(format!("unreadable row: {e}")))?;
         let Command::Notify {
+            event,
             step,
             task,
             to,
@@ -181,6 +183,26 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         };
         let ctx = render::context(&subject, dir.as_ref());
         let r = render::render(t, &ctx).map_err(SendError::Permanent)?;
+        // A notice carries its documents (督办函, 决定书, …), rendered for
+        // this recipient, so the agency holds the formal text itself.
+        let mut attachments = Vec::new();
+        let notice_documents = match step.as_deref().and_then(|s| def.steps.get(s)) {
+            Some(s) if event == "notice" => match &s.kind {
+                StepKind::Notice { documents, .. } => documents.as_slice(),
+                _ => &[],
+            },
+            _ => &[],
+        };
+        for id in notice_documents {
+            let doc = def.documents.get(id).ok_or_else(|| {
+                SendError::Permanent(format!("document `{id}` is not in {}", def.id))
+            })?;
+            let d = render::document(&def, doc, &ctx).map_err(SendError::Permanent)?;
+            attachments.push(Attachment {
+                filename: format!("{}.html", doc.title),
+                html: d.html,
+            });
+        }
         Ok(Message {
             key: format!("duban.outbox.{}", row.id),
             template,
@@ -190,6 +212,7 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
             html: r.html,
             sms: r.sms,
             sms_params: r.sms_params,
+            attachments,
         })
     }
 

@@ -82,9 +82,6 @@ impl<S: Store> DocumentWriter<S> {
                 def.id, def.version
             ))
         })?;
-        let t = def.templates.get(&doc.template).ok_or_else(|| {
-            SendError::Permanent(format!("template `{}` is missing", doc.template))
-        })?;
         let dir = self.engine.directory();
         let task = state
             .tasks
@@ -101,17 +98,9 @@ impl<S: Store> DocumentWriter<S> {
             now,
         };
         let ctx = render::context(&subject, dir.as_ref());
-        let r = render::render(t, &ctx).map_err(SendError::Permanent)?;
+        let r = render::document(&def, doc, &ctx).map_err(SendError::Permanent)?;
         let (txt, html) = paths(&self.dir, row, &document);
-        let html_doc = r.html.replacen(
-            "<head><meta charset=\"utf-8\"></head>",
-            &format!(
-                "<head><meta charset=\"utf-8\"><title>{}</title></head>",
-                escape(&doc.title)
-            ),
-            1,
-        );
-        for (path, text) in [(&txt, &r.text), (&html, &html_doc)] {
+        for (path, text) in [(&txt, &r.text), (&html, &r.html)] {
             write_atomically(path, text)
                 .map_err(|e| SendError::Transient(format!("writing {}: {e}", path.display())))?;
         }
@@ -140,8 +129,4 @@ impl<S: Store> DocumentWriter<S> {
             }
         }
     }
-}
-
-fn escape(s: &str) -> String {
-    handlebars::html_escape(s)
 }

@@ -116,9 +116,20 @@ impl Notifier for EmailNotifier {
                     .header(ContentType::TEXT_HTML)
                     .body(m.html.clone()),
             );
-        let email = b
-            .multipart(body)
-            .map_err(|e| SendError::Permanent(e.to_string()))?;
+        let email = if m.attachments.is_empty() {
+            b.multipart(body)
+        } else {
+            let html = ContentType::parse("text/html; charset=utf-8").expect("a valid type");
+            let mut mixed = MultiPart::mixed().multipart(body);
+            for a in &m.attachments {
+                mixed = mixed.singlepart(
+                    lettre::message::Attachment::new(a.filename.clone())
+                        .body(a.html.clone(), html.clone()),
+                );
+            }
+            b.multipart(mixed)
+        }
+        .map_err(|e| SendError::Permanent(e.to_string()))?;
         match self.transport.send(email).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),

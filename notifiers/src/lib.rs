@@ -61,6 +61,17 @@ pub struct Message {
     pub sms: String,
     /// The SMS gateway template's parameters (`sms_params:`).
     pub sms_params: BTreeMap<String, String>,
+    /// Files attached to the email: a notice's documents (ignored by SMS).
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to an email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name, e.g. `行政执法监督督办函.html`.
+    pub filename: String,
+    /// The content, UTF-8 HTML.
+    pub html: String,
 }
 
 /// Why a send failed.

@@ -176,6 +176,29 @@ pub fn render(t: &Template, ctx: &Json) -> Result<Rendered, String> {
     })
 }
 
+/// Renders document `doc` with `ctx`: plain text, and a printable HTML
+/// page titled with the document's title.
+pub fn document(
+    def: &Definition,
+    doc: &duban_engine::definition::Document,
+    ctx: &Json,
+) -> Result<Rendered, String> {
+    let t = def
+        .templates
+        .get(&doc.template)
+        .ok_or_else(|| format!("template `{}` is missing", doc.template))?;
+    let mut r = render(t, ctx)?;
+    r.html = r.html.replacen(
+        "<head><meta charset=\"utf-8\"></head>",
+        &format!(
+            "<head><meta charset=\"utf-8\"><title>{}</title></head>",
+            handlebars::html_escape(&doc.title)
+        ),
+        1,
+    );
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

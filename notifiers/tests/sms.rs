@@ -341,6 +341,7 @@ fn duban_builds_the_published_example_request() {
         html: String::new(),
         sms: String::new(),
         sms_params: [("customer".to_string(), "test".to_string())].into(),
+        attachments: vec![],
     };
     let mut p = n.aliyun_params(&cfg, &m, &["15300000001"]).unwrap();
     let want = params(PUBLISHED_QUERY);

@@ -204,6 +204,17 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
             && body.contains("30 days"),
         "{body}"
     );
+    // The 督办函 itself travels with the notice, as a titled HTML file.
+    let files = attachments(notice);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].0, "行政执法监督督办函.html");
+    assert!(
+        files[0].1.contains("<title>行政执法监督督办函</title>")
+            && files[0].1.contains("许司督〔2025〕7号")
+            && files[0].1.contains("许昌市市场监督管理局："),
+        "{}",
+        files[0].1
+    );
     // Sending the same row again gives the same Message-ID, not a new message identity.
     let again = d
         .message(&row, at("2025-09-26T11:00:00+08:00"))
@@ -216,6 +227,30 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
         .map(|m| header(m, "Message-ID").unwrap().to_string())
         .collect();
     assert_eq!(ids, [id.clone(), id]);
+}
+
+/// The attachments: (file name, decoded text), by Python's email parser.
+fn attachments(mail: &str) -> Vec<(String, String)> {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys,email,email.policy\nm=email.message_from_string(sys.stdin.read(),policy=email.policy.default)\nfor p in m.iter_attachments():\n    sys.stdout.write(p.get_filename()+'\\x00'+p.get_content()+'\\x01')"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(mail.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\x01')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (name, body) = s.split_once('\x00').unwrap();
+            (name.to_string(), body.to_string())
+        })
+        .collect()
 }
 
 /// The plain-text part, decoded (lettre writes UTF-8 text as base64 or quoted-printable).
