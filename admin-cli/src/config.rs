@@ -18,7 +18,7 @@ pub fn path(given: Option<&Path>) -> (PathBuf, bool) {
 }
 
 /// The valid definitions of the library at `processes` (none when absent).
-pub fn library(processes: &Path) -> Vec<Definition> {
+fn library(processes: &Path) -> Vec<Definition> {
     if !processes.exists() {
         return Vec::new();
     }
@@ -29,19 +29,20 @@ pub fn library(processes: &Path) -> Vec<Definition> {
         .collect()
 }
 
-/// Loads the configuration for `processes`.
-pub fn load(given: Option<&Path>, processes: &Path) -> Loaded {
+/// Loads the configuration; `definitions` are the processes whose SMS
+/// templates need gateway template codes.
+pub fn load(given: Option<&Path>, definitions: &[&Definition]) -> Loaded {
     let (path, required) = path(given);
-    let defs = library(processes);
-    let refs: Vec<&Definition> = defs.iter().collect();
-    config::load(&path, required, &ProcessEnv, &refs)
+    config::load(&path, required, &ProcessEnv, definitions)
 }
 
 /// `duban config check`: exit 0 when `serve` would accept the
 /// configuration (warnings allowed), 1 listing the errors.
 pub fn check(given: Option<&Path>, processes: &Path, json: bool) -> u8 {
     let (path, _) = path(given);
-    let loaded = load(given, processes);
+    let defs = library(processes);
+    let refs: Vec<&Definition> = defs.iter().collect();
+    let loaded = load(given, &refs);
     if json {
         let v: Vec<_> = loaded
             .problems

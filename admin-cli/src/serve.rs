@@ -54,15 +54,22 @@ impl Clock {
 /// Holds the SQLite owner lock for as long as it lives.
 struct OwnerLock(#[allow(dead_code)] std::fs::File);
 
-fn sqlite_owner_lock(db: &str) -> Result<Option<OwnerLock>, String> {
+/// The file of a SQLite store; `None` for PostgreSQL.
+fn sqlite_file(db: &str) -> Option<String> {
     let (url, backend) = parse_url(db);
     if backend != Backend::Sqlite {
-        return Ok(None);
+        return None;
     }
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
+    Some(path.split('?').next().unwrap_or(path).to_string())
+}
+
+fn sqlite_owner_lock(db: &str) -> Result<Option<OwnerLock>, String> {
+    let Some(path) = sqlite_file(db) else {
+        return Ok(None);
+    };
     let lock_path = format!("{path}.serve-lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -152,7 +159,17 @@ pub fn serve(
                 }
             }
         }
-        let loaded = crate::config::load(config.as_deref(), &processes);
+        // Checked against what is deployed, which the store already holds parsed.
+        let deployed = match engine.deployed().await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("duban: {e}");
+                return exit::INVALID;
+            }
+        };
+        let refs: Vec<&duban_engine::definition::Definition> =
+            deployed.iter().map(|(_, d)| d.as_ref()).collect();
+        let loaded = crate::config::load(config.as_deref(), &refs);
         for p in &loaded.problems {
             if p.warning {
                 tracing::warn!(key = %p.key, "{}", p.message);
@@ -291,17 +308,13 @@ fn calendar_fingerprint(
 /// Documents go beside a SQLite file (`documents/` next to `duban.db`),
 /// else into `./documents`.
 fn default_documents_dir(db: &str) -> PathBuf {
-    let (url, backend) = parse_url(db);
-    if backend == Backend::Sqlite {
-        let path = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
-        if let Some(dir) = path.parent() {
-            return dir.join("documents");
-        }
-    }
-    PathBuf::from("documents")
+    sqlite_file(db)
+        .and_then(|f| {
+            std::path::Path::new(&f)
+                .parent()
+                .map(|d| d.join("documents"))
+        })
+        .unwrap_or_else(|| PathBuf::from("documents"))
 }
 
 fn report(what: &str, r: Result<Round, StoreError>) {

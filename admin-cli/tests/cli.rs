@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{postgres_db, root};
+use common::{duban_at, postgres_db, provisional_letter, root};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -745,69 +745,24 @@ fn loading_a_year_recomputes_provisional_deadlines() {
     let db = tmp.path().join("duban.db");
     let db = db.to_str().unwrap();
     let cal = tmp.path().join("calendars");
-    let run = |now: &str, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_duban"))
-            .args(args)
-            .current_dir(root())
-            .env("DUBAN_DB", db)
-            .env("DUBAN_NOW", now)
-            .env("DUBAN_CALENDAR_DIR", &cal)
-            .output()
-            .unwrap()
-    };
-    ok(run("2026-12-01T09:00:00+08:00", &["deploy", "processes/"]));
-    ok(run(
-        "2026-12-01T09:00:00+08:00",
-        &["directory", "import", "tests/data/directory.yaml"],
-    ));
-    ok(run(
-        "2026-12-01T09:00:00+08:00",
-        &[
-            "start",
-            "supervision_letter",
-            "--var",
-            "agency=market_bureau",
-            "--var",
-            "case_no=1",
-            "--var",
-            "problem=x",
-        ],
-    ));
-    ok(run(
-        "2026-12-01T10:00:00+08:00",
-        &[
-            "complete",
-            "1.1",
-            "--outcome",
-            "issue",
-            "--var",
-            "letter_kind=督办函",
-            "--var",
-            "reply_period=30日",
-            "--as",
-            "li",
-        ],
-    ));
+    let run = |now: &str, args: &[&str]| duban_at(db, &cal, now, args);
     // 30 days from 2026-12-02: nominal Friday 2027-01-01, a working day as far as weekends tell.
-    let out = ok(run(
-        "2026-12-02T10:00:00+08:00",
-        &["receive", "1.2", "--as", "market_bureau"],
-    ));
+    let out = provisional_letter(db, &cal);
     assert!(
         out.contains("deadline 2027-01-01") && out.contains("PROVISIONAL"),
         "{out}"
     );
     let year = tmp.path().join("2027.yaml");
     std::fs::write(&year, Y2027).unwrap();
-    let out = ok(run(
+    let out = run(
         "2026-12-10T09:00:00+08:00",
         &["calendar", "load", year.to_str().unwrap()],
-    ));
+    );
     assert!(
         out.contains("recomputed provisional deadlines of 1 instance(s): 1"),
         "{out}"
     );
-    let show = ok(run("2026-12-10T09:00:00+08:00", &["show", "1"]));
+    let show = run("2026-12-10T09:00:00+08:00", &["show", "1"]);
     assert!(
         show.contains(
             "deadline recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
@@ -823,10 +778,10 @@ fn loading_a_year_recomputes_provisional_deadlines() {
         "the new timers are not provisional: {show}"
     );
     // Loading it again changes nothing more.
-    let out = ok(run(
+    let out = run(
         "2026-12-10T09:05:00+08:00",
         &["calendar", "load", year.to_str().unwrap()],
-    ));
+    );
     assert!(out.contains("no provisional deadline changed"), "{out}");
 }
 

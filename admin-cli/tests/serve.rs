@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{postgres_db, root};
+use common::{duban_at, postgres_db, provisional_letter, root};
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -223,59 +223,9 @@ fn a_schedule_installed_while_serving_is_counted_on_at_once() {
     let db = db.to_str().unwrap();
     let cal = tmp.path().join("calendars");
     std::fs::create_dir_all(&cal).unwrap();
-    let run = |now: &str, args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_duban"))
-            .args(args)
-            .current_dir(root())
-            .env("DUBAN_DB", db)
-            .env("DUBAN_NOW", now)
-            .env("DUBAN_CALENDAR_DIR", &cal)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(
-            o.status.success(),
-            "{args:?}: {out}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out
-    };
-    let t = "2026-12-01T10:00:00+08:00";
-    run(t, &["deploy", "processes/"]);
-    run(t, &["directory", "import", "tests/data/directory.yaml"]);
-    run(
-        t,
-        &[
-            "start",
-            "supervision_letter",
-            "--var",
-            "agency=market_bureau",
-            "--var",
-            "case_no=1",
-            "--var",
-            "problem=x",
-        ],
-    );
-    run(
-        t,
-        &[
-            "complete",
-            "1.1",
-            "--outcome",
-            "issue",
-            "--var",
-            "letter_kind=督办函",
-            "--var",
-            "reply_period=30日",
-            "--as",
-            "li",
-        ],
-    );
+    let run = |now: &str, args: &[&str]| duban_at(db, &cal, now, args);
     // 30 days from 2026-12-02: 2027-01-01, provisional (no 2027 schedule yet).
-    let out = run(
-        "2026-12-02T10:00:00+08:00",
-        &["receive", "1.2", "--as", "market_bureau"],
-    );
+    let out = provisional_letter(db, &cal);
     assert!(out.contains("deadline 2027-01-01") && out.contains("PROVISIONAL"));
 
     let child = Command::new(env!("CARGO_BIN_EXE_duban"))

@@ -187,17 +187,12 @@ impl<S: Store> Scheduler<S> {
     pub async fn start_recurring(&self, now: DateTime<Utc>) -> Result<Round, ServiceError> {
         let mut round = Round::default();
         let store = &self.engine.store;
-        let mut latest: std::collections::BTreeMap<String, crate::store::StoredDefinition> =
-            Default::default();
-        for d in store.definitions().await? {
-            latest.insert(d.id.clone(), d);
-        }
-        for (id, stored) in latest {
-            let def = self.engine.definition(&id, Some(stored.version)).await?;
+        for (stored, def) in self.engine.deployed().await? {
+            let id = &stored.id;
             for (i, entry) in def.schedule.iter().enumerate() {
                 let i = i as u32;
                 let from = store
-                    .cron_cursor(&id, i)
+                    .cron_cursor(id, i)
                     .await?
                     .unwrap_or(stored.deployed_at);
                 let mut last = None;
@@ -212,7 +207,7 @@ impl<S: Store> Scheduler<S> {
                     last = Some(occ);
                 }
                 if let Some(last) = last {
-                    store.advance_cron_cursor(&id, i, last).await?;
+                    store.advance_cron_cursor(id, i, last).await?;
                 }
             }
         }

@@ -277,6 +277,23 @@ impl<S: Store> Engine<S> {
         variables: BTreeMap<String, Json>,
         now: DateTime<Utc>,
     ) -> Result<Option<Transition>, ServiceError> {
+        let Some(t) = self.start_as(id, process, profile, variables, now).await? else {
+            return Ok(None);
+        };
+        self.settle(&t, now).await?;
+        Ok(Some(t))
+    }
+
+    /// Starts `process` as instance `id` and stores it, nothing more;
+    /// `None` when the id is taken.
+    async fn start_as(
+        &self,
+        id: &str,
+        process: &str,
+        profile: Option<&str>,
+        variables: BTreeMap<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>, ServiceError> {
         let def = self.definition(process, None).await?;
         let event = Event::Start {
             instance: id.into(),
@@ -286,12 +303,10 @@ impl<S: Store> Engine<S> {
         };
         let t = self.apply_core(&def, None, &event, now)?;
         match self.store.commit(None, &t, now).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(Some(t)),
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        self.settle(&t, now).await?;
-        Ok(Some(t))
     }
 
     async fn start_one(
@@ -394,24 +409,16 @@ impl<S: Store> Engine<S> {
         };
         // Linked first: a child that ends at once finds its parent.
         self.store.link_child(child, parent, step).await?;
-        let def = self.definition(process, None).await?;
-        let event = Event::Start {
-            instance: child.clone(),
-            profile: profile.clone(),
-            variables: variables.clone(),
-            actor: "engine".into(),
-        };
-        let t = self.apply_core(&def, None, &event, now)?;
-        match self.store.commit(None, &t, now).await {
-            Ok(()) => Ok(Some(t)),
-            Err(StoreError::Conflict(_)) => {
-                // Started before (a replay, or another engine process).
-                match self.store.load(child).await? {
-                    Some(state) => self.hand_back(&state, now).await,
-                    None => Ok(None),
-                }
-            }
-            Err(e) => Err(e.into()),
+        let started = self
+            .start_as(child, process, profile.as_deref(), variables.clone(), now)
+            .await?;
+        if started.is_some() {
+            return Ok(started);
+        }
+        // Started before (a replay, or another engine process).
+        match self.store.load(child).await? {
+            Some(state) => self.hand_back(&state, now).await,
+            None => Ok(None),
         }
     }
 
@@ -503,6 +510,27 @@ impl<S: Store> Engine<S> {
             now,
         )
         .await
+    }
+
+    /// The latest deployed version of each process, with its stored row.
+    pub async fn deployed(
+        &self,
+    ) -> Result<Vec<(crate::store::StoredDefinition, Arc<Definition>)>, ServiceError> {
+        let mut latest: BTreeMap<String, crate::store::StoredDefinition> = BTreeMap::new();
+        for d in self.store.definitions().await? {
+            match latest.get(&d.id) {
+                Some(l) if l.version >= d.version => {}
+                _ => {
+                    latest.insert(d.id.clone(), d);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(latest.len());
+        for (id, stored) in latest {
+            let def = self.definition(&id, Some(stored.version)).await?;
+            out.push((stored, def));
+        }
+        Ok(out)
     }
 
     /// The calendar in use.

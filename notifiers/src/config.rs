@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
-use duban_engine::definition::{Channel, Definition, StepKind};
+use duban_engine::definition::{Channel, Definition};
 use serde::Deserialize;
 
 use crate::dispatch::Policy;
@@ -491,13 +491,9 @@ pub fn sms_templates(d: &Definition) -> Vec<String> {
         .collect();
     // Escalations with their own template go by email and SMS.
     for step in d.steps.values() {
-        let deadline = match &step.kind {
-            StepKind::Task { deadline, .. }
-            | StepKind::Notice { deadline, .. }
-            | StepKind::WaitMessage { deadline, .. } => deadline.as_ref(),
-            _ => None,
-        };
-        if let Some(t) = deadline
+        if let Some(t) = step
+            .kind
+            .deadline()
             .and_then(|d| d.on_expiry.as_ref())
             .and_then(|x| x.template.as_ref())
         {

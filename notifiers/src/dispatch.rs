@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use duban_engine::definition::StepKind;
-use duban_engine::runtime::{Command, Directory};
+use duban_engine::definition::{Definition, StepKind};
+use duban_engine::runtime::{Command, Directory, InstanceState};
 use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store};
 use tracing::{info, warn};
@@ -134,8 +134,7 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
 
     /// Renders an outbox row into the message it sends.
     pub async fn message(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<Message, SendError> {
-        let cmd: Command = serde_json::from_str(&row.payload)
-            .map_err(|e| SendError::Permanent(format!("unreadable row: {e}")))?;
+        let (cmd, state, def) = load_row(&self.engine, row).await?;
         let Command::Notify {
             event,
             step,
@@ -147,17 +146,6 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         else {
             return Err(SendError::Permanent("not a notification".into()));
         };
-        let store = &self.engine.store;
-        let state = store
-            .load(&row.instance)
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))?
-            .ok_or_else(|| SendError::Permanent(format!("instance {} is gone", row.instance)))?;
-        let def = self
-            .engine
-            .definition(&state.definition, Some(state.version))
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))?;
         let t = def.templates.get(&template).ok_or_else(|| {
             SendError::Permanent(format!(
                 "template `{template}` is not in {} v{}",
@@ -244,6 +232,27 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
             }
         }
     }
+}
+
+/// An outbox row's command, with its instance as it is now and the
+/// definition version that instance runs on.
+pub(crate) async fn load_row<S: Store>(
+    engine: &Engine<S>,
+    row: &OutboxRow,
+) -> Result<(Command, InstanceState, Arc<Definition>), SendError> {
+    let cmd: Command = serde_json::from_str(&row.payload)
+        .map_err(|e| SendError::Permanent(format!("unreadable row: {e}")))?;
+    let state = engine
+        .store
+        .load(&row.instance)
+        .await
+        .map_err(|e| SendError::Transient(e.to_string()))?
+        .ok_or_else(|| SendError::Permanent(format!("instance {} is gone", row.instance)))?;
+    let def = engine
+        .definition(&state.definition, Some(state.version))
+        .await
+        .map_err(|e| SendError::Transient(e.to_string()))?;
+    Ok((cmd, state, def))
 }
 
 /// Records the outcome of one attempt at `row`: sent, retried later with

@@ -18,7 +18,7 @@ use duban_engine::runtime::Command;
 use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store, StoreError};
 
-use crate::dispatch::{record, Policy, Round};
+use crate::dispatch::{load_row, record, Policy, Round};
 use crate::render::{self, Subject};
 use crate::SendError;
 
@@ -60,22 +60,10 @@ impl<S: Store> DocumentWriter<S> {
 
     /// Renders and writes one row's document; returns the text file.
     pub async fn write(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<PathBuf, SendError> {
-        let cmd: Command = serde_json::from_str(&row.payload)
-            .map_err(|e| SendError::Permanent(format!("unreadable row: {e}")))?;
+        let (cmd, state, def) = load_row(&self.engine, row).await?;
         let Command::RenderDocument { document, step } = cmd else {
             return Err(SendError::Permanent("not a document".into()));
         };
-        let store = &self.engine.store;
-        let state = store
-            .load(&row.instance)
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))?
-            .ok_or_else(|| SendError::Permanent(format!("instance {} is gone", row.instance)))?;
-        let def = self
-            .engine
-            .definition(&state.definition, Some(state.version))
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))?;
         let doc = def.documents.get(&document).ok_or_else(|| {
             SendError::Permanent(format!(
                 "document `{document}` is not in {} v{}",

@@ -1,64 +1,20 @@
 //! Documents are rendered from the outbox to files, whole or not at all.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
 
-use chrono::{DateTime, Utc};
-use duban_engine::calendar::Calendar;
-use duban_engine::service::Engine;
-use duban_engine::store::{directory, SqlStore, Store};
+use common::{at, engine, issue, start_letter};
+use duban_engine::store::Store;
 use duban_notifiers::dispatch::Policy;
 use duban_notifiers::documents::{paths, DocumentWriter};
-use serde_json::json;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 #[tokio::test]
 async fn the_supervision_letter_is_written_once_and_retried_when_the_disk_refuses() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(tmp.path().join("duban.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-    engine
-        .import_directory(directory::parse(&text, false).unwrap())
-        .await
-        .unwrap();
-    let now = at("2025-09-26T10:00:00+08:00");
-    engine
-        .deploy(&[root().join("processes")], now)
-        .await
-        .unwrap();
-    let engine = Arc::new(engine);
-    let vars: BTreeMap<_, _> = [
-        ("agency", json!("market_bureau")),
-        ("case_no", json!("许司督〔2025〕7号")),
-        ("problem", json!("未落实行政执法公示制度")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let t = engine
-        .start("supervision_letter", None, vars, "li", now)
-        .await
-        .unwrap();
-    let task = t.state.open_tasks().next().unwrap().id.clone();
-    let v: BTreeMap<_, _> = [
-        ("letter_kind", json!("督办函")),
-        ("reply_period", json!("30日")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    engine.complete(&task, "issue", v, "li", now).await.unwrap();
+    let engine = engine(tmp.path()).await;
+    let now = "2025-09-26T10:00:00+08:00";
+    let id = start_letter(&engine, None, "许司督〔2025〕7号", now).await;
+    issue(&engine, &id, "30日", now).await;
+    let now = at(now);
     let row = engine
         .store
         .outbox(Some("pending"))

@@ -2,28 +2,17 @@
 //! real scheduler, and every message its outbox produces, by channel and
 //! recipient (a recording notifier stands in for the gateways).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
-use duban_engine::calendar::Calendar;
+use chrono::Duration;
+use common::{at, engine, issue, open_task, start_letter};
 use duban_engine::runtime::Event;
 use duban_engine::scheduler::{Scheduler, SchedulerOptions};
-use duban_engine::service::Engine;
-use duban_engine::store::{directory, SqlStore, Store};
 use duban_notifiers::dispatch::{Dispatcher, Policy};
 use duban_notifiers::links::NoPortal;
 use duban_notifiers::{Message, Notifier, SendError};
-use serde_json::json;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 /// Records what it is given; fails like a gateway when no recipient has an
 /// address for its channel.
@@ -70,68 +59,15 @@ fn seen(r: &Recorder) -> Vec<(Vec<String>, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_reach_the_assignee_and_the_escalation_the_named_roles() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(tmp.path().join("d.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-    engine
-        .import_directory(directory::parse(&text, false).unwrap())
-        .await
-        .unwrap();
-    let t0 = at("2025-09-26T10:00:00+08:00");
-    engine
-        .deploy(&[root().join("processes")], t0)
-        .await
-        .unwrap();
-    let engine = Arc::new(engine);
-    let vars: BTreeMap<_, _> = [
-        ("agency", json!("market_bureau")),
-        ("case_no", json!("许司督〔2025〕7号")),
-        ("problem", json!("未落实行政执法公示制度")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let id = engine
-        .start("supervision_letter", Some("XC"), vars, "li", t0)
-        .await
-        .unwrap()
-        .state
-        .id;
-    let task = |step: &'static str| {
-        let engine = engine.clone();
-        let id = id.clone();
-        async move {
-            engine
-                .store
-                .load(&id)
-                .await
-                .unwrap()
-                .unwrap()
-                .open_tasks()
-                .find(|t| t.step == step)
-                .unwrap()
-                .id
-                .clone()
-        }
-    };
-    let v: BTreeMap<_, _> = [
-        ("letter_kind", json!("督办函")),
-        ("reply_period", json!("10个工作日")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    engine
-        .complete(&task("draft_letter").await, "issue", v, "li", t0)
-        .await
-        .unwrap();
+    let engine = engine(tmp.path()).await;
+    let t0 = "2025-09-26T10:00:00+08:00";
+    let id = start_letter(&engine, Some("XC"), "许司督〔2025〕7号", t0).await;
+    issue(&engine, &id, "10个工作日", t0).await;
     let receive = Event::Receive {
-        task: task("await_report").await,
+        task: open_task(&engine, &id, "await_report").await,
         actor: "market_bureau".into(),
     };
-    engine.apply(&id, &receive, t0).await.unwrap();
+    engine.apply(&id, &receive, at(t0)).await.unwrap();
 
     // The engine runs on to the day after expiry.
     let s = Scheduler::new(engine.clone(), SchedulerOptions::default());

@@ -3,8 +3,9 @@
 //! first checked against Aliyun's published example request), and a
 //! webhook receiver that verifies the HMAC header.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{RawQuery, State};
@@ -12,9 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, DurationRound, Utc};
-use duban_engine::calendar::Calendar;
+use common::{at, engine};
 use duban_engine::service::Engine;
-use duban_engine::store::{directory, OutboxRow, SqlStore, Store};
+use duban_engine::store::{OutboxRow, SqlStore, Store};
 use duban_notifiers::dispatch::{Dispatcher, Policy};
 use duban_notifiers::links::NoPortal;
 use duban_notifiers::sms::{
@@ -22,14 +23,6 @@ use duban_notifiers::sms::{
 };
 use duban_notifiers::Notifier;
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 // ----- the gateway's own verifier, written independently of duban's signer -----
 
@@ -210,56 +203,13 @@ fn aliyun_config(base: &str, secret: &str) -> AliyunConfig {
     }
 }
 
-async fn engine(dir: &Path) -> Arc<Engine<SqlStore>> {
-    let store = SqlStore::open(dir.join("duban.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-    engine
-        .import_directory(directory::parse(&text, false).unwrap())
-        .await
-        .unwrap();
-    engine
-        .deploy(&[root().join("processes")], at("2025-09-01T09:00:00+08:00"))
-        .await
-        .unwrap();
-    Arc::new(engine)
-}
-
 /// Starts a supervision letter: its first task opens for 李明 (mobile 13800000001).
 async fn start_letter(engine: &Engine<SqlStore>, case: &str) -> String {
-    let vars: BTreeMap<_, _> = [
-        ("agency", json!("market_bureau")),
-        ("case_no", json!(case)),
-        ("problem", json!("未落实行政执法公示制度")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    engine
-        .start(
-            "supervision_letter",
-            None,
-            vars,
-            "li",
-            at("2025-09-26T10:00:00+08:00"),
-        )
-        .await
-        .unwrap()
-        .state
-        .id
+    common::start_letter(engine, None, case, "2025-09-26T10:00:00+08:00").await
 }
 
 async fn rows(engine: &Engine<SqlStore>, status: &str) -> Vec<OutboxRow> {
-    engine
-        .store
-        .outbox(Some(status))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.kind == "sms")
-        .collect()
+    common::rows(engine, status, "sms").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

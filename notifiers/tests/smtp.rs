@@ -1,30 +1,22 @@
 //! Email through a real SMTP server started by the test (aiosmtpd, from
 //! Debian's python3-aiosmtpd, writing what it receives to a Maildir).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
-use duban_engine::calendar::Calendar;
+use chrono::Duration;
+use common::{at, engine};
 use duban_engine::service::Engine;
-use duban_engine::store::{directory, SqlStore, Store};
+use duban_engine::store::{SqlStore, Store};
 use duban_notifiers::dispatch::{Dispatcher, Policy};
 use duban_notifiers::email::{EmailNotifier, SmtpConfig, Tls};
 use duban_notifiers::links::NoPortal;
 use duban_notifiers::Notifier;
-use serde_json::json;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -88,35 +80,6 @@ fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
 }
 
-async fn engine(dir: &Path) -> Arc<Engine<SqlStore>> {
-    let store = SqlStore::open(dir.join("duban.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-    engine
-        .import_directory(directory::parse(&text, false).unwrap())
-        .await
-        .unwrap();
-    engine
-        .deploy(&[root().join("processes")], at("2025-09-01T09:00:00+08:00"))
-        .await
-        .unwrap();
-    Arc::new(engine)
-}
-
-/// Pending notification rows (documents to render wait for their own worker).
-async fn pending_notifications(engine: &Engine<SqlStore>) -> Vec<duban_engine::store::OutboxRow> {
-    engine
-        .store
-        .outbox(Some("pending"))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.kind == "email")
-        .collect()
-}
-
 fn notifier(port: u16) -> EmailNotifier {
     EmailNotifier::new(&SmtpConfig {
         host: "127.0.0.1".into(),
@@ -130,32 +93,16 @@ fn notifier(port: u16) -> EmailNotifier {
     .unwrap()
 }
 
+/// A letter started and issued: its notice and the office's task wait in the outbox.
 async fn start_letter(engine: &Engine<SqlStore>, case: &str, now: &str) -> String {
-    let vars: BTreeMap<_, _> = [
-        ("agency", json!("market_bureau")),
-        ("case_no", json!(case)),
-        ("problem", json!("未落实行政执法公示制度")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let t = engine
-        .start("supervision_letter", None, vars, "li", at(now))
-        .await
-        .unwrap();
-    let task = t.state.open_tasks().next().unwrap().id.clone();
-    let v: BTreeMap<_, _> = [
-        ("letter_kind", json!("督办函")),
-        ("reply_period", json!("30日")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    engine
-        .complete(&task, "issue", v, "li", at(now))
-        .await
-        .unwrap();
-    t.state.id
+    let id = common::start_letter(engine, None, case, now).await;
+    common::issue(engine, &id, "30日", now).await;
+    id
+}
+
+/// Pending email rows (documents and SMS wait for their own workers).
+async fn pending_notifications(engine: &Engine<SqlStore>) -> Vec<duban_engine::store::OutboxRow> {
+    common::rows(engine, "pending", "email").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,13 +73,9 @@ pub fn graph(def: &Definition) -> Graph {
         });
     }
     for (id, step) in &def.steps {
-        let deadline = match &step.kind {
-            StepKind::Task { deadline, .. }
-            | StepKind::Notice { deadline, .. }
-            | StepKind::WaitMessage { deadline, .. } => deadline.as_ref(),
-            _ => None,
+        let Some(d) = step.kind.deadline() else {
+            continue;
         };
-        let Some(d) = deadline else { continue };
         let Some(x) = &d.on_expiry else { continue };
         for r in &x.notify {
             let (rid, rlabel) = role_name(def, r);

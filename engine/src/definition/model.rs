@@ -430,6 +430,17 @@ impl StepKind {
             StepKind::End { .. } => "end",
         }
     }
+
+    /// The deadline that can expire on this step: a task's, a notice's or
+    /// a `wait_message` timeout.
+    pub fn deadline(&self) -> Option<&DeadlineDef> {
+        match self {
+            StepKind::Task { deadline, .. }
+            | StepKind::Notice { deadline, .. }
+            | StepKind::WaitMessage { deadline, .. } => deadline.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// A branch of a decision.

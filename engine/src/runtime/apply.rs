@@ -976,26 +976,7 @@ impl<'a> Run<'a> {
             self.commands.push(Command::UpdateTask {
                 task: task.id.clone(),
             });
-            let note = format!(
-                "deadline recomputed on the official calendar: last day {} → {}{}",
-                old.last_day,
-                new.last_day,
-                if new.provisional {
-                    " (still provisional)"
-                } else {
-                    ""
-                }
-            );
-            self.record(
-                "engine",
-                "recomputed",
-                Some(task.step.clone()),
-                Some(task.step.clone()),
-                BTreeMap::new(),
-                Some(new),
-                Some(note),
-                task.assignees.clone(),
-            );
+            self.record_recount("deadline", &task.step, &old, new, task.assignees.clone());
             changed += 1;
         }
         changed += self.recompute_waits()?;
@@ -1062,29 +1043,40 @@ impl<'a> Run<'a> {
             if let Some(x) = self.state.waits.get_mut(&step) {
                 x.deadline = Some(new.clone());
             }
-            let note = format!(
-                "waiting period recomputed on the official calendar: last day {} → {}{}",
-                old.last_day,
-                new.last_day,
-                if new.provisional {
-                    " (still provisional)"
-                } else {
-                    ""
-                }
-            );
-            self.record(
-                "engine",
-                "recomputed",
-                Some(step.clone()),
-                Some(step),
-                BTreeMap::new(),
-                Some(new),
-                Some(note),
-                vec![],
-            );
+            self.record_recount("waiting period", &step, &old, new, vec![]);
             changed += 1;
         }
         Ok(changed)
+    }
+
+    /// Records that `what` of `step` was counted again on the calendar.
+    fn record_recount(
+        &mut self,
+        what: &str,
+        step: &str,
+        old: &Deadline,
+        new: Deadline,
+        people: Vec<String>,
+    ) {
+        let still = if new.provisional {
+            " (still provisional)"
+        } else {
+            ""
+        };
+        let note = format!(
+            "{what} recomputed on the official calendar: last day {} → {}{still}",
+            old.last_day, new.last_day
+        );
+        self.record(
+            "engine",
+            "recomputed",
+            Some(step.into()),
+            Some(step.into()),
+            BTreeMap::new(),
+            Some(new),
+            Some(note),
+            people,
+        );
     }
 
     fn schedule_deadline(
