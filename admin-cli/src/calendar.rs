@@ -21,7 +21,7 @@ pub enum CalendarCommand {
     },
     /// Validate a year's schedule and install it (nothing changes if it is invalid).
     Load {
-        /// A year file (see engine/calendars/2026.yaml for the format).
+        /// A year file (see core/calendars/2026.yaml for the format).
         file: PathBuf,
     },
 }

@@ -1,20 +1,23 @@
-//! duban's engine: the process language, legal time, and (to come) the
-//! deterministic core that advances process instances.
+//! duban's engine: the deterministic core (re-exported from `duban-core`)
+//! with what carries it out — storage, the service, the scheduler and the
+//! simulator.
 //!
 //! Layout:
-//! - [`calendar`]: legal periods counted on the official holiday calendar;
-//!   pure, reads no clock.
-//! - [`definition`]: the process definition language: YAML read in two
-//!   stages (raw serde structs, then a checked [`definition::Definition`]),
-//!   with diagnostics that carry file, line, column and document path.
+//! - [`calendar`], [`definition`], [`runtime`]: the core, from `duban-core`
+//!   (no I/O, no clock; see that crate).
+//! - [`store`]: the [`store::Store`] trait and its SQL implementation
+//!   (SQLite, PostgreSQL).
+//! - [`service`]: [`service::Engine`], one call per user intent: load,
+//!   apply, commit.
+//! - [`scheduler`]: due timers and recurring starts, exactly once.
+//! - [`simulate`]: scenarios on a throwaway store with a virtual clock.
 //!
 //! The engine knows nothing of email, HTTP or terminals: those live in
 //! `notifiers/` and `admin-cli/`, which depend on this crate, never the
 //! other way round.
 
-pub mod calendar;
-pub mod definition;
-pub mod runtime;
+pub use duban_core::{calendar, definition, runtime};
+
 pub mod scheduler;
 pub mod service;
 pub mod simulate;

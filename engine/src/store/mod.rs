@@ -11,7 +11,7 @@
 //! the default) and PostgreSQL (a `postgres://` URL), through sqlx's `Any`
 //! driver; `directory` reads the people and agencies files.
 
-pub mod directory;
+pub use duban_core::runtime::directory_file as directory;
 pub mod sql;
 
 use chrono::{DateTime, Utc};

@@ -16,6 +16,7 @@
 
 mod apply;
 pub mod directory;
+pub mod directory_file;
 pub mod event;
 pub mod state;
 pub mod values;

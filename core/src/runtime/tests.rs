@@ -36,7 +36,7 @@ fn person(id: &str, roles: &[&str], county: &str) -> Person {
 /// The sample directory the CLI tests and scenarios use too.
 fn directory() -> MemoryDirectory {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/directory.yaml");
-    crate::store::directory::parse(&std::fs::read_to_string(path).unwrap(), false).unwrap()
+    super::directory_file::parse(&std::fs::read_to_string(path).unwrap(), false).unwrap()
 }
 
 fn at(s: &str) -> DateTime<Utc> {

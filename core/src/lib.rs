@@ -1,0 +1,21 @@
+//! duban's deterministic core: the process language, legal time, and the
+//! state machine that advances process instances.
+//!
+//! Layout:
+//! - [`calendar`]: legal periods counted on the official holiday calendar;
+//!   pure, reads no clock (`calendar::files` is the one part that reads the
+//!   calendar folder).
+//! - [`definition`]: the process definition language: YAML read in two
+//!   stages (raw serde structs, then a checked [`definition::Definition`]),
+//!   with diagnostics that carry file, line, column and document path.
+//! - [`runtime`]: `(state, event, now) → (state, commands, history)`, one
+//!   pure function; the directory of people and agencies it reads.
+//!
+//! This crate depends on no database, async runtime, email or HTTP crate:
+//! the compiler, not discipline, keeps I/O out of the core. The store, the
+//! service, the scheduler and the simulator (crate `duban-engine`) sit
+//! above it.
+
+pub mod calendar;
+pub mod definition;
+pub mod runtime;
