@@ -8,6 +8,8 @@
 //! the letter issued, the notice received, the agency's report, the review
 //! closing the case. Figures go to stdout; nothing fails on a slow machine.
 
+use duban_engine::store::OutboxKind;
+use duban_engine::store::OutboxStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,8 +40,8 @@ fn vars(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
 struct Sink;
 
 impl Notifier for Sink {
-    fn kind(&self) -> &'static str {
-        "email"
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::Email
     }
     async fn send(&self, _: &Message) -> Result<(), SendError> {
         Ok(())
@@ -63,7 +65,7 @@ async fn setup(url: &str) -> Arc<Engine<SqlStore>> {
 }
 
 async fn task(engine: &Engine<SqlStore>, id: &str, step: &str) -> String {
-    let s = engine.store.load(id).await.unwrap().unwrap();
+    let s = engine.store().load(id).await.unwrap().unwrap();
     let t = s.open_tasks().find(|t| t.step == step).unwrap();
     t.id.clone()
 }
@@ -141,8 +143,12 @@ async fn run(name: &str, url: &str, n: usize, workers: usize) {
         h.await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    let rows = engine.store.outbox(Some("pending")).await.unwrap();
-    let email = rows.iter().filter(|r| r.kind == "email").count();
+    let rows = engine
+        .store()
+        .outbox(Some(OutboxStatus::Pending))
+        .await
+        .unwrap();
+    let email = rows.iter().filter(|r| r.kind == OutboxKind::Email).count();
     println!(
         "{name}: {n} lifecycles ({} events) with {workers} workers in {secs:.2} s: {:.0} lifecycles/s, {:.0} events/s; {} outbox rows written",
         n * 5,
@@ -163,7 +169,7 @@ async fn run(name: &str, url: &str, n: usize, workers: usize) {
         r.sent,
         r.sent as f64 / secs
     );
-    engine.store.close().await;
+    engine.store().close().await;
 }
 
 fn env(name: &str, default: usize) -> usize {

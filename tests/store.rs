@@ -3,6 +3,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), each test on a fresh file or
 //! a fresh database of its own so they run in parallel.
 
+use duban_engine::runtime::HistoryKind;
+use duban_engine::store::OutboxKind;
+use duban_engine::store::OutboxStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -92,7 +95,12 @@ fn vars(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
 }
 
 async fn open_task(db: &Db, instance: &str, step: &str) -> String {
-    let tasks = db.engine.store.tasks(&TaskFilter::default()).await.unwrap();
+    let tasks = db
+        .engine
+        .store()
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap();
     tasks
         .into_iter()
         .find(|t| t.instance == instance && t.step == step)
@@ -135,7 +143,7 @@ async fn complete(
 }
 
 async fn deploy_versions(db: Db) {
-    let store = &db.engine.store;
+    let store = &db.engine.store();
     let defs = store.definitions().await.unwrap();
     assert_eq!(
         defs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
@@ -195,7 +203,7 @@ async fn invalid_definitions_are_refused(db: Db) {
     assert_eq!(diags.len(), 3);
     assert!(db
         .engine
-        .store
+        .store()
         .definition("three_errors", None)
         .await
         .unwrap()
@@ -230,7 +238,7 @@ async fn supervision_letter_end_to_end(db: Db) {
         .unwrap();
     let tasks = db
         .engine
-        .store
+        .store()
         .tasks(&TaskFilter {
             assignee: Some("market_bureau".into()),
             ..Default::default()
@@ -241,7 +249,7 @@ async fn supervision_letter_end_to_end(db: Db) {
     assert_eq!(tasks[0].last_day.as_deref(), Some("2025-10-16"));
     let overdue = db
         .engine
-        .store
+        .store()
         .tasks(&TaskFilter {
             overdue_at: Some(at("2025-10-20T09:00:00+08:00")),
             ..Default::default()
@@ -250,7 +258,7 @@ async fn supervision_letter_end_to_end(db: Db) {
         .unwrap();
     assert_eq!(overdue.len(), 1);
     // Expiry: fire the stored expiry timer through the engine.
-    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let state = db.engine.store().load(&id).await.unwrap().unwrap();
     let expiry = state.timers.values().find(|t| matches!(&t.kind, duban_engine::runtime::TimerKind::Expiry { task } if *task == notice)).unwrap().clone();
     db.engine
         .apply(
@@ -263,13 +271,18 @@ async fn supervision_letter_end_to_end(db: Db) {
         .await
         .unwrap();
     // The fired timer's row went with the transition that applied it.
-    let due_rows = db.engine.store.tasks(&TaskFilter::default()).await.unwrap();
+    let due_rows = db
+        .engine
+        .store()
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap();
     assert!(
         due_rows.iter().all(|t| t.id != notice),
         "the expired notice is closed"
     );
-    let state = db.engine.store.load(&id).await.unwrap().unwrap();
-    let rows = db.engine.store.pending_timers(&id).await.unwrap();
+    let state = db.engine.store().load(&id).await.unwrap().unwrap();
+    let rows = db.engine.store().pending_timers(&id).await.unwrap();
     assert!(!rows.contains(&expiry.id));
     assert_eq!(
         rows,
@@ -283,7 +296,7 @@ async fn supervision_letter_end_to_end(db: Db) {
         .await
         .unwrap_err();
     assert!(
-        matches!(again, ServiceError::Engine(EngineError::NotApplicable(_))),
+        matches!(again, ServiceError::Engine(EngineError::TimerNotPending(_))),
         "{again}"
     );
     complete(
@@ -340,7 +353,7 @@ async fn supervision_letter_end_to_end(db: Db) {
         "2025-10-23T11:00:00+08:00",
     )
     .await;
-    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let state = db.engine.store().load(&id).await.unwrap().unwrap();
     assert_eq!(
         state.status,
         Status::Completed {
@@ -349,12 +362,12 @@ async fn supervision_letter_end_to_end(db: Db) {
     );
     let rows = db
         .engine
-        .store
+        .store()
         .instances(Some("completed"), Some("supervision_letter"))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    let history = db.engine.store.history(&id).await.unwrap();
+    let history = db.engine.store().history(&id).await.unwrap();
     let whats: Vec<&str> = history.iter().map(|h| h.what.as_str()).collect();
     for w in [
         "started",
@@ -368,7 +381,10 @@ async fn supervision_letter_end_to_end(db: Db) {
     ] {
         assert!(whats.contains(&w), "{w} missing in {whats:?}");
     }
-    let received = history.iter().find(|h| h.what == "received").unwrap();
+    let received = history
+        .iter()
+        .find(|h| h.what == HistoryKind::Received)
+        .unwrap();
     assert!(received
         .deadline
         .as_ref()
@@ -377,20 +393,20 @@ async fn supervision_letter_end_to_end(db: Db) {
         .contains("10 working days after 2025-09-26"));
     assert!(db
         .engine
-        .store
+        .store()
         .tasks(&TaskFilter::default())
         .await
         .unwrap()
         .is_empty());
     assert!(
-        db.engine.store.outbox_pending().await.unwrap() > 0,
+        db.engine.store().outbox_pending().await.unwrap() > 0,
         "notifications are queued in the outbox"
     );
     // 一人一档 (RC-14): li's record across processes.
-    let li = db.engine.store.person_history("li").await.unwrap();
+    let li = db.engine.store().person_history("li").await.unwrap();
     assert!(li
         .iter()
-        .any(|r| r.entry.what == "task_completed" && r.instance == id));
+        .any(|r| r.entry.what == HistoryKind::TaskCompleted && r.instance == id));
 }
 
 async fn dispute_end_to_end(db: Db) {
@@ -478,7 +494,7 @@ async fn dispute_end_to_end(db: Db) {
         "2026-03-16T09:00:00+08:00",
     )
     .await;
-    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let state = db.engine.store().load(&id).await.unwrap().unwrap();
     assert_eq!(
         state.status,
         Status::Completed {
@@ -522,11 +538,11 @@ async fn fifty_parallel_completions_one_wins(db: Db) {
     }
     assert_eq!((ok, conflicts + closed), (1, 49));
     eprintln!("50 completions through the engine: 1 won, {conflicts} conflicts, {closed} saw the task closed");
-    let history = db.engine.store.history(&id).await.unwrap();
+    let history = db.engine.store().history(&id).await.unwrap();
     assert_eq!(
         history
             .iter()
-            .filter(|h| h.what == "task_completed")
+            .filter(|h| h.what == HistoryKind::TaskCompleted)
             .count(),
         1
     );
@@ -537,7 +553,7 @@ async fn fifty_parallel_completions_one_wins(db: Db) {
 async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
     let id = start_letter(&db).await;
     let task = open_task(&db, &id, "draft_letter").await;
-    let state = db.engine.store.load(&id).await.unwrap().unwrap();
+    let state = db.engine.store().load(&id).await.unwrap().unwrap();
     let def = db
         .engine
         .definition("supervision_letter", Some(state.version))
@@ -568,7 +584,7 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
         let rev = state.revision;
         handles.push(tokio::spawn(async move {
             engine
-                .store
+                .store()
                 .commit(Some(rev), &t, at("2025-09-27T10:00:00+08:00"))
                 .await
         }));
@@ -583,17 +599,17 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
         }
     }
     assert_eq!((ok, conflicts), (1, 49));
-    let history = db.engine.store.history(&id).await.unwrap();
+    let history = db.engine.store().history(&id).await.unwrap();
     assert_eq!(
         history
             .iter()
-            .filter(|h| h.what == "task_completed")
+            .filter(|h| h.what == HistoryKind::TaskCompleted)
             .count(),
         1
     );
     assert_eq!(
         db.engine
-            .store
+            .store()
             .tasks(&TaskFilter::default())
             .await
             .unwrap()
@@ -605,7 +621,7 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
 
 async fn faults_leave_the_previous_or_the_next_state(db: Db) {
     let id = start_letter(&db).await;
-    let store = &db.engine.store;
+    let store = &db.engine.store();
     let before = store.load(&id).await.unwrap().unwrap();
     let history_before = store.history(&id).await.unwrap().len();
     let tasks_before = store.tasks(&TaskFilter::default()).await.unwrap().len();
@@ -684,13 +700,13 @@ async fn refused_starts_write_nothing(db: Db) {
     }
     assert!(db
         .engine
-        .store
+        .store()
         .instances(None, None)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        db.engine.store.next_instance_id().await.unwrap(),
+        db.engine.store().next_instance_id().await.unwrap(),
         "1",
         "no id was taken by a refused start"
     );
@@ -733,11 +749,16 @@ async fn calls_and_messages(db: Db) {
     let parent = t.state.id.clone();
     assert_eq!(t.state.current_steps(), ["interview"]);
     // The child was started with the inputs, and holds the only open task.
-    let tasks = db.engine.store.tasks(&TaskFilter::default()).await.unwrap();
+    let tasks = db
+        .engine
+        .store()
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1);
     let child = tasks[0].instance.clone();
     assert_ne!(child, parent);
-    let cs = db.engine.store.load(&child).await.unwrap().unwrap();
+    let cs = db.engine.store().load(&child).await.unwrap().unwrap();
     assert_eq!(cs.variables["topic"], json!("整改通知 K-7"));
     db.engine
         .complete(
@@ -750,12 +771,12 @@ async fn calls_and_messages(db: Db) {
         .await
         .unwrap();
     // The child's result flowed back; the parent now waits for the message.
-    let ps = db.engine.store.load(&parent).await.unwrap().unwrap();
+    let ps = db.engine.store().load(&parent).await.unwrap().unwrap();
     assert_eq!(ps.variables["interview_result"], json!("rectified"));
     assert_eq!(ps.current_steps(), ["await_review"]);
     assert_eq!(
         db.engine
-            .store
+            .store()
             .awaiting("reconsideration_decided", "K-7")
             .await
             .unwrap(),
@@ -783,7 +804,7 @@ async fn calls_and_messages(db: Db) {
         .await
         .unwrap();
     assert_eq!(ids, std::slice::from_ref(&parent));
-    let ps = db.engine.store.load(&parent).await.unwrap().unwrap();
+    let ps = db.engine.store().load(&parent).await.unwrap().unwrap();
     assert_eq!(
         ps.status,
         Status::Completed {
@@ -792,7 +813,7 @@ async fn calls_and_messages(db: Db) {
     );
     assert!(db
         .engine
-        .store
+        .store()
         .awaiting("reconsideration_decided", "K-7")
         .await
         .unwrap()
@@ -807,7 +828,7 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
     let id = start_letter(&db).await;
     let due = db
         .engine
-        .store
+        .store()
         .load(&id)
         .await
         .unwrap()
@@ -819,7 +840,7 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
         .unwrap();
     let claimed = db
         .engine
-        .store
+        .store()
         .claim_due(due, 100, "crashed", due + chrono::Duration::seconds(60))
         .await
         .unwrap();
@@ -843,12 +864,12 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
     assert_eq!(late.fired, claimed.len());
     let reminders = db
         .engine
-        .store
+        .store()
         .history(&id)
         .await
         .unwrap()
         .iter()
-        .filter(|h| h.what == "reminder")
+        .filter(|h| h.what == HistoryKind::Reminder)
         .count();
     assert_eq!(reminders, claimed.len());
     assert_eq!(
@@ -864,10 +885,15 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
 /// A dead outbox row stays until an administrator retries it.
 async fn dead_outbox_rows_can_be_retried(db: Db) {
     start_letter(&db).await;
-    let store = &db.engine.store;
+    let store = &db.engine.store();
     let now = at("2025-09-26T10:00:00+08:00");
     let rows = store
-        .claim_outbox("email", now, 1, now + chrono::Duration::seconds(60))
+        .claim_outbox(
+            OutboxKind::Email,
+            now,
+            1,
+            now + chrono::Duration::seconds(60),
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -876,7 +902,7 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
         .outbox_failed(id, "550 mailbox unavailable", None)
         .await
         .unwrap();
-    let dead = store.outbox(Some("dead")).await.unwrap();
+    let dead = store.outbox(Some(OutboxStatus::Dead)).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (dead[0].attempts, dead[0].last_error.as_deref()),
@@ -885,7 +911,7 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
     assert!(
         store
             .claim_outbox(
-                "email",
+                OutboxKind::Email,
                 now + chrono::Duration::hours(1),
                 100,
                 now + chrono::Duration::hours(2)
@@ -902,7 +928,12 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
         "only dead rows are retried"
     );
     let again = store
-        .claim_outbox("email", now, 100, now + chrono::Duration::seconds(60))
+        .claim_outbox(
+            OutboxKind::Email,
+            now,
+            100,
+            now + chrono::Duration::seconds(60),
+        )
         .await
         .unwrap();
     assert!(again.iter().any(|r| r.id == id && r.attempts == 0));
@@ -913,7 +944,7 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
 /// state a crash right after the commit leaves.
 async fn commit_alone(db: &Db, process: &str, id: Option<&str>, event: &Event, now: DateTime<Utc>) {
     let state = match id {
-        Some(id) => db.engine.store.load(id).await.unwrap(),
+        Some(id) => db.engine.store().load(id).await.unwrap(),
         None => None,
     };
     let def = db.engine.definition(process, None).await.unwrap();
@@ -926,7 +957,7 @@ async fn commit_alone(db: &Db, process: &str, id: Option<&str>, event: &Event, n
     };
     let t = duban_engine::runtime::apply(&env, state.as_ref(), event, now).unwrap();
     db.engine
-        .store
+        .store()
         .commit(state.as_ref().map(|s| s.revision), &t, now)
         .await
         .unwrap();
@@ -950,7 +981,7 @@ async fn an_interrupted_call_is_finished_from_the_outbox(db: Db) {
         actor: "li".into(),
     };
     commit_alone(&db, "call_parent", None, &start, now).await;
-    let store = &db.engine.store;
+    let store = &db.engine.store();
     assert!(
         store
             .tasks(&TaskFilter::default())
@@ -974,7 +1005,7 @@ async fn an_interrupted_call_is_finished_from_the_outbox(db: Db) {
         Some(("P1".into(), "interview".into()))
     );
     // Replaying again starts nothing more.
-    for row in store.outbox(Some("sent")).await.unwrap() {
+    for row in store.outbox(Some(OutboxStatus::Sent)).await.unwrap() {
         db.engine.replay_call(&row, now).await.unwrap();
     }
     assert_eq!(s.replay_child_starts(now).await.unwrap().children, 0);
@@ -1000,13 +1031,16 @@ async fn an_interrupted_call_is_finished_from_the_outbox(db: Db) {
     assert_eq!(ps.current_steps(), ["await_review"]);
     // Handing back again changes nothing: the parent no longer waits.
     let rev = ps.revision;
-    for row in store.outbox(Some("sent")).await.unwrap() {
+    for row in store.outbox(Some(OutboxStatus::Sent)).await.unwrap() {
         db.engine.replay_call(&row, now).await.unwrap();
     }
     assert_eq!(store.load("P1").await.unwrap().unwrap().revision, rev);
     let history = store.history("P1").await.unwrap();
     assert_eq!(
-        history.iter().filter(|h| h.what == "child_ended").count(),
+        history
+            .iter()
+            .filter(|h| h.what == HistoryKind::ChildEnded)
+            .count(),
         1
     );
 }
@@ -1061,7 +1095,7 @@ async fn recurring_starts_under_three_engines_over_a_year() {
         .deploy(&[dir], at("2025-12-31T00:00:00+08:00"))
         .await
         .unwrap();
-    let url = first.engine.store.url().to_string();
+    let url = first.engine.store().url().to_string();
     let mut schedulers = vec![Scheduler::new(
         first.engine.clone(),
         SchedulerOptions {
@@ -1097,7 +1131,7 @@ async fn recurring_starts_under_three_engines_over_a_year() {
     }
     let instances = first
         .engine
-        .store
+        .store()
         .instances(None, Some("recurring"))
         .await
         .unwrap();
@@ -1116,7 +1150,7 @@ async fn recurring_starts_under_three_engines_over_a_year() {
     }
     let state = first
         .engine
-        .store
+        .store()
         .load("recurring-0-202612200900")
         .await
         .unwrap()

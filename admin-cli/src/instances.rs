@@ -1,5 +1,6 @@
 //! The commands that drive the engine and its store: deploy, start,
-//! complete, message, cancel, the listings, the timeline, the directory.
+//! complete, receive, message, cancel, set-var, retry, the listings, the
+//! timeline, the directory.
 //!
 //! Each opens the store named by `--db` (default `./duban.db`, SQLite),
 //! performs one operation through `duban_engine::service::Engine`, and
@@ -12,9 +13,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use duban_engine::calendar::files;
-use duban_engine::runtime::{EngineError, Event, InstanceState};
+use duban_engine::runtime::InstanceState;
 use duban_engine::service::{Engine, ServiceError};
-use duban_engine::store::{directory, SqlStore, Store, TaskFilter};
+use duban_engine::store::{directory, OutboxStatus, SqlStore, TaskFilter};
 use serde_json::{json, Value as Json};
 
 use crate::exit;
@@ -74,8 +75,8 @@ pub enum Cmd {
     },
     /// List instances.
     Instances {
-        /// running, completed or cancelled.
-        #[arg(long)]
+        /// running, completed, cancelled or stuck (a fault stopped a timer; see `duban retry`).
+        #[arg(long, value_parser = ["running", "completed", "cancelled", "stuck"])]
         status: Option<String>,
         /// Only this process.
         #[arg(long)]
@@ -151,6 +152,25 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// Set variables of an instance by hand (to repair its data, e.g. before `duban retry`).
+    SetVar {
+        /// The instance id.
+        id: String,
+        /// A variable, `name=value` (repeatable), typed by the instance's definition.
+        #[arg(long = "var", value_name = "NAME=VALUE", required = true)]
+        vars: Vec<String>,
+        /// Who.
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
+    /// Apply again the event that made an instance stuck (after fixing its cause).
+    Retry {
+        /// The instance id.
+        id: String,
+        /// Who.
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
     /// The people and agencies of the directory.
     Directory {
         #[command(subcommand)]
@@ -161,7 +181,7 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: Option<OutboxCmd>,
         /// pending, sent or dead.
-        #[arg(long)]
+        #[arg(long, value_parser = ["pending", "sent", "dead"])]
         status: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -299,11 +319,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             }
         }
         Cmd::Definitions { json } => {
-            let defs = engine
-                .store
-                .definitions()
-                .await
-                .map_err(|e| fail(e.into()))?;
+            let defs = engine.definitions().await.map_err(fail)?;
             if json {
                 print_json(&defs);
             } else {
@@ -340,7 +356,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 values.extend(v);
             }
             let pairs = split_vars(&vars)?;
-            values.extend(engine.typed_vars(&def, &pairs).await.map_err(fail)?);
+            values.extend(engine.typed(&def, pairs.into()).map_err(fail)?);
             let t = engine
                 .start(&process, profile.as_deref(), values, &actor, now)
                 .await
@@ -363,10 +379,9 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             json,
         } => {
             let rows = engine
-                .store
                 .instances(status.as_deref(), process.as_deref())
                 .await
-                .map_err(|e| fail(e.into()))?;
+                .map_err(fail)?;
             if json {
                 print_json(&rows);
             } else {
@@ -385,17 +400,8 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             }
         }
         Cmd::Show { id, json } => {
-            let state = engine
-                .store
-                .load(&id)
-                .await
-                .map_err(|e| fail(e.into()))?
-                .ok_or_else(|| fail(ServiceError::UnknownInstance(id.clone())))?;
-            let history = engine
-                .store
-                .history(&id)
-                .await
-                .map_err(|e| fail(e.into()))?;
+            let state = engine.instance(&id).await.map_err(fail)?;
+            let history = engine.history(&id).await.map_err(fail)?;
             if json {
                 print_json(&json!({ "instance": state, "history": history }));
             } else {
@@ -422,11 +428,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 role_holders,
                 overdue_at: overdue.then_some(now),
             };
-            let rows = engine
-                .store
-                .tasks(&filter)
-                .await
-                .map_err(|e| fail(e.into()))?;
+            let rows = engine.tasks(&filter).await.map_err(fail)?;
             if json {
                 print_json(&rows);
             } else {
@@ -448,31 +450,15 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             vars,
             actor,
         } => {
-            let instance = task.split('.').next().unwrap_or(&task).to_string();
-            let values = engine
-                .typed_vars_for(&instance, &split_vars(&vars)?)
-                .await
-                .map_err(fail)?;
             let t = engine
-                .complete(&task, &outcome, values, &actor, now)
+                .complete(&task, &outcome, split_vars(&vars)?, &actor, now)
                 .await
                 .map_err(fail)?;
             println!("completed {task} ({outcome})");
             println!("{}", open_tasks_line(&t.state));
         }
         Cmd::Receive { task, actor } => {
-            let instance = task.split('.').next().unwrap_or(&task).to_string();
-            let t = engine
-                .apply(
-                    &instance,
-                    &Event::Receive {
-                        task: task.clone(),
-                        actor,
-                    },
-                    now,
-                )
-                .await
-                .map_err(fail)?;
+            let t = engine.receive(&task, &actor, now).await.map_err(fail)?;
             let d = t.state.tasks.get(&task).and_then(|t| t.deadline.clone());
             match d {
                 Some(d) => println!(
@@ -484,34 +470,35 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
         }
         Cmd::Message { name, key, vars } => {
             let ids = engine
-                .store
-                .awaiting(&name, &key)
-                .await
-                .map_err(|e| fail(e.into()))?;
-            let Some(first) = ids.first() else {
-                return Err(fail(
-                    EngineError::NotApplicable(format!(
-                        "no instance waits for message `{name}` with key `{key}`"
-                    ))
-                    .into(),
-                ));
-            };
-            let values = engine
-                .typed_vars_for(first, &split_vars(&vars)?)
-                .await
-                .map_err(fail)?;
-            let ids = engine
-                .message(&name, &key, values, now)
+                .message(&name, &key, split_vars(&vars)?, now)
                 .await
                 .map_err(fail)?;
             println!("delivered to {}", ids.join(", "));
         }
         Cmd::Cancel { id, reason, actor } => {
             engine
-                .apply(&id, &Event::Cancel { reason, actor }, now)
+                .cancel(&id, &reason, &actor, now)
                 .await
                 .map_err(fail)?;
             println!("cancelled {id}");
+        }
+        Cmd::SetVar { id, vars, actor } => {
+            let t = engine
+                .set_variables(&id, split_vars(&vars)?, &actor, now)
+                .await
+                .map_err(fail)?;
+            let names: Vec<String> = t
+                .history
+                .last()
+                .map(|h| h.changed.keys().cloned().collect())
+                .unwrap_or_default();
+            println!("set {} on {id}", names.join(", "));
+            println!("{}", open_tasks_line(&t.state));
+        }
+        Cmd::Retry { id, actor } => {
+            let t = engine.retry(&id, &actor, now).await.map_err(fail)?;
+            println!("retried {id}");
+            println!("{}", open_tasks_line(&t.state));
         }
         Cmd::Directory {
             cmd: DirectoryCmd::Import { file },
@@ -543,12 +530,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             cmd: Some(OutboxCmd::Retry { id }),
             ..
         } => {
-            if engine
-                .store
-                .outbox_retry(id, now)
-                .await
-                .map_err(|e| fail(e.into()))?
-            {
+            if engine.outbox_retry(id, now).await.map_err(fail)? {
                 println!("outbox row {id} is pending again");
             } else {
                 eprintln!("duban: no dead outbox row {id}");
@@ -560,11 +542,8 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             status,
             json,
         } => {
-            let rows = engine
-                .store
-                .outbox(status.as_deref())
-                .await
-                .map_err(|e| fail(e.into()))?;
+            let status = status.as_deref().and_then(OutboxStatus::parse);
+            let rows = engine.outbox(status).await.map_err(fail)?;
             if json {
                 print_json(&rows);
             } else {
@@ -586,11 +565,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             }
         }
         Cmd::History { person, json } => {
-            let rows = engine
-                .store
-                .person_history(&person)
-                .await
-                .map_err(|e| fail(e.into()))?;
+            let rows = engine.person_history(&person).await.map_err(fail)?;
             if json {
                 print_json(&rows);
             } else {

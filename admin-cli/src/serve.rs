@@ -281,7 +281,7 @@ pub fn serve(
                 }
             }
         }
-        engine.store.close().await;
+        engine.store().close().await;
         exit::OK
     })
 }

@@ -22,6 +22,12 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
     match &s.status {
         duban_engine::runtime::Status::Completed { result } => println!("result: {result}"),
         duban_engine::runtime::Status::Cancelled { reason } => println!("cancelled: {reason}"),
+        duban_engine::runtime::Status::Stuck { code, message, event, since } => println!(
+            "stuck since {}: {code} {message} (while applying {}); fix the cause, then `duban retry {}`",
+            when(*since),
+            event.describe(),
+            s.id
+        ),
         duban_engine::runtime::Status::Running => {}
     }
     println!("\nvariables:");

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{duban_at, postgres_db, provisional_letter, root};
+use duban_engine::runtime::HistoryKind;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -103,7 +104,7 @@ async fn start_many(engine: &Arc<Engine<SqlStore>>, n: usize) {
 
 /// Every instance completed, with exactly one `timer` entry in its history.
 async fn each_timer_applied_once(engine: &Engine<SqlStore>, n: usize) {
-    let store = &engine.store;
+    let store = &engine.store();
     assert_eq!(store.next_due().await.unwrap(), None, "no timer left");
     let done = store
         .instances(Some("completed"), Some("wait_an_hour"))
@@ -116,7 +117,7 @@ async fn each_timer_applied_once(engine: &Engine<SqlStore>, n: usize) {
             .await
             .unwrap()
             .iter()
-            .filter(|h| h.what == "timer")
+            .filter(|h| h.what == HistoryKind::Timer)
             .count();
         assert_eq!(fired, 1, "instance {} fired {fired} times", i.id);
     }
@@ -129,7 +130,7 @@ async fn timers_due_while_stopped_fire_once_on_restart() {
     let db = db.to_str().unwrap().to_string();
     let engine = engine(&db).await;
     start_many(&engine, 20).await;
-    engine.store.close().await;
+    engine.store().close().await;
     // 09:30: nothing is due yet; the engine stops with 20 timers pending.
     let first = serve(&db, "2026-01-05T09:30:00+08:00");
     std::thread::sleep(Duration::from_millis(800));
@@ -137,14 +138,14 @@ async fn timers_due_while_stopped_fire_once_on_restart() {
     let engine = engine_again(&db).await;
     assert_eq!(
         engine
-            .store
+            .store()
             .instances(Some("running"), None)
             .await
             .unwrap()
             .len(),
         20
     );
-    engine.store.close().await;
+    engine.store().close().await;
     // 12:00: the timers fell due while nothing ran; the next start fires them.
     let second = serve(&db, "2026-01-05T12:00:00+08:00");
     let engine = engine_again(&db).await;
@@ -165,7 +166,7 @@ async fn engine_again(db: &str) -> Engine<SqlStore> {
 
 async fn wait_until_no_timers(engine: &Engine<SqlStore>) {
     let start = Instant::now();
-    while engine.store.next_due().await.unwrap().is_some() {
+    while engine.store().next_due().await.unwrap().is_some() {
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "timers still pending after 300 s"

@@ -22,9 +22,9 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::{debug, info, warn};
 
 use crate::definition::Definition;
-use crate::runtime::{values, EngineError, Event};
-use crate::service::{Engine, ServiceError};
-use crate::store::{Store, StoreError};
+use crate::runtime::{values, Event};
+use crate::service::{Engine, Fired, ServiceError};
+use crate::store::{OutboxKind, OutboxRow, Store, StoreError};
 
 /// How the scheduler claims work.
 #[derive(Clone, Debug)]
@@ -54,6 +54,9 @@ pub struct Round {
     pub fired: usize,
     /// Timer rows found stale (their instance had moved on) and dropped.
     pub stale: usize,
+    /// Timers whose event met a fault: their instance is now stuck, the
+    /// timer rows kept and held until `duban retry`.
+    pub stuck: usize,
     /// Instances started by recurring starts.
     pub started: usize,
     /// `start_child` rows finished (mostly confirmations of children the
@@ -81,8 +84,8 @@ impl<S: Store> Scheduler<S> {
     /// administrator (`duban outbox`).
     pub async fn replay_child_starts(&self, now: DateTime<Utc>) -> Result<Round, StoreError> {
         let mut round = Round::default();
-        let store = &self.engine.store;
-        for kind in ["start_child", "child_ended"] {
+        let store = self.engine.store();
+        for kind in [OutboxKind::StartChild, OutboxKind::ChildEnded] {
             loop {
                 let rows = store
                     .claim_outbox(kind, now, self.options.batch, now + self.options.lease)
@@ -98,11 +101,11 @@ impl<S: Store> Scheduler<S> {
 
     async fn replay_rows(
         &self,
-        rows: Vec<crate::store::OutboxRow>,
+        rows: Vec<OutboxRow>,
         now: DateTime<Utc>,
         round: &mut Round,
     ) -> Result<(), StoreError> {
-        let store = &self.engine.store;
+        let store = self.engine.store();
         {
             for row in rows {
                 match self.engine.replay_call(&row, now).await {
@@ -110,8 +113,12 @@ impl<S: Store> Scheduler<S> {
                         store.outbox_sent(row.id, now).await?;
                         round.children += 1;
                     }
-                    Err(ServiceError::Store(e)) => {
-                        warn!(row = row.id, error = %e, "starting a child failed; will retry");
+                    // A store failure, or a parent that is stuck: try again later.
+                    Err(
+                        e @ (ServiceError::Store(_)
+                        | ServiceError::Engine(crate::runtime::EngineError::Stuck { .. })),
+                    ) => {
+                        warn!(row = row.id, error = %e, "carrying out a call failed; will retry");
                         let retry = now + Duration::minutes(1);
                         store
                             .outbox_failed(row.id, &e.to_string(), Some(retry))
@@ -133,7 +140,7 @@ impl<S: Store> Scheduler<S> {
     pub async fn fire_due(&self, now: DateTime<Utc>, at_due: bool) -> Result<Round, ServiceError> {
         let mut round = Round::default();
         loop {
-            let store = &self.engine.store;
+            let store = self.engine.store();
             let batch = store
                 .claim_due(
                     now,
@@ -153,20 +160,22 @@ impl<S: Store> Scheduler<S> {
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
-                    match self.engine.apply(&t.instance, &event, when).await {
-                        Ok(_) => {
+                    match self.engine.fire(&t.instance, &event, when).await {
+                        Ok(Fired::Applied(_)) => {
                             debug!(timer = %t.id, instance = %t.instance, "timer fired");
                             round.fired += 1;
                         }
                         // Already applied, cancelled, or the instance ended:
                         // the row is a leftover; remove it.
-                        Err(ServiceError::Engine(
-                            EngineError::NotApplicable(_) | EngineError::Ended(_),
-                        ))
-                        | Err(ServiceError::UnknownInstance(_)) => {
+                        Ok(Fired::Stale(e)) => {
+                            debug!(timer = %t.id, instance = %t.instance, code = e.code(), "stale timer row dropped");
                             store.drop_timer(&t.id).await?;
                             round.stale += 1;
                         }
+                        // The instance is stuck: its timer rows are held
+                        // (not dropped) until an administrator retries it.
+                        Ok(Fired::Stuck(_)) => round.stuck += 1,
+                        Ok(Fired::Held) => {}
                         Err(ServiceError::Store(StoreError::Conflict(_))) if attempts < 10 => {
                             continue
                         }
@@ -186,7 +195,7 @@ impl<S: Store> Scheduler<S> {
     /// cursor starts at its deployment.
     pub async fn start_recurring(&self, now: DateTime<Utc>) -> Result<Round, ServiceError> {
         let mut round = Round::default();
-        let store = &self.engine.store;
+        let store = self.engine.store();
         for (stored, def) in self.engine.deployed().await? {
             let id = &stored.id;
             for (i, entry) in def.schedule.iter().enumerate() {
@@ -244,7 +253,7 @@ impl<S: Store> Scheduler<S> {
         now: DateTime<Utc>,
         poll: Duration,
     ) -> Result<DateTime<Utc>, ServiceError> {
-        let next = self.engine.store.next_due().await?;
+        let next = self.engine.store().next_due().await?;
         Ok(next.map_or(now + poll, |n| n.min(now + poll)))
     }
 }

@@ -1,11 +1,21 @@
 //! The engine as the CLI and the server use it: load, apply, commit.
 //!
-//! [`Engine`] ties a [`Store`] to the pure core. For each operation it loads
-//! the instance, takes the definition at the instance's version (parsed once
-//! and cached, never per event), applies the event with the caller's `now`,
-//! and commits the transition with the revision it was computed from. A
-//! refused event writes nothing; a concurrent change is a
-//! [`StoreError::Conflict`].
+//! [`Engine`] ties a [`Store`] to the pure core, with one method per user
+//! intent (start, complete, receive, message, cancel, set variables, retry)
+//! taking what the user gives — values as text or as JSON ([`Values`]) — and
+//! loading the instance once: it takes the definition at the instance's
+//! version (parsed once and cached, never per event), types the values by
+//! it, applies the event with the caller's `now`, and commits the
+//! transition with the revision it was computed from. A refused event
+//! writes nothing; a concurrent change is a [`StoreError::Conflict`].
+//!
+//! Engine-driven events (timers, a child's result, recounts) go through
+//! [`Engine::fire`]: a fault there is stored as a *stuck* instance with the
+//! fault's code, never dropped. After a transition commits, the calls it
+//! makes and the results it hands back are carried out ([`Engine::apply`]
+//! "settles" them); a failure there is logged and left to the outbox rows
+//! that `serve` replays, so it never turns a committed operation into a
+//! reported refusal.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -18,8 +28,13 @@ use sha2::{Digest, Sha256};
 use crate::calendar::Calendar;
 use crate::definition::{self, Definition, Diagnostic, LoadContext};
 use crate::runtime::directory::MemoryDirectory;
-use crate::runtime::{self, values, EngineError, Env, Event, InstanceState, Transition};
-use crate::store::{Deployed, Store, StoreError, StoredDefinition};
+use crate::runtime::{
+    self, values, Command, EngineError, Env, Event, HistoryEntry, InstanceState, Status, Transition,
+};
+use crate::store::{
+    Deployed, HistoryRow, InstanceRow, OutboxRow, OutboxStatus, Store, StoreError,
+    StoredDefinition, TaskFilter, TaskRow,
+};
 
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +57,54 @@ pub enum ServiceError {
     /// A file could not be read.
     #[error("{0}")]
     Io(String),
+    /// A task id is not of the form `INSTANCE.N`.
+    #[error("`{0}` is not a task id: task ids look like `12.3` (instance 12, task 3; see `duban tasks`)")]
+    BadTaskId(String),
+}
+
+/// Values a user gives with an event: typed JSON, or `NAME=VALUE` texts
+/// typed by the definition the instance runs on.
+#[derive(Clone, Debug)]
+pub enum Values {
+    /// Already typed.
+    Json(BTreeMap<String, Json>),
+    /// Texts, as on the command line or in a form.
+    Text(Vec<(String, String)>),
+}
+
+impl From<BTreeMap<String, Json>> for Values {
+    fn from(m: BTreeMap<String, Json>) -> Self {
+        Values::Json(m)
+    }
+}
+
+impl From<Vec<(String, String)>> for Values {
+    fn from(v: Vec<(String, String)>) -> Self {
+        Values::Text(v)
+    }
+}
+
+/// What [`Engine::fire`] did with an engine-driven event.
+#[derive(Debug)]
+pub enum Fired {
+    /// Applied and stored.
+    Applied(Box<Transition>),
+    /// It no longer applies (its timer consumed, the instance ended or gone).
+    Stale(EngineError),
+    /// A fault: the instance is now stuck, with this error recorded.
+    Stuck(EngineError),
+    /// The instance was already stuck; the event waits for its retry.
+    Held,
+}
+
+/// The instance part of a task id `INSTANCE.N`.
+pub fn task_instance(task: &str) -> Result<&str, ServiceError> {
+    match task.rsplit_once('.') {
+        Some((i, n)) if !i.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(i)
+        }
+        _ => Err(ServiceError::BadTaskId(task.into())),
+    }
 }
 
 /// One deployed file's result.
@@ -57,8 +120,8 @@ pub struct DeployReport {
 
 /// The engine over a store.
 pub struct Engine<S> {
-    /// The store.
-    pub store: S,
+    /// The store; private: users reach it through the methods below.
+    store: S,
     /// The calendar periods are counted on; replaced whole when a year's
     /// schedule is loaded while the engine runs.
     calendar: RwLock<Arc<Calendar>>,
@@ -90,8 +153,16 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// The store, for the workers that carry out outbox rows and claim
+    /// timers (`notifiers`, the scheduler) and for tests. What users do
+    /// goes through the methods of [`Engine`].
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// Validates the definition files as one library and deploys them. Any
-    /// diagnostic refuses the whole deploy.
+    /// diagnostic refuses the whole deploy. What is stored is exactly what
+    /// was checked: the texts and the template files the check read.
     pub async fn deploy(
         &self,
         paths: &[PathBuf],
@@ -107,19 +178,12 @@ impl<S: Store> Engine<S> {
             let def = definition::peek_id(&f.text)
                 .and_then(|id| lib.definitions.get(&id))
                 .expect("a valid library gives each file's definition");
-            let dir = f.path.parent().map(PathBuf::from).unwrap_or_default();
-            let mut templates = BTreeMap::new();
-            for t in definition::template_files(&f.text) {
-                let text = std::fs::read_to_string(dir.join(&t))
-                    .map_err(|e| ServiceError::Io(format!("{}: {e}", dir.join(&t).display())))?;
-                templates.insert(t, text);
-            }
             let stored = StoredDefinition {
                 id: def.id.clone(),
                 version: def.version,
-                hash: content_hash(&f.text, &templates),
+                hash: content_hash(&f.text, &f.templates),
                 source: f.text.clone(),
-                files: serde_json::to_string(&templates).expect("strings serialise"),
+                files: serde_json::to_string(&f.templates).expect("strings serialise"),
                 file: f.path.display().to_string(),
                 deployed_at: now,
             };
@@ -195,39 +259,26 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
-    /// Reads `k=v` texts by the declared types of `process`'s variables.
-    pub async fn typed_vars(
+    /// Types `values` by the declared variables of `def`.
+    pub fn typed(
         &self,
         def: &Definition,
-        pairs: &[(String, String)],
+        values: Values,
     ) -> Result<BTreeMap<String, Json>, ServiceError> {
-        let mut out = BTreeMap::new();
-        for (k, v) in pairs {
-            let var = def
-                .variables
-                .get(k)
-                .ok_or_else(|| EngineError::UnknownVariable(k.clone()))?;
-            out.insert(k.clone(), values::from_text(&var.ty, v));
+        match values {
+            Values::Json(m) => Ok(m),
+            Values::Text(pairs) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in pairs {
+                    let var = def
+                        .variables
+                        .get(&k)
+                        .ok_or_else(|| EngineError::UnknownVariable(k.clone()))?;
+                    out.insert(k, values::from_text(&var.ty, &v));
+                }
+                Ok(out)
+            }
         }
-        Ok(out)
-    }
-
-    /// Reads `k=v` texts by the variable types of the definition instance
-    /// `id` runs on (for events on an existing instance).
-    pub async fn typed_vars_for(
-        &self,
-        id: &str,
-        pairs: &[(String, String)],
-    ) -> Result<BTreeMap<String, Json>, ServiceError> {
-        let state = self
-            .store
-            .load(id)
-            .await?
-            .ok_or_else(|| ServiceError::UnknownInstance(id.into()))?;
-        let def = self
-            .definition(&state.definition, Some(state.version))
-            .await?;
-        self.typed_vars(&def, pairs).await
     }
 
     fn apply_core(
@@ -247,21 +298,34 @@ impl<S: Store> Engine<S> {
         runtime::apply(&env, state, event, now)
     }
 
+    // ----- user intents ------------------------------------------------
+
     /// Starts an instance of the latest version of `process`. The start is
-    /// checked before an id is taken, so a refused start writes nothing.
-    /// Children that its `call` steps start are started too.
+    /// checked before an id is taken, so a refused start takes no id and
+    /// writes nothing. Children that its `call` steps start are started too.
     pub async fn start(
         &self,
         process: &str,
         profile: Option<&str>,
-        variables: BTreeMap<String, Json>,
+        variables: impl Into<Values>,
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
-        let t = self
-            .start_one(process, profile, variables, actor, now)
-            .await?;
-        self.settle(&t, now).await?;
+        let def = self.definition(process, None).await?;
+        let mut event = Event::Start {
+            instance: "0".into(),
+            profile: profile.map(str::to_string),
+            variables: self.typed(&def, variables.into())?,
+            actor: actor.into(),
+        };
+        self.apply_core(&def, None, &event, now)?;
+        let id = self.store.next_instance_id().await?;
+        if let Event::Start { instance, .. } = &mut event {
+            *instance = id;
+        }
+        let t = self.apply_core(&def, None, &event, now)?;
+        self.store.commit(None, &t, now).await?;
+        self.settle(&t, now).await;
         Ok(t)
     }
 
@@ -280,7 +344,7 @@ impl<S: Store> Engine<S> {
         let Some(t) = self.start_as(id, process, profile, variables, now).await? else {
             return Ok(None);
         };
-        self.settle(&t, now).await?;
+        self.settle(&t, now).await;
         Ok(Some(t))
     }
 
@@ -309,29 +373,121 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn start_one(
+    /// Completes task `task` (`INSTANCE.N`) with `outcome`; the values are
+    /// typed by the instance's definition. One load, one commit.
+    pub async fn complete(
         &self,
-        process: &str,
-        profile: Option<&str>,
-        variables: BTreeMap<String, Json>,
+        task: &str,
+        outcome: &str,
+        variables: impl Into<Values>,
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
-        let def = self.definition(process, None).await?;
-        let mut event = Event::Start {
-            instance: "0".into(),
-            profile: profile.map(str::to_string),
-            variables,
+        let instance = task_instance(task)?;
+        let values = variables.into();
+        self.apply_with(instance, now, |def| {
+            Ok(Event::Complete {
+                task: task.into(),
+                outcome: outcome.into(),
+                variables: self.typed(def, values)?,
+                actor: actor.into(),
+            })
+        })
+        .await
+    }
+
+    /// Records that the recipient of notice `task` received it.
+    pub async fn receive(
+        &self,
+        task: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let event = Event::Receive {
+            task: task.into(),
             actor: actor.into(),
         };
-        self.apply_core(&def, None, &event, now)?;
-        let id = self.store.next_instance_id().await?;
-        if let Event::Start { instance, .. } = &mut event {
-            *instance = id;
+        self.apply(task_instance(task)?, &event, now).await
+    }
+
+    /// Cancels instance `id`.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let event = Event::Cancel {
+            reason: reason.into(),
+            actor: actor.into(),
+        };
+        self.apply(id, &event, now).await
+    }
+
+    /// Sets variables of instance `id` by hand (also on a stuck instance,
+    /// to fix what stuck it); typed by its definition.
+    pub async fn set_variables(
+        &self,
+        id: &str,
+        variables: impl Into<Values>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let values = variables.into();
+        self.apply_with(id, now, |def| {
+            Ok(Event::SetVariables {
+                variables: self.typed(def, values)?,
+                actor: actor.into(),
+            })
+        })
+        .await
+    }
+
+    /// Applies again the event that made instance `id` stuck. A fault met
+    /// again is returned and nothing is written: the instance stays stuck.
+    pub async fn retry(
+        &self,
+        id: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let event = Event::Retry {
+            actor: actor.into(),
+        };
+        self.apply(id, &event, now).await
+    }
+
+    /// Delivers a message to every instance waiting for it, each with the
+    /// values typed by its own definition; returns their ids.
+    pub async fn message(
+        &self,
+        name: &str,
+        key: &str,
+        variables: impl Into<Values>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let ids = self.store.awaiting(name, key).await?;
+        if ids.is_empty() {
+            return Err(EngineError::NotAwaited {
+                name: name.into(),
+                key: key.into(),
+            }
+            .into());
         }
-        let t = self.apply_core(&def, None, &event, now)?;
-        self.store.commit(None, &t, now).await?;
-        Ok(t)
+        let values = variables.into();
+        for id in &ids {
+            let values = values.clone();
+            self.apply_with(id, now, |def| {
+                Ok(Event::Message {
+                    name: name.into(),
+                    key: key.into(),
+                    variables: self.typed(def, values)?,
+                })
+            })
+            .await?;
+        }
+        Ok(ids)
     }
 
     /// Applies `event` to instance `id` and stores the result; then carries
@@ -342,17 +498,29 @@ impl<S: Store> Engine<S> {
         event: &Event,
         now: DateTime<Utc>,
     ) -> Result<Transition, ServiceError> {
-        let t = self.apply_one(id, event, now).await?;
-        self.settle(&t, now).await?;
+        self.apply_with(id, now, |_| Ok(event.clone())).await
+    }
+
+    /// Loads `id` once, builds the event from its definition, applies,
+    /// commits, settles.
+    async fn apply_with(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        event: impl FnOnce(&Definition) -> Result<Event, ServiceError>,
+    ) -> Result<Transition, ServiceError> {
+        let (state, def) = self.load_with_definition(id).await?;
+        let event = event(&def)?;
+        let t = self.apply_core(&def, Some(&state), &event, now)?;
+        self.store.commit(Some(state.revision), &t, now).await?;
+        self.settle(&t, now).await;
         Ok(t)
     }
 
-    async fn apply_one(
+    async fn load_with_definition(
         &self,
         id: &str,
-        event: &Event,
-        now: DateTime<Utc>,
-    ) -> Result<Transition, ServiceError> {
+    ) -> Result<(InstanceState, Arc<Definition>), ServiceError> {
         let state = self
             .store
             .load(id)
@@ -361,29 +529,87 @@ impl<S: Store> Engine<S> {
         let def = self
             .definition(&state.definition, Some(state.version))
             .await?;
-        let t = self.apply_core(&def, Some(&state), event, now)?;
+        Ok((state, def))
+    }
+
+    // ----- engine-driven events ----------------------------------------
+
+    /// Applies an engine-driven event (a timer, a child's result, a
+    /// recount). No person waits for the answer, so nothing may vanish: a
+    /// stale event is reported as such (its timer row is a leftover), and
+    /// any other refusal stores the instance as stuck
+    /// ([`runtime::stuck`]), with the error's code in its history and its
+    /// timers held, until an administrator retries it.
+    pub async fn fire(
+        &self,
+        id: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Fired, ServiceError> {
+        let fired = self.fire_one(id, event, now).await?;
+        if let Fired::Applied(t) = &fired {
+            self.settle(t, now).await;
+        }
+        Ok(fired)
+    }
+
+    /// [`Engine::fire`] without carrying out the calls the transition makes.
+    async fn fire_one(
+        &self,
+        id: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Fired, ServiceError> {
+        let (state, def) = match self.load_with_definition(id).await {
+            Ok(x) => x,
+            Err(ServiceError::UnknownInstance(_)) => {
+                return Ok(Fired::Stale(EngineError::NoInstance))
+            }
+            Err(e) => return Err(e),
+        };
+        let t = match self.apply_core(&def, Some(&state), event, now) {
+            Ok(t) => t,
+            Err(e) if e.is_stale() => return Ok(Fired::Stale(e)),
+            Err(EngineError::Stuck { .. }) => return Ok(Fired::Held),
+            Err(e) => {
+                let t = runtime::stuck(&state, event, &e, now);
+                self.store.commit(Some(state.revision), &t, now).await?;
+                tracing::warn!(instance = %id, code = e.code(), error = %e, "instance stuck");
+                return Ok(Fired::Stuck(e));
+            }
+        };
         self.store.commit(Some(state.revision), &t, now).await?;
-        Ok(t)
+        Ok(Fired::Applied(Box::new(t)))
     }
 
     /// After a stored transition: starts the children its `call` steps asked
     /// for, and hands the result of an ended child to its parent, until
-    /// nothing more follows. Each step is its own transaction; a crash
-    /// between them leaves a `start_child` or `child_ended` outbox row
-    /// pending, and [`Engine::replay_call`] finishes it. Every step is idempotent:
-    /// the child's id is fixed by the call, the link is written once, and a
-    /// child's result reaches a parent only while it waits.
-    async fn settle(&self, first: &Transition, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    /// nothing more follows. Each step is its own transaction; a crash or a
+    /// failure between them leaves a `start_child` or `child_ended` outbox
+    /// row pending, and [`Engine::replay_call`] finishes it — so a failure
+    /// here is logged, never returned as if the committed event were
+    /// refused. Every step is idempotent: the child's id is fixed by the
+    /// call, the link is written once, and a child's result reaches a
+    /// parent only while it waits.
+    async fn settle(&self, first: &Transition, now: DateTime<Utc>) {
+        if let Err(e) = self.settle_all(first, now).await {
+            tracing::warn!(instance = %first.state.id, error = %e, "carrying out a call failed; the outbox replay finishes it");
+        }
+    }
+
+    async fn settle_all(&self, first: &Transition, now: DateTime<Utc>) -> Result<(), ServiceError> {
         let mut queue = std::collections::VecDeque::from([first.clone()]);
         while let Some(t) = queue.pop_front() {
             for cmd in &t.commands {
-                if let runtime::Command::StartChild { .. } = cmd {
-                    queue.extend(self.start_child(&t.state.id, cmd, now).await?);
+                match cmd {
+                    Command::StartChild { .. } => {
+                        queue.extend(self.start_child(&t.state.id, cmd, now).await?);
+                    }
+                    Command::TellParent { .. } => {
+                        queue.extend(self.hand_back(&t.state, now).await?);
+                    }
+                    _ => {}
                 }
-            }
-            let ended = t.history.iter().any(|h| h.what == "ended");
-            if ended {
-                queue.extend(self.hand_back(&t.state, now).await?);
             }
         }
         Ok(())
@@ -394,10 +620,10 @@ impl<S: Store> Engine<S> {
     async fn start_child(
         &self,
         parent: &str,
-        cmd: &runtime::Command,
+        cmd: &Command,
         now: DateTime<Utc>,
     ) -> Result<Option<Transition>, ServiceError> {
-        let runtime::Command::StartChild {
+        let Command::StartChild {
             child,
             step,
             process,
@@ -423,13 +649,14 @@ impl<S: Store> Engine<S> {
     }
 
     /// Gives an ended child's result to its parent, if the parent still
-    /// waits for it; otherwise nothing.
+    /// waits for it; otherwise nothing. A stuck parent is an error, so the
+    /// `child_ended` row stays pending until the parent is retried.
     async fn hand_back(
         &self,
-        child: &runtime::InstanceState,
+        child: &InstanceState,
         now: DateTime<Utc>,
     ) -> Result<Option<Transition>, ServiceError> {
-        let runtime::Status::Completed { result } = &child.status else {
+        let Status::Completed { result } = &child.status else {
             return Ok(None);
         };
         let Some((parent, step)) = self.store.parent_of(&child.id).await? else {
@@ -438,19 +665,28 @@ impl<S: Store> Engine<S> {
         let Some(p) = self.store.load(&parent).await? else {
             return Ok(None);
         };
+        if let Status::Stuck { code, message, .. } = &p.status {
+            return Err(EngineError::Stuck {
+                instance: parent,
+                code: code.clone(),
+                message: message.clone(),
+            }
+            .into());
+        }
         let waits = p
             .waits
             .get(&step)
             .is_some_and(|w| w.child.as_deref().is_none_or(|c| c == child.id));
-        if p.status != runtime::Status::Running || !waits {
+        if p.status != Status::Running || !waits {
             return Ok(None);
         }
         let event = Event::ChildEnded {
             step,
             result: result.clone(),
         };
-        match self.apply_one(&parent, &event, now).await {
-            Ok(t) => Ok(Some(t)),
+        match self.fire_one(&parent, &event, now).await {
+            Ok(Fired::Applied(t)) => Ok(Some(*t)),
+            Ok(_) => Ok(None),
             // Someone else handed it back in the meantime.
             Err(ServiceError::Store(StoreError::Conflict(_))) => Ok(None),
             Err(e) => Err(e),
@@ -463,13 +699,13 @@ impl<S: Store> Engine<S> {
     /// to run while the normal path runs too: every step is idempotent.
     pub async fn replay_call(
         &self,
-        row: &crate::store::OutboxRow,
+        row: &OutboxRow,
         now: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let unreadable =
             |e: serde_json::Error| ServiceError::Io(format!("outbox row {}: {e}", row.id));
-        let t = match row.kind.as_str() {
-            "child_ended" => {
+        let t = match row.kind {
+            crate::store::OutboxKind::ChildEnded => {
                 let v: Json = serde_json::from_str(&row.payload).map_err(unreadable)?;
                 let child = v["child"].as_str().unwrap_or_default();
                 match self.store.load(child).await? {
@@ -478,45 +714,21 @@ impl<S: Store> Engine<S> {
                 }
             }
             _ => {
-                let cmd: runtime::Command =
-                    serde_json::from_str(&row.payload).map_err(unreadable)?;
+                let cmd: Command = serde_json::from_str(&row.payload).map_err(unreadable)?;
                 self.start_child(&row.instance, &cmd, now).await?
             }
         };
         if let Some(t) = t {
-            self.settle(&t, now).await?;
+            self.settle_all(&t, now).await?;
         }
         Ok(())
     }
 
-    /// Completes task `task` (`INSTANCE.N`) with `outcome`.
-    pub async fn complete(
-        &self,
-        task: &str,
-        outcome: &str,
-        variables: BTreeMap<String, Json>,
-        actor: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Transition, ServiceError> {
-        let instance = task.split('.').next().unwrap_or(task);
-        self.apply(
-            instance,
-            &Event::Complete {
-                task: task.into(),
-                outcome: outcome.into(),
-                variables,
-                actor: actor.into(),
-            },
-            now,
-        )
-        .await
-    }
+    // ----- queries -----------------------------------------------------
 
     /// The latest deployed version of each process, with its stored row.
-    pub async fn deployed(
-        &self,
-    ) -> Result<Vec<(crate::store::StoredDefinition, Arc<Definition>)>, ServiceError> {
-        let mut latest: BTreeMap<String, crate::store::StoredDefinition> = BTreeMap::new();
+    pub async fn deployed(&self) -> Result<Vec<(StoredDefinition, Arc<Definition>)>, ServiceError> {
+        let mut latest: BTreeMap<String, StoredDefinition> = BTreeMap::new();
         for d in self.store.definitions().await? {
             match latest.get(&d.id) {
                 Some(l) if l.version >= d.version => {}
@@ -532,6 +744,63 @@ impl<S: Store> Engine<S> {
         }
         Ok(out)
     }
+
+    /// Every deployed definition version.
+    pub async fn definitions(&self) -> Result<Vec<StoredDefinition>, ServiceError> {
+        Ok(self.store.definitions().await?)
+    }
+
+    /// An instance's state.
+    pub async fn instance(&self, id: &str) -> Result<InstanceState, ServiceError> {
+        self.store
+            .load(id)
+            .await?
+            .ok_or_else(|| ServiceError::UnknownInstance(id.into()))
+    }
+
+    /// An instance's history, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, ServiceError> {
+        Ok(self.store.history(id).await?)
+    }
+
+    /// Instances, optionally by status (`running`, `stuck` …) and definition.
+    pub async fn instances(
+        &self,
+        status: Option<&str>,
+        definition: Option<&str>,
+    ) -> Result<Vec<InstanceRow>, ServiceError> {
+        Ok(self.store.instances(status, definition).await?)
+    }
+
+    /// Open tasks.
+    pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, ServiceError> {
+        Ok(self.store.tasks(filter).await?)
+    }
+
+    /// Everything recorded about a person across all instances (RC-14).
+    pub async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, ServiceError> {
+        Ok(self.store.person_history(person).await?)
+    }
+
+    /// Outbox rows, optionally by status.
+    pub async fn outbox(
+        &self,
+        status: Option<OutboxStatus>,
+    ) -> Result<Vec<OutboxRow>, ServiceError> {
+        Ok(self.store.outbox(status).await?)
+    }
+
+    /// Makes a dead outbox row pending again; false if there is none with that id.
+    pub async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+        Ok(self.store.outbox_retry(id, now).await?)
+    }
+
+    /// The ids of an instance's pending timer rows, sorted.
+    pub async fn pending_timers(&self, id: &str) -> Result<Vec<String>, ServiceError> {
+        Ok(self.store.pending_timers(id).await?)
+    }
+
+    // ----- the calendar ------------------------------------------------
 
     /// The calendar in use.
     pub fn calendar(&self) -> Arc<Calendar> {
@@ -553,7 +822,8 @@ impl<S: Store> Engine<S> {
 
     /// Recounts the provisional deadlines of every instance on the current
     /// calendar (after a year's schedule is loaded); returns the instances
-    /// whose deadlines changed.
+    /// whose deadlines changed. A fault met while recounting one instance
+    /// makes it stuck and the others go on.
     pub async fn recompute_provisional(
         &self,
         now: DateTime<Utc>,
@@ -563,11 +833,9 @@ impl<S: Store> Engine<S> {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                match self.apply(&id, &Event::Recompute, now).await {
-                    Ok(_) => changed.push(id.clone()),
-                    Err(ServiceError::Engine(
-                        EngineError::NotApplicable(_) | EngineError::Ended(_),
-                    )) => {}
+                match self.fire(&id, &Event::Recompute, now).await {
+                    Ok(Fired::Applied(_)) => changed.push(id.clone()),
+                    Ok(_) => {}
                     Err(ServiceError::Store(StoreError::Conflict(_))) if attempts < 10 => continue,
                     Err(e) => return Err(e),
                 }
@@ -575,35 +843,5 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(changed)
-    }
-
-    /// Delivers a message to every instance waiting for it; returns their ids.
-    pub async fn message(
-        &self,
-        name: &str,
-        key: &str,
-        variables: BTreeMap<String, Json>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<String>, ServiceError> {
-        let ids = self.store.awaiting(name, key).await?;
-        if ids.is_empty() {
-            return Err(EngineError::NotApplicable(format!(
-                "no instance waits for message `{name}` with key `{key}`"
-            ))
-            .into());
-        }
-        for id in &ids {
-            self.apply(
-                id,
-                &Event::Message {
-                    name: name.into(),
-                    key: key.into(),
-                    variables: variables.clone(),
-                },
-                now,
-            )
-            .await?;
-        }
-        Ok(ids)
     }
 }

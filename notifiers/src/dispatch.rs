@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use duban_engine::definition::{Definition, StepKind};
-use duban_engine::runtime::{Command, Directory, InstanceState};
+use duban_engine::runtime::{Command, Directory, InstanceState, NotifyEvent};
 use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store};
 use tracing::{info, warn};
@@ -175,7 +175,7 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         // this recipient, so the agency holds the formal text itself.
         let mut attachments = Vec::new();
         let notice_documents = match step.as_deref().and_then(|s| def.steps.get(s)) {
-            Some(s) if event == "notice" => match &s.kind {
+            Some(s) if event == NotifyEvent::Notice => match &s.kind {
                 StepKind::Notice { documents, .. } => documents.as_slice(),
                 _ => &[],
             },
@@ -210,7 +210,7 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         now: DateTime<Utc>,
     ) -> Result<Round, duban_engine::store::StoreError> {
         let mut round = Round::default();
-        let store = &self.engine.store;
+        let store = self.engine.store();
         loop {
             let rows = store
                 .claim_outbox(
@@ -243,7 +243,7 @@ pub(crate) async fn load_row<S: Store>(
     let cmd: Command = serde_json::from_str(&row.payload)
         .map_err(|e| SendError::Permanent(format!("unreadable row: {e}")))?;
     let state = engine
-        .store
+        .store()
         .load(&row.instance)
         .await
         .map_err(|e| SendError::Transient(e.to_string()))?

@@ -98,11 +98,11 @@ impl<S: Store> DocumentWriter<S> {
     /// Writes every document due at `now`.
     pub async fn render_due(&self, now: DateTime<Utc>) -> Result<Round, StoreError> {
         let mut round = Round::default();
-        let store = &self.engine.store;
+        let store = self.engine.store();
         loop {
             let rows = store
                 .claim_outbox(
-                    "render_document",
+                    duban_engine::store::OutboxKind::RenderDocument,
                     now,
                     self.policy.batch,
                     now + self.policy.lease,

@@ -1,6 +1,7 @@
 //! Email over SMTP (lettre): plain, STARTTLS or implicit TLS; settings from
 //! `duban.toml` ([`crate::config`]), the password from the environment.
 
+use duban_engine::store::OutboxKind;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -78,8 +79,8 @@ impl EmailNotifier {
 }
 
 impl Notifier for EmailNotifier {
-    fn kind(&self) -> &'static str {
-        "email"
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::Email
     }
 
     async fn send(&self, m: &Message) -> Result<(), SendError> {

@@ -89,7 +89,7 @@ pub enum SendError {
 #[allow(async_fn_in_trait)]
 pub trait Notifier {
     /// The outbox kind it sends (`email`, `sms`).
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> duban_engine::store::OutboxKind;
 
     /// Sends one message. The same `key` may arrive again after an
     /// uncertain failure; it must identify the same message.

@@ -19,6 +19,7 @@
 //! base64-encoded. The tests check it against the document's published
 //! example.
 
+use duban_engine::store::OutboxKind;
 use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 
@@ -335,8 +336,8 @@ impl SmsNotifier {
 }
 
 impl Notifier for SmsNotifier {
-    fn kind(&self) -> &'static str {
-        "sms"
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::Sms
     }
 
     async fn send(&self, m: &Message) -> Result<(), SendError> {

@@ -3,6 +3,8 @@
 mod common;
 
 use common::{at, engine, issue, start_letter};
+use duban_engine::store::OutboxKind;
+use duban_engine::store::OutboxStatus;
 use duban_engine::store::Store;
 use duban_notifiers::dispatch::Policy;
 use duban_notifiers::documents::{paths, DocumentWriter};
@@ -16,12 +18,12 @@ async fn the_supervision_letter_is_written_once_and_retried_when_the_disk_refuse
     issue(&engine, &id, "30日", now).await;
     let now = at(now);
     let row = engine
-        .store
-        .outbox(Some("pending"))
+        .store()
+        .outbox(Some(OutboxStatus::Pending))
         .await
         .unwrap()
         .into_iter()
-        .find(|r| r.kind == "render_document")
+        .find(|r| r.kind == OutboxKind::RenderDocument)
         .expect("the letter waits in the outbox");
 
     // The documents folder cannot be written (a file is in its way): the
@@ -32,7 +34,11 @@ async fn the_supervision_letter_is_written_once_and_retried_when_the_disk_refuse
     let w = DocumentWriter::new(engine.clone(), blocked.clone(), policy.clone());
     let r = w.render_due(now).await.unwrap();
     assert_eq!((r.sent, r.retried, r.dead), (0, 1, 0));
-    let pending = engine.store.outbox(Some("pending")).await.unwrap();
+    let pending = engine
+        .store()
+        .outbox(Some(OutboxStatus::Pending))
+        .await
+        .unwrap();
     let again = pending.iter().find(|p| p.id == row.id).unwrap();
     assert!(
         again.last_error.as_deref().unwrap().contains("writing"),

@@ -4,6 +4,7 @@
 
 mod common;
 
+use duban_engine::store::OutboxKind;
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
@@ -18,17 +19,17 @@ use duban_notifiers::{Message, Notifier, SendError};
 /// address for its channel.
 #[derive(Clone)]
 struct Recorder {
-    kind: &'static str,
+    kind: OutboxKind,
     sent: Arc<Mutex<Vec<Message>>>,
 }
 
 impl Notifier for Recorder {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> OutboxKind {
         self.kind
     }
     async fn send(&self, m: &Message) -> Result<(), SendError> {
         let reachable = m.to.iter().any(|r| match self.kind {
-            "sms" => r.mobile.is_some(),
+            OutboxKind::Sms => r.mobile.is_some(),
             _ => r.email.is_some(),
         });
         if !reachable {
@@ -46,7 +47,7 @@ fn seen(r: &Recorder) -> Vec<(Vec<String>, String)> {
         .unwrap()
         .iter()
         .map(|m| {
-            let text = if r.kind == "sms" {
+            let text = if r.kind == OutboxKind::Sms {
                 m.sms.clone()
             } else {
                 m.subject.clone()
@@ -76,11 +77,11 @@ async fn reminders_reach_the_assignee_and_the_escalation_the_named_roles() {
         .unwrap();
 
     let email = Recorder {
-        kind: "email",
+        kind: OutboxKind::Email,
         sent: Default::default(),
     };
     let sms = Recorder {
-        kind: "sms",
+        kind: OutboxKind::Sms,
         sent: Default::default(),
     };
     let now = at("2025-10-17T09:00:00+08:00") + Duration::minutes(1);

@@ -5,6 +5,8 @@
 
 mod common;
 
+use duban_engine::store::OutboxKind;
+use duban_engine::store::OutboxStatus;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -243,12 +245,12 @@ async fn an_sms_reaches_the_aliyun_gateway_signed_with_its_out_id() {
     assert_eq!(rows(&engine, "sent").await.len(), 1);
     // Email rows are not the SMS dispatcher's: they wait for theirs.
     assert!(engine
-        .store
-        .outbox(Some("pending"))
+        .store()
+        .outbox(Some(OutboxStatus::Pending))
         .await
         .unwrap()
         .iter()
-        .any(|r| r.kind == "email"));
+        .any(|r| r.kind == OutboxKind::Email));
 
     // The same row sent again carries the same OutId (a fresh nonce, as Aliyun wants).
     let m = d.message(row, Utc::now()).await.unwrap();
@@ -373,7 +375,7 @@ async fn the_webhook_provider_signs_its_body() {
     assert!(g.webhook.lock().unwrap().is_empty());
     let dead = rows(&engine, "dead").await;
     assert!(engine
-        .store
+        .store()
         .outbox_retry(dead[0].id, Utc::now())
         .await
         .unwrap());

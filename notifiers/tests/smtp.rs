@@ -3,6 +3,7 @@
 
 mod common;
 
+use duban_engine::store::OutboxStatus;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::Path;
@@ -135,8 +136,8 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
         "{notice}"
     );
     let row = engine
-        .store
-        .outbox(Some("sent"))
+        .store()
+        .outbox(Some(OutboxStatus::Sent))
         .await
         .unwrap()
         .into_iter()
@@ -274,8 +275,8 @@ async fn rows_wait_while_the_server_is_down_and_all_arrive_when_it_returns() {
     assert_eq!(r.sent, pending.len());
     assert!(pending_notifications(&engine).await.is_empty());
     let sent: BTreeSet<String> = engine
-        .store
-        .outbox(Some("sent"))
+        .store()
+        .outbox(Some(OutboxStatus::Sent))
         .await
         .unwrap()
         .iter()

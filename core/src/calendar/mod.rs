@@ -15,6 +15,7 @@
 
 pub mod files;
 pub mod period;
+pub mod reminders;
 pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 pub use period::{Period, PeriodError, Unit};
+pub use reminders::{hold_to_working_hours, reminder_due};
 pub use schedule::{DayKind, Holiday, ScheduleError, YearSchedule};
 
 /// The time zone of every legal period: 24:00 means 24:00 in Beijing time.

@@ -37,6 +37,10 @@ pub struct LoadContext {
     /// Template files by relative path, used instead of `base_dir` (a
     /// deployed definition carries the files it was deployed with).
     pub files: Option<std::collections::BTreeMap<String, String>>,
+    /// The template files the checker read from `base_dir`, by relative
+    /// path: what deploy stores, so what is stored is exactly what was
+    /// checked (never a second read of a file that may have changed).
+    pub read: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 /// The checker's state: the source, the diagnostics so far, and the names

@@ -88,6 +88,9 @@ pub struct FileReport {
     pub text: String,
     /// Its problems; empty when valid.
     pub diagnostics: Vec<Diagnostic>,
+    /// The template files the check read for it, by relative path (what
+    /// deploy stores with the text).
+    pub templates: BTreeMap<String, String>,
 }
 
 impl Library {
@@ -146,6 +149,7 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
                     message: format!("cannot read the file: {e}"),
                     hint: None,
                 }],
+                templates: BTreeMap::new(),
             }),
         }
     }
@@ -161,7 +165,7 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
         let ctx = LoadContext {
             base_dir: path.parent().map(FsPath::to_path_buf),
             processes: Some(known.clone()),
-            files: None,
+            ..Default::default()
         };
         let file = path.display().to_string();
         let diagnostics = match load_str(&file, &text, &ctx) {
@@ -192,6 +196,7 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
             path,
             text,
             diagnostics,
+            templates: ctx.read.take(),
         });
     }
     lib

@@ -245,7 +245,10 @@ impl Checker<'_> {
                 (None, Some(f)) => match &self.ctx.base_dir {
                     None => Some(String::new()),
                     Some(dir) => match std::fs::read_to_string(dir.join(f)) {
-                        Ok(text) => Some(text),
+                        Ok(text) => {
+                            self.ctx.read.borrow_mut().insert(f.clone(), text.clone());
+                            Some(text)
+                        }
                         Err(e) => {
                             self.err(
                                 &p.key("file"),

@@ -1,16 +1,16 @@
-//! Events in, commands and history out, and the errors in between.
+//! Events in, commands out: the protocol between the core and the runtime
+//! that stores and carries out its transitions.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::history::HistoryEntry;
 use super::state::{InstanceState, TimerState};
-use crate::calendar::Deadline;
-use crate::definition::Channel;
+use crate::definition::{Channel, Event as RuleEvent};
 
 /// Something that happens to an instance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     /// Start a new instance.
@@ -73,6 +73,112 @@ pub enum Event {
         /// Who.
         actor: String,
     },
+    /// Set variables by hand (an administrator repairing an instance's
+    /// data, typically before [`Event::Retry`]). Allowed on a stuck instance.
+    SetVariables {
+        /// The variables, checked against their declared types.
+        variables: BTreeMap<String, serde_json::Value>,
+        /// Who.
+        actor: String,
+    },
+    /// Apply again the event that made the instance stuck.
+    Retry {
+        /// Who.
+        actor: String,
+    },
+}
+
+impl Event {
+    /// Whether the engine itself produces the event (a timer, a child's
+    /// result, a recount), so no person is there to read a refusal: a
+    /// fault met applying it makes the instance stuck.
+    pub fn is_engine_driven(&self) -> bool {
+        matches!(
+            self,
+            Event::TimerFired { .. } | Event::ChildEnded { .. } | Event::Recompute
+        )
+    }
+
+    /// A short description for history and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Start { .. } => "the start".into(),
+            Event::Complete { task, outcome, .. } => {
+                format!("completing `{task}` with `{outcome}`")
+            }
+            Event::Receive { task, .. } => format!("the receipt of `{task}`"),
+            Event::Message { name, key, .. } => format!("message `{name}` ({key})"),
+            Event::TimerFired { timer } => format!("timer `{timer}`"),
+            Event::ChildEnded { step, result } => {
+                format!("the result `{result}` of the call `{step}`")
+            }
+            Event::Recompute => "the recount of provisional deadlines".into(),
+            Event::Cancel { .. } => "the cancellation".into(),
+            Event::SetVariables { .. } => "setting variables".into(),
+            Event::Retry { .. } => "the retry".into(),
+        }
+    }
+}
+
+/// What a notification is about: one of the rule events of the language,
+/// or the notice itself going to its recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A notice's own message, with its answer link, to its recipient.
+    Notice,
+    /// See [`RuleEvent::InstanceStarted`].
+    InstanceStarted,
+    /// See [`RuleEvent::TaskOpened`].
+    TaskOpened,
+    /// See [`RuleEvent::TaskCompleted`].
+    TaskCompleted,
+    /// See [`RuleEvent::NoticeSent`].
+    NoticeSent,
+    /// See [`RuleEvent::NoticeAnswered`].
+    NoticeAnswered,
+    /// See [`RuleEvent::Reminder`].
+    Reminder,
+    /// See [`RuleEvent::Expired`].
+    Expired,
+    /// See [`RuleEvent::Escalated`].
+    Escalated,
+    /// See [`RuleEvent::InstanceEnded`].
+    InstanceEnded,
+}
+
+impl From<RuleEvent> for NotifyEvent {
+    fn from(e: RuleEvent) -> Self {
+        match e {
+            RuleEvent::InstanceStarted => NotifyEvent::InstanceStarted,
+            RuleEvent::TaskOpened => NotifyEvent::TaskOpened,
+            RuleEvent::TaskCompleted => NotifyEvent::TaskCompleted,
+            RuleEvent::NoticeSent => NotifyEvent::NoticeSent,
+            RuleEvent::NoticeAnswered => NotifyEvent::NoticeAnswered,
+            RuleEvent::Reminder => NotifyEvent::Reminder,
+            RuleEvent::Expired => NotifyEvent::Expired,
+            RuleEvent::Escalated => NotifyEvent::Escalated,
+            RuleEvent::InstanceEnded => NotifyEvent::InstanceEnded,
+        }
+    }
+}
+
+impl NotifyEvent {
+    /// Its snake_case name (as in `on:` of a notification rule).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Notice => "notice",
+            NotifyEvent::InstanceStarted => "instance_started",
+            NotifyEvent::TaskOpened => "task_opened",
+            NotifyEvent::TaskCompleted => "task_completed",
+            NotifyEvent::NoticeSent => "notice_sent",
+            NotifyEvent::NoticeAnswered => "notice_answered",
+            NotifyEvent::Reminder => "reminder",
+            NotifyEvent::Expired => "expired",
+            NotifyEvent::Escalated => "escalated",
+            NotifyEvent::InstanceEnded => "instance_ended",
+        }
+    }
 }
 
 /// What the runtime must do after a transition is stored.
@@ -108,8 +214,8 @@ pub enum Command {
     },
     /// Send a notification (through the outbox).
     Notify {
-        /// The event name (`task_opened`, `reminder`, `escalated`, …).
-        event: String,
+        /// What it is about.
+        event: NotifyEvent,
         /// The step concerned.
         step: Option<String>,
         /// The task concerned.
@@ -158,30 +264,18 @@ pub enum Command {
         /// The correlation key.
         key: String,
     },
-}
-
-/// One line of an instance's history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Who: a person or agency id, or `engine`.
-    pub actor: String,
-    /// What kind of event: `started`, `task_opened`, `completed`, `decided`,
-    /// `expired`, `reminder`, `escalated`, `ended`, `cancelled`, …
-    pub what: String,
-    /// The step before.
-    pub step_before: Option<String>,
-    /// The step after.
-    pub step_after: Option<String>,
-    /// The variables changed, with their new values.
-    pub changed: BTreeMap<String, serde_json::Value>,
-    /// A deadline computed by this event, with its explanation.
-    pub deadline: Option<Deadline>,
-    /// A human-readable note (a decision's `note`, a cancellation reason …).
-    pub note: Option<String>,
-    /// People the entry concerns (assignees, completer): for 一人一档 (RC-14).
-    pub people: Vec<String>,
+    /// The instance completed: if a `call` started it, its result goes to
+    /// the parent. The store writes a `child_ended` outbox row in the same
+    /// transaction (when the instance has a parent), so the result cannot
+    /// be lost between the child's commit and the parent's.
+    TellParent {
+        /// The end's result.
+        result: String,
+    },
+    /// The instance is stuck: its timers must not be claimed until a retry.
+    HoldTimers,
+    /// A retry: the instance's held timers may be claimed again.
+    ReleaseTimers,
 }
 
 /// The result of applying an event.
@@ -193,105 +287,4 @@ pub struct Transition {
     pub commands: Vec<Command>,
     /// What to record.
     pub history: Vec<HistoryEntry>,
-}
-
-/// Why an event was refused. Nothing changed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EngineError {
-    /// A start names a variable the definition does not declare.
-    #[error("unknown variable `{0}`: the process does not declare it")]
-    UnknownVariable(String),
-    /// A required variable is missing.
-    #[error("missing required variable `{0}`")]
-    MissingVariable(String),
-    /// A value does not fit its variable's type.
-    #[error("variable `{name}`: {why}")]
-    BadValue {
-        /// The variable.
-        name: String,
-        /// What is wrong.
-        why: String,
-    },
-    /// The profile does not exist.
-    #[error("unknown profile `{0}`")]
-    UnknownProfile(String),
-    /// No task with that id.
-    #[error("no task `{0}` in this instance")]
-    UnknownTask(String),
-    /// The task is already closed.
-    #[error("task `{task}` is already closed ({outcome} at {at})")]
-    TaskClosed {
-        /// The task.
-        task: String,
-        /// How it closed.
-        outcome: String,
-        /// When, in Beijing time.
-        at: String,
-    },
-    /// The step has no such outcome.
-    #[error("step `{step}` has no outcome `{outcome}`; outcomes: {known}")]
-    UnknownOutcome {
-        /// The step.
-        step: String,
-        /// The outcome given.
-        outcome: String,
-        /// The outcomes it has.
-        known: String,
-    },
-    /// A form field the outcome requires is missing.
-    #[error("outcome `{outcome}` requires the field `{field}`")]
-    MissingField {
-        /// The outcome.
-        outcome: String,
-        /// The field.
-        field: String,
-    },
-    /// A variable that is not a field of the outcome.
-    #[error("`{field}` is not a field of outcome `{outcome}`")]
-    NotAField {
-        /// The outcome.
-        outcome: String,
-        /// The variable given.
-        field: String,
-    },
-    /// A guard of the outcome does not hold.
-    #[error("{message}{}", rule.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
-    GuardFailed {
-        /// The guard's message.
-        message: String,
-        /// The rule it enforces.
-        rule: Option<String>,
-    },
-    /// An `at_least` period has not yet run.
-    #[error("the minimum period of `{step}` runs until {until}; it cannot be completed before")]
-    TooEarly {
-        /// The step.
-        step: String,
-        /// The cut-off, in Beijing time.
-        until: String,
-    },
-    /// Fewer people hold the role than the task requires.
-    #[error("step `{step}` needs at least {min} assignees, found {found}{}", if *min > 1 { " (XT-13)" } else { "" })]
-    TooFewAssignees {
-        /// The step.
-        step: String,
-        /// The minimum.
-        min: u32,
-        /// How many there are.
-        found: usize,
-    },
-    /// A CEL expression failed at run time.
-    #[error("expression `{expr}` failed: {why}")]
-    Expression {
-        /// The expression.
-        expr: String,
-        /// Why.
-        why: String,
-    },
-    /// The instance has ended.
-    #[error("instance `{0}` has ended")]
-    Ended(String),
-    /// The event does not apply (e.g. a message no step waits for).
-    #[error("{0}")]
-    NotApplicable(String),
 }

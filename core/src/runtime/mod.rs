@@ -9,22 +9,39 @@
 //! task, an unknown outcome, a missing or mistyped form field) is an
 //! [`EngineError`] and changes nothing.
 //!
+//! An engine-driven event (a timer, a child's result, a recount) that meets
+//! a fault is not lost: the caller stores [`stuck`] instead, which keeps the
+//! state from before the event, marks the instance [`Status::Stuck`] with
+//! the fault's code, and holds its timers until [`Event::Retry`].
+//!
 //! Layout: [`state`] (the instance and its tasks, waits and timers),
-//! [`event`] (events in; commands and history out; errors), `apply.rs` (the
-//! step semantics), [`values`] (typing the values events carry, and the CEL
-//! context), [`directory`] (the people and agencies the core may look up).
+//! [`event`] (events in, commands out), [`history`] (the lines recorded),
+//! [`error`] (why an event is refused, with stable codes), `apply.rs` (the
+//! dispatch on the event and what the step kinds share), `steps/` (one file
+//! per step kind), `deadlines.rs` (counting, recounting, expiry and
+//! reminders), `notify.rs` (notification rules), [`values`] (typing the
+//! values events carry, and the CEL context), [`directory`] (the people and
+//! agencies the core may look up) and [`directory_file`] (reading them
+//! from YAML or CSV).
 
 mod apply;
+mod deadlines;
 pub mod directory;
 pub mod directory_file;
+pub mod error;
 pub mod event;
+pub mod history;
+mod notify;
 pub mod state;
+mod steps;
 pub mod values;
 
-pub use apply::{apply, Env};
+pub use apply::{apply, stuck, Env};
 pub use directory::{Agency, Directory, Person};
-pub use event::{Command, EngineError, Event, HistoryEntry, Transition};
-pub use state::{InstanceState, Status, TaskState, TimerKind, TimerState};
+pub use error::{EngineError, ErrorClass};
+pub use event::{Command, Event, NotifyEvent, Transition};
+pub use history::{HistoryEntry, HistoryKind};
+pub use state::{InstanceState, Status, TaskKind, TaskState, TimerKind, TimerState};
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::event::Event;
 use crate::calendar::Deadline;
 
 /// Where an instance is in its life.
@@ -29,16 +30,66 @@ pub enum Status {
         /// Why.
         reason: String,
     },
+    /// A fault stopped an engine-driven event (a timer, a child's result, a
+    /// recount): the instance keeps the state from before it, its timers
+    /// are held, and it waits for an administrator to fix the cause and
+    /// `duban retry` it. Only `set-var`, `retry` and `cancel` apply.
+    Stuck {
+        /// The fault's stable code (`R015` …).
+        code: String,
+        /// The fault's message.
+        message: String,
+        /// The event that met the fault; `retry` applies it again.
+        event: Box<Event>,
+        /// When it got stuck.
+        since: DateTime<Utc>,
+    },
 }
 
 impl Status {
-    /// `running`, `completed` or `cancelled`.
+    /// `running`, `completed`, `cancelled` or `stuck`.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Running => "running",
             Status::Completed { .. } => "completed",
             Status::Cancelled { .. } => "cancelled",
+            Status::Stuck { .. } => "stuck",
         }
+    }
+}
+
+/// Whether work is for staff or for an external party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Work for staff (a `task` step).
+    Task,
+    /// A message to an agency or person who answers it (a `notice` step).
+    Notice,
+}
+
+impl TaskKind {
+    /// `task` or `notice`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Task => "task",
+            TaskKind::Notice => "notice",
+        }
+    }
+
+    /// The kind named `s`.
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        match s {
+            "task" => Some(TaskKind::Task),
+            "notice" => Some(TaskKind::Notice),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -49,8 +100,8 @@ pub struct TaskState {
     pub id: String,
     /// The step it belongs to.
     pub step: String,
-    /// `task` or `notice`.
-    pub kind: String,
+    /// Task or notice.
+    pub kind: TaskKind,
     /// When it opened.
     pub opened_at: DateTime<Utc>,
     /// The people (tasks) or the agency/person (notices) it went to.

@@ -179,7 +179,7 @@ fn supervision_letter_handled_in_time() {
         "2025-09-29T09:00:00+08:00",
     );
     let notice = h.task("await_report");
-    assert_eq!(notice.kind, "notice");
+    assert_eq!(notice.kind, TaskKind::Notice);
     assert_eq!(notice.assignees, ["market_bureau"]);
     assert!(notice.deadline.is_none(), "counted from receipt");
     assert!(
@@ -273,13 +273,13 @@ fn supervision_letter_overdue_escalates_to_the_government() {
         reminded.with_timezone(&LEGAL_TZ).to_rfc3339(),
         "2025-10-10T09:00:00+08:00"
     );
-    assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if event == "reminder" && to == &["market_bureau"])));
+    assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if *event == NotifyEvent::Reminder && to == &["market_bureau"])));
     let due = h.fire("await_report", "expiry");
     assert_eq!(
         due.with_timezone(&LEGAL_TZ).to_rfc3339(),
         "2025-10-17T00:00:00+08:00"
     );
-    assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if event == "escalated" && to == &["role:supervision_office"])), "{:?}", h.commands);
+    assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if *event == NotifyEvent::Escalated && to == &["role:supervision_office"])), "{:?}", h.commands);
     assert!(
         h.whats()
             .ends_with(&["expired", "escalated", "task_opened"]),
@@ -371,7 +371,11 @@ fn xc20_exception_is_checked_and_recorded_before_escalating() {
             result: "exception_reconsideration_or_litigation".into()
         }
     );
-    let decided = h.history.iter().find(|e| e.what == "decided").unwrap();
+    let decided = h
+        .history
+        .iter()
+        .find(|e| e.what == HistoryKind::Decided)
+        .unwrap();
     assert_eq!(decided.step_after.as_deref(), Some("closed_exception"));
     assert!(
         decided.note.as_ref().unwrap().contains("(XC-20)"),
@@ -681,8 +685,10 @@ fn a_role_without_holders_cannot_take_a_task() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "step `draft_letter` needs at least 1 assignees, found 0"
+        "R012 step `draft_letter` needs at least 1 assignees, found 0"
     );
+    assert_eq!(err.code(), "R012");
+    assert_eq!(err.class(), ErrorClass::Fault);
 }
 
 #[test]
@@ -765,7 +771,7 @@ mod reminders {
     use chrono::{Duration, NaiveTime, Timelike};
     use proptest::prelude::*;
 
-    use super::super::apply::{hold_to_working_hours, reminder_due};
+    use crate::calendar::{hold_to_working_hours, reminder_due};
     use crate::calendar::{Calendar, PeriodSpec, Start, LEGAL_TZ};
 
     fn due(start: &str, period: &str, before: &str, any_hour: bool) -> String {
@@ -859,9 +865,11 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
     // 30 days from 2026-12-02: 2027-01-01, counted on weekends only.
     assert_eq!(wait_due(&h), (at("2027-01-02T00:00:00+08:00"), true));
     // Nothing to recount on the same calendar.
-    assert!(h
-        .try_apply(Event::Recompute, "2026-12-10T09:00:00+08:00")
-        .is_err());
+    assert_eq!(
+        h.try_apply(Event::Recompute, "2026-12-10T09:00:00+08:00")
+            .unwrap_err(),
+        EngineError::NothingToRecount
+    );
     let y2027 =
         "year: 2027\nsource: test\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n";
     h.cal

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{json, Value as Json};
 
 use super::directory::Directory;
-use super::event::EngineError;
+use super::error::EngineError;
 use crate::calendar::Period;
 use crate::definition::{Definition, Value, ValueType, Variable};
 

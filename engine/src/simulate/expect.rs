@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::raw::{instant, RawExpect};
 use crate::calendar::LEGAL_TZ;
-use crate::runtime::{HistoryEntry, InstanceState, Status};
+use crate::runtime::{HistoryEntry, HistoryKind, InstanceState, Status};
 
 /// One checked expectation.
 #[derive(Clone, Debug, Serialize)]
@@ -88,7 +88,9 @@ pub(super) fn expect(
     if let Some(r) = &x.reminder_sent {
         let sent: Vec<DateTime<Utc>> = history
             .iter()
-            .filter(|h| h.what == "reminder" && h.step_before.as_deref() == Some(r.step.as_str()))
+            .filter(|h| {
+                h.what == HistoryKind::Reminder && h.step_before.as_deref() == Some(r.step.as_str())
+            })
             .map(|h| h.at)
             .collect();
         let ok = instant(&r.at).is_some_and(|w| sent.contains(&w));
@@ -101,7 +103,7 @@ pub(super) fn expect(
         let times: Vec<DateTime<Utc>> = history
             .iter()
             .filter(|e| {
-                e.what == h.what
+                e.what.as_str() == h.what
                     && (e.step_before.as_deref() == Some(h.step.as_str())
                         || e.step_after.as_deref() == Some(h.step.as_str()))
             })
@@ -115,7 +117,7 @@ pub(super) fn expect(
     }
     let escalations: Vec<&str> = history
         .iter()
-        .filter(|h| h.what == "escalated")
+        .filter(|h| h.what == HistoryKind::Escalated)
         .filter_map(|h| h.note.as_deref())
         .collect();
     if let Some(role) = &x.escalated_to {

@@ -341,13 +341,13 @@ impl Scenario {
                 }
                 let id = need(&instance)?;
                 let state = engine
-                    .store
+                    .store()
                     .load(&id)
                     .await
                     .map_err(|e| err(line, e.to_string()))?
                     .ok_or_else(|| err(line, "the instance vanished".into()))?;
                 let history = engine
-                    .store
+                    .store()
                     .history(&id)
                     .await
                     .map_err(|e| err(line, e.to_string()))?;
@@ -357,19 +357,19 @@ impl Scenario {
         let (timeline, state) = match &instance {
             Some(id) => (
                 engine
-                    .store
+                    .store()
                     .history(id)
                     .await
                     .map_err(|e| err(1, e.to_string()))?,
                 engine
-                    .store
+                    .store()
                     .load(id)
                     .await
                     .map_err(|e| err(1, e.to_string()))?,
             ),
             None => (Vec::new(), None),
         };
-        engine.store.close().await;
+        engine.store().close().await;
         Ok(Report {
             name: self.raw.name.clone(),
             checks,
@@ -412,7 +412,7 @@ async fn open_task(
     step: &str,
 ) -> Result<String, String> {
     let state = engine
-        .store
+        .store()
         .load(instance)
         .await
         .map_err(|e| e.to_string())?

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::runtime::directory::MemoryDirectory;
-use crate::runtime::{HistoryEntry, InstanceState, Transition};
+use crate::runtime::{HistoryEntry, InstanceState, TaskKind, Transition};
 
 pub use sql::SqlStore;
 
@@ -101,7 +101,7 @@ pub struct InstanceRow {
     pub version: u32,
     /// Profile.
     pub profile: Option<String>,
-    /// `running`, `completed`, `cancelled`.
+    /// `running`, `completed`, `cancelled` or `stuck`.
     pub status: String,
     /// When it started.
     pub started_at: DateTime<Utc>,
@@ -116,8 +116,8 @@ pub struct TaskRow {
     pub instance: String,
     /// Step id.
     pub step: String,
-    /// `task` or `notice`.
-    pub kind: String,
+    /// Task or notice.
+    pub kind: TaskKind,
     /// Assignee ids.
     pub assignees: Vec<String>,
     /// When it opened.
@@ -149,6 +149,103 @@ pub struct HistoryRow {
     pub entry: HistoryEntry,
 }
 
+/// What an outbox row asks for; stored by its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    /// A notification by email (a `Notify` command).
+    Email,
+    /// A notification by SMS (a `Notify` command).
+    Sms,
+    /// A document to render (a `RenderDocument` command).
+    RenderDocument,
+    /// A called child to start (a `StartChild` command).
+    StartChild,
+    /// An ended child's result to hand to its parent (a `TellParent` command).
+    ChildEnded,
+}
+
+impl OutboxKind {
+    /// Every kind, in the order `serve` drains them.
+    pub const ALL: [OutboxKind; 5] = [
+        OutboxKind::StartChild,
+        OutboxKind::ChildEnded,
+        OutboxKind::RenderDocument,
+        OutboxKind::Email,
+        OutboxKind::Sms,
+    ];
+
+    /// The name it is stored as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Email => "email",
+            OutboxKind::Sms => "sms",
+            OutboxKind::RenderDocument => "render_document",
+            OutboxKind::StartChild => "start_child",
+            OutboxKind::ChildEnded => "child_ended",
+        }
+    }
+
+    /// The kind stored as `s`.
+    pub fn parse(s: &str) -> Option<OutboxKind> {
+        OutboxKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The kind of a channel's notifications.
+    pub fn of_channel(c: crate::definition::Channel) -> OutboxKind {
+        match c {
+            crate::definition::Channel::Email => OutboxKind::Email,
+            crate::definition::Channel::Sms => OutboxKind::Sms,
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Where an outbox row is in its life. Rows are never deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting to be carried out (or retried).
+    Pending,
+    /// Carried out.
+    Sent,
+    /// Given up after the retry policy ran out, or refused; `duban outbox retry` revives it.
+    Dead,
+}
+
+impl OutboxStatus {
+    /// The name it is stored as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+
+    /// The status stored as `s`.
+    pub fn parse(s: &str) -> Option<OutboxStatus> {
+        [
+            OutboxStatus::Pending,
+            OutboxStatus::Sent,
+            OutboxStatus::Dead,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for OutboxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A row of the outbox: one notification (or other side effect) to carry out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OutboxRow {
@@ -156,12 +253,12 @@ pub struct OutboxRow {
     pub id: i64,
     /// The instance that caused it.
     pub instance: String,
-    /// `notify`, `render_document` or `start_child`.
-    pub kind: String,
+    /// What it asks for.
+    pub kind: OutboxKind,
     /// The command, as JSON.
     pub payload: String,
-    /// `pending`, `sent` or `dead`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: OutboxStatus,
     /// Attempts so far.
     pub attempts: u32,
     /// When it was written.
@@ -203,7 +300,10 @@ pub trait Store {
     /// An instance's state.
     async fn load(&self, id: &str) -> Result<Option<InstanceState>, StoreError>;
     /// Stores a transition atomically. `prev_revision` is the revision it was
-    /// computed from (`None` for a start).
+    /// computed from (`None` for a start). Every command the store carries
+    /// out (task rows, timer rows, message index, outbox rows, the held
+    /// timers of a stuck instance, the `child_ended` row of a called child
+    /// that completed) is written in the same transaction.
     async fn commit(
         &self,
         prev_revision: Option<u64>,
@@ -246,7 +346,8 @@ pub trait Store {
     ) -> Result<Vec<DueTimer>, StoreError>;
     /// Deletes a timer row whose timer is no longer in its instance's state.
     async fn drop_timer(&self, id: &str) -> Result<(), StoreError>;
-    /// The earliest due time of any timer, claimed or not.
+    /// The earliest due time of any timer, claimed or not, leaving out the
+    /// timers of stuck instances (held until a retry).
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Every instance that has a provisional timer.
     async fn provisional_instances(&self) -> Result<Vec<String>, StoreError>;
@@ -266,7 +367,7 @@ pub trait Store {
     /// Claims up to `limit` pending outbox rows of `kind` due at `now`, oldest first.
     async fn claim_outbox(
         &self,
-        kind: &str,
+        kind: OutboxKind,
         now: DateTime<Utc>,
         limit: u32,
         lease_until: DateTime<Utc>,
@@ -281,7 +382,7 @@ pub trait Store {
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
     /// Outbox rows, optionally by status, oldest first.
-    async fn outbox(&self, status: Option<&str>) -> Result<Vec<OutboxRow>, StoreError>;
+    async fn outbox(&self, status: Option<OutboxStatus>) -> Result<Vec<OutboxRow>, StoreError>;
     /// Makes a dead row pending again, to be sent at `now`; false if no dead row has that id.
     async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// How many outbox rows are pending (notifications to send).

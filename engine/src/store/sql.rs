@@ -20,7 +20,10 @@ use sqlx::{AnyPool, Row};
 
 use super::*;
 use crate::runtime::directory::{Agency, Person};
-use crate::runtime::{Command, TaskState};
+use crate::runtime::{Command, HistoryKind, TaskState};
+
+/// The owner of a stuck instance's timer rows: no engine process.
+const HELD: &str = "held (instance stuck)";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -292,24 +295,42 @@ impl Store for SqlStore {
                 }
             }
         }
-        // A called child that ends tells its parent through the outbox, in
-        // the transaction that ends it: the result cannot be lost between
-        // the child's commit and the parent's.
-        if let (true, crate::runtime::Status::Completed { result }) =
-            (t.history.iter().any(|h| h.what == "ended"), &s.status)
-        {
-            self.tick(&mut n)?;
-            let payload = serde_json::json!({ "child": s.id, "result": result }).to_string();
-            sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) SELECT parent, 'child_ended', $1, 'pending', 0, $2 FROM children WHERE child = $3")
-                .bind(payload)
-                .bind(ms(now))
-                .bind(&s.id)
-                .execute(&mut *tx)
-                .await?;
-        }
         for cmd in &t.commands {
             self.tick(&mut n)?;
             match cmd {
+                // A called child that ends tells its parent through the
+                // outbox, in the transaction that ends it: the result cannot
+                // be lost between the child's commit and the parent's.
+                Command::TellParent { result } => {
+                    let payload =
+                        serde_json::json!({ "child": s.id, "result": result }).to_string();
+                    sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) SELECT parent, 'child_ended', $1, 'pending', 0, $2 FROM children WHERE child = $3")
+                        .bind(payload)
+                        .bind(ms(now))
+                        .bind(&s.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // A stuck instance's timers are leased to nobody, for ever,
+                // so no engine process claims them until a retry.
+                Command::HoldTimers => {
+                    sqlx::query(
+                        "UPDATE timers SET owner = $1, lease_until = $2 WHERE instance = $3",
+                    )
+                    .bind(HELD)
+                    .bind(i64::MAX)
+                    .bind(&s.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Command::ReleaseTimers => {
+                    sqlx::query(
+                        "UPDATE timers SET owner = NULL, lease_until = NULL WHERE instance = $1",
+                    )
+                    .bind(&s.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 Command::OpenTask { task, .. } => {
                     let ts = s
                         .tasks
@@ -320,7 +341,7 @@ impl Store for SqlStore {
                         .bind(task)
                         .bind(&s.id)
                         .bind(&ts.step)
-                        .bind(&ts.kind)
+                        .bind(ts.kind.as_str())
                         .bind(assignees)
                         .bind(ms(ts.opened_at))
                         .bind(due)
@@ -395,14 +416,14 @@ impl Store for SqlStore {
                 | Command::RenderDocument { .. }
                 | Command::StartChild { .. } => {
                     let kind = match cmd {
-                        Command::Notify { channel, .. } => channel.kind(),
-                        Command::RenderDocument { .. } => "render_document",
-                        _ => "start_child",
+                        Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
+                        Command::RenderDocument { .. } => OutboxKind::RenderDocument,
+                        _ => OutboxKind::StartChild,
                     };
                     let payload = serde_json::to_string(cmd).map_err(corrupt)?;
                     sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) VALUES ($1, $2, $3, 'pending', 0, $4)")
                         .bind(&s.id)
-                        .bind(kind)
+                        .bind(kind.as_str())
                         .bind(payload)
                         .bind(ms(now))
                         .execute(&mut *tx)
@@ -421,7 +442,7 @@ impl Store for SqlStore {
                 .bind(&s.id)
                 .bind(ms(h.at))
                 .bind(&h.actor)
-                .bind(&h.what)
+                .bind(h.what.as_str())
                 .bind(h.step_before.clone())
                 .bind(h.step_after.clone())
                 .bind(changed)
@@ -532,7 +553,10 @@ impl Store for SqlStore {
                     id: r.try_get("id")?,
                     instance: r.try_get("instance")?,
                     step: r.try_get("step")?,
-                    kind: r.try_get("kind")?,
+                    kind: {
+                        let k: String = r.try_get("kind")?;
+                        TaskKind::parse(&k).ok_or_else(|| corrupt(format!("task kind `{k}`")))?
+                    },
                     assignees: serde_json::from_str(&assignees).map_err(corrupt)?,
                     opened_at: from_ms(r.try_get("opened_at")?),
                     due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
@@ -732,9 +756,11 @@ impl Store for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let r = sqlx::query("SELECT MIN(due) AS due FROM timers")
-            .fetch_one(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("SELECT MIN(due) AS due FROM timers WHERE owner IS NULL OR owner <> $1")
+                .bind(HELD)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(r.try_get::<Option<i64>, _>("due")?.map(from_ms))
     }
 
@@ -789,7 +815,7 @@ impl Store for SqlStore {
 
     async fn claim_outbox(
         &self,
-        kind: &str,
+        kind: OutboxKind,
         now: DateTime<Utc>,
         limit: u32,
         lease_until: DateTime<Utc>,
@@ -805,7 +831,7 @@ impl Store for SqlStore {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ms(lease_until))
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(ms(now))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -840,11 +866,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn outbox(&self, status: Option<&str>) -> Result<Vec<OutboxRow>, StoreError> {
+    async fn outbox(&self, status: Option<OutboxStatus>) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = match status {
             Some(s) => {
                 sqlx::query("SELECT * FROM outbox WHERE status = $1 ORDER BY id")
-                    .bind(s)
+                    .bind(s.as_str())
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -874,9 +900,15 @@ fn outbox_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
         id: r.try_get("id")?,
         instance: r.try_get("instance")?,
-        kind: r.try_get("kind")?,
+        kind: {
+            let k: String = r.try_get("kind")?;
+            OutboxKind::parse(&k).ok_or_else(|| corrupt(format!("outbox kind `{k}`")))?
+        },
         payload: r.try_get("payload")?,
-        status: r.try_get("status")?,
+        status: {
+            let k: String = r.try_get("status")?;
+            OutboxStatus::parse(&k).ok_or_else(|| corrupt(format!("outbox status `{k}`")))?
+        },
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         created_at: from_ms(r.try_get("created_at")?),
         next_attempt: from_ms(r.try_get("next_attempt")?),
@@ -891,7 +923,10 @@ fn history_entry(r: &AnyRow, people: Vec<String>) -> Result<HistoryEntry, StoreE
     Ok(HistoryEntry {
         at: from_ms(r.try_get("at")?),
         actor: r.try_get("actor")?,
-        what: r.try_get("what")?,
+        what: {
+            let w: String = r.try_get("what")?;
+            HistoryKind::parse(&w).ok_or_else(|| corrupt(format!("history kind `{w}`")))?
+        },
         step_before: r.try_get("step_before")?,
         step_after: r.try_get("step_after")?,
         changed: serde_json::from_str(&changed).map_err(corrupt)?,

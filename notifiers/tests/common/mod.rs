@@ -70,7 +70,7 @@ pub async fn start_letter(
 
 /// The open task of `step` in instance `id`.
 pub async fn open_task(engine: &Engine<SqlStore>, id: &str, step: &str) -> String {
-    let s = engine.store.load(id).await.unwrap().unwrap();
+    let s = engine.store().load(id).await.unwrap().unwrap();
     let t = s.open_tasks().find(|t| t.step == step).unwrap();
     t.id.clone()
 }
@@ -90,8 +90,12 @@ pub async fn issue(engine: &Engine<SqlStore>, id: &str, reply_period: &str, now:
 
 /// The outbox rows of `kind` with `status`.
 pub async fn rows(engine: &Engine<SqlStore>, status: &str, kind: &str) -> Vec<OutboxRow> {
+    let (status, kind) = (
+        duban_engine::store::OutboxStatus::parse(status).expect("a status"),
+        duban_engine::store::OutboxKind::parse(kind).expect("a kind"),
+    );
     engine
-        .store
+        .store()
         .outbox(Some(status))
         .await
         .unwrap()

@@ -1,0 +1,202 @@
+//! The lines of an instance's history: what kind of thing happened, and a
+//! builder so each line says only what it has.
+//!
+//! [`HistoryKind`] is the protocol between the core and everything that
+//! reads history (the store, the simulator's expectations, `duban show`):
+//! stored as its snake_case name, compared as an enum.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Deadline;
+
+/// What kind of event a history line records. Stored by its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryKind {
+    /// The instance started.
+    Started,
+    /// A task opened.
+    TaskOpened,
+    /// A notice was sent to its recipient.
+    NoticeSent,
+    /// A task was completed with an outcome.
+    TaskCompleted,
+    /// A notice was answered with an outcome.
+    NoticeAnswered,
+    /// The recipient of a notice acknowledged receipt.
+    Received,
+    /// A `wait_message` step received its message.
+    Message,
+    /// A called child ended and its result reached this instance.
+    ChildEnded,
+    /// A reminder before a deadline.
+    Reminder,
+    /// A `wait_timer` period ran.
+    Timer,
+    /// A deadline expired.
+    Expired,
+    /// An expiry escalated to roles.
+    Escalated,
+    /// A decision chose a branch.
+    Decided,
+    /// A parallel step split.
+    Split,
+    /// A join's branches all arrived.
+    Joined,
+    /// A `call` started a child.
+    Called,
+    /// A wait began.
+    Waiting,
+    /// A provisional deadline was counted again on the official calendar.
+    Recomputed,
+    /// An `end` step was reached.
+    Ended,
+    /// An administrator cancelled the instance.
+    Cancelled,
+    /// A fault stopped the instance; it waits for `duban retry`.
+    Stuck,
+    /// An administrator retried the event that stuck the instance.
+    Retried,
+    /// An administrator set variables.
+    VariablesSet,
+}
+
+impl HistoryKind {
+    /// The snake_case name it is stored and printed as.
+    pub fn as_str(self) -> &'static str {
+        use HistoryKind::*;
+        match self {
+            Started => "started",
+            TaskOpened => "task_opened",
+            NoticeSent => "notice_sent",
+            TaskCompleted => "task_completed",
+            NoticeAnswered => "notice_answered",
+            Received => "received",
+            Message => "message",
+            ChildEnded => "child_ended",
+            Reminder => "reminder",
+            Timer => "timer",
+            Expired => "expired",
+            Escalated => "escalated",
+            Decided => "decided",
+            Split => "split",
+            Joined => "joined",
+            Called => "called",
+            Waiting => "waiting",
+            Recomputed => "recomputed",
+            Ended => "ended",
+            Cancelled => "cancelled",
+            Stuck => "stuck",
+            Retried => "retried",
+            VariablesSet => "variables_set",
+        }
+    }
+
+    /// The kind named `s`, if any.
+    pub fn parse(s: &str) -> Option<HistoryKind> {
+        serde_json::from_value(serde_json::Value::String(s.into())).ok()
+    }
+}
+
+impl std::fmt::Display for HistoryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One line of an instance's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: a person or agency id, or `engine`.
+    pub actor: String,
+    /// What kind of event.
+    pub what: HistoryKind,
+    /// The step before.
+    pub step_before: Option<String>,
+    /// The step after.
+    pub step_after: Option<String>,
+    /// The variables changed, with their new values.
+    pub changed: BTreeMap<String, serde_json::Value>,
+    /// A deadline computed by this event, with its explanation.
+    pub deadline: Option<Deadline>,
+    /// A human-readable note (a decision's `note`, a cancellation reason …).
+    pub note: Option<String>,
+    /// People the entry concerns (assignees, completer): for 一人一档 (RC-14).
+    pub people: Vec<String>,
+}
+
+impl HistoryEntry {
+    /// A line saying `actor` did `what` at `at`; the rest is added by the
+    /// builder methods below.
+    pub fn new(at: DateTime<Utc>, actor: &str, what: HistoryKind) -> Self {
+        HistoryEntry {
+            at,
+            actor: actor.into(),
+            what,
+            step_before: None,
+            step_after: None,
+            changed: BTreeMap::new(),
+            deadline: None,
+            note: None,
+            people: Vec::new(),
+        }
+    }
+
+    /// The step it happened at.
+    pub fn from(mut self, step: impl Into<String>) -> Self {
+        self.step_before = Some(step.into());
+        self
+    }
+
+    /// The step it led to.
+    pub fn to(mut self, step: impl Into<String>) -> Self {
+        self.step_after = Some(step.into());
+        self
+    }
+
+    /// The step it led to, if any.
+    pub fn to_opt(mut self, step: Option<String>) -> Self {
+        self.step_after = step;
+        self
+    }
+
+    /// The step it happened at, if any.
+    pub fn from_opt(mut self, step: Option<String>) -> Self {
+        self.step_before = step;
+        self
+    }
+
+    /// At `step`, staying there (a reminder, a receipt, an expiry).
+    pub fn at_step(self, step: &str) -> Self {
+        self.from(step).to(step)
+    }
+
+    /// The variables it changed.
+    pub fn changed(mut self, changed: BTreeMap<String, serde_json::Value>) -> Self {
+        self.changed = changed;
+        self
+    }
+
+    /// The deadline it computed.
+    pub fn deadline(mut self, d: Option<Deadline>) -> Self {
+        self.deadline = d;
+        self
+    }
+
+    /// A note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// The people it concerns.
+    pub fn people(mut self, people: Vec<String>) -> Self {
+        self.people = people;
+        self
+    }
+}

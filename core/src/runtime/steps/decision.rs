@@ -1,0 +1,46 @@
+//! `decision`: the first branch whose `when` holds, else the default.
+
+use std::collections::BTreeMap;
+
+use crate::definition::Branch;
+use crate::runtime::apply::Run;
+use crate::runtime::error::EngineError;
+use crate::runtime::history::HistoryKind;
+
+impl Run<'_> {
+    pub(crate) fn enter_decision(
+        &mut self,
+        id: &str,
+        branches: &[Branch],
+        default: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut taken = None;
+        for b in branches {
+            if self.eval_bool(&b.when)? {
+                taken = Some(b);
+                break;
+            }
+        }
+        let (target, note, changed) = match taken {
+            Some(b) => {
+                let changed = self.sets(&b.set)?;
+                let note = match (&b.note, &b.rule) {
+                    (Some(n), Some(r)) => format!("{} ({r}): {n}", b.when.source),
+                    (Some(n), None) => format!("{}: {n}", b.when.source),
+                    (None, Some(r)) => format!("{} ({r})", b.when.source),
+                    (None, None) => b.when.source.clone(),
+                };
+                (b.goto.clone(), note, changed)
+            }
+            None => (default.to_string(), "default".into(), BTreeMap::new()),
+        };
+        let line = self
+            .line("engine", HistoryKind::Decided)
+            .from(id)
+            .to(target.clone())
+            .changed(changed)
+            .note(note);
+        self.record(line);
+        Ok(vec![target])
+    }
+}
