@@ -1,55 +1,37 @@
 //! `duban serve`: the engine running by itself.
 //!
-//! One tokio runtime runs the scheduler (timers and recurring starts) and
-//! drains the outbox: email, SMS (each only when `duban.toml` configures
-//! it; otherwise its rows wait) and documents. On
-//! start the store is migrated and `processes/` deployed (new versions
-//! only). On SQLite one process owns the database: a second `serve` on the
-//! same file refuses to start. A schedule installed into the calendar
-//! folder while it runs is picked up on the next round, and the provisional
-//! deadlines are counted again. SIGINT or SIGTERM stops it gracefully: the
-//! round in progress finishes, then the pool closes.
+//! The binary's part is the edge: the SQLite owner lock, the configuration,
+//! the clock (`DUBAN_NOW`), the signals. The loop itself is
+//! `duban_engine::serve::run` (timers, recurring starts, calls, and the
+//! outbox: email and SMS only when `duban.toml` configures them, otherwise
+//! their rows wait; documents always), tested in-process on a virtual
+//! clock. On start the store is migrated and `processes/` deployed (new
+//! versions only). On SQLite one process owns the database: a second
+//! `serve` on the same file refuses to start. A schedule installed into the
+//! calendar folder while it runs is picked up on the next round, and the
+//! provisional deadlines are counted again. SIGINT or SIGTERM stops it
+//! gracefully: the round in progress finishes, then the pool closes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use duban_engine::calendar::files;
-use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+use duban_engine::outbox::Worker;
+use duban_engine::scheduler::SchedulerOptions;
+use duban_engine::serve::{Clock, Options, SystemClock};
 use duban_engine::service::Engine;
 use duban_engine::store::sql::{parse_url, Backend};
-use duban_engine::store::{SqlStore, StoreError};
-use duban_notifiers::dispatch::{Dispatcher, Round};
+use duban_engine::store::SqlStore;
+use duban_notifiers::dispatch::Dispatcher;
 use duban_notifiers::documents::DocumentWriter;
 use duban_notifiers::email::EmailNotifier;
 use duban_notifiers::links::NoPortal;
 use duban_notifiers::sms::SmsNotifier;
-use tracing::{debug, error, info};
+use tracing::info;
 
 use crate::exit;
 use crate::instances::DbArgs;
-
-/// The clock: the system time, or — for rehearsals and tests — `DUBAN_NOW`
-/// as the instant the process started, running on from there.
-#[derive(Clone, Copy)]
-struct Clock {
-    offset: Duration,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let offset = std::env::var("DUBAN_NOW")
-            .ok()
-            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-            .map_or(Duration::zero(), |t| t.with_timezone(&Utc) - Utc::now());
-        Clock { offset }
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset
-    }
-}
 
 /// Holds the SQLite owner lock for as long as it lives.
 struct OwnerLock(#[allow(dead_code)] std::fs::File);
@@ -114,9 +96,15 @@ pub fn serve(
         .build()
         .expect("a tokio runtime");
     rt.block_on(async move {
-        let mut shutdown = Box::pin(shutdown_signal());
-        let clock = Clock::new();
-        let mut calendar_seen = calendar_fingerprint(&db.calendar_dir);
+        let shutdown = shutdown_signal();
+        // `DUBAN_NOW` (for rehearsals and tests) is the instant the process
+        // started, running on from there.
+        let clock = std::env::var("DUBAN_NOW")
+            .ok()
+            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map_or_else(SystemClock::new, |t| {
+                SystemClock::starting_at(t.with_timezone(&Utc))
+            });
         let calendar = match files::load(&db.calendar_dir) {
             Ok(c) => c,
             Err(e) => {
@@ -218,91 +206,27 @@ pub fn serve(
                 .unwrap_or_else(|| default_documents_dir(&db.db)),
             cfg.policy.clone(),
         );
-        let options = SchedulerOptions {
-            batch,
-            ..Default::default()
-        };
-        info!(owner = %options.owner, db = %db.db, "serving");
-        let scheduler = Scheduler::new(engine.clone(), options);
-        let poll = Duration::milliseconds(poll_ms as i64);
-        loop {
-            let now = clock.now();
-            // A year's schedule installed while serving: count on it from
-            // now on, and recount what was counted without it.
-            let seen = calendar_fingerprint(&db.calendar_dir);
-            if seen != calendar_seen {
-                calendar_seen = seen;
-                match files::load(&db.calendar_dir) {
-                    Ok(c) => {
-                        engine.set_calendar(c);
-                        match engine.recompute_provisional(now).await {
-                            Ok(ids) => info!(recomputed = ids.len(), "calendar reloaded"),
-                            Err(e) => error!(error = %e, "recomputing provisional deadlines failed"),
-                        }
-                    }
-                    Err(e) => error!(error = %e, "the calendar folder changed but cannot be loaded; still counting on the previous calendar"),
-                }
-            }
-            match scheduler.start_recurring(now).await {
-                Ok(r) if r.started > 0 => info!(started = r.started, "recurring starts"),
-                Ok(_) => {}
-                Err(e) => error!(error = %e, "recurring starts failed"),
-            }
-            match scheduler.replay_child_starts(now).await {
-                Ok(r) if r.children > 0 => debug!(rows = r.children, "child starts confirmed"),
-                Ok(_) => {}
-                Err(e) => error!(error = %e, "finishing child starts failed"),
-            }
-            match scheduler.fire_due(now, false).await {
-                Ok(r) if r.fired + r.stale > 0 => info!(fired = r.fired, stale = r.stale, "timers"),
-                Ok(_) => {}
-                Err(e) => error!(error = %e, "firing timers failed"),
-            }
-            if let Some(d) = &email {
-                report("email", d.dispatch_due(clock.now()).await);
-            }
-            if let Some(d) = &sms {
-                report("sms", d.dispatch_due(clock.now()).await);
-            }
-            report("documents", documents.render_due(clock.now()).await);
-            let wake = scheduler
-                .next_wake(clock.now(), poll)
-                .await
-                .unwrap_or(clock.now() + poll);
-            let sleep = (wake - clock.now())
-                .to_std()
-                .unwrap_or(StdDuration::ZERO)
-                .max(StdDuration::from_millis(10));
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = &mut shutdown => {
-                    info!("shutting down");
-                    break;
-                }
-            }
+        let mut workers: Vec<&dyn Worker> = vec![&documents];
+        if let Some(d) = &email {
+            workers.push(d);
         }
+        if let Some(d) = &sms {
+            workers.push(d);
+        }
+        let options = Options {
+            scheduler: SchedulerOptions {
+                batch,
+                ..Default::default()
+            },
+            poll: Duration::milliseconds(poll_ms as i64),
+            policy: cfg.policy.clone(),
+            calendar_dir: Some(db.calendar_dir.clone()),
+        };
+        info!(owner = %options.scheduler.owner, db = %db.db, "serving");
+        duban_engine::serve::run(engine.clone(), &workers, &options, &clock, shutdown, None).await;
         engine.store().close().await;
         exit::OK
     })
-}
-
-/// What the calendar folder holds (names, sizes, modification times), to
-/// notice a schedule installed while `serve` runs.
-fn calendar_fingerprint(
-    dir: &std::path::Path,
-) -> Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            Some((e.file_name(), m.len(), m.modified().ok()))
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Documents go beside a SQLite file (`documents/` next to `duban.db`),
@@ -315,21 +239,6 @@ fn default_documents_dir(db: &str) -> PathBuf {
                 .map(|d| d.join("documents"))
         })
         .unwrap_or_else(|| PathBuf::from("documents"))
-}
-
-fn report(what: &str, r: Result<Round, StoreError>) {
-    match r {
-        Ok(r) if r.sent + r.retried + r.dead > 0 => {
-            info!(
-                sent = r.sent,
-                retried = r.retried,
-                dead = r.dead,
-                "outbox: {what}"
-            )
-        }
-        Ok(_) => {}
-        Err(e) => error!(error = %e, "outbox: {what} failed"),
-    }
 }
 
 /// Registers the SIGINT and SIGTERM handlers at once, so a signal that

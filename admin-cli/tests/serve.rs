@@ -1,21 +1,28 @@
-//! `duban serve` as separate processes: timers that fall due while no
-//! engine runs fire once on the next start, and several engine processes on
-//! one PostgreSQL database apply each of 10,000 due timers exactly once.
+//! `duban serve`: the loop (`duban_engine::serve::run`) in-process on a
+//! virtual clock with a shutdown channel — timers that fall due while no
+//! engine runs fire once on the next start, three engines on one PostgreSQL
+//! database apply each of 10,000 due timers exactly once, a schedule
+//! installed while serving is counted on at once — and the binary's own
+//! signal handling. No test sleeps to wait for the server: each waits for
+//! the round report it needs.
 
 mod common;
 
-use common::{duban_at, postgres_db, provisional_letter, root};
+use common::{postgres_db, provisional_letter, root};
 use duban_engine::runtime::HistoryKind;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use duban_engine::calendar::Calendar;
+use duban_engine::calendar::{files, Calendar};
+use duban_engine::scheduler::SchedulerOptions;
+use duban_engine::serve::{run, Options, Report, VirtualClock};
 use duban_engine::service::Engine;
 use duban_engine::store::{SqlStore, Store};
+use tokio::sync::watch;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -123,6 +130,52 @@ async fn each_timer_applied_once(engine: &Engine<SqlStore>, n: usize) {
     }
 }
 
+async fn engine_again(db: &str) -> Engine<SqlStore> {
+    Engine::new(SqlStore::open(db).await.unwrap(), Calendar::builtin())
+        .await
+        .unwrap()
+}
+
+/// Runs `serve` on `engine` at `now` until `done` holds for its round
+/// report, then stops it through its shutdown channel; returns the report.
+async fn serve_until(
+    engine: &Arc<Engine<SqlStore>>,
+    clock: &VirtualClock,
+    options: &Options,
+    done: impl Fn(&Report) -> bool,
+) -> Report {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, mut rx) = watch::channel(Report::default());
+    let server = run(
+        engine.clone(),
+        &[],
+        options,
+        clock,
+        async {
+            let _ = stop_rx.await;
+        },
+        Some(&tx),
+    );
+    let driver = async {
+        let r = rx.wait_for(|r| done(r)).await.unwrap().clone();
+        stop_tx.send(()).unwrap();
+        r
+    };
+    let ((), report) = tokio::join!(server, driver);
+    report
+}
+
+fn options(owner: &str) -> Options {
+    Options {
+        scheduler: SchedulerOptions {
+            owner: owner.into(),
+            batch: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_due_while_stopped_fire_once_on_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -130,57 +183,23 @@ async fn timers_due_while_stopped_fire_once_on_restart() {
     let db = db.to_str().unwrap().to_string();
     let engine = engine(&db).await;
     start_many(&engine, 20).await;
-    engine.store().close().await;
     // 09:30: nothing is due yet; the engine stops with 20 timers pending.
-    let first = serve(&db, "2026-01-05T09:30:00+08:00");
-    std::thread::sleep(Duration::from_millis(800));
-    stop(first);
-    let engine = engine_again(&db).await;
+    let clock = VirtualClock::new(at("2026-01-05T09:30:00+08:00"));
+    let r = serve_until(&engine, &clock, &options("first"), |r| r.rounds >= 1).await;
+    assert_eq!(r.fired, 0);
     assert_eq!(
-        engine
-            .store()
-            .instances(Some("running"), None)
-            .await
-            .unwrap()
-            .len(),
+        engine.instances(Some("running"), None).await.unwrap().len(),
         20
     );
-    engine.store().close().await;
     // 12:00: the timers fell due while nothing ran; the next start fires them.
-    let second = serve(&db, "2026-01-05T12:00:00+08:00");
-    let engine = engine_again(&db).await;
-    wait_until_no_timers(&engine).await;
-    stop(second);
+    let clock = VirtualClock::new(at("2026-01-05T12:00:00+08:00"));
+    let r = serve_until(&engine, &clock, &options("second"), |r| r.rounds >= 1).await;
+    assert_eq!((r.fired, r.stale, r.stuck), (20, 0, 0), "{r:?}");
     // A third start finds nothing more to do.
-    let third = serve(&db, "2026-01-05T13:00:00+08:00");
-    std::thread::sleep(Duration::from_millis(800));
-    stop(third);
+    let clock = VirtualClock::new(at("2026-01-05T13:00:00+08:00"));
+    let r = serve_until(&engine, &clock, &options("third"), |r| r.rounds >= 1).await;
+    assert_eq!(r.fired, 0, "{r:?}");
     each_timer_applied_once(&engine, 20).await;
-}
-
-async fn engine_again(db: &str) -> Engine<SqlStore> {
-    Engine::new(SqlStore::open(db).await.unwrap(), Calendar::builtin())
-        .await
-        .unwrap()
-}
-
-async fn wait_until_no_timers(engine: &Engine<SqlStore>) {
-    let start = Instant::now();
-    while engine.store().next_due().await.unwrap().is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "timers still pending after 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The sum of `fired=N` over a `serve` log.
-fn fired_in(log: &str) -> usize {
-    log.lines()
-        .filter_map(|l| l.split("fired=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,22 +208,59 @@ async fn three_engines_on_postgres_apply_10000_timers_exactly_once() {
     let db = postgres_db("three");
     let engine = engine(&db).await;
     start_many(&engine, N).await;
-    let started = Instant::now();
-    let servers: Vec<Child> = (0..3)
-        .map(|_| serve(&db, "2026-01-05T12:00:00+08:00"))
-        .collect();
-    wait_until_no_timers(&engine).await;
-    let elapsed = started.elapsed();
-    let fired: Vec<usize> = servers.into_iter().map(|s| fired_in(&stop(s))).collect();
-    eprintln!("10,000 timers on three engines in {elapsed:?}: {fired:?} applied per process");
+    let clock = VirtualClock::new(at("2026-01-05T12:00:00+08:00"));
+    let (stop, _) = watch::channel(false);
+    let mut engines = Vec::new();
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        engines.push(Arc::new(engine_again(&db).await));
+        reports.push(watch::channel(Report::default()));
+    }
+    let opts: Vec<Options> = (0..3).map(|i| options(&format!("engine-{i}"))).collect();
+    let server = |i: usize| {
+        let mut stopped = stop.subscribe();
+        run(
+            engines[i].clone(),
+            &[],
+            &opts[i],
+            &clock,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+            Some(&reports[i].0),
+        )
+    };
+    let mut rx: Vec<_> = reports.iter().map(|(tx, _)| tx.subscribe()).collect();
+    let driver = async {
+        loop {
+            let fired: Vec<usize> = rx.iter().map(|r| r.borrow().fired).collect();
+            if fired.iter().sum::<usize>() >= N {
+                stop.send_replace(true);
+                return fired;
+            }
+            let [a, b, c] = &mut rx[..] else {
+                unreachable!()
+            };
+            tokio::select! {
+                _ = a.changed() => {}
+                _ = b.changed() => {}
+                _ = c.changed() => {}
+            }
+        }
+    };
+    let ((), (), (), fired) = tokio::join!(server(0), server(1), server(2), driver);
+    eprintln!("10,000 timers on three engines: {fired:?} applied per engine");
     assert_eq!(
         fired.iter().sum::<usize>(),
         N,
-        "the processes together applied each timer once: {fired:?}"
+        "the engines together applied each timer once: {fired:?}"
     );
     each_timer_applied_once(&engine, N).await;
 }
 
+/// The binary's signal handling: a SIGTERM that arrives while `serve`
+/// starts up (migrations, deploy) still stops it cleanly. The pause puts
+/// the signal into start-up; it does not wait for the server.
 #[test]
 fn a_signal_during_start_up_still_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -217,48 +273,64 @@ fn a_signal_during_start_up_still_stops_cleanly() {
 /// A year's schedule copied into the calendar folder while `serve` runs is
 /// picked up without a restart: the provisional deadline counted without
 /// it is counted again, and recorded.
-#[test]
-fn a_schedule_installed_while_serving_is_counted_on_at_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_installed_while_serving_is_counted_on_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("duban.db");
     let db = db.to_str().unwrap();
     let cal = tmp.path().join("calendars");
     std::fs::create_dir_all(&cal).unwrap();
-    let run = |now: &str, args: &[&str]| duban_at(db, &cal, now, args);
     // 30 days from 2026-12-02: 2027-01-01, provisional (no 2027 schedule yet).
     let out = provisional_letter(db, &cal);
     assert!(out.contains("deadline 2027-01-01") && out.contains("PROVISIONAL"));
 
-    let child = Command::new(env!("CARGO_BIN_EXE_duban"))
-        .args(["serve", "--poll-ms", "200"])
-        .current_dir(root())
-        .env("DUBAN_DB", db)
-        .env("DUBAN_NOW", "2026-12-10T09:00:00+08:00")
-        .env("DUBAN_CALENDAR_DIR", &cal)
-        .env("DUBAN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // Installed the way `calendar load` does it: a temporary file, renamed.
-    let y2027 = "year: 2027\nsource: test schedule\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n";
-    std::fs::write(cal.join(".2027.yaml.tmp"), y2027).unwrap();
-    std::fs::rename(cal.join(".2027.yaml.tmp"), cal.join("2027.yaml")).unwrap();
-    let start = Instant::now();
-    let show = loop {
-        let show = run("2026-12-10T09:00:00+08:00", &["show", "1"]);
-        if show.contains("due 2027-01-04") || start.elapsed() > Duration::from_secs(30) {
-            break show;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let log = stop(child);
-    assert!(
-        show.contains(
-            "deadline recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
-        ),
-        "{show}\n{log}"
+    let engine = Arc::new(
+        Engine::new(
+            SqlStore::open(db).await.unwrap(),
+            files::load(&cal).unwrap(),
+        )
+        .await
+        .unwrap(),
     );
-    assert!(log.contains("calendar reloaded"), "{log}");
+    let clock = VirtualClock::new(at("2026-12-10T09:00:00+08:00"));
+    let opts = Options {
+        calendar_dir: Some(cal.clone()),
+        poll: chrono::Duration::minutes(1),
+        ..options("calendar")
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, mut rx) = watch::channel(Report::default());
+    let server = run(
+        engine.clone(),
+        &[],
+        &opts,
+        &clock,
+        async {
+            let _ = stop_rx.await;
+        },
+        Some(&tx),
+    );
+    let driver = async {
+        rx.wait_for(|r| r.rounds >= 1).await.unwrap();
+        // Installed the way `calendar load` does it: a temporary file, renamed.
+        let y2027 = "year: 2027\nsource: test schedule\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n";
+        std::fs::write(cal.join(".2027.yaml.tmp"), y2027).unwrap();
+        std::fs::rename(cal.join(".2027.yaml.tmp"), cal.join("2027.yaml")).unwrap();
+        // The next round, one poll later.
+        clock.set(at("2026-12-10T09:01:00+08:00"));
+        rx.wait_for(|r| r.rounds >= 2).await.unwrap();
+        stop_tx.send(()).unwrap();
+    };
+    tokio::join!(server, driver);
+    let history = engine.history("1").await.unwrap();
+    let recount = history
+        .iter()
+        .find(|h| h.what == HistoryKind::Recomputed)
+        .expect("the deadline was recounted");
+    assert_eq!(
+        recount.note.as_deref(),
+        Some("deadline recomputed on the official calendar: last day 2027-01-01 → 2027-01-04")
+    );
+    let task = engine.instance("1").await.unwrap().tasks["1.2"].clone();
+    assert_eq!(task.deadline.unwrap().last_day.to_string(), "2027-01-04");
 }

@@ -10,6 +10,10 @@
 //! - [`service`]: [`service::Engine`], one call per user intent: load,
 //!   apply, commit.
 //! - [`scheduler`]: due timers and recurring starts, exactly once.
+//! - [`outbox`]: the one worker loop and retry policy that carries out
+//!   outbox rows of every kind.
+//! - [`serve`]: the engine running by itself (what `duban serve` runs),
+//!   with its clock and shutdown signal given by the caller.
 //! - [`simulate`]: scenarios on a throwaway store with a virtual clock.
 //!
 //! The engine knows nothing of email, HTTP or terminals: those live in
@@ -18,7 +22,9 @@
 
 pub use duban_core::{calendar, definition, runtime};
 
+pub mod outbox;
 pub mod scheduler;
+pub mod serve;
 pub mod service;
 pub mod simulate;
 pub mod store;

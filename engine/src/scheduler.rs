@@ -22,9 +22,10 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::{debug, info, warn};
 
 use crate::definition::Definition;
+use crate::outbox::{drain, CallReplay, Policy};
 use crate::runtime::{values, Event};
 use crate::service::{Engine, Fired, ServiceError};
-use crate::store::{OutboxKind, OutboxRow, Store, StoreError};
+use crate::store::{OutboxKind, Store, StoreError};
 
 /// How the scheduler claims work.
 #[derive(Clone, Debug)]
@@ -76,62 +77,24 @@ impl<S: Store> Scheduler<S> {
         Scheduler { engine, options }
     }
 
-    /// Finishes the pending `start_child` and `child_ended` outbox rows:
-    /// each child is started if it is not yet, each ended child's result
-    /// reaches its parent if it has not (see [`Engine::replay_call`]), and
-    /// the row is marked sent. A store failure is retried a minute later; a
-    /// start the definition refuses makes the row dead, for an
-    /// administrator (`duban outbox`).
+    /// Finishes the pending `start_child` and `child_ended` outbox rows
+    /// through the outbox's one worker loop and retry policy
+    /// ([`crate::outbox::CallReplay`]): each child is started if it is not
+    /// yet, each ended child's result reaches its parent if it has not (see
+    /// [`Engine::replay_call`]), and the row is marked sent.
     pub async fn replay_child_starts(&self, now: DateTime<Utc>) -> Result<Round, StoreError> {
         let mut round = Round::default();
-        let store = self.engine.store();
+        let policy = Policy {
+            batch: self.options.batch,
+            lease: self.options.lease,
+            ..Policy::default()
+        };
         for kind in [OutboxKind::StartChild, OutboxKind::ChildEnded] {
-            loop {
-                let rows = store
-                    .claim_outbox(kind, now, self.options.batch, now + self.options.lease)
-                    .await?;
-                if rows.is_empty() {
-                    break;
-                }
-                self.replay_rows(rows, now, &mut round).await?;
-            }
+            let worker = CallReplay::new(self.engine.clone(), kind);
+            let r = drain(self.engine.store(), &worker, &policy, now).await?;
+            round.children += r.sent;
         }
         Ok(round)
-    }
-
-    async fn replay_rows(
-        &self,
-        rows: Vec<OutboxRow>,
-        now: DateTime<Utc>,
-        round: &mut Round,
-    ) -> Result<(), StoreError> {
-        let store = self.engine.store();
-        {
-            for row in rows {
-                match self.engine.replay_call(&row, now).await {
-                    Ok(()) => {
-                        store.outbox_sent(row.id, now).await?;
-                        round.children += 1;
-                    }
-                    // A store failure, or a parent that is stuck: try again later.
-                    Err(
-                        e @ (ServiceError::Store(_)
-                        | ServiceError::Engine(crate::runtime::EngineError::Stuck { .. })),
-                    ) => {
-                        warn!(row = row.id, error = %e, "carrying out a call failed; will retry");
-                        let retry = now + Duration::minutes(1);
-                        store
-                            .outbox_failed(row.id, &e.to_string(), Some(retry))
-                            .await?;
-                    }
-                    Err(e) => {
-                        warn!(row = row.id, error = %e, "a call cannot be carried out");
-                        store.outbox_failed(row.id, &e.to_string(), None).await?;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Applies every timer due at `now`, oldest first. With `at_due`, each

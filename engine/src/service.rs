@@ -455,7 +455,18 @@ impl<S: Store> Engine<S> {
         let event = Event::Retry {
             actor: actor.into(),
         };
-        self.apply(id, &event, now).await
+        let t = self.apply(id, &event, now).await?;
+        // A child may have ended while this instance was stuck; its
+        // `child_ended` row could not be delivered then.
+        for w in t.state.waits.values() {
+            let Some(child) = &w.child else { continue };
+            if let Ok(Some(c)) = self.store.load(child).await {
+                if let Ok(Some(next)) = self.hand_back(&c, now).await {
+                    self.settle(&next, now).await;
+                }
+            }
+        }
+        Ok(t)
     }
 
     /// Delivers a message to every instance waiting for it, each with the

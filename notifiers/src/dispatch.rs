@@ -1,69 +1,22 @@
-//! Draining the outbox: claim, render, send, and record what happened.
-//!
-//! A row is claimed with a lease (so several engine processes share the
-//! outbox), rendered, and sent. Success marks it sent. A transient failure
-//! schedules a retry after an exponentially growing delay; a permanent one,
-//! or the last allowed attempt, makes it dead. Nothing is ever deleted: the
-//! outbox is also the record of what was sent (`duban outbox`).
+//! Sending notifications: a [`Dispatcher`] is the outbox [`Worker`] of one
+//! channel (email or SMS): it renders a row into a message and sends it.
+//! Claiming, leases, retries with backoff and dead rows are the engine's one
+//! worker loop ([`duban_engine::outbox`]), the same for every kind.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use duban_engine::definition::{Definition, StepKind};
+use duban_engine::outbox::{WorkFuture, Worker};
 use duban_engine::runtime::{Command, Directory, InstanceState, NotifyEvent};
 use duban_engine::service::Engine;
-use duban_engine::store::{OutboxRow, Store};
-use tracing::{info, warn};
+use duban_engine::store::{OutboxKind, OutboxRow, Store};
 
 use crate::links::LinkBuilder;
 use crate::render::{self, Subject};
 use crate::{Attachment, Message, Notifier, Recipient, SendError};
 
-/// Retry policy.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    /// Attempts before a row is dead.
-    pub max_attempts: u32,
-    /// The first retry's delay; each next one doubles.
-    pub first_delay: Duration,
-    /// The longest delay between attempts.
-    pub max_delay: Duration,
-    /// Rows claimed per round.
-    pub batch: u32,
-    /// How long a claim holds.
-    pub lease: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            max_attempts: 8,
-            first_delay: Duration::seconds(30),
-            max_delay: Duration::hours(1),
-            batch: 50,
-            lease: Duration::minutes(2),
-        }
-    }
-}
-
-impl Policy {
-    /// The delay before the attempt after `attempts` failed ones.
-    pub fn delay(&self, attempts: u32) -> Duration {
-        let factor = 2i32.saturating_pow(attempts.saturating_sub(1).min(20));
-        (self.first_delay * factor).min(self.max_delay)
-    }
-}
-
-/// What a round did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Round {
-    /// Rows sent.
-    pub sent: usize,
-    /// Rows that failed and will be retried.
-    pub retried: usize,
-    /// Rows that are now dead.
-    pub dead: usize,
-}
+pub use duban_engine::outbox::{record, Policy, Round};
 
 /// Sends the outbox's notifications through one notifier.
 pub struct Dispatcher<S, N, L> {
@@ -204,33 +157,26 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         })
     }
 
-    /// Sends every notification due at `now`.
+    /// Sends every notification due at `now`, through the outbox's one
+    /// worker loop and retry policy.
     pub async fn dispatch_due(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Round, duban_engine::store::StoreError> {
-        let mut round = Round::default();
-        let store = self.engine.store();
-        loop {
-            let rows = store
-                .claim_outbox(
-                    self.notifier.kind(),
-                    now,
-                    self.policy.batch,
-                    now + self.policy.lease,
-                )
-                .await?;
-            if rows.is_empty() {
-                return Ok(round);
-            }
-            for row in rows {
-                let result = match self.message(&row, now).await {
-                    Ok(m) => self.notifier.send(&m).await,
-                    Err(e) => Err(e),
-                };
-                record(store, &self.policy, &row, result, now, &mut round).await?;
-            }
-        }
+        duban_engine::outbox::drain(self.engine.store(), self, &self.policy, now).await
+    }
+}
+
+impl<S: Store, N: Notifier, L: LinkBuilder> Worker for Dispatcher<S, N, L> {
+    fn kind(&self) -> OutboxKind {
+        self.notifier.kind()
+    }
+
+    fn handle<'a>(&'a self, row: &'a OutboxRow, now: DateTime<Utc>) -> WorkFuture<'a> {
+        Box::pin(async move {
+            let m = self.message(row, now).await?;
+            self.notifier.send(&m).await
+        })
     }
 }
 
@@ -253,38 +199,6 @@ pub(crate) async fn load_row<S: Store>(
         .await
         .map_err(|e| SendError::Transient(e.to_string()))?;
     Ok((cmd, state, def))
-}
-
-/// Records the outcome of one attempt at `row`: sent, retried later with
-/// backoff, or dead.
-pub async fn record<S: Store>(
-    store: &S,
-    policy: &Policy,
-    row: &OutboxRow,
-    result: Result<(), SendError>,
-    now: DateTime<Utc>,
-    round: &mut Round,
-) -> Result<(), duban_engine::store::StoreError> {
-    let attempts = row.attempts + 1;
-    match result {
-        Ok(()) => {
-            store.outbox_sent(row.id, now).await?;
-            info!(row = row.id, kind = %row.kind, instance = %row.instance, "outbox row done");
-            round.sent += 1;
-        }
-        Err(SendError::Transient(e)) if attempts < policy.max_attempts => {
-            let at = now + policy.delay(attempts);
-            warn!(row = row.id, kind = %row.kind, attempts, retry_at = %at, error = %e, "outbox row failed; will retry");
-            store.outbox_failed(row.id, &e, Some(at)).await?;
-            round.retried += 1;
-        }
-        Err(e) => {
-            warn!(row = row.id, kind = %row.kind, attempts, error = %e, "outbox row is dead");
-            store.outbox_failed(row.id, &e.to_string(), None).await?;
-            round.dead += 1;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,9 +18,11 @@ use duban_engine::runtime::Command;
 use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store, StoreError};
 
-use crate::dispatch::{load_row, record, Policy, Round};
+use crate::dispatch::{load_row, Policy, Round};
 use crate::render::{self, Subject};
 use crate::SendError;
+use duban_engine::outbox::{WorkFuture, Worker};
+use duban_engine::store::OutboxKind;
 
 /// Writes the documents of the outbox.
 pub struct DocumentWriter<S> {
@@ -95,26 +97,19 @@ impl<S: Store> DocumentWriter<S> {
         Ok(txt)
     }
 
-    /// Writes every document due at `now`.
+    /// Writes every document due at `now`, through the outbox's one
+    /// worker loop and retry policy.
     pub async fn render_due(&self, now: DateTime<Utc>) -> Result<Round, StoreError> {
-        let mut round = Round::default();
-        let store = self.engine.store();
-        loop {
-            let rows = store
-                .claim_outbox(
-                    duban_engine::store::OutboxKind::RenderDocument,
-                    now,
-                    self.policy.batch,
-                    now + self.policy.lease,
-                )
-                .await?;
-            if rows.is_empty() {
-                return Ok(round);
-            }
-            for row in rows {
-                let result = self.write(&row, now).await.map(|_| ());
-                record(store, &self.policy, &row, result, now, &mut round).await?;
-            }
-        }
+        duban_engine::outbox::drain(self.engine.store(), self, &self.policy, now).await
+    }
+}
+
+impl<S: Store> Worker for DocumentWriter<S> {
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::RenderDocument
+    }
+
+    fn handle<'a>(&'a self, row: &'a OutboxRow, now: DateTime<Utc>) -> WorkFuture<'a> {
+        Box::pin(async move { self.write(row, now).await.map(|_| ()) })
     }
 }

@@ -74,16 +74,9 @@ pub struct Attachment {
     pub html: String,
 }
 
-/// Why a send failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// Worth retrying (server down, timeout, 4xx).
-    #[error("temporary failure: {0}")]
-    Transient(String),
-    /// Retrying will not help (no address, rejected recipient, 5xx).
-    #[error("permanent failure: {0}")]
-    Permanent(String),
-}
+/// Why a send failed: the outbox's [`duban_engine::outbox::Failure`], so a
+/// notifier's transient and permanent failures feed the one retry policy.
+pub use duban_engine::outbox::Failure as SendError;
 
 /// A channel that delivers messages.
 #[allow(async_fn_in_trait)]
