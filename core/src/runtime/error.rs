@@ -14,7 +14,8 @@
 //!   where nobody waits for an answer — the instance becomes *stuck*
 //!   ([`super::stuck`]) instead of the event vanishing.
 //!
-//! Which class an error is in depends only on its variant; what the caller
+//! Which class an error is in depends only on its variant (a bad or missing
+//! value is classed as refused: usually a person gave it). What the caller
 //! does with a refused or faulty *engine-driven* event is the same (stuck),
 //! because for those no person is there to read a refusal.
 
@@ -241,9 +242,7 @@ impl EngineError {
             | NoRecipient { .. }
             | StartUnset { .. }
             | NoPeriod(_)
-            | AutomaticLoop(_)
-            | MissingVariable(_)
-            | BadValue { .. } => ErrorClass::Fault,
+            | AutomaticLoop(_) => ErrorClass::Fault,
             _ => ErrorClass::Refused,
         }
     }

@@ -65,6 +65,36 @@ pub enum HistoryKind {
 }
 
 impl HistoryKind {
+    /// Every kind.
+    pub const ALL: [HistoryKind; 23] = {
+        use HistoryKind::*;
+        [
+            Started,
+            TaskOpened,
+            NoticeSent,
+            TaskCompleted,
+            NoticeAnswered,
+            Received,
+            Message,
+            ChildEnded,
+            Reminder,
+            Timer,
+            Expired,
+            Escalated,
+            Decided,
+            Split,
+            Joined,
+            Called,
+            Waiting,
+            Recomputed,
+            Ended,
+            Cancelled,
+            Stuck,
+            Retried,
+            VariablesSet,
+        ]
+    };
+
     /// The snake_case name it is stored and printed as.
     pub fn as_str(self) -> &'static str {
         use HistoryKind::*;
@@ -97,7 +127,16 @@ impl HistoryKind {
 
     /// The kind named `s`, if any.
     pub fn parse(s: &str) -> Option<HistoryKind> {
-        serde_json::from_value(serde_json::Value::String(s.into())).ok()
+        HistoryKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn every_kind_round_trips_through_its_stored_name() {
+    for k in HistoryKind::ALL {
+        assert_eq!(HistoryKind::parse(k.as_str()), Some(k));
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
     }
 }
 

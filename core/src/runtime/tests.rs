@@ -441,11 +441,11 @@ fn invalid_events_are_refused_and_change_nothing() {
     let cases = [
         (
             complete("aprove", &[]),
-            "has no outcome `aprove`; outcomes: issue, no_problem",
+            "R007 step `draft_letter` has no outcome `aprove`; outcomes: issue, no_problem",
         ),
         (
             complete("issue", &[("letter_kind", json!("督办函"))]),
-            "outcome `issue` requires the field `reply_period`",
+            "R008 outcome `issue` requires the field `reply_period`",
         ),
         (
             complete(
@@ -455,7 +455,7 @@ fn invalid_events_are_refused_and_change_nothing() {
                     ("reply_period", json!("30日")),
                 ],
             ),
-            "variable `letter_kind`: `建议函` is not one of 督办函, 意见书, 通知书",
+            "R003 variable `letter_kind`: `建议函` is not one of 督办函, 意见书, 通知书",
         ),
         (
             complete(
@@ -465,7 +465,7 @@ fn invalid_events_are_refused_and_change_nothing() {
                     ("reply_period", json!("5 weeks")),
                 ],
             ),
-            "variable `reply_period`: `5 weeks` has an unknown unit",
+            "R003 variable `reply_period`: `5 weeks` has an unknown unit",
         ),
         (
             complete(
@@ -476,7 +476,7 @@ fn invalid_events_are_refused_and_change_nothing() {
                     ("problem", json!("x")),
                 ],
             ),
-            "`problem` is not a field of outcome `issue`",
+            "R009 `problem` is not a field of outcome `issue`",
         ),
         (
             Event::Complete {
@@ -485,15 +485,15 @@ fn invalid_events_are_refused_and_change_nothing() {
                 variables: BTreeMap::new(),
                 actor: "li".into(),
             },
-            "no task `1.99`",
+            "R005 no task `1.99`",
         ),
     ];
     for (e, want) in cases {
-        let err = h
-            .try_apply(e, "2025-09-27T10:00:00+08:00")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(want), "{err} does not contain {want}");
+        let err = h.try_apply(e, "2025-09-27T10:00:00+08:00").unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Refused, "{err}");
+        assert!(want.starts_with(err.code()), "{err}: code {}", err.code());
+        let err = err.to_string();
+        assert!(err.starts_with(want), "{err} does not start with {want}");
         assert_eq!(h.state(), &before, "a refused event changes nothing");
     }
     h.complete(
@@ -894,5 +894,132 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
         Some(
             "waiting period recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
         )
+    );
+}
+
+/// The fixture of `tests/data/faults/`: an expiry that reaches a notice
+/// whose recipient variable is unset.
+fn fault_fixture() -> Definition {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/faults/unset_recipient.yaml");
+    let lib = load_library(&[path], &[]);
+    assert!(
+        lib.is_valid(),
+        "{:?}",
+        lib.diagnostics().collect::<Vec<_>>()
+    );
+    lib.definitions["unset_recipient"].clone()
+}
+
+#[test]
+fn a_fault_met_by_a_timer_is_kept_as_a_stuck_instance_and_retried_once() {
+    let mut h = H::new("supervision_letter");
+    h.def = fault_fixture();
+    h.apply(
+        Event::Start {
+            instance: "7".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2026-03-02T10:00:00+08:00",
+    );
+    let expiry = h.state().timers.values().next().unwrap().clone();
+    let fired = Event::TimerFired {
+        timer: expiry.id.clone(),
+    };
+    let err = h
+        .try_apply(fired.clone(), "2026-03-10T09:00:00+08:00")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EngineError::NoRecipient {
+            step: "warn_agency".into()
+        }
+    );
+    assert_eq!(err.class(), ErrorClass::Fault);
+
+    // What the service stores instead: the state from before, stuck.
+    let before = h.state().clone();
+    let t = stuck(&before, &fired, &err, at("2026-03-10T09:00:00+08:00"));
+    assert_eq!(t.commands, vec![Command::HoldTimers]);
+    assert_eq!(t.state.revision, before.revision + 1);
+    assert_eq!(t.state.timers, before.timers, "no timer is lost");
+    assert_eq!(t.state.tasks, before.tasks);
+    let Status::Stuck { code, event, .. } = &t.state.status else {
+        panic!("not stuck")
+    };
+    assert_eq!((code.as_str(), event.as_ref()), ("R015", &fired));
+    assert_eq!(t.history.len(), 1);
+    assert_eq!(t.history[0].what, HistoryKind::Stuck);
+    assert!(t.history[0].note.as_deref().unwrap().starts_with("R015 "));
+    h.state = Some(t.state);
+
+    // Stuck: other events are refused, naming the way out.
+    let err = h
+        .try_apply(
+            Event::Complete {
+                task: "7.1".into(),
+                outcome: "done".into(),
+                variables: BTreeMap::new(),
+                actor: "li".into(),
+            },
+            "2026-03-10T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Stuck { ref code, .. } if code == "R015"),
+        "{err}"
+    );
+    // The timer itself is held, not applied.
+    assert!(matches!(
+        h.try_apply(fired.clone(), "2026-03-10T10:00:00+08:00")
+            .unwrap_err(),
+        EngineError::Stuck { .. }
+    ));
+    // A retry before the fix meets the same fault and changes nothing.
+    let stuck_state = h.state().clone();
+    let retry = || Event::Retry {
+        actor: "admin".into(),
+    };
+    assert_eq!(
+        h.try_apply(retry(), "2026-03-10T10:00:00+08:00")
+            .unwrap_err(),
+        EngineError::NoRecipient {
+            step: "warn_agency".into()
+        }
+    );
+    assert_eq!(h.state(), &stuck_state);
+    // The fix, then the retry: the escalation happens once.
+    h.apply(
+        Event::SetVariables {
+            variables: vars(&[("agency", json!("market_bureau"))]),
+            actor: "admin".into(),
+        },
+        "2026-03-10T10:00:00+08:00",
+    );
+    h.apply(retry(), "2026-03-10T10:05:00+08:00");
+    assert_eq!(h.state().status, Status::Running);
+    assert_eq!(h.commands.first(), Some(&Command::ReleaseTimers));
+    assert!(h
+        .commands
+        .contains(&Command::CancelTimer { timer: expiry.id }));
+    assert_eq!(h.task("warn_agency").assignees, ["market_bureau"]);
+    assert_eq!(
+        h.whats(),
+        [
+            "started",
+            "task_opened",
+            "variables_set",
+            "retried",
+            "expired",
+            "notice_sent"
+        ]
+    );
+    // Not stuck any more: there is nothing to retry.
+    assert_eq!(
+        h.try_apply(retry(), "2026-03-10T11:00:00+08:00")
+            .unwrap_err(),
+        EngineError::NotStuck("7".into())
     );
 }

@@ -110,10 +110,15 @@ pub(super) fn expect(
             .map(|e| e.at)
             .collect();
         let ok = instant(&h.at).is_some_and(|w| times.contains(&w));
-        check(
-            format!("`{}` at `{}` at {}", h.what, h.step, h.at),
-            (!ok).then(|| format!("at {}", shown(&times))),
-        );
+        let found = match HistoryKind::parse(&h.what) {
+            None => Some(format!(
+                "no history kind `{}` (kinds: {})",
+                h.what,
+                HistoryKind::ALL.map(HistoryKind::as_str).join(", ")
+            )),
+            Some(_) => (!ok).then(|| format!("at {}", shown(&times))),
+        };
+        check(format!("`{}` at `{}` at {}", h.what, h.step, h.at), found);
     }
     let escalations: Vec<&str> = history
         .iter()
