@@ -1,5 +1,6 @@
-//! `duban`, the admin CLI: validate, draw and (later) deploy and run process
-//! definitions; ask the legal-time calendar what a period yields.
+//! `duban`, the admin CLI: validate, draw, simulate and deploy process
+//! definitions; start, drive, inspect, repair (`set-var`, `retry`) and
+//! serve their instances; ask the legal-time calendar what a period yields.
 //!
 //! A thin layer over `duban-engine`: each subcommand parses its arguments,
 //! calls the library, and prints plain text or JSON. Exit codes are the

@@ -349,6 +349,7 @@ impl Store for SqlStore {
                         .execute(&mut *tx)
                         .await?;
                     for p in &ts.assignees {
+                        self.tick(&mut n)?;
                         sqlx::query("INSERT INTO task_assignees (task, person) VALUES ($1, $2)")
                             .bind(task)
                             .bind(p)
@@ -455,6 +456,7 @@ impl Store for SqlStore {
             people.sort();
             people.dedup();
             for p in people {
+                self.tick(&mut n)?;
                 sqlx::query(
                     "INSERT INTO history_people (history, person, instance) VALUES ($1, $2, $3)",
                 )
