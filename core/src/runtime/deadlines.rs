@@ -181,14 +181,8 @@ impl Run<'_> {
             .cloned()
             .collect();
         for task in tasks {
-            let d = match &self.def().steps[&task.step].kind {
-                StepKind::Task {
-                    deadline: Some(d), ..
-                }
-                | StepKind::Notice {
-                    deadline: Some(d), ..
-                } => d.clone(),
-                _ => continue,
+            let Some(d) = self.task_deadline(&task.step) else {
+                continue;
             };
             let opened = match d.from {
                 StartRef::Receipt => match task.received_at {
@@ -311,16 +305,23 @@ impl Run<'_> {
         let Ok(task) = self.open_task(task_id) else {
             return Ok(()); // closed meanwhile: the timer is stale
         };
-        let d = match &self.def().steps[&task.step].kind {
+        let Some(d) = self.task_deadline(&task.step) else {
+            return Ok(());
+        };
+        self.escalate(&task.step, Some(&task), &d)
+    }
+
+    /// The deadline a task or notice step declares.
+    fn task_deadline(&self, step: &str) -> Option<DeadlineDef> {
+        match &self.def().steps[step].kind {
             StepKind::Task {
                 deadline: Some(d), ..
             }
             | StepKind::Notice {
                 deadline: Some(d), ..
-            } => d.clone(),
-            _ => return Ok(()),
-        };
-        self.escalate(&task.step, Some(&task), &d)
+            } => Some(d.clone()),
+            _ => None,
+        }
     }
 
     /// Expiry of a deadline: record it, notify, and move on when `goto` says so.
