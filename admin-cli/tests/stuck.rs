@@ -7,9 +7,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{duban_at, root};
-
-use std::process::Command;
+use common::{duban_at, duban_output};
 
 use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
@@ -43,14 +41,7 @@ async fn engine(db: &str) -> Engine<SqlStore> {
 }
 
 fn duban_fails(db: &str, cal: &std::path::Path, now: &str, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_duban"))
-        .args(args)
-        .current_dir(root())
-        .env("DUBAN_DB", db)
-        .env("DUBAN_NOW", now)
-        .env("DUBAN_CALENDAR_DIR", cal)
-        .output()
-        .expect("duban runs");
+    let o = duban_output(db, cal, now, args);
     assert_eq!(o.status.code(), Some(1), "{args:?} should be refused");
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

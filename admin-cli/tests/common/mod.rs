@@ -30,14 +30,7 @@ pub fn postgres_db(tag: &str) -> String {
 /// Runs `duban ARGS` on store `db` at `now` with calendar folder `cal`,
 /// asserting success; returns stdout.
 pub fn duban_at(db: &str, cal: &std::path::Path, now: &str, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_duban"))
-        .args(args)
-        .current_dir(root())
-        .env("DUBAN_DB", db)
-        .env("DUBAN_NOW", now)
-        .env("DUBAN_CALENDAR_DIR", cal)
-        .output()
-        .expect("duban runs");
+    let o = duban_output(db, cal, now, args);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
@@ -45,6 +38,23 @@ pub fn duban_at(db: &str, cal: &std::path::Path, now: &str, args: &[&str]) -> St
         String::from_utf8_lossy(&o.stderr)
     );
     out
+}
+
+/// Runs `duban ARGS` on store `db` at `now` with calendar folder `cal`.
+pub fn duban_output(
+    db: &str,
+    cal: &std::path::Path,
+    now: &str,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args(args)
+        .current_dir(root())
+        .env("DUBAN_DB", db)
+        .env("DUBAN_NOW", now)
+        .env("DUBAN_CALENDAR_DIR", cal)
+        .output()
+        .expect("duban runs")
 }
 
 /// Instance 1 of `db`: a supervision letter whose notice 1.2 was received

@@ -1,6 +1,6 @@
 //! Legal time: counting the periods of Chinese law on the official calendar.
 //!
-//! `legal-time.md` is the specification. The core, [`Calendar::count`], is a
+//! `docs/legal-time.md` is the specification. The core, [`Calendar::count`], is a
 //! pure function of the calendar data, a start and a [`PeriodSpec`]; it reads
 //! no clock and no file, so the engine, the simulator and the tests get the
 //! same answer for the same input. Every result carries a one-line

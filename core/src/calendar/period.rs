@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The unit a period counts in. Each unit has its own counting rule
-/// (see `legal-time.md` and [`crate::calendar::Calendar::count`]).
+/// (see `docs/legal-time.md` and [`crate::calendar::Calendar::count`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {

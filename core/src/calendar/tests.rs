@@ -1,4 +1,4 @@
-//! The worked examples of `legal-time.md` and the calendar's properties.
+//! The worked examples of `docs/legal-time.md` and the calendar's properties.
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 use proptest::prelude::*;
@@ -23,7 +23,7 @@ fn check(start: &str, period: &str, last_day: &str) -> Deadline {
     got
 }
 
-/// Every row of the "Worked examples" table in legal-time.md.
+/// Every row of the "Worked examples" table in docs/legal-time.md.
 #[test]
 fn worked_examples() {
     let d = check("2025-09-26", "5 working days", "2025-10-10");

@@ -195,7 +195,7 @@ impl Checker<'_> {
                     &path.index(i),
                     Code::BadRuleId,
                     format!("`{r}` is not a rule id"),
-                    Some("rule ids look like `XC-19` or `SQ-19(二)`, as in RULES.md".into()),
+                    Some("rule ids look like `XC-19` or `SQ-19(二)`, as in docs/rules.md".into()),
                 );
             } else if !seen.insert(r.as_str()) {
                 self.err(

@@ -25,7 +25,7 @@ pub struct Definition {
     pub name: String,
     /// What the process is for.
     pub description: Option<String>,
-    /// The rule IDs of RULES.md this definition implements.
+    /// The rule IDs of `docs/rules.md` this definition implements.
     pub rules: Vec<String>,
     /// The roles the process refers to, by id.
     pub roles: IndexMap<String, Role>,
