@@ -1,10 +1,13 @@
-//! Outbound channels of duban, and the dispatcher that drains the outbox.
+//! Outbound channels of duban: the outbox workers that send email and SMS
+//! and write documents.
 //!
 //! The engine writes every notification as an outbox row in the transaction
-//! that causes it; nothing here can lose one. [`dispatch::Dispatcher`]
-//! claims pending rows, renders them ([`render`]) and hands them to a
-//! [`Notifier`]; a failure is retried with exponential backoff, and after a
-//! configured number of attempts the row is dead (until `duban outbox retry`).
+//! that causes it; nothing here can lose one. The engine's one worker loop
+//! (`duban_engine::outbox::drain`) claims pending rows and hands each to a
+//! worker: [`dispatch::Dispatcher`] renders it ([`render`]) and gives it to
+//! a [`Notifier`]; a failure is retried with exponential backoff, and after
+//! a configured number of attempts the row is dead (until `duban outbox
+//! retry`).
 //! Every message carries an idempotency key derived from its row, so a retry
 //! after an uncertain send is recognisable as the same message (the email
 //! `Message-ID`).
@@ -15,7 +18,7 @@
 //!
 //! Layout: [`email`] (SMTP through lettre), [`sms`] (Aliyun `SendSms` and a
 //! signed webhook), [`render`] (strict handlebars, HTML-escaped and plain),
-//! [`dispatch`] (the outbox loop), [`documents`] (rendering documents to
+//! [`dispatch`] (the email and SMS worker), [`documents`] (rendering documents to
 //! files), [`links`] (the answer-link interface the portal implements),
 //! [`config`] (`duban.toml` and the secrets in the environment).
 

@@ -67,13 +67,29 @@ pub fn apply(
                 }
                 (Status::Running, e) => run.event(e)?,
                 (Status::Stuck { event: stuck, .. }, Event::Retry { actor }) => {
-                    run.state.status = Status::Running;
-                    run.commands.push(Command::ReleaseTimers);
-                    let line = run
-                        .line(actor, HistoryKind::Retried)
-                        .note(format!("retrying {}", stuck.describe()));
-                    run.record(line);
-                    run.event(stuck)?;
+                    let resume = |run: &mut Run, note: String| {
+                        run.state.status = Status::Running;
+                        run.commands.push(Command::ReleaseTimers);
+                        let line = run.line(actor, HistoryKind::Retried).note(note);
+                        run.record(line);
+                    };
+                    resume(&mut run, format!("retrying {}", stuck.describe()));
+                    match run.event(stuck) {
+                        Ok(()) => {}
+                        // Gone stale meanwhile (e.g. a recount with nothing
+                        // left to change): nothing to apply, the instance
+                        // simply runs on.
+                        Err(e) if e.is_stale() => {
+                            run = Run::new(env, s.clone(), now);
+                            let note = format!(
+                                "{} no longer applies ({}); resumed",
+                                stuck.describe(),
+                                e.code()
+                            );
+                            resume(&mut run, note);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 (Status::Stuck { .. }, e @ (Event::SetVariables { .. } | Event::Cancel { .. })) => {
                     run.event(e)?

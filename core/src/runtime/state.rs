@@ -2,9 +2,9 @@
 //!
 //! Everything a transition needs is here or in the definition: the
 //! variables, the open and closed tasks with their deadlines, the waits, the
-//! pending timers and the join counters. `version` is the optimistic
-//! concurrency counter: a transition computed from version N may only be
-//! stored over version N.
+//! pending timers and the join counters. `revision` is the optimistic
+//! concurrency counter: a transition computed from revision N may only be
+//! stored over revision N (`version` is the definition's version).
 
 use std::collections::BTreeMap;
 

@@ -1023,3 +1023,46 @@ fn a_fault_met_by_a_timer_is_kept_as_a_stuck_instance_and_retried_once() {
         EngineError::NotStuck("7".into())
     );
 }
+
+#[test]
+fn a_retry_of_an_event_that_went_stale_resumes_the_instance() {
+    let mut h = H::new("supervision_letter");
+    h.def = fault_fixture();
+    h.apply(
+        Event::Start {
+            instance: "8".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2026-03-02T10:00:00+08:00",
+    );
+    // Stuck on a recount; by the retry there is nothing left to recount.
+    let err = EngineError::NoPeriod("term".into());
+    let t = stuck(
+        h.state(),
+        &Event::Recompute,
+        &err,
+        at("2026-03-03T09:00:00+08:00"),
+    );
+    h.state = Some(t.state);
+    h.apply(
+        Event::Retry {
+            actor: "admin".into(),
+        },
+        "2026-03-03T10:00:00+08:00",
+    );
+    assert_eq!(h.state().status, Status::Running);
+    assert_eq!(h.commands, vec![Command::ReleaseTimers]);
+    let last = h.history.last().unwrap();
+    assert_eq!(
+        (last.what, last.actor.as_str()),
+        (HistoryKind::Retried, "admin")
+    );
+    assert!(last
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("no longer applies (R024)"));
+    assert_eq!(h.task("review").step, "review", "the task is still open");
+}
