@@ -1,7 +1,11 @@
-//! The store conformance suite: the same tests against embedded SQLite and
+//! The store conformance suite: the same tests against embedded SQLite,
 //! against the PostgreSQL server (`DUBAN_TEST_POSTGRES`, default
-//! `postgres://postgres@127.0.0.1:5432/test`), each test on a fresh file or
-//! a fresh database of its own so they run in parallel.
+//! `postgres://postgres@127.0.0.1:5432/test`) and against the in-memory
+//! store, each test on a fresh file, a fresh database or a fresh store of
+//! its own so they run in parallel.
+//!
+//! A few tests are about SQL itself and run on SQLite and PostgreSQL only
+//! (see `conformance!` at the end).
 
 use duban_engine::runtime::HistoryKind;
 use duban_engine::store::OutboxKind;
@@ -12,20 +16,21 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
 use duban_engine::runtime::directory::MemoryDirectory;
+use duban_engine::runtime::{Command, Transition};
 use duban_engine::runtime::{EngineError, Event, Status};
 use duban_engine::service::{Engine, ServiceError};
-use duban_engine::store::{Deployed, SqlStore, Store, StoreError, TaskFilter};
+use duban_engine::store::{Deployed, MemoryStore, SqlStore, Store, StoreError, TaskFilter};
 use duban_tests::processes;
 use serde_json::{json, Value as Json};
 use sqlx::Connection;
 
 /// A store with whatever keeps its database alive.
-struct Db {
-    engine: Arc<Engine<SqlStore>>,
+struct Db<S> {
+    engine: Arc<Engine<S>>,
     _keep: Option<tempfile::TempDir>,
 }
 
-async fn sqlite() -> Db {
+async fn sqlite() -> Db<SqlStore> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqlStore::open(dir.path().join("duban.db").to_str().unwrap())
         .await
@@ -33,7 +38,7 @@ async fn sqlite() -> Db {
     setup(store, Some(dir)).await
 }
 
-async fn postgres() -> Db {
+async fn postgres() -> Db<SqlStore> {
     let base = std::env::var("DUBAN_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -62,6 +67,63 @@ async fn postgres() -> Db {
     setup(store, None).await
 }
 
+async fn memory() -> Db<MemoryStore> {
+    setup(MemoryStore::new(), None).await
+}
+
+/// The stores the suite runs on. The future of a method of a generic
+/// `S: Store` is not known to be `Send`, so what the parallel tests spawn
+/// is written here once per store, where it is.
+trait Backend: Store + Send + Sync + Sized + 'static {
+    /// Spawns [`Engine::complete`].
+    fn spawn_complete(
+        engine: Arc<Engine<Self>>,
+        task: String,
+        outcome: &'static str,
+        variables: BTreeMap<String, Json>,
+        actor: String,
+        now: DateTime<Utc>,
+    ) -> tokio::task::JoinHandle<Result<Transition, ServiceError>>;
+
+    /// Spawns [`Store::commit`].
+    fn spawn_commit(
+        engine: Arc<Engine<Self>>,
+        prev_revision: Option<u64>,
+        t: Transition,
+        now: DateTime<Utc>,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>>;
+}
+
+macro_rules! backend {
+    ($($store:ty),*) => {$(
+        impl Backend for $store {
+            fn spawn_complete(
+                engine: Arc<Engine<Self>>,
+                task: String,
+                outcome: &'static str,
+                variables: BTreeMap<String, Json>,
+                actor: String,
+                now: DateTime<Utc>,
+            ) -> tokio::task::JoinHandle<Result<Transition, ServiceError>> {
+                tokio::spawn(async move {
+                    engine.complete(&task, outcome, variables, &actor, now).await
+                })
+            }
+
+            fn spawn_commit(
+                engine: Arc<Engine<Self>>,
+                prev_revision: Option<u64>,
+                t: Transition,
+                now: DateTime<Utc>,
+            ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+                tokio::spawn(async move { engine.store().commit(prev_revision, &t, now).await })
+            }
+        }
+    )*};
+}
+
+backend!(SqlStore, MemoryStore);
+
 /// The sample directory the CLI tests and scenarios use too.
 fn directory() -> MemoryDirectory {
     let text =
@@ -69,7 +131,7 @@ fn directory() -> MemoryDirectory {
     duban_engine::store::directory::parse(&text, false).unwrap()
 }
 
-async fn setup(store: SqlStore, keep: Option<tempfile::TempDir>) -> Db {
+async fn setup<S: Store>(store: S, keep: Option<tempfile::TempDir>) -> Db<S> {
     let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
     engine.import_directory(directory()).await.unwrap();
     let reports = engine
@@ -94,7 +156,7 @@ fn vars(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
         .collect()
 }
 
-async fn open_task(db: &Db, instance: &str, step: &str) -> String {
+async fn open_task<S: Store>(db: &Db<S>, instance: &str, step: &str) -> String {
     let tasks = db
         .engine
         .store()
@@ -108,7 +170,7 @@ async fn open_task(db: &Db, instance: &str, step: &str) -> String {
         .id
 }
 
-async fn start_letter(db: &Db) -> String {
+async fn start_letter<S: Store>(db: &Db<S>) -> String {
     let t = db
         .engine
         .start(
@@ -127,8 +189,8 @@ async fn start_letter(db: &Db) -> String {
     t.state.id
 }
 
-async fn complete(
-    db: &Db,
+async fn complete<S: Store>(
+    db: &Db<S>,
     instance: &str,
     step: &str,
     outcome: &str,
@@ -142,7 +204,7 @@ async fn complete(
         .unwrap_or_else(|e| panic!("{step}/{outcome}: {e}"));
 }
 
-async fn deploy_versions(db: Db) {
+async fn deploy_versions<S: Store>(db: Db<S>) {
     let store = &db.engine.store();
     let defs = store.definitions().await.unwrap();
     assert_eq!(
@@ -187,7 +249,7 @@ async fn deploy_versions(db: Db) {
     );
 }
 
-async fn invalid_definitions_are_refused(db: Db) {
+async fn invalid_definitions_are_refused<S: Store>(db: Db<S>) {
     let root = duban_tests::root();
     let err = db
         .engine
@@ -210,7 +272,7 @@ async fn invalid_definitions_are_refused(db: Db) {
         .is_none());
 }
 
-async fn supervision_letter_end_to_end(db: Db) {
+async fn supervision_letter_end_to_end<S: Store>(db: Db<S>) {
     let id = start_letter(&db).await;
     complete(
         &db,
@@ -409,7 +471,7 @@ async fn supervision_letter_end_to_end(db: Db) {
         .any(|r| r.entry.what == HistoryKind::TaskCompleted && r.instance == id));
 }
 
-async fn dispute_end_to_end(db: Db) {
+async fn dispute_end_to_end<S: Store>(db: Db<S>) {
     let t = db
         .engine
         .start(
@@ -503,28 +565,23 @@ async fn dispute_end_to_end(db: Db) {
     );
 }
 
-async fn fifty_parallel_completions_one_wins(db: Db) {
+async fn fifty_parallel_completions_one_wins<S: Backend>(db: Db<S>) {
     let id = start_letter(&db).await;
     let task = open_task(&db, &id, "draft_letter").await;
     let mut handles = Vec::new();
     for i in 0..50 {
-        let engine = db.engine.clone();
-        let task = task.clone();
-        handles.push(tokio::spawn(async move {
-            let v = vars(&[
-                ("letter_kind", json!("督办函")),
-                ("reply_period", json!("30日")),
-            ]);
-            engine
-                .complete(
-                    &task,
-                    "issue",
-                    v,
-                    &format!("clerk{i}"),
-                    at("2025-09-27T10:00:00+08:00"),
-                )
-                .await
-        }));
+        let v = vars(&[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ]);
+        handles.push(S::spawn_complete(
+            db.engine.clone(),
+            task.clone(),
+            "issue",
+            v,
+            format!("clerk{i}"),
+            at("2025-09-27T10:00:00+08:00"),
+        ));
     }
     let (mut ok, mut conflicts, mut closed) = (0, 0, 0);
     for h in handles {
@@ -550,7 +607,7 @@ async fn fifty_parallel_completions_one_wins(db: Db) {
 
 /// All 50 transitions computed from the same revision, committed at once:
 /// the store lets exactly one through and reports a conflict to the others.
-async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
+async fn fifty_parallel_commits_one_wins_49_conflict<S: Backend>(db: Db<S>) {
     let id = start_letter(&db).await;
     let task = open_task(&db, &id, "draft_letter").await;
     let state = db.engine.store().load(&id).await.unwrap().unwrap();
@@ -580,14 +637,12 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
         let t =
             duban_engine::runtime::apply(&env, Some(&state), &e, at("2025-09-27T10:00:00+08:00"))
                 .unwrap();
-        let engine = db.engine.clone();
-        let rev = state.revision;
-        handles.push(tokio::spawn(async move {
-            engine
-                .store()
-                .commit(Some(rev), &t, at("2025-09-27T10:00:00+08:00"))
-                .await
-        }));
+        handles.push(S::spawn_commit(
+            db.engine.clone(),
+            Some(state.revision),
+            t,
+            at("2025-09-27T10:00:00+08:00"),
+        ));
     }
     let mut ok = 0;
     let mut conflicts = 0;
@@ -619,7 +674,8 @@ async fn fifty_parallel_commits_one_wins_49_conflict(db: Db) {
     );
 }
 
-async fn faults_leave_the_previous_or_the_next_state(db: Db) {
+/// SQL only: the fault is injected between two SQL statements of a commit.
+async fn faults_leave_the_previous_or_the_next_state(db: Db<SqlStore>) {
     let id = start_letter(&db).await;
     let store = &db.engine.store();
     let before = store.load(&id).await.unwrap().unwrap();
@@ -667,7 +723,7 @@ async fn faults_leave_the_previous_or_the_next_state(db: Db) {
     assert_eq!(after.current_steps(), ["await_report"]);
 }
 
-async fn refused_starts_write_nothing(db: Db) {
+async fn refused_starts_write_nothing<S: Store>(db: Db<S>) {
     let bad = [
         (
             vars(&[("agency", json!("market_bureau")), ("case_no", json!("1"))]),
@@ -712,7 +768,7 @@ async fn refused_starts_write_nothing(db: Db) {
     );
 }
 
-async fn messages_reach_waiting_instances(db: Db) {
+async fn messages_reach_waiting_instances<S: Store>(db: Db<S>) {
     let err = db
         .engine
         .message(
@@ -726,7 +782,7 @@ async fn messages_reach_waiting_instances(db: Db) {
     assert!(err.to_string().contains("no instance waits"), "{err}");
 }
 
-async fn calls_and_messages(db: Db) {
+async fn calls_and_messages<S: Store>(db: Db<S>) {
     let dir = duban_tests::root().join("tests/data/call");
     db.engine
         .deploy(&[dir], at("2025-09-01T09:00:00+08:00"))
@@ -823,7 +879,7 @@ async fn calls_and_messages(db: Db) {
 /// A process claims due timers and dies before applying them: nobody else
 /// may take them while the lease holds; once it has expired another engine
 /// applies each exactly once.
-async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
+async fn a_crashed_claim_expires_and_another_engine_takes_over<S: Store>(db: Db<S>) {
     use duban_engine::scheduler::{Scheduler, SchedulerOptions};
     let id = start_letter(&db).await;
     let due = db
@@ -883,7 +939,7 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over(db: Db) {
 }
 
 /// A dead outbox row stays until an administrator retries it.
-async fn dead_outbox_rows_can_be_retried(db: Db) {
+async fn dead_outbox_rows_can_be_retried<S: Store>(db: Db<S>) {
     start_letter(&db).await;
     let store = &db.engine.store();
     let now = at("2025-09-26T10:00:00+08:00");
@@ -940,9 +996,14 @@ async fn dead_outbox_rows_can_be_retried(db: Db) {
 }
 
 /// The transition `event` makes on `id` (or a new instance of `process`),
-/// committed without carrying out what it asks of other instances: the
-/// state a crash right after the commit leaves.
-async fn commit_alone(db: &Db, process: &str, id: Option<&str>, event: &Event, now: DateTime<Utc>) {
+/// not stored, with the revision it was computed from.
+async fn transition<S: Store>(
+    db: &Db<S>,
+    process: &str,
+    id: Option<&str>,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> (Option<u64>, Transition) {
     let state = match id {
         Some(id) => db.engine.store().load(id).await.unwrap(),
         None => None,
@@ -956,17 +1017,230 @@ async fn commit_alone(db: &Db, process: &str, id: Option<&str>, event: &Event, n
         directory: dir.as_ref(),
     };
     let t = duban_engine::runtime::apply(&env, state.as_ref(), event, now).unwrap();
-    db.engine
-        .store()
-        .commit(state.as_ref().map(|s| s.revision), &t, now)
+    (state.map(|s| s.revision), t)
+}
+
+/// The transition `event` makes on `id` (or a new instance of `process`),
+/// committed without carrying out what it asks of other instances: the
+/// state a crash right after the commit leaves.
+async fn commit_alone<S: Store>(
+    db: &Db<S>,
+    process: &str,
+    id: Option<&str>,
+    event: &Event,
+    now: DateTime<Utc>,
+) {
+    let (prev, t) = transition(db, process, id, event, now).await;
+    db.engine.store().commit(prev, &t, now).await.unwrap();
+}
+
+/// What the store holds of instance `id`, to compare before and after.
+async fn footprint<S: Store>(db: &Db<S>, id: &str) -> Json {
+    let store = db.engine.store();
+    let tasks: Vec<String> = store
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    json!({
+        "state": store.load(id).await.unwrap(),
+        "instances": store.instances(None, None).await.unwrap().len(),
+        "tasks": tasks,
+        "timers": store.pending_timers(id).await.unwrap(),
+        "next_due": store.next_due().await.unwrap(),
+        "outbox": store.outbox(None).await.unwrap().len(),
+        "history": store.history(id).await.unwrap().len(),
+    })
+}
+
+/// A commit refused part-way, here by its last command (a task or timer id
+/// the same commit already stored: a key violation in SQL), writes nothing,
+/// on a start as on a later transition. `faults_leave_the_previous_or_the_next_state`
+/// proves the same between every two SQL statements.
+async fn a_refused_commit_writes_nothing<S: Store>(db: Db<S>) {
+    let now = at("2025-09-26T10:00:00+08:00");
+    let store = db.engine.store();
+    let start = Event::Start {
+        instance: "X1".into(),
+        profile: None,
+        variables: vars(&[
+            ("agency", json!("market_bureau")),
+            ("case_no", json!("许司督〔2025〕1号")),
+            ("problem", json!("未落实公示制度")),
+        ]),
+        actor: "li".into(),
+    };
+    let (prev, mut t) = transition(&db, "supervision_letter", None, &start, now).await;
+    let empty = footprint(&db, "X1").await;
+    let timer = t
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::ScheduleTimer { .. }))
+        .expect("the start schedules timers")
+        .clone();
+    t.commands.push(timer);
+    let err = store.commit(prev, &t, now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert_eq!(footprint(&db, "X1").await, empty);
+    // The transition as made is stored whole.
+    t.commands.pop();
+    store.commit(prev, &t, now).await.unwrap();
+    let started = footprint(&db, "X1").await;
+    assert_ne!(started, empty);
+    assert!(store.outbox_pending().await.unwrap() > 0);
+
+    let task = open_task(&db, "X1", "draft_letter").await;
+    let done = Event::Complete {
+        task,
+        outcome: "issue".into(),
+        variables: vars(&[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ]),
+        actor: "li".into(),
+    };
+    let later = at("2025-09-27T10:00:00+08:00");
+    let (prev, mut t) = transition(&db, "supervision_letter", Some("X1"), &done, later).await;
+    let open = t
+        .commands
+        .iter()
+        .find(|c| matches!(c, Command::OpenTask { .. }))
+        .expect("the completion opens the notice")
+        .clone();
+    t.commands.push(open);
+    let err = store.commit(prev, &t, later).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert_eq!(footprint(&db, "X1").await, started);
+    t.commands.pop();
+    store.commit(prev, &t, later).await.unwrap();
+    assert_eq!(
+        store.load("X1").await.unwrap().unwrap().current_steps(),
+        ["await_report"]
+    );
+}
+
+/// A stuck instance's timer rows are kept but held: no claim takes them
+/// and `next_due` leaves them out, until a retry carries the event out.
+async fn stuck_timers_are_held_until_a_retry<S: Store>(db: Db<S>) {
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    let t0 = at("2026-03-02T10:00:00+08:00");
+    let dir = duban_tests::root().join("tests/data/faults");
+    db.engine.deploy(&[dir], t0).await.unwrap();
+    let store = db.engine.store();
+    let id = db
+        .engine
+        .start("unset_recipient", None, BTreeMap::new(), "li", t0)
+        .await
+        .unwrap()
+        .state
+        .id;
+    let state = store.load(&id).await.unwrap().unwrap();
+    let expiry = state.timers.values().map(|t| t.due).min().unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(expiry));
+    let s = Scheduler::new(db.engine.clone(), SchedulerOptions::default());
+    let r = s
+        .fire_due(at("2026-03-10T09:00:00+08:00"), false)
         .await
         .unwrap();
+    assert_eq!((r.fired, r.stale, r.stuck), (0, 0, 1), "{r:?}");
+    let state = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(state.status.name(), "stuck");
+    assert_eq!(store.instances(Some("stuck"), None).await.unwrap().len(), 1);
+    let timers = store.pending_timers(&id).await.unwrap();
+    assert_eq!(timers, state.timers.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(timers.len(), 1, "the expiry timer row is kept");
+    assert_eq!(
+        store.next_due().await.unwrap(),
+        None,
+        "held timers are left out"
+    );
+    let later = at("2027-01-01T00:00:00+08:00");
+    let claimed = store
+        .claim_due(later, 100, "other", later + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(
+        claimed.is_empty(),
+        "a held timer is not claimed: {claimed:?}"
+    );
+
+    // Fix the cause and retry: the escalation happens, once.
+    let now = at("2026-03-10T10:00:00+08:00");
+    db.engine
+        .set_variables(&id, vars(&[("agency", json!("market_bureau"))]), "li", now)
+        .await
+        .unwrap();
+    db.engine.retry(&id, "li", now).await.unwrap();
+    let state = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(state.status.name(), "running");
+    assert_eq!(state.current_steps(), ["warn_agency"]);
+    assert_eq!(
+        store.pending_timers(&id).await.unwrap(),
+        state.timers.keys().cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.next_due().await.unwrap(),
+        state.timers.values().map(|t| t.due).min()
+    );
+    let expired = store
+        .history(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|h| h.what == HistoryKind::Expired)
+        .count();
+    assert_eq!(expired, 1);
+    assert_eq!(s.fire_due(later, false).await.unwrap(), Default::default());
+}
+
+/// One engine steps a virtual clock through 2026: every occurrence of every
+/// recurring start yields exactly one instance, and the cursors only move
+/// forward. (On PostgreSQL, three engines race for the same occurrences in
+/// `recurring_starts_under_three_engines_over_a_year` below.)
+async fn recurring_starts_over_a_year<S: Store>(db: Db<S>) {
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    let dir = duban_tests::root().join("tests/data/cron");
+    db.engine
+        .deploy(&[dir], at("2025-12-31T00:00:00+08:00"))
+        .await
+        .unwrap();
+    let store = db.engine.store();
+    let s = Scheduler::new(db.engine.clone(), SchedulerOptions::default());
+    let mut now = at("2026-01-01T00:00:00+08:00");
+    let end = at("2027-01-01T00:00:00+08:00");
+    let mut started = 0;
+    while now < end {
+        started += s.start_recurring(now).await.unwrap().started;
+        now += chrono::Duration::days(1);
+    }
+    // 52 Mondays in 2026, 1 + 2 + 1 yearly and half-yearly occurrences.
+    assert_eq!(started, 56);
+    let instances = store.instances(None, Some("recurring")).await.unwrap();
+    assert_eq!(instances.len(), 56);
+    let last_monday = at("2026-12-28T08:00:00+08:00");
+    assert_eq!(
+        store.cron_cursor("recurring", 3).await.unwrap(),
+        Some(last_monday)
+    );
+    store
+        .advance_cron_cursor("recurring", 3, at("2026-06-01T08:00:00+08:00"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cron_cursor("recurring", 3).await.unwrap(),
+        Some(last_monday),
+        "a cursor never moves back"
+    );
+    assert_eq!(store.cron_cursor("recurring", 9).await.unwrap(), None);
+    assert_eq!(s.start_recurring(end).await.unwrap().started, 0);
 }
 
 /// A crash after a parent's commit and before its child starts, and one
 /// after a child ends and before its parent hears of it: the outbox rows
 /// those commits wrote let the scheduler finish both, once.
-async fn an_interrupted_call_is_finished_from_the_outbox(db: Db) {
+async fn an_interrupted_call_is_finished_from_the_outbox<S: Store>(db: Db<S>) {
     use duban_engine::scheduler::{Scheduler, SchedulerOptions};
     let dir = duban_tests::root().join("tests/data/call");
     let now = at("2025-09-26T10:00:00+08:00");
@@ -1045,46 +1319,63 @@ async fn an_interrupted_call_is_finished_from_the_outbox(db: Db) {
     );
 }
 
+/// One `#[tokio::test]` per name, on a fresh store from `$backend()`.
+macro_rules! tests_on {
+    ($backend:ident: $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            super::$name(super::$backend().await).await
+        }
+    )*};
+}
+
+/// The tests of `all` run on SQLite, PostgreSQL and the in-memory store;
+/// those of `sql` only on SQLite and PostgreSQL.
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    (all: [$($name:ident),* $(,)?], sql: [$($sql:ident),* $(,)?] $(,)?) => {
         mod sqlite_store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::sqlite().await).await
-                }
-            )*
+            tests_on!(sqlite: $($name,)* $($sql,)*);
         }
         mod postgres_store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::postgres().await).await
-                }
-            )*
+            tests_on!(postgres: $($name,)* $($sql,)*);
+        }
+        mod memory_store {
+            tests_on!(memory: $($name,)*);
         }
     };
 }
 
 conformance!(
-    deploy_versions,
-    invalid_definitions_are_refused,
-    supervision_letter_end_to_end,
-    dispute_end_to_end,
-    fifty_parallel_completions_one_wins,
-    fifty_parallel_commits_one_wins_49_conflict,
-    faults_leave_the_previous_or_the_next_state,
-    refused_starts_write_nothing,
-    messages_reach_waiting_instances,
-    calls_and_messages,
-    a_crashed_claim_expires_and_another_engine_takes_over,
-    dead_outbox_rows_can_be_retried,
-    an_interrupted_call_is_finished_from_the_outbox,
+    all: [
+        deploy_versions,
+        invalid_definitions_are_refused,
+        supervision_letter_end_to_end,
+        dispute_end_to_end,
+        fifty_parallel_completions_one_wins,
+        fifty_parallel_commits_one_wins_49_conflict,
+        a_refused_commit_writes_nothing,
+        refused_starts_write_nothing,
+        messages_reach_waiting_instances,
+        calls_and_messages,
+        a_crashed_claim_expires_and_another_engine_takes_over,
+        stuck_timers_are_held_until_a_retry,
+        dead_outbox_rows_can_be_retried,
+        an_interrupted_call_is_finished_from_the_outbox,
+        recurring_starts_over_a_year,
+    ],
+    // About SQL itself: faults injected between two SQL statements of a
+    // commit (`SqlStore::inject_fault_after`); the in-memory store has no
+    // statements to fail between, and `a_refused_commit_writes_nothing`
+    // holds its atomicity instead.
+    sql: [faults_leave_the_previous_or_the_next_state],
 );
 
 /// Three engines (three pools, as three processes would have) on one
 /// PostgreSQL database step a virtual clock through 2026 together; every
 /// occurrence of every recurring start yields exactly one instance.
+/// PostgreSQL only: it is about several processes on one database (`FOR
+/// UPDATE SKIP LOCKED`, the primary key refusing a second start); every
+/// store runs `recurring_starts_over_a_year`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recurring_starts_under_three_engines_over_a_year() {
     use duban_engine::scheduler::{Scheduler, SchedulerOptions};

@@ -5,8 +5,8 @@
 //! Layout:
 //! - [`calendar`], [`definition`], [`runtime`]: the core, from `duban-core`
 //!   (no I/O, no clock; see that crate).
-//! - [`store`]: the [`store::Store`] trait and its SQL implementation
-//!   (SQLite, PostgreSQL).
+//! - [`store`]: the [`store::Store`] trait, its SQL implementation
+//!   (SQLite, PostgreSQL) and the in-memory one the simulator uses.
 //! - [`service`]: [`service::Engine`], one call per user intent: load,
 //!   apply, commit.
 //! - [`scheduler`]: due timers and recurring starts, exactly once.

@@ -31,7 +31,7 @@ use crate::definition::{Definition, ValueType};
 use crate::runtime::{values, Event, HistoryEntry, InstanceState};
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::service::{Engine, ServiceError};
-use crate::store::{directory, SqlStore, Store};
+use crate::store::{directory, MemoryStore, Store};
 
 /// A scenario file that cannot be run as written (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ impl Scenario {
         self.raw.definition.as_ref().map(|d| self.dir.join(d))
     }
 
-    /// Runs the scenario on a throwaway SQLite store with a virtual clock.
+    /// Runs the scenario on a throwaway in-memory store with a virtual clock.
     /// `definition` and `profile` override the scenario's.
     pub async fn run(
         &self,
@@ -176,37 +176,10 @@ impl Scenario {
                     "no definition: give `definition:` or one on the command line".into(),
                 )
             })?;
-        let profile = profile
-            .map(str::to_string)
-            .or_else(|| self.raw.profile.clone());
-        let stamp = Utc::now().timestamp_nanos_opt().unwrap_or(0);
-        let tmp = std::env::temp_dir().join(format!("duban-sim-{}-{stamp}", std::process::id()));
-        std::fs::create_dir_all(&tmp).map_err(|e| err(1, e.to_string()))?;
-        let result = self
-            .run_in(&tmp, &def_path, profile.as_deref(), calendar)
-            .await;
-        let _ = std::fs::remove_dir_all(&tmp);
-        result
-    }
-
-    async fn run_in(
-        &self,
-        tmp: &Path,
-        def_path: &Path,
-        profile: Option<&str>,
-        calendar: Calendar,
-    ) -> Result<Report, ScenarioError> {
-        let err = |line: usize, message: String| ScenarioError {
-            file: self.file.clone(),
-            line,
-            message,
-        };
-        let db = tmp.join("sim.db");
-        let store = SqlStore::open(db.to_str().unwrap_or("sim.db"))
-            .await
-            .map_err(|e| err(1, e.to_string()))?;
+        let def_path = def_path.as_path();
+        let profile = profile.or(self.raw.profile.as_deref());
         let engine = Arc::new(
-            Engine::new(store, calendar)
+            Engine::new(MemoryStore::new(), calendar)
                 .await
                 .map_err(|e| err(1, e.to_string()))?,
         );
@@ -407,7 +380,7 @@ fn typed(def: &Definition, vars: &BTreeMap<String, Json>) -> BTreeMap<String, Js
 }
 
 async fn open_task(
-    engine: &Engine<SqlStore>,
+    engine: &Engine<MemoryStore>,
     instance: &str,
     step: &str,
 ) -> Result<String, String> {

@@ -10,8 +10,11 @@
 //! [`sql::SqlStore`] implements the trait once for SQLite (one file, WAL;
 //! the default) and PostgreSQL (a `postgres://` URL), through sqlx's `Any`
 //! driver; `directory` reads the people and agencies files.
+//! [`memory::MemoryStore`] implements it in memory, for the simulator and
+//! tests, and passes the same conformance suite.
 
 pub use duban_core::runtime::directory_file as directory;
+pub mod memory;
 pub mod sql;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +23,7 @@ use serde::Serialize;
 use crate::runtime::directory::MemoryDirectory;
 use crate::runtime::{HistoryEntry, InstanceState, TaskKind, Transition};
 
+pub use memory::MemoryStore;
 pub use sql::SqlStore;
 
 /// Why a store operation failed. Messages never carry raw SQL.
