@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{
     Deployed, DueTimer, HistoryRow, InstanceRow, OutboxKind, OutboxRow, OutboxStatus, Store,
@@ -27,22 +27,7 @@ use crate::runtime::{
     Command, HistoryEntry, HistoryKind, InstanceState, TaskKind, TaskState, Transition,
 };
 
-/// The owner of a stuck instance's timer rows: no engine process (as in
-/// the SQL store).
-const HELD: &str = "held (instance stuck)";
-
-/// A time as the SQL store keeps it: milliseconds since the epoch.
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
+use super::{corrupt, from_ms, ms, HELD};
 
 /// What SQL reports as a unique-constraint violation.
 fn duplicate(what: &str, key: &str) -> StoreError {

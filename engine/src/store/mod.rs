@@ -54,6 +54,27 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The owner of a stuck instance's timer rows: no engine process, so no
+/// claim takes them until a retry releases them.
+pub(crate) const HELD: &str = "held (instance stuck)";
+
+/// A time as the stores keep it: milliseconds since the epoch (sqlx's `Any`
+/// driver has no time type; the memory store keeps the same precision).
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The time of `ms`.
+pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Stored data that cannot be read back.
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(match &e {

@@ -14,16 +14,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::*;
+use super::{corrupt, from_ms, ms, HELD};
 use crate::runtime::directory::{Agency, Person};
 use crate::runtime::{Command, HistoryKind, TaskState};
-
-/// The owner of a stuck instance's timer rows: no engine process.
-const HELD: &str = "held (instance stuck)";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -45,18 +43,6 @@ pub struct SqlStore {
     backend: Backend,
     /// Test hook: fail a commit after this many statements.
     fault_after: Arc<AtomicUsize>,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }
 
 /// Turns `./duban.db`, `sqlite:…` or `postgres://…` into a URL and backend.
