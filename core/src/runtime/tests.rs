@@ -1066,3 +1066,85 @@ fn a_retry_of_an_event_that_went_stale_resumes_the_instance() {
         .contains("no longer applies (R024)"));
     assert_eq!(h.task("review").step, "review", "the task is still open");
 }
+
+fn pattern(id: &str) -> Definition {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/patterns/{id}.yaml"));
+    let lib = load_library(&[path], &[]);
+    assert!(
+        lib.is_valid(),
+        "{:?}",
+        lib.diagnostics().collect::<Vec<_>>()
+    );
+    lib.definitions[id].clone()
+}
+
+fn start_counter(h: &mut H) {
+    h.def = pattern("counter_and_wait");
+    h.apply(
+        Event::Start {
+            instance: "9".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2026-03-02T10:00:00+08:00",
+    );
+}
+
+/// Issue 11, engine 1: an `int` variable reached CEL as a `uint`, so
+/// `rounds + 1` failed ("Unsupported binary operator 'add': UInt(0), Int(1)").
+#[test]
+fn integer_arithmetic_in_cel_on_int_variables() {
+    let mut h = H::new("supervision_letter");
+    start_counter(&mut h);
+    for round in 1..=2 {
+        h.complete("count", "again", &[], "2026-03-02T11:00:00+08:00");
+        assert_eq!(h.state().variables["rounds"], json!(round));
+        assert_eq!(h.state().variables["doubled"], json!(6));
+    }
+    assert_eq!(h.state().current_steps(), ["await_answer"]);
+}
+
+/// Issue 11, engine 3: a notify-only expiry on a `wait_message` ended the
+/// wait, leaving the instance running with no current step and refusing
+/// the message. It must escalate and keep waiting, as a task does.
+#[test]
+fn a_notify_only_message_timeout_escalates_and_keeps_waiting() {
+    let mut h = H::new("supervision_letter");
+    start_counter(&mut h);
+    h.complete("count", "again", &[], "2026-03-02T11:00:00+08:00");
+    h.complete("count", "again", &[], "2026-03-02T11:00:00+08:00");
+    let timeout = h
+        .state()
+        .timers
+        .values()
+        .find(|t| matches!(t.kind, TimerKind::MessageTimeout { .. }))
+        .unwrap()
+        .clone();
+    h.apply(
+        Event::TimerFired { timer: timeout.id },
+        "2026-03-10T09:00:00+08:00",
+    );
+    assert_eq!(h.state().current_steps(), ["await_answer"], "still waiting");
+    assert!(h.commands.iter().any(|c| matches!(c,
+        Command::Notify { event: NotifyEvent::Escalated, to, .. } if to == &["role:supervision_office"])));
+    assert!(!h
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::StopAwaiting { .. })));
+    h.apply(
+        Event::Message {
+            name: "answered".into(),
+            key: "K1".into(),
+            variables: BTreeMap::new(),
+        },
+        "2026-03-11T09:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "answered".into()
+        }
+    );
+}

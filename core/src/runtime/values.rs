@@ -176,7 +176,7 @@ pub fn cel_context(
     for (name, var) in &def.variables {
         let v = vars.get(name).cloned().unwrap_or(Json::Null);
         let v = expand(&var.ty, v, dir);
-        let _ = ctx.add_variable(name.clone(), v);
+        ctx.add_variable_from_value(name.clone(), to_cel(&v));
     }
     let mut p = serde_json::Map::new();
     if let Some(prof) = profile.and_then(|id| def.profiles.get(id)) {
@@ -190,9 +190,31 @@ pub fn cel_context(
             }
         }
     }
-    let _ = ctx.add_variable("profile", Json::Object(p));
+    ctx.add_variable_from_value("profile", to_cel(&Json::Object(p)));
     let _ = ctx.add_variable("now", cel::Value::Timestamp(now.fixed_offset()));
     ctx
+}
+
+/// A JSON value as CEL sees it. Integers are CEL `int`s (serde would make
+/// every non-negative one a `uint`, and `rounds + 1` would fail: CEL does
+/// not mix the two).
+fn to_cel(v: &Json) -> cel::Value {
+    match v {
+        Json::Null => cel::Value::Null,
+        Json::Bool(b) => cel::Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or_default()),
+        },
+        Json::String(s) => cel::Value::String(s.clone().into()),
+        Json::Array(items) => cel::Value::List(items.iter().map(to_cel).collect::<Vec<_>>().into()),
+        Json::Object(m) => {
+            let map: std::collections::HashMap<String, cel::Value> =
+                m.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            map.into()
+        }
+    }
 }
 
 fn expand(ty: &ValueType, v: Json, dir: &dyn Directory) -> Json {

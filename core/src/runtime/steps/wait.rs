@@ -146,12 +146,16 @@ impl Run<'_> {
         self.enter(&next.clone())
     }
 
-    /// A `wait_message`'s timeout: escalate like a deadline.
+    /// A `wait_message`'s timeout: escalate like a deadline. Only a `goto`
+    /// ends the wait; a timeout that only notifies keeps waiting for the
+    /// message, as a task stays open after a notify-only expiry.
     pub(crate) fn message_timeout(&mut self, step: &str) -> Result<(), EngineError> {
         let Some((d, _)) = self.wait_deadline(step) else {
             unreachable!("message timeouts belong to wait_message steps with a deadline")
         };
-        self.end_wait(step);
+        if d.on_expiry.as_ref().is_some_and(|x| x.goto.is_some()) {
+            self.end_wait(step);
+        }
         self.escalate(step, None, &d)
     }
 }
