@@ -364,8 +364,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The person or agency ids a party names.
+    /// The person or agency ids a party names, each once, in order.
     pub(crate) fn resolve(&self, party: &Party, task: Option<&TaskState>) -> Vec<String> {
+        let mut ids = self.resolve_all(party, task);
+        let mut seen = std::collections::BTreeSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        ids
+    }
+
+    fn resolve_all(&self, party: &Party, task: Option<&TaskState>) -> Vec<String> {
         match party {
             Party::Role { role, within } => {
                 let unit = within

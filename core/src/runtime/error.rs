@@ -179,6 +179,17 @@ pub enum EngineError {
     /// `retry` on an instance that is not stuck.
     #[error("R028 instance `{0}` is not stuck; there is nothing to retry")]
     NotStuck(String),
+    /// Someone who is neither an assignee nor a holder of the task's role
+    /// tried to act on it.
+    #[error("R029 `{actor}` may not act on `{task}`: it is assigned to {assignees}")]
+    NotPermitted {
+        /// The task.
+        task: String,
+        /// Who tried.
+        actor: String,
+        /// Who may.
+        assignees: String,
+    },
 }
 
 /// How a caller treats an error; see the module docs.
@@ -225,6 +236,7 @@ impl EngineError {
             NoInstance => "R026",
             Stuck { .. } => "R027",
             NotStuck(_) => "R028",
+            NotPermitted { .. } => "R029",
         }
     }
 

@@ -105,14 +105,15 @@ impl H {
             .unwrap_or_else(|| panic!("no open task at {step}: {:?}", self.state().current_steps()))
     }
 
+    /// Completes the open task of `step` as its (first) assignee.
     fn complete(&mut self, step: &str, outcome: &str, v: &[(&str, Json)], now: &str) {
-        let task = self.task(step).id;
+        let task = self.task(step);
         self.apply(
             Event::Complete {
-                task,
+                task: task.id,
                 outcome: outcome.into(),
                 variables: vars(v),
-                actor: "li".into(),
+                actor: task.assignees[0].clone(),
             },
             now,
         );
@@ -1146,5 +1147,67 @@ fn a_notify_only_message_timeout_escalates_and_keeps_waiting() {
         Status::Completed {
             result: "answered".into()
         }
+    );
+}
+
+/// Issue 11, engine 4: anyone could complete a task, and the history named
+/// them. Only an assignee, or a holder of the task's role, may act; a
+/// notice's receipt and answer only by its recipient.
+#[test]
+fn only_an_assignee_or_role_holder_acts_on_a_task() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    let draft = h.task("draft_letter");
+    assert_eq!(draft.assignees, ["li"]);
+    let complete = |task: &str, actor: &str| Event::Complete {
+        task: task.into(),
+        outcome: "issue".into(),
+        variables: vars(&[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("30日")),
+        ]),
+        actor: actor.into(),
+    };
+    let before = h.state().clone();
+    let err = h
+        .try_apply(complete(&draft.id, "wang"), "2025-09-27T10:00:00+08:00")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EngineError::NotPermitted {
+            task: draft.id.clone(),
+            actor: "wang".into(),
+            assignees: "li".into()
+        }
+    );
+    assert_eq!(err.code(), "R029");
+    assert_eq!(h.state(), &before, "a refused completion changes nothing");
+    // Someone who took the role after the task opened may act on it.
+    h.dir
+        .people
+        .push(person("zhou", &["supervision_office"], "市本级"));
+    h.apply(complete(&draft.id, "zhou"), "2025-09-27T10:00:00+08:00");
+    assert!(h
+        .history
+        .iter()
+        .any(|l| l.what == HistoryKind::TaskCompleted && l.actor == "zhou"));
+    // A notice is received and answered by its recipient only.
+    let notice = h.task("await_report");
+    let err = h
+        .try_apply(
+            Event::Receive {
+                task: notice.id.clone(),
+                actor: "li".into(),
+            },
+            "2025-09-28T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotPermitted { .. }), "{err}");
+    h.apply(
+        Event::Receive {
+            task: notice.id,
+            actor: "market_bureau".into(),
+        },
+        "2025-09-28T10:00:00+08:00",
     );
 }

@@ -132,6 +132,29 @@ impl Run<'_> {
         Ok(id)
     }
 
+    /// Only an assignee, or someone who holds the role a task is assigned
+    /// to (a holder who took the role after it opened), may act on it.
+    fn check_may_act(&self, task: &TaskState, actor: &str) -> Result<(), EngineError> {
+        if task.assignees.iter().any(|a| a == actor) {
+            return Ok(());
+        }
+        let party = match &self.def().steps[&task.step].kind {
+            StepKind::Task { assignee, .. } => assignee,
+            StepKind::Notice { to, .. } => to,
+            _ => return Ok(()),
+        };
+        if matches!(party, crate::definition::Party::Role { .. })
+            && self.resolve(party, Some(task)).iter().any(|p| p == actor)
+        {
+            return Ok(());
+        }
+        Err(EngineError::NotPermitted {
+            task: task.id.clone(),
+            actor: actor.into(),
+            assignees: task.assignees.join(", "),
+        })
+    }
+
     pub(crate) fn complete(
         &mut self,
         task_id: &str,
@@ -140,6 +163,7 @@ impl Run<'_> {
         actor: &str,
     ) -> Result<(), EngineError> {
         let task = self.open_task(task_id)?;
+        self.check_may_act(&task, actor)?;
         let step = &self.def().steps[&task.step];
         let outcomes = match &step.kind {
             StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. } => outcomes,
@@ -214,6 +238,7 @@ impl Run<'_> {
 
     pub(crate) fn receive(&mut self, task_id: &str, actor: &str) -> Result<(), EngineError> {
         let task = self.open_task(task_id)?;
+        self.check_may_act(&task, actor)?;
         if task.received_at.is_some() {
             return Err(EngineError::AlreadyReceived(task_id.into()));
         }
