@@ -785,6 +785,69 @@ async fn messages_reach_waiting_instances<S: Store>(db: Db<S>) {
     assert!(err.to_string().contains("no instance waits"), "{err}");
 }
 
+/// Issue 11, engine 5: cancelling a case cancelled only the case; the
+/// sub-processes its calls started went on reminding and escalating.
+async fn cancelling_a_case_cancels_its_called_children<S: Store>(db: Db<S>) {
+    let dir = duban_tests::root().join("tests/data/call");
+    db.engine
+        .deploy(&[dir], at("2025-09-01T09:00:00+08:00"))
+        .await
+        .unwrap();
+    let t = db
+        .engine
+        .start(
+            "call_parent",
+            None,
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("K-9")),
+            ]),
+            "li",
+            at("2025-09-26T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let parent = t.state.id.clone();
+    let child = t.state.waits["interview"].child.clone().unwrap();
+    assert_eq!(
+        db.engine.instance(&child).await.unwrap().status,
+        duban_engine::runtime::Status::Running
+    );
+    db.engine
+        .cancel(
+            &parent,
+            "重复立案",
+            "admin",
+            at("2025-09-27T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    for id in [&parent, &child] {
+        let s = db.engine.instance(id).await.unwrap();
+        assert!(
+            matches!(s.status, duban_engine::runtime::Status::Cancelled { .. }),
+            "{id}: {:?}",
+            s.status
+        );
+        assert!(db.engine.pending_timers(id).await.unwrap().is_empty());
+        let h = db.engine.history(id).await.unwrap();
+        let line = h.iter().find(|l| l.what == HistoryKind::Cancelled).unwrap();
+        assert_eq!(line.actor, "admin");
+    }
+    let h = db.engine.history(&child).await.unwrap();
+    let note = h.last().unwrap().note.clone().unwrap();
+    assert!(
+        note.contains(&parent) && note.contains("重复立案"),
+        "{note}"
+    );
+    assert!(db
+        .engine
+        .tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn calls_and_messages<S: Store>(db: Db<S>) {
     let dir = duban_tests::root().join("tests/data/call");
     db.engine
@@ -1360,6 +1423,7 @@ conformance!(
         refused_starts_write_nothing,
         messages_reach_waiting_instances,
         calls_and_messages,
+        cancelling_a_case_cancels_its_called_children,
         a_crashed_claim_expires_and_another_engine_takes_over,
         stuck_timers_are_held_until_a_retry,
         dead_outbox_rows_can_be_retried,

@@ -410,7 +410,11 @@ impl<S: Store> Engine<S> {
         self.apply(task_instance(task)?, &event, now).await
     }
 
-    /// Cancels instance `id`.
+    /// Cancels instance `id`, and with it every running (or stuck)
+    /// descendant its `call` steps started: each is cancelled in its own
+    /// transaction, recorded in its own history as cancelled by `actor`
+    /// because its caller was. A descendant that cannot be cancelled (it
+    /// ended meanwhile, a conflict) is left as it is and logged.
     pub async fn cancel(
         &self,
         id: &str,
@@ -422,7 +426,42 @@ impl<S: Store> Engine<S> {
             reason: reason.into(),
             actor: actor.into(),
         };
-        self.apply(id, &event, now).await
+        let before = self.instance(id).await?;
+        let t = self.apply(id, &event, now).await?;
+        let mut queue: std::collections::VecDeque<(String, InstanceState)> = before
+            .waits
+            .values()
+            .filter_map(|w| w.child.clone())
+            .map(|c| (c, before.clone()))
+            .collect();
+        while let Some((child, parent)) = queue.pop_front() {
+            let Ok(Some(state)) = self.store.load(&child).await else {
+                continue;
+            };
+            if matches!(
+                state.status,
+                Status::Completed { .. } | Status::Cancelled { .. }
+            ) {
+                continue;
+            }
+            let event = Event::Cancel {
+                reason: format!("调用方 {} 已撤销：{reason}", parent.id),
+                actor: actor.into(),
+            };
+            match self.apply(&child, &event, now).await {
+                Ok(_) => queue.extend(
+                    state
+                        .waits
+                        .values()
+                        .filter_map(|w| w.child.clone())
+                        .map(|c| (c, state.clone())),
+                ),
+                Err(e) => {
+                    tracing::warn!(instance = %child, error = %e, "cancelling a called child failed")
+                }
+            }
+        }
+        Ok(t)
     }
 
     /// Sets variables of instance `id` by hand (also on a stuck instance,
