@@ -785,28 +785,32 @@ async fn messages_reach_waiting_instances<S: Store>(db: Db<S>) {
     assert!(err.to_string().contains("no instance waits"), "{err}");
 }
 
-/// Issue 11, engine 5: cancelling a case cancelled only the case; the
-/// sub-processes its calls started went on reminding and escalating.
-async fn cancelling_a_case_cancels_its_called_children<S: Store>(db: Db<S>) {
+/// Deploys `tests/data/call` and starts its parent for case `case_no`.
+async fn start_call_parent<S: Store>(db: &Db<S>, case_no: &str) -> Transition {
     let dir = duban_tests::root().join("tests/data/call");
     db.engine
         .deploy(&[dir], at("2025-09-01T09:00:00+08:00"))
         .await
         .unwrap();
-    let t = db
-        .engine
+    db.engine
         .start(
             "call_parent",
             None,
             vars(&[
                 ("agency", json!("market_bureau")),
-                ("case_no", json!("K-9")),
+                ("case_no", json!(case_no)),
             ]),
             "li",
             at("2025-09-26T10:00:00+08:00"),
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Issue 11, engine 5: cancelling a case cancelled only the case; the
+/// sub-processes its calls started went on reminding and escalating.
+async fn cancelling_a_case_cancels_its_called_children<S: Store>(db: Db<S>) {
+    let t = start_call_parent(&db, "K-9").await;
     let parent = t.state.id.clone();
     let child = t.state.waits["interview"].child.clone().unwrap();
     assert_eq!(
@@ -849,25 +853,7 @@ async fn cancelling_a_case_cancels_its_called_children<S: Store>(db: Db<S>) {
 }
 
 async fn calls_and_messages<S: Store>(db: Db<S>) {
-    let dir = duban_tests::root().join("tests/data/call");
-    db.engine
-        .deploy(&[dir], at("2025-09-01T09:00:00+08:00"))
-        .await
-        .unwrap();
-    let t = db
-        .engine
-        .start(
-            "call_parent",
-            None,
-            vars(&[
-                ("agency", json!("market_bureau")),
-                ("case_no", json!("K-7")),
-            ]),
-            "li",
-            at("2025-09-26T10:00:00+08:00"),
-        )
-        .await
-        .unwrap();
+    let t = start_call_parent(&db, "K-7").await;
     let parent = t.state.id.clone();
     assert_eq!(t.state.current_steps(), ["interview"]);
     // The child was started with the inputs, and holds the only open task.
