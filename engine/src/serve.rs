@@ -214,16 +214,13 @@ pub async fn run<S: Store>(
             }
             Err(e) => error!(error = %e, "recurring starts failed"),
         }
-        for w in calls
-            .iter()
-            .map(|c| c as &dyn Worker)
-            .chain(workers.iter().copied())
-        {
+        for c in &calls {
+            drain_one(&engine, c, &options.policy, clock.now(), &mut report).await;
+        }
+        // Calls settled: now the timers, before the slower channels.
+        fire(&scheduler, now, &mut report).await;
+        for &w in workers {
             drain_one(&engine, w, &options.policy, clock.now(), &mut report).await;
-            if w.kind() == OutboxKind::ChildEnded {
-                // Calls settled: now the timers, before the slower channels.
-                fire(&scheduler, now, &mut report).await;
-            }
         }
         report.rounds += 1;
         if let Some(tx) = reports {
