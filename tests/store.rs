@@ -625,6 +625,8 @@ async fn fifty_parallel_commits_one_wins_49_conflict<S: Backend>(db: Db<S>) {
         definition: &def,
         calendar: &calendar,
         directory: dir.as_ref(),
+        processes: &duban_engine::runtime::NoProcesses,
+        call_depth: 0,
     };
     let mut handles = Vec::new();
     for _ in 0..50 {
@@ -805,6 +807,47 @@ async fn start_call_parent<S: Store>(db: &Db<S>, case_no: &str) -> Transition {
         )
         .await
         .unwrap()
+}
+
+/// Issue 11, engine 6: a start whose first step is a call whose child
+/// cannot start (the child was redeployed with a required variable the
+/// caller does not give) reported failure yet stored a running parent
+/// waiting for a child that did not exist. Now the start is refused with
+/// R030, and neither instance is written.
+async fn a_call_that_cannot_start_refuses_its_caller<S: Store>(db: Db<S>) {
+    start_call_parent(&db, "K-1").await;
+    let before = db.engine.instances(None, None).await.unwrap().len();
+    let rows = db.engine.outbox(None).await.unwrap().len();
+    let v2 = duban_tests::root().join("tests/data/call_v2");
+    db.engine
+        .deploy(&[v2], at("2025-09-02T09:00:00+08:00"))
+        .await
+        .unwrap();
+    let err = db
+        .engine
+        .start(
+            "call_parent",
+            None,
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("K-2")),
+            ]),
+            "li",
+            at("2025-09-26T10:00:00+08:00"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::Engine(e) if e.code() == "R030"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("missing required variable `venue`"),
+        "{err}"
+    );
+    assert_eq!(db.engine.instances(None, None).await.unwrap().len(), before);
+    assert_eq!(db.engine.outbox(None).await.unwrap().len(), rows);
 }
 
 /// Issue 11, engine 5: cancelling a case cancelled only the case; the
@@ -1061,14 +1104,11 @@ async fn transition<S: Store>(
         None => None,
     };
     let def = db.engine.definition(process, None).await.unwrap();
-    let dir = db.engine.directory();
-    let calendar = db.engine.calendar();
-    let env = duban_engine::runtime::Env {
-        definition: &def,
-        calendar: &calendar,
-        directory: dir.as_ref(),
-    };
-    let t = duban_engine::runtime::apply(&env, state.as_ref(), event, now).unwrap();
+    let t = db
+        .engine
+        .compute(&def, state.as_ref(), event, now)
+        .await
+        .unwrap();
     (state.map(|s| s.revision), t)
 }
 
@@ -1410,6 +1450,7 @@ conformance!(
         messages_reach_waiting_instances,
         calls_and_messages,
         cancelling_a_case_cancels_its_called_children,
+        a_call_that_cannot_start_refuses_its_caller,
         a_crashed_claim_expires_and_another_engine_takes_over,
         stuck_timers_are_held_until_a_retry,
         dead_outbox_rows_can_be_retried,

@@ -118,6 +118,10 @@ pub struct DeployReport {
     pub result: Deployed,
 }
 
+/// The definitions a definition's calls may start, by process id
+/// ([`Engine::callees`]).
+pub type Callees = BTreeMap<String, Arc<Definition>>;
+
 /// The engine over a store.
 pub struct Engine<S> {
     /// The store; private: users reach it through the methods below.
@@ -281,12 +285,17 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Applies `event` on the core. `calls` are the definitions the
+    /// definition's calls may start ([`Engine::callees`]); `depth` is the
+    /// call depth of an instance a start starts.
     fn apply_core(
         &self,
         def: &Definition,
+        calls: &Callees,
         state: Option<&InstanceState>,
         event: &Event,
         now: DateTime<Utc>,
+        depth: u32,
     ) -> Result<Transition, EngineError> {
         let dir = self.directory();
         let calendar = self.calendar();
@@ -294,8 +303,66 @@ impl<S: Store> Engine<S> {
             definition: def,
             calendar: &calendar,
             directory: dir.as_ref(),
+            processes: calls,
+            call_depth: depth,
         };
         runtime::apply(&env, state, event, now)
+    }
+
+    /// The latest deployed definition of every process `def`'s `call` steps
+    /// may start, and of theirs in turn: what the core needs to try a
+    /// child's start inside its caller's transition. Empty (and free) for a
+    /// definition without calls; a process that is not deployed is left
+    /// out, and the core refuses a call to it.
+    pub async fn callees(&self, def: &Definition) -> Result<Callees, ServiceError> {
+        fn called(def: &Definition) -> impl Iterator<Item = String> + '_ {
+            def.steps.values().filter_map(|s| match &s.kind {
+                definition::StepKind::Call { process, .. } => Some(process.clone()),
+                _ => None,
+            })
+        }
+        let mut out = Callees::new();
+        let mut queue: Vec<String> = called(def).collect();
+        while let Some(p) = queue.pop() {
+            if out.contains_key(&p) {
+                continue;
+            }
+            match self.definition(&p, None).await {
+                Ok(d) => {
+                    queue.extend(called(&d));
+                    out.insert(p, d);
+                }
+                Err(ServiceError::UnknownProcess(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everything the core needs to apply an event on `def`, and the result.
+    async fn compute_on(
+        &self,
+        def: &Definition,
+        state: Option<&InstanceState>,
+        event: &Event,
+        now: DateTime<Utc>,
+        depth: u32,
+    ) -> Result<Result<Transition, EngineError>, ServiceError> {
+        let calls = self.callees(def).await?;
+        Ok(self.apply_core(def, &calls, state, event, now, depth))
+    }
+
+    /// The transition `event` makes on `state` (or a new top-level
+    /// instance), computed as the engine would, without storing it: for
+    /// tests and tools that commit by hand.
+    pub async fn compute(
+        &self,
+        def: &Definition,
+        state: Option<&InstanceState>,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        Ok(self.compute_on(def, state, event, now, 0).await??)
     }
 
     // ----- user intents ------------------------------------------------
@@ -318,12 +385,13 @@ impl<S: Store> Engine<S> {
             variables: self.typed(&def, variables.into())?,
             actor: actor.into(),
         };
-        self.apply_core(&def, None, &event, now)?;
+        let calls = self.callees(&def).await?;
+        self.apply_core(&def, &calls, None, &event, now, 0)?;
         let id = self.store.next_instance_id().await?;
         if let Event::Start { instance, .. } = &mut event {
             *instance = id;
         }
-        let t = self.apply_core(&def, None, &event, now)?;
+        let t = self.apply_core(&def, &calls, None, &event, now, 0)?;
         self.store.commit(None, &t, now).await?;
         self.settle(&t, now).await;
         Ok(t)
@@ -341,15 +409,18 @@ impl<S: Store> Engine<S> {
         variables: BTreeMap<String, Json>,
         now: DateTime<Utc>,
     ) -> Result<Option<Transition>, ServiceError> {
-        let Some(t) = self.start_as(id, process, profile, variables, now).await? else {
+        let Some(t) = self
+            .start_as(id, process, profile, variables, now, 0)
+            .await?
+        else {
             return Ok(None);
         };
         self.settle(&t, now).await;
         Ok(Some(t))
     }
 
-    /// Starts `process` as instance `id` and stores it, nothing more;
-    /// `None` when the id is taken.
+    /// Starts `process` as instance `id` at call depth `depth` and stores
+    /// it, nothing more; `None` when the id is taken.
     async fn start_as(
         &self,
         id: &str,
@@ -357,6 +428,7 @@ impl<S: Store> Engine<S> {
         profile: Option<&str>,
         variables: BTreeMap<String, Json>,
         now: DateTime<Utc>,
+        depth: u32,
     ) -> Result<Option<Transition>, ServiceError> {
         let def = self.definition(process, None).await?;
         let event = Event::Start {
@@ -365,7 +437,7 @@ impl<S: Store> Engine<S> {
             variables,
             actor: "engine".into(),
         };
-        let t = self.apply_core(&def, None, &event, now)?;
+        let t = self.compute_on(&def, None, &event, now, depth).await??;
         match self.store.commit(None, &t, now).await {
             Ok(()) => Ok(Some(t)),
             Err(StoreError::Conflict(_)) => Ok(None),
@@ -561,7 +633,9 @@ impl<S: Store> Engine<S> {
     ) -> Result<Transition, ServiceError> {
         let (state, def) = self.load_with_definition(id).await?;
         let event = event(&def)?;
-        let t = self.apply_core(&def, Some(&state), &event, now)?;
+        let t = self
+            .compute_on(&def, Some(&state), &event, now, 0)
+            .await??;
         self.store.commit(Some(state.revision), &t, now).await?;
         self.settle(&t, now).await;
         Ok(t)
@@ -617,7 +691,7 @@ impl<S: Store> Engine<S> {
             }
             Err(e) => return Err(e),
         };
-        let t = match self.apply_core(&def, Some(&state), event, now) {
+        let t = match self.compute_on(&def, Some(&state), event, now, 0).await? {
             Ok(t) => t,
             Err(e) if e.is_stale() => return Ok(Fired::Stale(e)),
             Err(EngineError::Stuck { .. }) => return Ok(Fired::Held),
@@ -679,6 +753,7 @@ impl<S: Store> Engine<S> {
             process,
             profile,
             variables,
+            depth,
         } = cmd
         else {
             return Ok(None);
@@ -686,7 +761,14 @@ impl<S: Store> Engine<S> {
         // Linked first: a child that ends at once finds its parent.
         self.store.link_child(child, parent, step).await?;
         let started = self
-            .start_as(child, process, profile.as_deref(), variables.clone(), now)
+            .start_as(
+                child,
+                process,
+                profile.as_deref(),
+                variables.clone(),
+                now,
+                *depth,
+            )
             .await?;
         if started.is_some() {
             return Ok(started);

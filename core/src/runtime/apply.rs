@@ -27,7 +27,8 @@ use crate::calendar::{Calendar, LEGAL_TZ};
 use crate::definition::{Definition, Expr, Party, RoleRef, Value};
 
 /// What a transition may read besides the state: the definition the
-/// instance runs on, the calendar and the directory.
+/// instance runs on, the calendar, the directory, and the processes its
+/// `call` steps may start.
 pub struct Env<'a> {
     /// The definition, at the instance's version.
     pub definition: &'a Definition,
@@ -35,6 +36,46 @@ pub struct Env<'a> {
     pub calendar: &'a Calendar,
     /// People and agencies.
     pub directory: &'a dyn Directory,
+    /// The latest deployed definition of every process the definition's
+    /// calls may start, and of theirs in turn ([`Processes`]). A call
+    /// starts its child as part of the caller's transition: if the child
+    /// cannot start, the caller's event is refused too.
+    pub processes: &'a dyn Processes,
+    /// The call depth of an instance this event starts: 0 for a start of
+    /// its own, the caller's depth plus one for a called child.
+    pub call_depth: u32,
+}
+
+/// The deepest a chain of calls may nest: a process that calls itself
+/// without a base case is stopped here with `R031` instead of starting
+/// instances without end.
+pub const MAX_CALL_DEPTH: u32 = 16;
+
+/// The definitions a `call` may start, by process id (the latest version).
+pub trait Processes: Sync {
+    /// The latest deployed definition of `process`, if any.
+    fn latest(&self, process: &str) -> Option<&Definition>;
+}
+
+/// No process may be called (a definition without `call` steps).
+pub struct NoProcesses;
+
+impl Processes for NoProcesses {
+    fn latest(&self, _: &str) -> Option<&Definition> {
+        None
+    }
+}
+
+impl Processes for BTreeMap<String, std::sync::Arc<Definition>> {
+    fn latest(&self, process: &str) -> Option<&Definition> {
+        self.get(process).map(|d| &**d)
+    }
+}
+
+impl Processes for BTreeMap<String, Definition> {
+    fn latest(&self, process: &str) -> Option<&Definition> {
+        self.get(process)
+    }
 }
 
 /// Applies `event` at `now`. `state` is `None` only for [`Event::Start`].
@@ -184,7 +225,7 @@ impl<'a> Run<'a> {
         self.history.push(line);
     }
 
-    fn start(
+    pub(crate) fn start(
         env: &'a Env<'a>,
         id: &str,
         profile: Option<&str>,
@@ -236,6 +277,7 @@ impl<'a> Run<'a> {
             seq: 0,
             task_seq: 0,
             revision: 0,
+            depth: env.call_depth,
         };
         let mut run = Run::new(env, state, now);
         let line = run

@@ -190,6 +190,31 @@ pub enum EngineError {
         /// Who may.
         assignees: String,
     },
+    /// A `call` step's child cannot start (a required input missing, a
+    /// mistyped one, the process not deployed …): the caller's transition
+    /// is refused with it, so neither is written.
+    #[error("R030 step `{step}` cannot start `{process}`: {why}")]
+    CallCannotStart {
+        /// The calling step.
+        step: String,
+        /// The called process.
+        process: String,
+        /// Why, with the child's own code.
+        why: String,
+    },
+    /// Calls nest deeper than [`crate::runtime::MAX_CALL_DEPTH`]: a process
+    /// that calls itself (or a cycle of processes) without a base case.
+    #[error("R031 step `{step}` would start `{process}` {depth} calls deep (at most {max}): does the process call itself without end?")]
+    CallTooDeep {
+        /// The calling step.
+        step: String,
+        /// The called process.
+        process: String,
+        /// The depth the child would have.
+        depth: u32,
+        /// The bound.
+        max: u32,
+    },
 }
 
 /// How a caller treats an error; see the module docs.
@@ -237,6 +262,8 @@ impl EngineError {
             Stuck { .. } => "R027",
             NotStuck(_) => "R028",
             NotPermitted { .. } => "R029",
+            CallCannotStart { .. } => "R030",
+            CallTooDeep { .. } => "R031",
         }
     }
 
@@ -254,7 +281,9 @@ impl EngineError {
             | NoRecipient { .. }
             | StartUnset { .. }
             | NoPeriod(_)
-            | AutomaticLoop(_) => ErrorClass::Fault,
+            | AutomaticLoop(_)
+            | CallCannotStart { .. }
+            | CallTooDeep { .. } => ErrorClass::Fault,
             _ => ErrorClass::Refused,
         }
     }

@@ -249,6 +249,9 @@ pub enum Command {
         profile: Option<String>,
         /// Its variables.
         variables: BTreeMap<String, serde_json::Value>,
+        /// The child's call depth (the caller's plus one).
+        #[serde(default)]
+        depth: u32,
     },
     /// Index this instance under a message name and key.
     AwaitMessage {

@@ -36,7 +36,7 @@ pub mod state;
 mod steps;
 pub mod values;
 
-pub use apply::{apply, stuck, Env};
+pub use apply::{apply, stuck, Env, NoProcesses, Processes, MAX_CALL_DEPTH};
 pub use directory::{Agency, Directory, Person};
 pub use error::{EngineError, ErrorClass};
 pub use event::{Command, Event, NotifyEvent, Transition};

@@ -218,6 +218,11 @@ pub struct InstanceState {
     pub task_seq: u64,
     /// Optimistic-concurrency counter: bumped by every stored transition.
     pub revision: u64,
+    /// How deep in calls it sits: 0 for an instance started on its own,
+    /// its caller's depth plus one for a child a `call` started. Bounded by
+    /// [`crate::runtime::MAX_CALL_DEPTH`].
+    #[serde(default)]
+    pub depth: u32,
 }
 
 impl InstanceState {

@@ -47,6 +47,7 @@ struct H {
     def: Definition,
     cal: Calendar,
     dir: MemoryDirectory,
+    procs: BTreeMap<String, Definition>,
     state: Option<InstanceState>,
     history: Vec<HistoryEntry>,
     commands: Vec<Command>,
@@ -61,8 +62,10 @@ fn vars(pairs: &[(&str, Json)]) -> BTreeMap<String, Json> {
 
 impl H {
     fn new(id: &str) -> H {
+        let procs = library();
         H {
-            def: library()[id].clone(),
+            def: procs[id].clone(),
+            procs,
             cal: Calendar::builtin(),
             dir: directory(),
             state: None,
@@ -76,6 +79,8 @@ impl H {
             definition: &self.def,
             calendar: &self.cal,
             directory: &self.dir,
+            processes: &self.procs,
+            call_depth: 0,
         };
         let t = apply(&env, self.state.as_ref(), &e, at(now))?;
         self.history.extend(t.history);
@@ -727,6 +732,7 @@ fn a_minimum_period_blocks_early_completion() {
         def,
         cal: Calendar::builtin(),
         dir,
+        procs: BTreeMap::new(),
         state: None,
         history: vec![],
         commands: vec![],
@@ -842,6 +848,7 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
         def,
         cal: Calendar::builtin(),
         dir: directory(),
+        procs: BTreeMap::new(),
         state: None,
         history: vec![],
         commands: vec![],
@@ -1210,4 +1217,141 @@ fn only_an_assignee_or_role_holder_acts_on_a_task() {
         },
         "2025-09-28T10:00:00+08:00",
     );
+}
+
+/// A helper over definitions written inline: `main` is applied, all of
+/// them may be called.
+fn inline(main: &str, defs: &[(&str, &str)]) -> H {
+    let mut procs = BTreeMap::new();
+    for (file, text) in defs {
+        let d = crate::definition::load_str(file, text, &Default::default()).unwrap();
+        procs.insert(d.id.clone(), d);
+    }
+    H {
+        def: procs[main].clone(),
+        cal: Calendar::builtin(),
+        dir: directory(),
+        procs,
+        state: None,
+        history: vec![],
+        commands: vec![],
+    }
+}
+
+const CALLER: &str = "id: caller\nversion: 1\nname: 调用\nroles: { supervision_office: 监督机构 }\nvariables:\n  agency: { type: agency, required: true }\nstart: prepare\nsteps:\n  prepare:\n    kind: task\n    name: 准备\n    assignee: { role: supervision_office }\n    outcomes:\n      go: { label: 约谈, next: interview }\n  interview:\n    kind: call\n    name: 约谈\n    process: callee\n    inputs: { agency: agency }\n    next: done\n  done: { kind: end, name: 结束, result: ok }\n";
+
+/// Issue 11, engine 6: a call whose child could not start (here the child
+/// was redeployed with a new required variable the caller does not give)
+/// committed the caller's transition anyway, leaving it waiting for a child
+/// that did not exist. The child's start is now part of the caller's
+/// transition: the completion is refused with R030 naming the child's own
+/// reason, and nothing changes.
+#[test]
+fn a_call_whose_child_cannot_start_refuses_the_callers_event() {
+    let callee_v2 = "id: callee\nversion: 2\nname: 被调用\nroles: { supervision_office: 监督机构 }\nvariables:\n  agency: { type: agency, required: true }\n  topic: { type: text, required: true }\nstart: record\nsteps:\n  record:\n    kind: task\n    name: 记录\n    assignee: { role: supervision_office }\n    outcomes:\n      ok: { label: 完成, next: done }\n  done: { kind: end, name: 结束, result: ok }\n";
+    let mut h = inline(
+        "caller",
+        &[("caller.yaml", CALLER), ("callee.yaml", callee_v2)],
+    );
+    h.apply(
+        Event::Start {
+            instance: "7".into(),
+            profile: None,
+            variables: vars(&[("agency", json!("market_bureau"))]),
+            actor: "li".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+    let before = h.state().clone();
+    let task = h.task("prepare").id;
+    let complete = Event::Complete {
+        task: task.clone(),
+        outcome: "go".into(),
+        variables: BTreeMap::new(),
+        actor: "li".into(),
+    };
+    let err = h
+        .try_apply(complete.clone(), "2025-09-26T11:00:00+08:00")
+        .unwrap_err();
+    assert_eq!(err.code(), "R030");
+    assert_eq!(
+        err.to_string(),
+        "R030 step `interview` cannot start `callee`: R002 missing required variable `topic`"
+    );
+    assert_eq!(h.state(), &before, "a refused call changes nothing");
+    // A process that is not deployed at all is refused the same way.
+    h.procs.remove("callee");
+    let err = h
+        .try_apply(complete.clone(), "2025-09-26T11:00:00+08:00")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "R030 step `interview` cannot start `callee`: the process is not deployed"
+    );
+    // With the child startable the same completion goes through, the child
+    // is asked for one level deeper.
+    let callee_v3 = callee_v2
+        .replace("version: 2", "version: 3")
+        .replace("  topic: { type: text, required: true }\n", "");
+    let v3 = crate::definition::load_str("callee.yaml", &callee_v3, &Default::default()).unwrap();
+    h.procs.insert("callee".into(), v3);
+    h.apply(complete, "2025-09-26T11:00:00+08:00");
+    let start = h
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::StartChild { depth, child, .. } => Some((child.clone(), *depth)),
+            _ => None,
+        })
+        .expect("the child is asked for");
+    assert_eq!(start, ("7-interview-2".to_string(), 1));
+}
+
+/// Issue 11, engine 9: a process that calls itself unconditionally started
+/// instances until the simulator was killed. The nesting is bounded: the
+/// start is refused with R031 and nothing is started.
+#[test]
+fn a_process_calling_itself_without_end_is_refused() {
+    let again = "id: again\nversion: 1\nname: 自我调用\nvariables:\n  n: { type: int, default: 0 }\nstart: recurse\nsteps:\n  recurse:\n    kind: call\n    name: 再次调用\n    process: again\n    inputs: { n: n + 1 }\n    next: done\n  done: { kind: end, name: 结束, result: ok }\n";
+    let mut h = inline("again", &[("again.yaml", again)]);
+    let err = h
+        .try_apply(
+            Event::Start {
+                instance: "1".into(),
+                profile: None,
+                variables: BTreeMap::new(),
+                actor: "li".into(),
+            },
+            "2025-09-26T10:00:00+08:00",
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EngineError::CallTooDeep {
+            step: "recurse".into(),
+            process: "again".into(),
+            depth: MAX_CALL_DEPTH + 1,
+            max: MAX_CALL_DEPTH,
+        }
+    );
+    assert!(h.state.is_none(), "nothing was started");
+    // With a base case the same recursion runs: it stops calling at n = 3.
+    let based = again.replace(
+        "start: recurse\n",
+        "start: enough\n",
+    ).replace(
+        "steps:\n",
+        "steps:\n  enough:\n    kind: decision\n    name: 是否继续\n    branches:\n      - when: n < 3\n        goto: recurse\n    default: done\n",
+    );
+    let mut h = inline("again", &[("again.yaml", &based)]);
+    h.apply(
+        Event::Start {
+            instance: "2".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+    assert!(h.state().waits.contains_key("recurse"));
 }

@@ -1,11 +1,19 @@
 //! `call`: start a child instance of another process with inputs, wait for
 //! it to end, and take its result. The child's id is fixed by the call
 //! (`PARENT-STEP-REVISION`), so starting it again finds it taken.
+//!
+//! The child's start is tried here, inside the caller's transition, on the
+//! latest definition of the called process ([`Env::processes`]): a child
+//! that cannot start (a required input missing, a value of the wrong type,
+//! the process not deployed, calls nested deeper than [`MAX_CALL_DEPTH`])
+//! refuses the caller's event with it, so the caller never waits for a
+//! child that does not exist. The runtime then starts the child for real
+//! from the `StartChild` command.
 
 use serde_json::Value as Json;
 
 use crate::definition::{Step, StepKind};
-use crate::runtime::apply::Run;
+use crate::runtime::apply::{Env, Run, MAX_CALL_DEPTH};
 use crate::runtime::error::EngineError;
 use crate::runtime::event::Command;
 use crate::runtime::history::HistoryKind;
@@ -28,6 +36,8 @@ impl Run<'_> {
         }
         // The revision this transition will have (it is raised at the end).
         let child = format!("{}-{id}-{}", self.state.id, self.state.revision + 1);
+        let depth = self.state.depth + 1;
+        self.try_start(id, process, profile.as_deref(), &child, &vars, depth)?;
         self.state.waits.insert(
             id.into(),
             WaitState {
@@ -44,6 +54,7 @@ impl Run<'_> {
             process: process.clone(),
             profile: profile.clone(),
             variables: vars,
+            depth,
         });
         let line = self
             .line("engine", HistoryKind::Called)
@@ -51,6 +62,53 @@ impl Run<'_> {
             .note(format!("started {process}"));
         self.record(line);
         Ok(Vec::new())
+    }
+
+    /// Starts the child on a throwaway copy, to refuse the call now if it
+    /// cannot start. A child whose own first steps call further is tried
+    /// with them, down to [`MAX_CALL_DEPTH`].
+    fn try_start(
+        &self,
+        step: &str,
+        process: &str,
+        profile: Option<&str>,
+        child: &str,
+        vars: &std::collections::BTreeMap<String, Json>,
+        depth: u32,
+    ) -> Result<(), EngineError> {
+        if depth > MAX_CALL_DEPTH {
+            return Err(EngineError::CallTooDeep {
+                step: step.into(),
+                process: process.into(),
+                depth,
+                max: MAX_CALL_DEPTH,
+            });
+        }
+        let cannot = |why: String| EngineError::CallCannotStart {
+            step: step.into(),
+            process: process.into(),
+            why,
+        };
+        let definition = self
+            .env
+            .processes
+            .latest(process)
+            .ok_or_else(|| cannot("the process is not deployed".into()))?;
+        let env = Env {
+            definition,
+            calendar: self.env.calendar,
+            directory: self.env.directory,
+            processes: self.env.processes,
+            call_depth: depth,
+        };
+        match Run::start(&env, child, profile, vars, "engine", self.now) {
+            Ok(_) => Ok(()),
+            // Said once, where it happens, not wrapped at every level.
+            Err(e @ (EngineError::CallTooDeep { .. } | EngineError::CallCannotStart { .. })) => {
+                Err(e)
+            }
+            Err(e) => Err(cannot(e.to_string())),
+        }
     }
 
     pub(crate) fn child_ended(&mut self, step: &str, result: &str) -> Result<(), EngineError> {
