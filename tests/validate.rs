@@ -45,6 +45,13 @@ fn the_library_cites_the_rules_it_implements() {
     }
 }
 
+/// The processes the broken definitions' `call`s name (`tests/broken/calls/`):
+/// each broken file is loaded with them beside it, as `duban validate`
+/// loads a file with its sibling definitions.
+fn called_by_broken() -> Vec<std::path::PathBuf> {
+    yaml_files(&root().join("tests/broken/calls"))
+}
+
 /// One broken definition per error kind. The file name starts with the
 /// expected code (`e006_…` → E006); each yields diagnostics of that kind only,
 /// and its line, column, path, message and hint are snapshotted.
@@ -57,9 +64,10 @@ fn broken_definitions() {
         "at least 25 broken definitions, found {}",
         files.len()
     );
+    let called = called_by_broken();
     let mut codes = BTreeSet::new();
     insta::glob!("broken/*.yaml", |path| {
-        let lib = load_library(&[path.to_path_buf()], &[]);
+        let lib = load_library(&[path.to_path_buf()], &called);
         let diags: Vec<_> = lib.diagnostics().cloned().collect();
         let name = path.file_stem().unwrap().to_str().unwrap();
         let expected = name[..4].to_uppercase();
@@ -73,7 +81,55 @@ fn broken_definitions() {
         insta::assert_snapshot!(render(&diags));
     });
     // Every error kind the validator has is exercised by some broken file.
-    assert_eq!(codes.len(), 29, "codes covered: {codes:?}");
+    assert_eq!(codes.len(), 36, "codes covered: {codes:?}");
+}
+
+/// The processes the broken definitions call are themselves valid, so a
+/// broken file's diagnostics are about the call alone.
+#[test]
+fn the_processes_broken_definitions_call_are_valid() {
+    let called = called_by_broken();
+    assert!(
+        !called.is_empty(),
+        "tests/broken/calls/ has the called processes"
+    );
+    let lib = load_library(&called, &[]);
+    for f in &lib.files {
+        assert!(
+            f.diagnostics.is_empty(),
+            "{} is invalid:\n{}",
+            f.path.display(),
+            render(&f.diagnostics)
+        );
+    }
+}
+
+/// Every fixture folder of `tests/data/` validates clean as a library (as
+/// `duban validate tests/data/call/` does), so the stricter checks of calls
+/// and expression types reject none of the definitions the other tests run.
+#[test]
+fn every_test_fixture_loads() {
+    let data = root().join("tests/data");
+    let mut folders: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(!folders.is_empty(), "tests/data has fixture folders");
+    for folder in folders {
+        let files = yaml_files(&folder);
+        let lib = load_library(&files, &[]);
+        for f in &lib.files {
+            assert!(
+                f.diagnostics.is_empty(),
+                "{} is invalid:\n{}",
+                f.path.display(),
+                render(&f.diagnostics)
+            );
+        }
+        assert_eq!(lib.definitions.len(), files.len(), "{}", folder.display());
+    }
 }
 
 #[test]

@@ -234,6 +234,7 @@ impl<S: Store> Engine<S> {
             serde_json::from_str(&stored.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ctx = LoadContext {
             files: Some(files),
+            deployed: true,
             ..Default::default()
         };
         let def = definition::load_str(&stored.file, &stored.source, &ctx).map_err(|d| {

@@ -12,7 +12,9 @@
 //! of the document; the rules live beside it: `sections.rs` (roles,
 //! parameters, profiles, variables, templates, documents, notifications,
 //! schedule), `steps.rs` (each step kind), `refs.rs` (references, periods,
-//! CEL, parties, deadlines), `values.rs` (types and typed values).
+//! CEL, parties, deadlines), `values.rs` (types and typed values),
+//! `typing.rs` (the types of CEL expressions) and `calls.rs` (a `call`
+//! against the process it calls).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -21,10 +23,12 @@ use indexmap::{IndexMap, IndexSet};
 use marked_yaml::Node;
 use serde::de::DeserializeOwned;
 
+use super::calls::ProcessInterface;
 use super::diagnostic::{suggest, Code, Diagnostic};
 use super::model::*;
 use super::raw;
 use super::source::{Path, Source};
+use super::typing::Samples;
 
 /// What a definition is checked against besides itself.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +38,11 @@ pub struct LoadContext {
     /// The process ids a `call` step may name; `None` skips that check
     /// (a single file checked on its own).
     pub processes: Option<BTreeSet<String>>,
+    /// What a `call` step is checked against: the variables, profiles and
+    /// end results of each process it may name, by id. A process not in
+    /// it (a single file checked on its own, a stored definition) is not
+    /// checked.
+    pub interfaces: std::collections::BTreeMap<String, ProcessInterface>,
     /// Template files by relative path, used instead of `base_dir` (a
     /// deployed definition carries the files it was deployed with).
     pub files: Option<std::collections::BTreeMap<String, String>>,
@@ -41,6 +50,11 @@ pub struct LoadContext {
     /// path: what deploy stores, so what is stored is exactly what was
     /// checked (never a second read of a file that may have changed).
     pub read: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
+    /// A definition reloaded from the store, deployed by an earlier duban:
+    /// the checks added since (E030–E036, [`Code::added_after_deploys`]) are
+    /// not applied, so a stricter validator never strands the cases
+    /// running on it. They apply to every new deploy.
+    pub deployed: bool,
 }
 
 /// The checker's state: the source, the diagnostics so far, and the names
@@ -58,6 +72,9 @@ pub(super) struct Checker<'a> {
     pub profiles: IndexSet<String>,
     /// Paths of duplicate keys found while parsing.
     pub src_dups: Vec<String>,
+    /// Sample values of the declared variables and parameters, on which
+    /// expressions are evaluated for their types (set after the name pass).
+    pub samples: Option<Samples>,
 }
 
 /// Checks a parsed source. Returns the definition only when there is no
@@ -79,6 +96,7 @@ pub(super) fn check(
         documents: IndexSet::new(),
         profiles: IndexSet::new(),
         src_dups,
+        samples: None,
     };
     let def = c.document();
     let mut diags = c.diags;
@@ -117,11 +135,17 @@ fn is_rule_id(s: &str) -> bool {
 
 impl Checker<'_> {
     pub fn err(&mut self, path: &Path, code: Code, message: String, hint: Option<String>) {
+        if self.ctx.deployed && code.added_after_deploys() {
+            return;
+        }
         let d = self.src.diag(path, code, message, hint);
         self.diags.push(d);
     }
 
     pub fn err_key(&mut self, path: &Path, code: Code, message: String, hint: Option<String>) {
+        if self.ctx.deployed && code.added_after_deploys() {
+            return;
+        }
         let d = self.src.diag_key(path, code, message, hint);
         self.diags.push(d);
     }
@@ -246,6 +270,7 @@ impl Checker<'_> {
 
         // Pass 1: names.
         self.collect_names(&get);
+        self.samples = Some(Samples::new(&self.variables, &self.params));
 
         // Pass 2: entries.
         let id: Option<String> = get("id").and_then(|n| self.de(&here.key("id"), n));

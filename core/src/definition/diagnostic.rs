@@ -1,7 +1,8 @@
 //! Diagnostics: what is wrong in a definition, where, and what to do.
 //!
 //! Every problem the loader finds becomes one [`Diagnostic`] with a stable
-//! [`Code`], the file, 1-based line and column, the path inside the document
+//! [`Code`] (`E001`…`E036`, listed in docs/process-language.md), the file,
+//! 1-based line and column, the path inside the document
 //! (`steps.await_reply.deadline.period`), a plain message and, where one
 //! helps, a hint. The loader collects them all instead of stopping at the
 //! first, so an administrator fixes a file in one pass.
@@ -72,6 +73,24 @@ pub enum Code {
     TypeMismatch,
     /// A template that is not valid handlebars.
     TemplateSyntax,
+    /// A `call` leaves out a variable the called process requires.
+    CallMissingInput,
+    /// A `call` input names a variable the called process does not declare.
+    CallUnknownInput,
+    /// A `call`'s `result:` variable cannot hold the called process's end
+    /// results (an enum lacking one, or a type other than text or enum).
+    CallResultType,
+    /// A condition (`when:`, a guard's `check:`) that does not give a bool.
+    NotBoolean,
+    /// A computed value (`set:`, a `call` input) whose type does not fit the
+    /// variable it is stored in.
+    ValueTypeMismatch,
+    /// A CEL expression that fails on values of the declared types (an
+    /// operator or function given types it does not take).
+    CelTypeError,
+    /// A key the runtime does not carry out: not supported yet, or without
+    /// effect at this place.
+    NotSupported,
 }
 
 impl Code {
@@ -108,7 +127,31 @@ impl Code {
             MissingFile => "E027",
             TypeMismatch => "E028",
             TemplateSyntax => "E029",
+            CallMissingInput => "E030",
+            CallUnknownInput => "E031",
+            CallResultType => "E032",
+            NotBoolean => "E033",
+            ValueTypeMismatch => "E034",
+            CelTypeError => "E035",
+            NotSupported => "E036",
         }
+    }
+
+    /// Whether the check came after definitions may have been deployed
+    /// without it (the call, type and no-effect checks): a stored
+    /// definition is reloaded without them ([`super::LoadContext::deployed`]).
+    pub fn added_after_deploys(self) -> bool {
+        use Code::*;
+        matches!(
+            self,
+            CallMissingInput
+                | CallUnknownInput
+                | CallResultType
+                | NotBoolean
+                | ValueTypeMismatch
+                | CelTypeError
+                | NotSupported
+        )
     }
 }
 
@@ -194,12 +237,18 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// A hint for an unknown name: "did you mean `x`?", or the list of known names.
 pub fn suggest<'a>(word: &str, what: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     let known: Vec<&str> = known.into_iter().collect();
+    // `process` → `processes`, `role` → `roles`.
+    let whats = if what.ends_with('s') {
+        format!("{what}es")
+    } else {
+        format!("{what}s")
+    };
     match closest(word, known.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None if known.is_empty() => format!("no {what} is declared"),
-        None if known.len() <= 12 => format!("known {what}s: {}", known.join(", ")),
+        None if known.len() <= 12 => format!("known {whats}: {}", known.join(", ")),
         None => format!(
-            "declare it, or use one of the {} known {what}s",
+            "declare it, or use one of the {} known {whats}",
             known.len()
         ),
     }

@@ -11,8 +11,9 @@
 //!
 //! Only the checked [`Definition`] leaves this module. [`graph`] draws it as
 //! Mermaid; [`Library`] loads a folder of definitions and checks the calls
-//! between them.
+//! between them against each called process's [`ProcessInterface`].
 
+mod calls;
 mod check;
 pub mod diagnostic;
 pub mod expr;
@@ -25,11 +26,13 @@ mod sections;
 pub mod source;
 mod steps;
 pub mod templates;
+mod typing;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
 
+pub use calls::{peek_interface, InterfaceVariable, ProcessInterface};
 pub use check::LoadContext;
 pub use diagnostic::{Code, Diagnostic};
 pub use model::*;
@@ -153,11 +156,18 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
             }),
         }
     }
-    // The ids every call may name: those of the library and its context.
-    let mut known: BTreeSet<String> = texts.iter().filter_map(|(_, t)| peek_id(t)).collect();
-    for p in context {
-        if let Ok(t) = std::fs::read_to_string(p) {
-            known.extend(peek_id(&t));
+    // The ids every call may name: those of the library and its context,
+    // with what a call is checked against (the first file of an id wins).
+    let mut known = BTreeSet::new();
+    let mut interfaces = BTreeMap::new();
+    let context_texts: Vec<String> = context
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    for t in texts.iter().map(|(_, t)| t).chain(&context_texts) {
+        known.extend(peek_id(t));
+        if let Some((id, iface)) = peek_interface(t) {
+            interfaces.entry(id).or_insert(iface);
         }
     }
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -165,6 +175,7 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
         let ctx = LoadContext {
             base_dir: path.parent().map(FsPath::to_path_buf),
             processes: Some(known.clone()),
+            interfaces: interfaces.clone(),
             ..Default::default()
         };
         let file = path.display().to_string();

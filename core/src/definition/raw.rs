@@ -182,10 +182,12 @@ pub struct RawOutcome {
     pub documents: Vec<String>,
 }
 
-/// Recusal (回避) on a task.
+/// Recusal (回避) on a task. Parsed so its shape is known, then refused as
+/// not supported yet (E036) until the runtime carries recusals out.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecusal {
+    #[allow(dead_code)] // resolved again (a role) once recusal is supported
     pub decided_by: String,
 }
 

@@ -205,7 +205,15 @@ impl Checker<'_> {
         }
     }
 
-    /// `set:` maps: declared variable ← expression.
+    /// Compiles a condition (a decision's `when:`, a guard's `check:`) and
+    /// checks that it gives true or false; `what` names it in messages.
+    pub(super) fn condition(&mut self, path: &Path, text: &str, what: &str) -> Option<Expr> {
+        let e = self.expr(path, text)?;
+        self.check_condition(path, &e, what);
+        Some(e)
+    }
+
+    /// `set:` maps: declared variable ← expression of a fitting type.
     pub(super) fn sets(
         &mut self,
         path: &Path,
@@ -214,9 +222,18 @@ impl Checker<'_> {
         let mut out = Vec::new();
         for (name, text) in set {
             let p = path.key(name);
-            let known = self.var_ref(&p, name).is_some();
+            let ty = self.var_ref(&p, name);
             if let Some(e) = self.expr(&p, text) {
-                if known {
+                match &ty {
+                    Some(Some(t)) => {
+                        let target = format!("variable `{name}`");
+                        self.check_stored_value(&p, &e, t, name, &target);
+                    }
+                    _ => {
+                        self.check_cel_types(&p, &e);
+                    }
+                }
+                if ty.is_some() {
                     out.push((name.clone(), e));
                 }
             }

@@ -402,6 +402,26 @@ impl Checker<'_> {
             }
             if let Some(s) = &r.step {
                 self.step_ref(&p.key("step"), s);
+                // These events belong to the instance, not to a step: a rule
+                // limited to a step would never be sent.
+                if matches!(on, Some(Event::InstanceStarted | Event::InstanceEnded)) {
+                    self.err_key(
+                        &p.key("step"),
+                        Code::NotSupported,
+                        format!(
+                            "an `{}` rule with `step:` is never sent: that event belongs to the instance, not to a step",
+                            r.on
+                        ),
+                        Some(format!(
+                            "remove `step:`; the rule is then sent for every instance ({})",
+                            if on == Some(Event::InstanceEnded) {
+                                "when it ends, at whichever `end` step"
+                            } else {
+                                "when it starts"
+                            }
+                        )),
+                    );
+                }
             }
             let to: Vec<Option<Party>> =
                 r.to.iter()

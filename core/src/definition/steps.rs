@@ -118,6 +118,17 @@ impl Checker<'_> {
             "wait_timer" => {
                 let r: RawWaitTimer = self.de(p, n)?;
                 self.step_ref(&p.key("next"), &r.next);
+                if r.timer.on_expiry.is_some() {
+                    self.err_key(
+                        &p.key("timer").key("on_expiry"),
+                        Code::NotSupported,
+                        "`on_expiry` has no effect on a wait_timer's `timer`: when the period has run, the step goes on to its `next`".into(),
+                        Some(format!(
+                            "remove `on_expiry`, and put what should happen then in the `next` step (`{}`); reminders before the end go in `remind:`",
+                            r.next
+                        )),
+                    );
+                }
                 let timer = self.deadline(&p.key("timer"), &r.timer, false);
                 (
                     r.name,
@@ -216,7 +227,7 @@ impl Checker<'_> {
                 if let Some(r) = &g.rule {
                     self.check_rules(&gp.key("rule"), std::slice::from_ref(r));
                 }
-                match self.expr(&gp.key("check"), &g.check) {
+                match self.condition(&gp.key("check"), &g.check, "guard check") {
                     Some(check) => guards.push(Guard {
                         check,
                         message: g.message.clone(),
@@ -295,17 +306,23 @@ impl Checker<'_> {
             None => None,
         };
         let documents = self.document_refs(&p.key("documents"), &r.documents);
-        let recusal = match &r.recusal {
-            Some(x) => Some(self.role_ref(&p.key("recusal").key("decided_by"), &x.decided_by)?),
-            None => None,
-        };
+        // Parsed, but the runtime does not carry recusals out yet: refused
+        // rather than accepted and silently ignored.
+        if r.recusal.is_some() {
+            self.err_key(
+                &p.key("recusal"),
+                Code::NotSupported,
+                "`recusal` is not supported yet: a recusal (回避) raised on this task would not be carried out".into(),
+                Some("remove `recusal`; until it is supported, model the recusal decision as an outcome of the task leading to a task for whoever decides it".into()),
+            );
+        }
         Some(StepKind::Task {
             assignee: assignee?,
             min_assignees: min,
             outcomes: outcomes?,
             deadline,
             documents,
-            recusal,
+            recusal: None,
         })
     }
 
@@ -361,7 +378,7 @@ impl Checker<'_> {
             if let Some(rule) = &b.rule {
                 self.check_rules(&bp.key("rule"), std::slice::from_ref(rule));
             }
-            let when = self.expr(&bp.key("when"), &b.when);
+            let when = self.condition(&bp.key("when"), &b.when, "condition");
             let set = self.sets(&bp.key("set"), &b.set);
             match when {
                 Some(when) if set.len() == b.set.len() => branches.push(Branch {
@@ -419,9 +436,16 @@ impl Checker<'_> {
                 None => ok = false,
             }
         }
-        if let Some(res) = &r.result {
-            ok &= self.var_ref(&p.key("result"), res).is_some();
+        match r
+            .result
+            .as_ref()
+            .map(|res| (res, self.var_ref(&p.key("result"), res)))
+        {
+            Some((_, None)) => ok = false,
+            Some((res, Some(Some(ty)))) => self.call_result_type(p, r, res, &ty),
+            _ => {}
         }
+        self.call_contract(p, r, &inputs);
         ok.then(|| StepKind::Call {
             process: r.process.clone(),
             profile: r.profile.clone(),
@@ -442,6 +466,22 @@ impl Checker<'_> {
             );
         }
         let correlation = self.expr(&p.key("correlation"), &r.correlation);
+        if let Some(e) = &correlation {
+            self.check_cel_types(&p.key("correlation"), e);
+        }
+        if let Some(d) = r
+            .deadline
+            .as_ref()
+            .filter(|d| d.bound.as_deref() == Some("at_least"))
+        {
+            let _ = d;
+            self.err(
+                &p.key("deadline").key("bound"),
+                Code::NotSupported,
+                "`bound: at_least` has no effect on a wait_message timeout: the message is taken whenever it comes, before the cut-off too".into(),
+                Some("remove `bound`: a wait_message timeout is a deadline (`within`), and the message is always taken".into()),
+            );
+        }
         let mut ok = true;
         for (i, f) in r.fields.iter().enumerate() {
             ok &= self.var_ref(&p.key("fields").index(i), f).is_some();

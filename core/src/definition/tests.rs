@@ -13,3 +13,245 @@ fn minimal_definition_loads() {
     let def = load(MINIMAL).unwrap();
     assert_eq!(def.start, "a");
 }
+
+/// A definition whose variables and parameters cover every type, with one
+/// decision branch per condition in `conditions` and one `set` per entry of
+/// `sets` on a task outcome.
+fn typed(conditions: &[&str], sets: &[(&str, &str)]) -> String {
+    let mut text = String::from(
+        "id: p\nversion: 1\nname: 测试\nroles: { office: 监督机构 }\n\
+         parameters:\n  volunteer: { type: bool, default: false }\n  term: { type: period, default: 3年 }\n  quota: { type: int, default: 2 }\n\
+         variables:\n  rounds: { type: int, default: 0 }\n  flag: { type: bool }\n  report: { type: text }\n  case_no: { type: string }\n  \
+         kind: { type: enum, values: [督办函, 意见书] }\n  decided_on: { type: date }\n  started: { type: datetime }\n  \
+         reply_period: { type: period }\n  contact: { type: email }\n  mobile: { type: phone }\n  applicant: { type: agency }\n  \
+         respondent: { type: agency }\n  inspector: { type: person }\n  inspectors: { type: list<person> }\n  \
+         missing_items: { type: list<enum>, values: [公函, 说明] }\n  tags: { type: list<string> }\n\
+         start: review\nsteps:\n  review:\n    kind: task\n    name: 审查\n    assignee: { role: office }\n    outcomes:\n      ok:\n        label: 通过\n        next: check\n",
+    );
+    if !sets.is_empty() {
+        text.push_str("        set:\n");
+        for (k, v) in sets {
+            text.push_str(&format!("          {k}: {}\n", serde_json::json!(v)));
+        }
+    }
+    text.push_str("  check:\n    kind: decision\n    name: 判断\n    branches:\n");
+    for c in conditions
+        .iter()
+        .chain(conditions.is_empty().then_some(&"flag"))
+    {
+        text.push_str(&format!(
+            "      - when: {}\n        goto: done\n",
+            serde_json::json!(c)
+        ));
+    }
+    text.push_str("    default: done\n  done: { kind: end, name: 结束, result: ok }\n");
+    text
+}
+
+fn codes(text: &str) -> Vec<(String, String)> {
+    match load(text) {
+        Ok(_) => Vec::new(),
+        Err(d) => d
+            .into_iter()
+            .map(|d| (d.code.to_string(), d.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn well_typed_expressions_are_accepted() {
+    let conditions = [
+        "rounds >= 2",
+        "flag || rounds + 1 > profile.quota",
+        "flag && size(report) > 0",
+        "report != '' && case_no == 'K1'",
+        "kind == '督办函' || kind in ['意见书']",
+        "decided_on < '2025-06-01'",
+        "timestamp(started) < now",
+        "now - timestamp(started) > duration('24h')",
+        "applicant.level == '县级' && applicant.county == respondent.county",
+        "size(inspectors.filter(c, c.level == '市级')) * 2 >= size(inspectors)",
+        "missing_items.exists(m, m == '公函')",
+        "profile.volunteer",
+        "'a' in tags",
+        "reply_period == '30日'",
+        "contact.endsWith('.cn') || mobile.startsWith('138')",
+        // Not a type error: these fail on the samples for other reasons.
+        "rounds / 0 > 1",
+        "tags[3] == 'x'",
+        "timestamp(decided_on) < now",
+        "report == null || report == ''",
+    ];
+    let sets = [
+        ("rounds", "rounds + 1"),
+        ("flag", "rounds > 2 && !flag"),
+        ("report", "'已整改 ' + case_no"),
+        ("case_no", "applicant.county"),
+        ("kind", "'意见书'"),
+        ("decided_on", "'2025-09-01'"),
+        ("started", "now"),
+        ("reply_period", "'30日'"),
+        ("contact", "applicant.email"),
+        ("applicant", "respondent"),
+        ("inspector", "inspectors[0]"),
+        ("inspectors", "[inspector]"),
+        ("missing_items", "['公函']"),
+        ("tags", "[case_no, string(rounds)]"),
+    ];
+    let text = typed(&conditions, &sets);
+    assert_eq!(codes(&text), Vec::<(String, String)>::new(), "{text}");
+}
+
+#[test]
+fn conditions_must_be_bool() {
+    for c in ["rounds + 1", "'yes'", "tags", "applicant", "now"] {
+        let got = codes(&typed(&[c], &[]));
+        assert_eq!(got.len(), 1, "{c}: {got:?}");
+        assert_eq!(got[0].0, "E033", "{c}: {got:?}");
+    }
+}
+
+#[test]
+fn stored_values_must_fit_their_variable() {
+    for (var, value) in [
+        ("flag", "'yes'"),
+        ("rounds", "'3'"),
+        ("rounds", "1.5"),
+        ("report", "rounds"),
+        ("decided_on", "now"),
+        ("inspector", "applicant"),
+        ("applicant", "inspector"),
+        ("tags", "[rounds]"),
+        ("inspectors", "inspector"),
+        // Constants are checked as the runtime will check them.
+        ("kind", "'通知书'"),
+        ("reply_period", "'三十天以后'"),
+        ("contact", "'nobody'"),
+    ] {
+        let got = codes(&typed(&[], &[(var, value)]));
+        assert_eq!(got.len(), 1, "{var} ← {value}: {got:?}");
+        assert_eq!(got[0].0, "E034", "{var} ← {value}: {got:?}");
+    }
+}
+
+#[test]
+fn type_errors_inside_expressions_are_reported() {
+    for c in [
+        "rounds + case_no > 2",
+        "size(rounds) > 1",
+        "now < decided_on",
+        "applicant + 1 == 2",
+        "flag && rounds + 'x' > 0",
+        "!flag || rounds + 'x' > 0",
+    ] {
+        let got = codes(&typed(&[c], &[]));
+        assert_eq!(got.len(), 1, "{c}: {got:?}");
+        assert_eq!(got[0].0, "E035", "{c}: {got:?}");
+    }
+}
+
+/// A call checked against the interface of the process it calls.
+fn call(step: &str) -> Vec<(String, String)> {
+    let child = "id: child\nversion: 1\nname: 子流程\nprofiles: { XT: { name: 湘潭 } }\n\
+                 variables:\n  agency: { type: agency, required: true }\n  topic: { type: text, required: true }\n  \
+                 venue: { type: text, required: true, default: 会议室 }\n\
+                 start: a\nsteps:\n  a: { kind: end, name: 结束, result: rectified }\n  b: { kind: end, name: 结束, result: refused }\n";
+    let parent = format!(
+        "id: p\nversion: 1\nname: 测试\nvariables:\n  agency: {{ type: agency }}\n  rounds: {{ type: int }}\n  \
+         outcome: {{ type: enum, values: [rectified, refused] }}\n  note: {{ type: text }}\n\
+         start: sub\nsteps:\n  sub:\n{step}    next: done\n  done: {{ kind: end, name: 结束, result: ok }}\n"
+    );
+    let (id, iface) = peek_interface(child).unwrap();
+    let ctx = LoadContext {
+        processes: Some([id.clone()].into()),
+        interfaces: [(id, iface)].into(),
+        ..Default::default()
+    };
+    match load_str("t.yaml", &parent, &ctx) {
+        Ok(_) => Vec::new(),
+        Err(d) => d
+            .into_iter()
+            .map(|d| (d.code.to_string(), d.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_call_that_keeps_the_contract_loads() {
+    let got = call("    kind: call\n    name: 约谈\n    process: child\n    profile: XT\n    inputs: { agency: agency, topic: \"'整改 ' + string(rounds)\" }\n    result: outcome\n");
+    assert_eq!(got, Vec::<(String, String)>::new());
+    let got = call("    kind: call\n    name: 约谈\n    process: child\n    inputs: { agency: agency, topic: note, venue: \"'办公室'\" }\n    result: note\n");
+    assert_eq!(got, Vec::<(String, String)>::new());
+}
+
+#[test]
+fn a_call_is_checked_against_the_called_process() {
+    let code = |step: &str| -> Vec<String> { call(step).into_iter().map(|(c, _)| c).collect() };
+    let head = "    kind: call\n    name: 约谈\n    process: child\n";
+    assert_eq!(
+        code(&format!("{head}    inputs: {{ agency: agency }}\n")),
+        ["E030"]
+    );
+    assert_eq!(code(head), ["E030", "E030"]);
+    assert_eq!(
+        code(&format!(
+            "{head}    inputs: {{ agency: agency, topic: note, place: note }}\n"
+        )),
+        ["E031"]
+    );
+    assert_eq!(
+        code(&format!(
+            "{head}    inputs: {{ agency: agency, topic: rounds }}\n"
+        )),
+        ["E034"]
+    );
+    assert_eq!(
+        code(&format!(
+            "{head}    profile: SQ\n    inputs: {{ agency: agency, topic: note }}\n"
+        )),
+        ["E021"]
+    );
+    assert_eq!(
+        code(&format!(
+            "{head}    inputs: {{ agency: agency, topic: note }}\n    result: rounds\n"
+        )),
+        ["E032"]
+    );
+}
+
+#[test]
+fn a_call_result_enum_must_hold_every_end_result() {
+    let child = "id: child\nversion: 1\nname: 子流程\nstart: a\nsteps:\n  a: { kind: end, name: 结束, result: rectified }\n  b: { kind: end, name: 结束, result: refused }\n";
+    let parent = "id: p\nversion: 1\nname: 测试\nvariables:\n  outcome: { type: enum, values: [rectified] }\n\
+                  start: sub\nsteps:\n  sub: { kind: call, name: 约谈, process: child, result: outcome, next: done }\n  done: { kind: end, name: 结束, result: ok }\n";
+    let (id, iface) = peek_interface(child).unwrap();
+    let ctx = LoadContext {
+        processes: Some([id.clone()].into()),
+        interfaces: [(id, iface)].into(),
+        ..Default::default()
+    };
+    let d = load_str("t.yaml", parent, &ctx).unwrap_err();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code, Code::CallResultType);
+    assert!(d[0].message.contains("`refused`"), "{}", d[0].message);
+    // Checked on its own (no library), the call is not judged.
+    assert!(load(parent).is_ok());
+}
+
+/// A definition deployed before the call, type and no-effect checks
+/// existed still reloads from the store, so its running cases are never
+/// stranded; a new deploy of it is refused.
+#[test]
+fn a_stored_definition_reloads_without_the_checks_added_since() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/broken/e036_recusal.yaml"),
+    )
+    .unwrap();
+    let d = load_str("t.yaml", &text, &LoadContext::default()).unwrap_err();
+    assert_eq!(d[0].code, Code::NotSupported);
+    let stored = LoadContext {
+        deployed: true,
+        ..Default::default()
+    };
+    assert!(load_str("t.yaml", &text, &stored).is_ok());
+}

@@ -22,7 +22,7 @@ use super::error::EngineError;
 use super::event::{Command, Event, Transition};
 use super::history::{HistoryEntry, HistoryKind};
 use super::state::*;
-use super::values::{self, cel_context};
+use super::values::{self, cel_context, cel_to_json};
 use crate::calendar::{Calendar, LEGAL_TZ};
 use crate::definition::{Definition, Expr, Party, RoleRef, Value};
 
@@ -487,6 +487,25 @@ impl<'a> Run<'a> {
     ) {
         let open: Vec<String> = self.state.open_tasks().map(|t| t.id.clone()).collect();
         let before = self.state.current_steps().first().cloned();
+        // What else was still open (the other branches of a parallel split,
+        // a task beside a wait): closed with the instance, and named.
+        let unfinished: Vec<String> = self
+            .state
+            .current_steps()
+            .iter()
+            .map(|id| match self.def().steps.get(id) {
+                Some(s) => format!("{}（{id}）", s.name),
+                None => id.clone(),
+            })
+            .collect();
+        let note = match (note, unfinished.is_empty()) {
+            (n, true) => n,
+            (n, false) => Some(format!(
+                "{}一并关闭未完成的步骤：{}",
+                n.map(|n| format!("{n}；")).unwrap_or_default(),
+                unfinished.join("、")
+            )),
+        };
         let outcome = if matches!(status, Status::Cancelled { .. }) {
             "cancelled"
         } else {
@@ -570,26 +589,5 @@ pub(crate) fn of_wait(k: &TimerKind, step: &str) -> bool {
         TimerKind::Wait { step: s } | TimerKind::MessageTimeout { step: s } => s == step,
         TimerKind::Reminder { task, .. } => task == step,
         TimerKind::Expiry { .. } => false,
-    }
-}
-
-fn cel_to_json(v: &cel::Value) -> Json {
-    use cel::Value as V;
-    match v {
-        V::Int(n) => Json::from(*n),
-        V::UInt(n) => Json::from(*n),
-        V::Float(f) => Json::from(*f),
-        V::String(s) => Json::String(s.to_string()),
-        V::Bool(b) => Json::Bool(*b),
-        V::List(items) => Json::Array(items.iter().map(cel_to_json).collect()),
-        V::Map(m) => Json::Object(
-            m.map
-                .iter()
-                .map(|(k, v)| (k.to_string(), cel_to_json(v)))
-                .collect(),
-        ),
-        V::Timestamp(t) => Json::String(t.to_rfc3339()),
-        V::Null => Json::Null,
-        other => Json::String(format!("{other:?}")),
     }
 }

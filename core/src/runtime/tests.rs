@@ -1355,3 +1355,50 @@ fn a_process_calling_itself_without_end_is_refused() {
     );
     assert!(h.state().waits.contains_key("recurse"));
 }
+
+/// Issue 11, engine 8: an `end` reached in one branch of a parallel split
+/// ends the whole case (duban's `end` carries the case's result) and closed
+/// the other branch's task without saying so. The history line of the end
+/// now names every step it closed.
+#[test]
+fn an_end_inside_a_parallel_branch_names_the_steps_it_closes() {
+    let split = "id: split\nversion: 1\nname: 并行\nroles: { supervision_office: 监督机构 }\nstart: fork\nsteps:\n  fork:\n    kind: parallel\n    name: 同时送达\n    branches: [serve_a, serve_b]\n    join: both\n  serve_a:\n    kind: task\n    name: 送达申请人\n    assignee: { role: supervision_office }\n    outcomes:\n      served: { label: 已送达, next: both }\n      withdrawn: { label: 申请人撤回, next: withdrawn }\n  serve_b:\n    kind: task\n    name: 送达被申请人\n    assignee: { role: supervision_office }\n    outcomes:\n      served: { label: 已送达, next: both }\n  both: { kind: join, name: 汇总, next: done }\n  done: { kind: end, name: 结束, result: served }\n  withdrawn: { kind: end, name: 撤回, result: withdrawn }\n";
+    let mut h = inline("split", &[("split.yaml", split)]);
+    h.apply(
+        Event::Start {
+            instance: "5".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+    let a = h.task("serve_a").id;
+    let b = h.task("serve_b").id;
+    h.apply(
+        Event::Complete {
+            task: a,
+            outcome: "withdrawn".into(),
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2025-09-26T11:00:00+08:00",
+    );
+    assert_eq!(
+        h.state().status,
+        Status::Completed {
+            result: "withdrawn".into()
+        }
+    );
+    let closed = h.state().tasks[&b].closed.clone().unwrap();
+    assert_eq!(closed.outcome, "ended");
+    let end = h
+        .history
+        .iter()
+        .find(|l| l.what == HistoryKind::Ended)
+        .unwrap();
+    assert_eq!(
+        end.note.as_deref(),
+        Some("撤回 (withdrawn)；一并关闭未完成的步骤：送达被申请人（serve_b）")
+    );
+}

@@ -236,3 +236,27 @@ fn expand(ty: &ValueType, v: Json, dir: &dyn Directory) -> Json {
         _ => v,
     }
 }
+
+/// A CEL value as the runtime stores it: the result of an expression in a
+/// `set:` or a call's `inputs`, and what the validator's sample evaluation
+/// judges.
+pub fn cel_to_json(v: &cel::Value) -> Json {
+    use cel::Value as V;
+    match v {
+        V::Int(n) => Json::from(*n),
+        V::UInt(n) => Json::from(*n),
+        V::Float(f) => Json::from(*f),
+        V::String(s) => Json::String(s.to_string()),
+        V::Bool(b) => Json::Bool(*b),
+        V::List(items) => Json::Array(items.iter().map(cel_to_json).collect()),
+        V::Map(m) => Json::Object(
+            m.map
+                .iter()
+                .map(|(k, v)| (k.to_string(), cel_to_json(v)))
+                .collect(),
+        ),
+        V::Timestamp(t) => Json::String(t.to_rfc3339()),
+        V::Null => Json::Null,
+        other => Json::String(format!("{other:?}")),
+    }
+}
