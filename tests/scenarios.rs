@@ -2,6 +2,7 @@
 
 use duban_engine::calendar::Calendar;
 use duban_engine::simulate::Scenario;
+use duban_notifiers::documents::SimulatedDocuments;
 use duban_tests::{processes, yaml_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,11 +15,98 @@ async fn every_library_scenario_passes() {
     for f in files {
         let sc = Scenario::read(&f).unwrap_or_else(|e| panic!("{e}"));
         let report = sc
-            .run(None, None, Calendar::builtin())
+            .run(None, None, Calendar::builtin(), &SimulatedDocuments)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let failed: Vec<_> = report.checks.iter().filter(|c| c.found.is_some()).collect();
         assert!(failed.is_empty(), "{}: {failed:#?}", f.display());
         assert!(!report.checks.is_empty(), "{} checks nothing", f.display());
     }
+}
+
+/// Runs a scenario of `tests/data/sim/scenarios/`; returns the failed
+/// checks as `(line, expected, found)`.
+async fn failures(name: &str) -> Vec<(usize, String, String)> {
+    let f = duban_tests::root()
+        .join("tests/data/sim/scenarios")
+        .join(name);
+    let sc = Scenario::read(&f).unwrap_or_else(|e| panic!("{e}"));
+    let report = sc
+        .run(None, None, Calendar::builtin(), &SimulatedDocuments)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.checks.len() >= 3, "{name} checks little");
+    report
+        .checks
+        .into_iter()
+        .filter_map(|c| c.found.map(|f| (c.line, c.expected, f)))
+        .collect()
+}
+
+/// Issue 11, simulator: named instances, a called child's task, cancel,
+/// counted and negative expectations; a missing task is a failed check with
+/// its line, and the run goes on to check what follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_acts_on_named_instances_and_children_and_counts() {
+    let failed = failures("calls_names_cancel.yaml").await;
+    let lines: Vec<usize> = failed.iter().map(|f| f.0).collect();
+    assert_eq!(lines, [25, 27, 28], "{failed:#?}");
+    assert_eq!(failed[0].1, "the action succeeds");
+    assert!(
+        failed[0]
+            .2
+            .starts_with("no open task at step `record` of instance `1`; open: [await_review]"),
+        "{failed:#?}"
+    );
+    assert_eq!(failed[1].1, "`called` at `interview` exactly twice");
+    assert!(
+        failed[1].2.starts_with("at [2025-09-26T10:00:00+08:00]"),
+        "{failed:#?}"
+    );
+    assert!(
+        failed[2].2.starts_with("no instance `nobody`"),
+        "{failed:#?}"
+    );
+}
+
+/// Issue 11, engine 7: a timer already due when its instance started was
+/// fired at its due instant, before the start; `serve` applies it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elapsed_timer_is_applied_when_serve_would_see_it() {
+    assert_eq!(failures("elapsed_and_recurring.yaml").await, []);
+}
+
+/// Issue 11, simulator: `schedule:` entries start instances as the clock
+/// passes their occurrences, and a scenario acts on them by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_runs_recurring_starts() {
+    assert_eq!(failures("recurring.yaml").await, []);
+}
+
+/// Notification and document expectations fail when what they describe
+/// did not happen as many times as they say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_and_document_expectations_can_fail() {
+    let failed = failures("wrong_counts.yaml").await;
+    let expected: Vec<&str> = failed.iter().map(|f| f.1.as_str()).collect();
+    assert_eq!(
+        expected,
+        [
+            "a notification by `email` to `wang` exactly twice",
+            "a notification from template `escalation` to `zhao`",
+            "a document titled `行政执法监督督办函` containing `不存在的文字`",
+            "`reminder` at `await_report` never",
+        ],
+        "{failed:#?}"
+    );
+    assert!(
+        failed[0].2.starts_with("1 such; notifications: ["),
+        "{failed:#?}"
+    );
+    assert!(
+        failed[2]
+            .2
+            .starts_with("0 such; documents: [supervision_letter 《行政执法监督督办函》]"),
+        "{failed:#?}"
+    );
 }

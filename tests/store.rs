@@ -1004,12 +1004,18 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over<S: Store>(db: Db<
         },
     );
     let early = other
-        .fire_due(due + chrono::Duration::seconds(30), true)
+        .fire_due(
+            due + chrono::Duration::seconds(30),
+            Some(DateTime::<Utc>::MIN_UTC),
+        )
         .await
         .unwrap();
     assert_eq!(early.fired, 0, "the lease still holds");
     let late = other
-        .fire_due(due + chrono::Duration::seconds(61), true)
+        .fire_due(
+            due + chrono::Duration::seconds(61),
+            Some(DateTime::<Utc>::MIN_UTC),
+        )
         .await
         .unwrap();
     assert_eq!(late.fired, claimed.len());
@@ -1025,7 +1031,10 @@ async fn a_crashed_claim_expires_and_another_engine_takes_over<S: Store>(db: Db<
     assert_eq!(reminders, claimed.len());
     assert_eq!(
         other
-            .fire_due(due + chrono::Duration::seconds(62), true)
+            .fire_due(
+                due + chrono::Duration::seconds(62),
+                Some(DateTime::<Utc>::MIN_UTC)
+            )
             .await
             .unwrap()
             .fired,
@@ -1233,7 +1242,7 @@ async fn stuck_timers_are_held_until_a_retry<S: Store>(db: Db<S>) {
     assert_eq!(store.next_due().await.unwrap(), Some(expiry));
     let s = Scheduler::new(db.engine.clone(), SchedulerOptions::default());
     let r = s
-        .fire_due(at("2026-03-10T09:00:00+08:00"), false)
+        .fire_due(at("2026-03-10T09:00:00+08:00"), None)
         .await
         .unwrap();
     assert_eq!((r.fired, r.stale, r.stuck), (0, 0, 1), "{r:?}");
@@ -1284,7 +1293,7 @@ async fn stuck_timers_are_held_until_a_retry<S: Store>(db: Db<S>) {
         .filter(|h| h.what == HistoryKind::Expired)
         .count();
     assert_eq!(expired, 1);
-    assert_eq!(s.fire_due(later, false).await.unwrap(), Default::default());
+    assert_eq!(s.fire_due(later, None).await.unwrap(), Default::default());
 }
 
 /// One engine steps a virtual clock through 2026: every occurrence of every

@@ -293,7 +293,13 @@ pub fn simulate(
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let report = match rt.block_on(sc.run(definition.as_deref(), profile.as_deref(), calendar)) {
+    let documents = duban_notifiers::documents::SimulatedDocuments;
+    let report = match rt.block_on(sc.run(
+        definition.as_deref(),
+        profile.as_deref(),
+        calendar,
+        &documents,
+    )) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("duban: {e}");
@@ -307,6 +313,7 @@ pub fn simulate(
             "passed": report.passed(),
             "checks": report.checks,
             "timeline": report.timeline,
+            "documents": report.documents,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {

@@ -800,7 +800,7 @@ fn simulate_exit_codes() {
         stderr(&good)
     );
     assert!(
-        stdout(&good).contains("12 passed, 0 failed"),
+        stdout(&good).contains("17 passed, 0 failed"),
         "{}",
         stdout(&good)
     );

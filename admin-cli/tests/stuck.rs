@@ -29,7 +29,7 @@ async fn fire(db: &str, now: &str) -> duban_engine::scheduler::Round {
             .unwrap(),
     );
     let s = Scheduler::new(engine.clone(), SchedulerOptions::default());
-    let r = s.fire_due(at(now), false).await.unwrap();
+    let r = s.fire_due(at(now), None).await.unwrap();
     engine.store().close().await;
     r
 }

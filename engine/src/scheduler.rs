@@ -97,10 +97,17 @@ impl<S: Store> Scheduler<S> {
         Ok(round)
     }
 
-    /// Applies every timer due at `now`, oldest first. With `at_due`, each
-    /// is applied at its own due instant (the simulator's virtual clock);
-    /// otherwise at `now` (the moment it is actually handled).
-    pub async fn fire_due(&self, now: DateTime<Utc>, at_due: bool) -> Result<Round, ServiceError> {
+    /// Applies every timer due at `now`, oldest first. Without `not_before`
+    /// each is applied at `now`, the moment it is actually handled (`duban
+    /// serve`). With it (the simulator's virtual clock, which jumps) each is
+    /// applied at its own due instant, but never before `not_before`, the
+    /// previous clock reading: a timer that was already due then is applied
+    /// then, as `serve` would have applied it, never in the past.
+    pub async fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+        not_before: Option<DateTime<Utc>>,
+    ) -> Result<Round, ServiceError> {
         let mut round = Round::default();
         loop {
             let store = self.engine.store();
@@ -116,7 +123,7 @@ impl<S: Store> Scheduler<S> {
                 return Ok(round);
             }
             for t in batch {
-                let when = if at_due { t.due } else { now };
+                let when = not_before.map_or(now, |f| t.due.max(f));
                 let event = Event::TimerFired {
                     timer: t.id.clone(),
                 };

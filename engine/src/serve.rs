@@ -241,7 +241,7 @@ pub async fn run<S: Store>(
 }
 
 async fn fire<S: Store>(scheduler: &Scheduler<S>, now: DateTime<Utc>, report: &mut Report) {
-    match scheduler.fire_due(now, false).await {
+    match scheduler.fire_due(now, None).await {
         Ok(r) => {
             if r.fired + r.stale + r.stuck > 0 {
                 info!(fired = r.fired, stale = r.stale, stuck = r.stuck, "timers");

@@ -19,9 +19,11 @@ use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store, StoreError};
 
 use crate::dispatch::{load_row, Policy, Round};
-use crate::render::{self, Subject};
+use crate::render::{self, Rendered, Subject};
 use crate::SendError;
+use duban_engine::definition::Definition;
 use duban_engine::outbox::{WorkFuture, Worker};
+use duban_engine::runtime::{Directory, InstanceState};
 use duban_engine::store::OutboxKind;
 
 /// Writes the documents of the outbox.
@@ -50,6 +52,58 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Renders document `document` of `def`, issued at `step` of `state`, with
+/// the instance as it is at `now`: what [`DocumentWriter`] writes and what
+/// `duban simulate` checks.
+pub fn render_document(
+    def: &Definition,
+    state: &InstanceState,
+    document: &str,
+    step: &str,
+    dir: &dyn Directory,
+    now: DateTime<Utc>,
+) -> Result<Rendered, String> {
+    let doc = def.documents.get(document).ok_or_else(|| {
+        format!(
+            "document `{document}` is not in {} v{}",
+            def.id, def.version
+        )
+    })?;
+    let task = state
+        .tasks
+        .values()
+        .filter(|t| t.step == step)
+        .max_by_key(|t| t.opened_at);
+    let subject = Subject {
+        definition: def,
+        state,
+        step: Some(step),
+        task,
+        recipient: None,
+        answer_link: String::new(),
+        now,
+    };
+    let ctx = render::context(&subject, dir);
+    render::document(def, doc, &ctx)
+}
+
+/// The documents' text for `duban simulate`.
+pub struct SimulatedDocuments;
+
+impl duban_engine::simulate::DocumentText for SimulatedDocuments {
+    fn text(
+        &self,
+        def: &Definition,
+        state: &InstanceState,
+        document: &str,
+        step: &str,
+        directory: &dyn Directory,
+        now: DateTime<Utc>,
+    ) -> Result<String, String> {
+        render_document(def, state, document, step, directory, now).map(|r| r.text)
+    }
+}
+
 impl<S: Store> DocumentWriter<S> {
     /// A writer into `dir`.
     pub fn new(engine: Arc<Engine<S>>, dir: PathBuf, policy: Policy) -> Self {
@@ -66,29 +120,9 @@ impl<S: Store> DocumentWriter<S> {
         let Command::RenderDocument { document, step } = cmd else {
             return Err(SendError::Permanent("not a document".into()));
         };
-        let doc = def.documents.get(&document).ok_or_else(|| {
-            SendError::Permanent(format!(
-                "document `{document}` is not in {} v{}",
-                def.id, def.version
-            ))
-        })?;
         let dir = self.engine.directory();
-        let task = state
-            .tasks
-            .values()
-            .filter(|t| t.step == step)
-            .max_by_key(|t| t.opened_at);
-        let subject = Subject {
-            definition: &def,
-            state: &state,
-            step: Some(&step),
-            task,
-            recipient: None,
-            answer_link: String::new(),
-            now,
-        };
-        let ctx = render::context(&subject, dir.as_ref());
-        let r = render::document(&def, doc, &ctx).map_err(SendError::Permanent)?;
+        let r = render_document(&def, &state, &document, &step, dir.as_ref(), now)
+            .map_err(SendError::Permanent)?;
         let (txt, html) = paths(&self.dir, row, &document);
         for (path, text) in [(&txt, &r.text), (&html, &r.html)] {
             write_atomically(path, text)

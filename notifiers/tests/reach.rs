@@ -72,9 +72,12 @@ async fn reminders_reach_the_assignee_and_the_escalation_the_named_roles() {
 
     // The engine runs on to the day after expiry.
     let s = Scheduler::new(engine.clone(), SchedulerOptions::default());
-    s.fire_due(at("2025-10-17T09:00:00+08:00"), true)
-        .await
-        .unwrap();
+    s.fire_due(
+        at("2025-10-17T09:00:00+08:00"),
+        Some(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+    )
+    .await
+    .unwrap();
 
     let email = Recorder {
         kind: OutboxKind::Email,

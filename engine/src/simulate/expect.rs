@@ -5,7 +5,91 @@ use serde::Serialize;
 
 use super::raw::{instant, RawExpect};
 use crate::calendar::LEGAL_TZ;
-use crate::runtime::{HistoryEntry, HistoryKind, InstanceState, Status};
+use crate::runtime::{Command, Directory, HistoryEntry, HistoryKind, InstanceState, Status};
+use crate::store::{InstanceRow, OutboxKind, OutboxRow};
+
+/// A document the run rendered, as `duban serve` would have written it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RenderedDocument {
+    /// The instance it belongs to.
+    pub instance: String,
+    /// The document id of the definition.
+    pub document: String,
+    /// Its title.
+    pub title: String,
+    /// When it was issued.
+    pub at: DateTime<Utc>,
+    /// Its plain text, or why it could not be rendered.
+    pub text: Result<String, String>,
+}
+
+/// What an `expect:` looks at: one instance and what it caused.
+pub(super) struct Seen<'a> {
+    pub state: &'a InstanceState,
+    pub history: &'a [HistoryEntry],
+    /// The instance's outbox rows (notifications, documents, calls).
+    pub outbox: &'a [OutboxRow],
+    /// The documents rendered for it.
+    pub documents: &'a [RenderedDocument],
+    pub directory: &'a dyn Directory,
+}
+
+/// The checks about the whole run rather than one instance.
+pub(super) fn expect_run(
+    line: usize,
+    x: &RawExpect,
+    instances: &[InstanceRow],
+    checks: &mut Vec<Check>,
+) {
+    let mut check = |expected: String, found: Option<String>| {
+        checks.push(Check {
+            line,
+            expected,
+            found,
+        })
+    };
+    if let Some(i) = &x.instances {
+        let ids: Vec<&str> = instances
+            .iter()
+            .filter(|r| r.definition == i.process)
+            .map(|r| r.id.as_str())
+            .collect();
+        check(
+            format!("{} instance(s) of `{}`", i.count, i.process),
+            (ids.len() != i.count).then(|| format!("{}: {ids:?}", ids.len())),
+        );
+    }
+}
+
+/// `n` against the expectation: exactly `times` when given, else at least one.
+fn count_ok(n: usize, times: Option<usize>) -> bool {
+    times.map_or(n > 0, |t| n == t)
+}
+
+fn how_often(times: Option<usize>) -> String {
+    match times {
+        None => String::new(),
+        Some(0) => " never".into(),
+        Some(1) => " exactly once".into(),
+        Some(2) => " exactly twice".into(),
+        Some(t) => format!(" exactly {t} times"),
+    }
+}
+
+/// Whether `who` is among `to` (ids, or `role:ID[@UNIT]` resolved through
+/// the directory as the dispatcher does).
+fn reaches(to: &[String], who: &str, dir: &dyn Directory) -> bool {
+    to.iter().any(|t| {
+        t == who
+            || t.strip_prefix("role:").is_some_and(|r| {
+                let (role, unit) = match r.split_once('@') {
+                    Some((r, u)) => (r, Some(u)),
+                    None => (r, None),
+                };
+                dir.holders(role, unit).iter().any(|p| p.id == who)
+            })
+    })
+}
 
 /// One checked expectation.
 #[derive(Clone, Debug, Serialize)]
@@ -27,13 +111,8 @@ fn shown(times: &[DateTime<Utc>]) -> String {
 }
 
 /// Appends one [`Check`] per key of `x`.
-pub(super) fn expect(
-    line: usize,
-    x: &RawExpect,
-    s: &InstanceState,
-    history: &[HistoryEntry],
-    checks: &mut Vec<Check>,
-) {
+pub(super) fn expect(line: usize, x: &RawExpect, seen: &Seen<'_>, checks: &mut Vec<Check>) {
+    let (s, history) = (seen.state, seen.history);
     let mut check = |expected: String, found: Option<String>| {
         checks.push(Check {
             line,
@@ -104,21 +183,135 @@ pub(super) fn expect(
             .iter()
             .filter(|e| {
                 e.what.as_str() == h.what
-                    && (e.step_before.as_deref() == Some(h.step.as_str())
-                        || e.step_after.as_deref() == Some(h.step.as_str()))
+                    && h.step.as_deref().is_none_or(|step| {
+                        e.step_before.as_deref() == Some(step)
+                            || e.step_after.as_deref() == Some(step)
+                    })
             })
             .map(|e| e.at)
             .collect();
-        let ok = instant(&h.at).is_some_and(|w| times.contains(&w));
+        let when = h.at.as_deref().and_then(instant);
+        let n = times
+            .iter()
+            .filter(|t| when.is_none_or(|w| **t == w))
+            .count();
         let found = match HistoryKind::parse(&h.what) {
             None => Some(format!(
                 "no history kind `{}` (kinds: {})",
                 h.what,
                 HistoryKind::ALL.map(HistoryKind::as_str).join(", ")
             )),
-            Some(_) => (!ok).then(|| format!("at {}", shown(&times))),
+            Some(_) => (!count_ok(n, h.times)).then(|| format!("at {}", shown(&times))),
         };
-        check(format!("`{}` at `{}` at {}", h.what, h.step, h.at), found);
+        let mut expected = format!("`{}`", h.what);
+        if let Some(step) = &h.step {
+            expected += &format!(" at `{step}`");
+        }
+        if let Some(at) = &h.at {
+            expected += &format!(" at {at}");
+        }
+        check(expected + &how_often(h.times), found);
+    }
+    if let Some(n) = &x.notified {
+        let mut seen_rows = Vec::new();
+        let mut matching = 0;
+        for row in seen.outbox {
+            let channel = match row.kind {
+                OutboxKind::Email => "email",
+                OutboxKind::Sms => "sms",
+                _ => continue,
+            };
+            let Ok(Command::Notify {
+                event,
+                step,
+                to,
+                template,
+                ..
+            }) = serde_json::from_str::<Command>(&row.payload)
+            else {
+                continue;
+            };
+            let event = serde_json::to_value(event)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let at = row.created_at.with_timezone(&LEGAL_TZ).to_rfc3339();
+            seen_rows.push(format!(
+                "{channel} {template} ({event}) to {} at {at}",
+                to.join(",")
+            ));
+            let ok = n.channel.as_deref().is_none_or(|c| c == channel)
+                && n.template.as_deref().is_none_or(|t| t == template)
+                && n.event.as_deref().is_none_or(|e| e == event)
+                && n.step
+                    .as_deref()
+                    .is_none_or(|st| step.as_deref() == Some(st))
+                && n.to
+                    .as_deref()
+                    .is_none_or(|w| reaches(&to, w, seen.directory));
+            if ok {
+                matching += 1;
+            }
+        }
+        let mut expected = "a notification".to_string();
+        for (k, v) in [
+            ("by", &n.channel),
+            ("from template", &n.template),
+            ("on", &n.event),
+            ("about step", &n.step),
+            ("to", &n.to),
+        ] {
+            if let Some(v) = v {
+                expected += &format!(" {k} `{v}`");
+            }
+        }
+        check(
+            expected + &how_often(n.times),
+            (!count_ok(matching, n.times))
+                .then(|| format!("{matching} such; notifications: [{}]", seen_rows.join("; "))),
+        );
+    }
+    if let Some(d) = &x.document {
+        let mut matching = 0;
+        let mut problems = Vec::new();
+        for doc in seen.documents {
+            if d.id.as_deref().is_some_and(|i| i != doc.document)
+                || d.title.as_deref().is_some_and(|t| t != doc.title)
+            {
+                continue;
+            }
+            match (&d.contains, &doc.text) {
+                (None, _) => matching += 1,
+                (Some(c), Ok(text)) if text.contains(c.as_str()) => matching += 1,
+                (Some(_), Ok(_)) => {}
+                (Some(_), Err(e)) => problems.push(format!("{}: {e}", doc.document)),
+            }
+        }
+        let mut expected = "a document".to_string();
+        for (k, v) in [
+            ("", &d.id),
+            ("titled", &d.title),
+            ("containing", &d.contains),
+        ] {
+            if let Some(v) = v {
+                expected += &format!(" {k} `{v}`").replace("  ", " ");
+            }
+        }
+        let issued: Vec<String> = seen
+            .documents
+            .iter()
+            .map(|x| format!("{} 《{}》", x.document, x.title))
+            .collect();
+        check(
+            expected + &how_often(d.times),
+            (!count_ok(matching, d.times)).then(|| {
+                let mut f = format!("{matching} such; documents: [{}]", issued.join(", "));
+                if !problems.is_empty() {
+                    f += &format!("; not rendered: {}", problems.join("; "));
+                }
+                f
+            }),
+        );
     }
     let escalations: Vec<&str> = history
         .iter()

@@ -23,15 +23,15 @@ use marked_yaml::Node;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-pub use expect::Check;
+pub use expect::{Check, RenderedDocument};
 use raw::{instant, RawAction, RawScenario};
 
 use crate::calendar::Calendar;
 use crate::definition::{Definition, ValueType};
-use crate::runtime::{values, Event, HistoryEntry, InstanceState};
+use crate::runtime::{values, Command, Directory, Event, HistoryEntry, InstanceState};
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::service::{Engine, ServiceError};
-use crate::store::{directory, MemoryStore, Store};
+use crate::store::{directory, MemoryStore, OutboxKind};
 
 /// A scenario file that cannot be run as written (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,8 @@ pub struct Report {
     pub timeline: Vec<HistoryEntry>,
     /// The final state.
     pub state: Option<InstanceState>,
+    /// The documents the run issued, rendered.
+    pub documents: Vec<RenderedDocument>,
 }
 
 impl Report {
@@ -119,13 +121,14 @@ impl Scenario {
                 a.complete.is_some(),
                 a.receive.is_some(),
                 a.message.is_some(),
+                a.cancel.is_some(),
                 a.advance.is_some(),
                 a.expect.is_some(),
             ];
             if kinds.iter().filter(|k| **k).count() != 1 {
                 return Err(err(
                     line,
-                    "each step is exactly one of start, complete, receive, message, advance, expect (with an optional `at:`)".into(),
+                    "each step is exactly one of start, complete, receive, message, cancel, advance, expect (with an optional `at:`)".into(),
                 ));
             }
             for t in [a.at.as_deref(), a.advance.as_deref()]
@@ -155,12 +158,15 @@ impl Scenario {
     }
 
     /// Runs the scenario on a throwaway in-memory store with a virtual clock.
-    /// `definition` and `profile` override the scenario's.
+    /// `definition` and `profile` override the scenario's; `documents`
+    /// renders the documents the run issues (the notifiers' renderer, or
+    /// [`NoDocuments`]).
     pub async fn run(
         &self,
         definition: Option<&Path>,
         profile: Option<&str>,
         calendar: Calendar,
+        documents: &dyn DocumentText,
     ) -> Result<Report, ScenarioError> {
         let err = |line: usize, message: String| ScenarioError {
             file: self.file.clone(),
@@ -197,36 +203,54 @@ impl Scenario {
                 .await
                 .map_err(|e| err(1, e.to_string()))?;
         }
+        // The clock starts at the first step's instant; the definitions are
+        // deployed then, so recurring starts count from there.
+        let first = self
+            .actions
+            .first()
+            .and_then(|(_, a)| a.at.as_deref().or(a.advance.as_deref()))
+            .and_then(instant)
+            .ok_or_else(|| {
+                err(
+                    self.actions.first().map_or(1, |(l, _)| *l),
+                    "the first step needs `at:`".into(),
+                )
+            })?;
         // Deploy the definition with the others in its folder, so `call`s resolve.
         let folder = def_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        engine
-            .deploy(&[folder], DateTime::<Utc>::UNIX_EPOCH)
-            .await
-            .map_err(|e| match e {
-                ServiceError::Invalid(d) => err(
-                    1,
-                    format!(
-                        "the definition is invalid: {}",
-                        d.first().map(|x| x.to_string()).unwrap_or_default()
-                    ),
+        engine.deploy(&[folder], first).await.map_err(|e| match e {
+            ServiceError::Invalid(d) => err(
+                1,
+                format!(
+                    "the definition is invalid: {}",
+                    d.first().map(|x| x.to_string()).unwrap_or_default()
                 ),
-                other => err(1, other.to_string()),
-            })?;
+            ),
+            other => err(1, other.to_string()),
+        })?;
         let process =
             peek_id(def_path).ok_or_else(|| err(1, format!("{}: no `id:`", def_path.display())))?;
-        let def = engine
+        // The scenario's own definition: deployed now, so as written.
+        engine
             .definition(&process, None)
             .await
             .map_err(|e| err(1, e.to_string()))?;
-        let scheduler = Scheduler::new(
-            engine.clone(),
-            SchedulerOptions {
-                owner: "simulator".into(),
-                ..Default::default()
-            },
-        );
+        let mut sim = Sim {
+            scheduler: Scheduler::new(
+                engine.clone(),
+                SchedulerOptions {
+                    owner: "simulator".into(),
+                    ..Default::default()
+                },
+            ),
+            engine,
+            documents,
+            rendered: Vec::new(),
+            seen_rows: std::collections::BTreeSet::new(),
+            names: BTreeMap::new(),
+            last: None,
+        };
         let mut now: Option<DateTime<Utc>> = None;
-        let mut instance: Option<String> = None;
         let mut last_error: Option<String> = None;
         let mut checks = Vec::new();
         for (line, a) in &self.actions {
@@ -235,63 +259,29 @@ impl Scenario {
                 if let Some(n) = now.filter(|n| t < *n) {
                     return Err(err(line, format!("time goes backwards: {t} is before {n}")));
                 }
-                scheduler
-                    .fire_due(t, true)
+                sim.pass(now.unwrap_or(t), t)
                     .await
-                    .map_err(|e| err(line, e.to_string()))?;
+                    .map_err(|e| err(line, e))?;
                 now = Some(t);
             }
             let at = now.ok_or_else(|| err(line, "the first step needs `at:`".into()))?;
             if a.expect.is_none() {
                 last_error = None;
             }
-            let need = |inst: &Option<String>| {
-                inst.clone()
-                    .ok_or_else(|| err(line, "no instance started yet".into()))
-            };
-            let outcome = if let Some(s) = &a.start {
-                let vars = typed(&def, &s.variables);
-                let actor = s.actor.as_deref().unwrap_or("admin");
-                engine
-                    .start(&process, profile, vars, actor, at)
-                    .await
-                    .map(|t| instance = Some(t.state.id.clone()))
-            } else if let Some(c) = &a.complete {
-                let id = need(&instance)?;
-                let task = open_task(&engine, &id, &c.step)
-                    .await
-                    .map_err(|m| err(line, m))?;
-                let actor = c.actor.as_deref().unwrap_or("admin");
-                engine
-                    .complete(&task, &c.outcome, typed(&def, &c.variables), actor, at)
-                    .await
-                    .map(|_| ())
-            } else if let Some(r) = &a.receive {
-                let id = need(&instance)?;
-                let task = open_task(&engine, &id, &r.step)
-                    .await
-                    .map_err(|m| err(line, m))?;
-                let actor = r.actor.clone().unwrap_or_else(|| "recipient".into());
-                engine
-                    .apply(&id, &Event::Receive { task, actor }, at)
-                    .await
-                    .map(|_| ())
-            } else if let Some(m) = &a.message {
-                engine
-                    .message(&m.name, &m.key, typed(&def, &m.variables), at)
-                    .await
-                    .map(|_| ())
-            } else {
-                Ok(())
-            };
+            let outcome = sim.act(a, &process, profile, at).await;
             if let Err(e) = outcome {
                 // A refused action fails, unless the next step expects the refusal.
-                last_error = Some(e.to_string());
+                last_error = Some(e.clone());
                 checks.push(Check {
                     line,
                     expected: "the action succeeds".into(),
-                    found: Some(e.to_string()),
+                    found: Some(e),
                 });
+            }
+            if a.expect.is_none() && a.advance.is_none() {
+                // What the action made due at once (a period that had
+                // already run), `serve` applies at its next round: now.
+                sim.pass(at, at).await.map_err(|e| err(line, e))?;
             }
             if let Some(x) = &a.expect {
                 if let (Some(want), Some(got)) = (&x.error, &last_error) {
@@ -312,43 +302,318 @@ impl Scenario {
                         found: Some("the action succeeded".into()),
                     });
                 }
-                let id = need(&instance)?;
-                let state = engine
-                    .store()
-                    .load(&id)
-                    .await
-                    .map_err(|e| err(line, e.to_string()))?
-                    .ok_or_else(|| err(line, "the instance vanished".into()))?;
-                let history = engine
-                    .store()
-                    .history(&id)
+                let all = sim
+                    .engine
+                    .instances(None, None)
                     .await
                     .map_err(|e| err(line, e.to_string()))?;
-                expect::expect(line, x, &state, &history, &mut checks);
+                expect::expect_run(line, x, &all, &mut checks);
+                if x.about_instance() {
+                    match sim.resolve(x.instance.as_deref()).await {
+                        Ok(id) => sim
+                            .check(line, x, &id, &mut checks)
+                            .await
+                            .map_err(|e| err(line, e))?,
+                        Err(e) => checks.push(Check {
+                            line,
+                            expected: "an instance to check".into(),
+                            found: Some(e),
+                        }),
+                    }
+                }
             }
         }
-        let (timeline, state) = match &instance {
+        let (timeline, state) = match &sim.last {
             Some(id) => (
-                engine
-                    .store()
+                sim.engine
                     .history(id)
                     .await
                     .map_err(|e| err(1, e.to_string()))?,
-                engine
-                    .store()
-                    .load(id)
-                    .await
-                    .map_err(|e| err(1, e.to_string()))?,
+                Some(
+                    sim.engine
+                        .instance(id)
+                        .await
+                        .map_err(|e| err(1, e.to_string()))?,
+                ),
             ),
             None => (Vec::new(), None),
         };
-        engine.store().close().await;
+        sim.engine.store().close().await;
         Ok(Report {
             name: self.raw.name.clone(),
             checks,
             timeline,
             state,
+            documents: sim.rendered,
         })
+    }
+}
+
+/// Renders a document's plain text, as `duban serve`'s document writer
+/// does; the notifiers crate has the renderer.
+pub trait DocumentText: Sync {
+    /// The text of document `document` of `def`, issued at `step` of
+    /// `state`, at `now`.
+    fn text(
+        &self,
+        def: &Definition,
+        state: &InstanceState,
+        document: &str,
+        step: &str,
+        directory: &dyn Directory,
+        now: DateTime<Utc>,
+    ) -> Result<String, String>;
+}
+
+/// No renderer: a document's title is known, its text is not.
+pub struct NoDocuments;
+
+impl DocumentText for NoDocuments {
+    fn text(
+        &self,
+        _: &Definition,
+        _: &InstanceState,
+        _: &str,
+        _: &str,
+        _: &dyn Directory,
+        _: DateTime<Utc>,
+    ) -> Result<String, String> {
+        Err("this run renders no documents".into())
+    }
+}
+
+/// A run in progress.
+struct Sim<'a> {
+    engine: Arc<Engine<MemoryStore>>,
+    scheduler: Scheduler<MemoryStore>,
+    documents: &'a dyn DocumentText,
+    rendered: Vec<RenderedDocument>,
+    seen_rows: std::collections::BTreeSet<i64>,
+    /// Instances by the name given at start.
+    names: BTreeMap<String, String>,
+    /// The instance started last: the one steps act on by default.
+    last: Option<String>,
+}
+
+impl Sim<'_> {
+    /// Moves the clock from `from` to `to` as `duban serve` would live
+    /// through it: the recurring starts that fall due, each at its
+    /// occurrence; then every due timer, oldest first, each at its due
+    /// instant, or at `from` for one that was already due then (`serve`
+    /// applies an elapsed timer when it sees it, never in the past); then
+    /// the documents issued on the way are rendered.
+    async fn pass(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), String> {
+        self.scheduler
+            .start_recurring(to)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.scheduler
+            .fire_due(to, Some(from))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.render(to).await
+    }
+
+    /// Renders the documents issued since the last look.
+    async fn render(&mut self, now: DateTime<Utc>) -> Result<(), String> {
+        let rows = self.engine.outbox(None).await.map_err(|e| e.to_string())?;
+        for row in rows {
+            if row.kind != OutboxKind::RenderDocument || !self.seen_rows.insert(row.id) {
+                continue;
+            }
+            let Ok(Command::RenderDocument { document, step }) =
+                serde_json::from_str::<Command>(&row.payload)
+            else {
+                continue;
+            };
+            let state = self
+                .engine
+                .instance(&row.instance)
+                .await
+                .map_err(|e| e.to_string())?;
+            let def = self
+                .engine
+                .definition(&state.definition, Some(state.version))
+                .await
+                .map_err(|e| e.to_string())?;
+            let title = def
+                .documents
+                .get(&document)
+                .map(|d| d.title.clone())
+                .unwrap_or_default();
+            let dir = self.engine.directory();
+            let text = self
+                .documents
+                .text(&def, &state, &document, &step, dir.as_ref(), now);
+            self.rendered.push(RenderedDocument {
+                instance: row.instance.clone(),
+                document,
+                title,
+                at: row.created_at,
+                text,
+            });
+        }
+        Ok(())
+    }
+
+    /// The instance a step names: a name given at start, an instance id,
+    /// or `NAME/STEP`, the child the call step STEP of NAME started last;
+    /// by default the instance started last.
+    async fn resolve(&self, name: Option<&str>) -> Result<String, String> {
+        let Some(name) = name else {
+            return self.last.clone().ok_or("no instance started yet".into());
+        };
+        if let Some(id) = self.names.get(name) {
+            return Ok(id.clone());
+        }
+        let all = self
+            .engine
+            .instances(None, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((parent, step)) = name.rsplit_once('/') {
+            let parent = Box::pin(self.resolve(Some(parent))).await?;
+            let prefix = format!("{parent}-{step}-");
+            return all
+                .iter()
+                .filter_map(|r| {
+                    let rev: u64 = r.id.strip_prefix(&prefix)?.parse().ok()?;
+                    Some((rev, r.id.clone()))
+                })
+                .max()
+                .map(|(_, id)| id)
+                .ok_or_else(|| format!("step `{step}` of `{parent}` started no child"));
+        }
+        if all.iter().any(|r| r.id == name) {
+            return Ok(name.to_string());
+        }
+        let known: Vec<&String> = self.names.keys().collect();
+        Err(format!(
+            "no instance `{name}` (named: {known:?}; or give an instance id, or NAME/STEP for a called child)"
+        ))
+    }
+
+    /// Carries out one action step; an `Err` is a failed check.
+    async fn act(
+        &mut self,
+        a: &RawAction,
+        process: &str,
+        profile: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let e = |e: ServiceError| e.to_string();
+        if let Some(s) = &a.start {
+            let which = s.process.as_deref().unwrap_or(process);
+            let def = self.engine.definition(which, None).await.map_err(e)?;
+            let vars = typed(&def, &s.variables);
+            let actor = s.actor.as_deref().unwrap_or("admin");
+            let profile = if which == process { profile } else { None };
+            let t = self
+                .engine
+                .start(which, profile, vars, actor, at)
+                .await
+                .map_err(e)?;
+            let id = t.state.id.clone();
+            if let Some(n) = &s.instance {
+                self.names.insert(n.clone(), id.clone());
+            }
+            self.last = Some(id);
+        } else if let Some(c) = &a.complete {
+            let id = self.resolve(c.instance.as_deref()).await?;
+            let task = self.open_task(&id, &c.step).await?;
+            let def = self.definition_of(&id).await?;
+            let actor = c.actor.as_deref().unwrap_or("admin");
+            self.engine
+                .complete(&task, &c.outcome, typed(&def, &c.variables), actor, at)
+                .await
+                .map_err(e)?;
+        } else if let Some(r) = &a.receive {
+            let id = self.resolve(r.instance.as_deref()).await?;
+            let task = self.open_task(&id, &r.step).await?;
+            let actor = r.actor.clone().unwrap_or_else(|| "recipient".into());
+            self.engine
+                .apply(&id, &Event::Receive { task, actor }, at)
+                .await
+                .map_err(e)?;
+        } else if let Some(m) = &a.message {
+            let def = self.engine.definition(process, None).await.map_err(e)?;
+            self.engine
+                .message(&m.name, &m.key, typed(&def, &m.variables), at)
+                .await
+                .map_err(e)?;
+        } else if let Some(c) = &a.cancel {
+            let id = self.resolve(c.instance.as_deref()).await?;
+            let reason = c.reason.as_deref().unwrap_or("撤销");
+            let actor = c.actor.as_deref().unwrap_or("admin");
+            self.engine
+                .cancel(&id, reason, actor, at)
+                .await
+                .map_err(e)?;
+        }
+        self.render(at).await
+    }
+
+    async fn definition_of(&self, id: &str) -> Result<Arc<Definition>, String> {
+        let state = self.engine.instance(id).await.map_err(|e| e.to_string())?;
+        self.engine
+            .definition(&state.definition, Some(state.version))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn open_task(&self, instance: &str, step: &str) -> Result<String, String> {
+        let state = self
+            .engine
+            .instance(instance)
+            .await
+            .map_err(|e| e.to_string())?;
+        let open: Vec<_> = state.open_tasks().filter(|t| t.step == step).collect();
+        match open.as_slice() {
+            [t] => Ok(t.id.clone()),
+            [] => Err(format!(
+                "no open task at step `{step}` of instance `{instance}`; open: [{}], status {}",
+                state.current_steps().join(", "),
+                state.status.name()
+            )),
+            _ => Err(format!("several open tasks at step `{step}`")),
+        }
+    }
+
+    /// Appends the checks of `x` about instance `id`.
+    async fn check(
+        &self,
+        line: usize,
+        x: &raw::RawExpect,
+        id: &str,
+        checks: &mut Vec<Check>,
+    ) -> Result<(), String> {
+        let s = |e: ServiceError| e.to_string();
+        let state = self.engine.instance(id).await.map_err(s)?;
+        let history = self.engine.history(id).await.map_err(s)?;
+        let outbox: Vec<_> = self
+            .engine
+            .outbox(None)
+            .await
+            .map_err(s)?
+            .into_iter()
+            .filter(|r| r.instance == id)
+            .collect();
+        let documents: Vec<_> = self
+            .rendered
+            .iter()
+            .filter(|d| d.instance == id)
+            .cloned()
+            .collect();
+        let dir = self.engine.directory();
+        let seen = expect::Seen {
+            state: &state,
+            history: &history,
+            outbox: &outbox,
+            documents: &documents,
+            directory: dir.as_ref(),
+        };
+        expect::expect(line, x, &seen, checks);
+        Ok(())
     }
 }
 
@@ -377,26 +642,4 @@ fn typed(def: &Definition, vars: &BTreeMap<String, Json>) -> BTreeMap<String, Js
             (k.clone(), v)
         })
         .collect()
-}
-
-async fn open_task(
-    engine: &Engine<MemoryStore>,
-    instance: &str,
-    step: &str,
-) -> Result<String, String> {
-    let state = engine
-        .store()
-        .load(instance)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no instance")?;
-    let open: Vec<_> = state.open_tasks().filter(|t| t.step == step).collect();
-    match open.as_slice() {
-        [t] => Ok(t.id.clone()),
-        [] => Err(format!(
-            "no open task at step `{step}`; open: {}",
-            state.current_steps().join(", ")
-        )),
-        _ => Err(format!("several open tasks at step `{step}`")),
-    }
 }

@@ -34,6 +34,8 @@ pub(super) struct RawAction {
     #[serde(default)]
     pub message: Option<RawMessage>,
     #[serde(default)]
+    pub cancel: Option<RawCancel>,
+    #[serde(default)]
     pub advance: Option<String>,
     #[serde(default)]
     pub expect: Option<RawExpect>,
@@ -42,6 +44,12 @@ pub(super) struct RawAction {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStart {
+    /// Another process of the folder than the scenario's definition.
+    #[serde(default)]
+    pub process: Option<String>,
+    /// The name later steps use for this instance (`instance: NAME`).
+    #[serde(default)]
+    pub instance: Option<String>,
     #[serde(default)]
     pub variables: BTreeMap<String, Json>,
     #[serde(default, rename = "as")]
@@ -51,6 +59,8 @@ pub(super) struct RawStart {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawComplete {
+    #[serde(default)]
+    pub instance: Option<String>,
     pub step: String,
     pub outcome: String,
     #[serde(default)]
@@ -62,6 +72,8 @@ pub(super) struct RawComplete {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReceive {
+    #[serde(default)]
+    pub instance: Option<String>,
     pub step: String,
     #[serde(default, rename = "as")]
     pub actor: Option<String>,
@@ -76,9 +88,22 @@ pub(super) struct RawMessage {
     pub variables: BTreeMap<String, Json>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCancel {
+    #[serde(default)]
+    pub instance: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default, rename = "as")]
+    pub actor: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawExpect {
+    #[serde(default)]
+    pub instance: Option<String>,
     #[serde(default)]
     pub step: Option<String>,
     #[serde(default)]
@@ -103,6 +128,69 @@ pub(super) struct RawExpect {
     pub status: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub notified: Option<RawNotified>,
+    #[serde(default)]
+    pub document: Option<RawDocument>,
+    #[serde(default)]
+    pub instances: Option<RawInstances>,
+}
+
+impl RawExpect {
+    /// Whether it checks an instance (every key but `error` and `instances`).
+    pub fn about_instance(&self) -> bool {
+        self.instance.is_some()
+            || self.step.is_some()
+            || self.task_open.is_some()
+            || self.task_closed.is_some()
+            || self.deadline.is_some()
+            || self.reminder_sent.is_some()
+            || self.happened.is_some()
+            || self.escalated_to.is_some()
+            || self.not_escalated.is_some()
+            || self.variable.is_some()
+            || self.ended.is_some()
+            || self.status.is_some()
+            || self.notified.is_some()
+            || self.document.is_some()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotified {
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub times: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDocument {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub times: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInstances {
+    pub process: String,
+    pub count: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,8 +211,12 @@ pub(super) struct RawReminderExpect {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHappened {
     pub what: String,
-    pub step: String,
-    pub at: String,
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub times: Option<usize>,
 }
 
 /// An RFC 3339 instant, or a date (00:00 Beijing time).
