@@ -191,6 +191,14 @@ pub fn stuck(
     }
 }
 
+/// The creation order of a timer id `INSTANCE.tN` (N), for ordering timers
+/// due at the same instant as they were scheduled.
+fn timer_seq(id: &str) -> u64 {
+    id.rsplit_once(".t")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 /// A working copy of an instance while one event is applied.
 pub(crate) struct Run<'a> {
     pub(crate) env: &'a Env<'a>,
@@ -348,7 +356,39 @@ impl<'a> Run<'a> {
     }
 
     /// A timer fell due: it is consumed in the same transaction as its effect.
+    ///
+    /// The timers of one instance apply oldest first, whoever claimed them:
+    /// any of its timers due earlier and still pending (claimed by a process
+    /// that crashed, or by another still at work) is applied first, in this
+    /// same transition, so a reminder is never overtaken and deleted by the
+    /// expiry after it. Its own row then turns out stale and is dropped.
     fn timer(&mut self, id: &str) -> Result<(), EngineError> {
+        let this = self
+            .state
+            .timers
+            .get(id)
+            .ok_or_else(|| EngineError::TimerNotPending(id.into()))?;
+        let key = (this.due, timer_seq(id));
+        let mut earlier: Vec<_> = self
+            .state
+            .timers
+            .values()
+            .filter(|t| t.due <= self.now && (t.due, timer_seq(&t.id)) < key)
+            .map(|t| ((t.due, timer_seq(&t.id)), t.id.clone()))
+            .collect();
+        earlier.sort();
+        for (_, e) in earlier.into_iter().chain([(key, id.to_string())]) {
+            // An earlier one's effect may have ended the instance or
+            // dropped the later timers (an expiry that moved on).
+            if self.state.status != Status::Running || !self.state.timers.contains_key(&e) {
+                continue;
+            }
+            self.timer_one(&e)?;
+        }
+        Ok(())
+    }
+
+    fn timer_one(&mut self, id: &str) -> Result<(), EngineError> {
         let timer = self
             .state
             .timers

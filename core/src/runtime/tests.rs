@@ -1402,3 +1402,72 @@ fn an_end_inside_a_parallel_branch_names_the_steps_it_closes() {
         Some("撤回 (withdrawn)；一并关闭未完成的步骤：送达被申请人（serve_b）")
     );
 }
+
+/// Issue 12, found 3: after a crash the reminders a dead process had
+/// claimed were overtaken by the expiry another process applied, which
+/// deleted them: reminders lost, or sent after the escalation. The timers
+/// of one instance now apply oldest first: an expiry applied while earlier
+/// reminders are pending applies them first, in the same transition.
+#[test]
+fn an_expiry_applied_before_its_reminders_applies_them_first() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    h.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("10个工作日")),
+        ],
+        "2025-09-26T11:00:00+08:00",
+    );
+    let id = h.task("await_report").id;
+    h.apply(
+        Event::Receive {
+            task: id.clone(),
+            actor: "market_bureau".into(),
+        },
+        "2025-09-26T12:00:00+08:00",
+    );
+    let expiry = h
+        .state()
+        .timers
+        .values()
+        .find(|t| matches!(&t.kind, TimerKind::Expiry { task } if *task == id))
+        .unwrap()
+        .clone();
+    let before = h.history.len();
+    h.apply(
+        Event::TimerFired { timer: expiry.id },
+        "2025-10-17T00:00:05+08:00",
+    );
+    let whats: Vec<&str> = h.history[before..].iter().map(|l| l.what.as_str()).collect();
+    assert_eq!(
+        &whats[..3],
+        ["reminder", "reminder", "expired"],
+        "{whats:?}"
+    );
+    assert!(
+        h.state().timers.values().all(|t| !matches!(&t.kind, TimerKind::Reminder { task, .. } if *task == id)),
+        "no reminder of the expired notice is left pending"
+    );
+    // The reminders' own rows, fired later by whoever holds them, are stale.
+    let reminder_rows: Vec<String> = h
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::CancelTimer { timer } => Some(timer.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(reminder_rows.len() >= 3, "{reminder_rows:?}");
+    let err = h
+        .try_apply(
+            Event::TimerFired {
+                timer: reminder_rows[0].clone(),
+            },
+            "2025-10-17T00:01:00+08:00",
+        )
+        .unwrap_err();
+    assert!(err.is_stale(), "{err}");
+}
