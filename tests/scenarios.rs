@@ -96,6 +96,7 @@ async fn notification_and_document_expectations_can_fail() {
             "a notification from template `escalation` to `zhao`",
             "a document titled `行政执法监督督办函` containing `不存在的文字`",
             "`reminder` at `await_report` never",
+            "names that exist",
         ],
         "{failed:#?}"
     );

@@ -850,6 +850,61 @@ async fn a_call_that_cannot_start_refuses_its_caller<S: Store>(db: Db<S>) {
     assert_eq!(db.engine.outbox(None).await.unwrap().len(), rows);
 }
 
+/// A call reached by a timer whose child cannot start makes the caller
+/// stuck with R030, visibly, its timer held; once a startable child is
+/// deployed, `retry` starts it (one level deeper, on the version tried).
+async fn a_call_reached_by_a_timer_that_cannot_start_makes_the_caller_stuck<S: Store>(db: Db<S>) {
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    let data = duban_tests::root().join("tests/data");
+    let t0 = at("2025-09-01T09:00:00+08:00");
+    db.engine
+        .deploy(&[data.join("call_late")], t0)
+        .await
+        .unwrap();
+    db.engine.deploy(&[data.join("call_v2")], t0).await.unwrap();
+    let t = db
+        .engine
+        .start(
+            "call_late",
+            None,
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("case_no", json!("L-1")),
+            ]),
+            "li",
+            at("2025-09-26T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let id = t.state.id.clone();
+    let s = Scheduler::new(db.engine.clone(), SchedulerOptions::default());
+    let r = s
+        .fire_due(at("2025-09-26T11:00:01+08:00"), None)
+        .await
+        .unwrap();
+    assert_eq!((r.fired, r.stuck), (0, 1), "{r:?}");
+    let state = db.engine.instance(&id).await.unwrap();
+    match &state.status {
+        Status::Stuck { code, message, .. } => {
+            assert_eq!(code, "R030");
+            assert!(message.contains("`venue`"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    db.engine
+        .deploy(&[data.join("call_v3")], at("2025-09-26T12:00:00+08:00"))
+        .await
+        .unwrap();
+    let t = db
+        .engine
+        .retry(&id, "li", at("2025-09-26T12:05:00+08:00"))
+        .await
+        .unwrap();
+    let child = t.state.waits["interview"].child.clone().unwrap();
+    let c = db.engine.instance(&child).await.unwrap();
+    assert_eq!((c.depth, c.version, c.status), (1, 3, Status::Running));
+}
+
 /// Issue 11, engine 5: cancelling a case cancelled only the case; the
 /// sub-processes its calls started went on reminding and escalating.
 async fn cancelling_a_case_cancels_its_called_children<S: Store>(db: Db<S>) {
@@ -1460,6 +1515,7 @@ conformance!(
         calls_and_messages,
         cancelling_a_case_cancels_its_called_children,
         a_call_that_cannot_start_refuses_its_caller,
+        a_call_reached_by_a_timer_that_cannot_start_makes_the_caller_stuck,
         a_crashed_claim_expires_and_another_engine_takes_over,
         stuck_timers_are_held_until_a_retry,
         dead_outbox_rows_can_be_retried,

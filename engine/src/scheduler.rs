@@ -63,6 +63,10 @@ pub struct Round {
     /// `start_child` rows finished (mostly confirmations of children the
     /// normal path started; a start a crash interrupted is done here).
     pub children: usize,
+    /// Recurring starts that were refused (`ID: why`). Each is tried again
+    /// next round, its entry's later occurrences wait behind it, and every
+    /// other entry goes on.
+    pub failed: Vec<String>,
 }
 
 /// Fires timers and recurring starts for one engine.
@@ -180,10 +184,23 @@ impl<S: Store> Scheduler<S> {
                     if occ > now {
                         break;
                     }
-                    if self.start_occurrence(&def, i, occ).await? {
-                        round.started += 1;
+                    match self.start_occurrence(&def, i, occ).await {
+                        Ok(started) => {
+                            if started {
+                                round.started += 1;
+                            }
+                            last = Some(occ);
+                        }
+                        // A refused start (a call whose child cannot start,
+                        // a definition that no longer loads) stops this
+                        // entry here, visibly, and no other.
+                        Err(e) => {
+                            let id = occurrence_id(&def, i, occ);
+                            warn!(instance = %id, process = %def.id, error = %e, "recurring start refused; tried again next round");
+                            round.failed.push(format!("{id}: {e}"));
+                            break;
+                        }
                     }
-                    last = Some(occ);
                 }
                 if let Some(last) = last {
                     store.advance_cron_cursor(id, i, last).await?;
@@ -200,8 +217,7 @@ impl<S: Store> Scheduler<S> {
         at: DateTime<Utc>,
     ) -> Result<bool, ServiceError> {
         let e = &def.schedule[entry as usize];
-        let local = at.with_timezone(&e.timezone);
-        let id = format!("{}-{entry}-{}", def.id, local.format("%Y%m%d%H%M"));
+        let id = occurrence_id(def, entry, at);
         let variables = e
             .variables
             .iter()
@@ -218,6 +234,7 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// When to look again: the next due timer, but at least every `poll`.
+    /// (A timer under another process's claim counts from the claim's end.)
     pub async fn next_wake(
         &self,
         now: DateTime<Utc>,
@@ -226,4 +243,12 @@ impl<S: Store> Scheduler<S> {
         let next = self.engine.store().next_due().await?;
         Ok(next.map_or(now + poll, |n| n.min(now + poll)))
     }
+}
+
+/// The id of a recurring start: the definition, the entry and the
+/// occurrence in the entry's time zone, so a second start is refused.
+fn occurrence_id(def: &Definition, entry: u32, at: DateTime<Utc>) -> String {
+    let e = &def.schedule[entry as usize];
+    let local = at.with_timezone(&e.timezone);
+    format!("{}-{entry}-{}", def.id, local.format("%Y%m%d%H%M"))
 }

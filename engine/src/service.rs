@@ -119,8 +119,8 @@ pub struct DeployReport {
 }
 
 /// The definitions a definition's calls may start, by process id
-/// ([`Engine::callees`]).
-pub type Callees = BTreeMap<String, Arc<Definition>>;
+/// ([`Engine::callees`]); one that is deployed but cannot be loaded says why.
+pub type Callees = BTreeMap<String, Result<Arc<Definition>, String>>;
 
 /// The engine over a store.
 pub struct Engine<S> {
@@ -328,13 +328,21 @@ impl<S: Store> Engine<S> {
             if out.contains_key(&p) {
                 continue;
             }
-            match self.definition(&p, None).await {
+            // One small query for the version; the parsed definition comes
+            // from the cache of (id, version).
+            let Some(v) = self.store.latest_version(&p).await? else {
+                continue;
+            };
+            match self.definition(&p, Some(v)).await {
                 Ok(d) => {
                     queue.extend(called(&d));
-                    out.insert(p, d);
+                    out.insert(p, Ok(d));
                 }
                 Err(ServiceError::UnknownProcess(_)) => {}
-                Err(e) => return Err(e),
+                // Refuses the calls to it, not every event of its callers.
+                Err(e) => {
+                    out.insert(p, Err(format!("version {v} cannot be loaded: {e}")));
+                }
             }
         }
         Ok(out)
@@ -411,7 +419,7 @@ impl<S: Store> Engine<S> {
         now: DateTime<Utc>,
     ) -> Result<Option<Transition>, ServiceError> {
         let Some(t) = self
-            .start_as(id, process, profile, variables, now, 0)
+            .start_as(id, (process, None), profile, variables, now, 0)
             .await?
         else {
             return Ok(None);
@@ -425,13 +433,13 @@ impl<S: Store> Engine<S> {
     async fn start_as(
         &self,
         id: &str,
-        process: &str,
+        (process, version): (&str, Option<u32>),
         profile: Option<&str>,
         variables: BTreeMap<String, Json>,
         now: DateTime<Utc>,
         depth: u32,
     ) -> Result<Option<Transition>, ServiceError> {
-        let def = self.definition(process, None).await?;
+        let def = self.definition(process, version).await?;
         let event = Event::Start {
             instance: id.into(),
             profile: profile.map(str::to_string),
@@ -755,6 +763,7 @@ impl<S: Store> Engine<S> {
             profile,
             variables,
             depth,
+            version,
         } = cmd
         else {
             return Ok(None);
@@ -764,7 +773,7 @@ impl<S: Store> Engine<S> {
         let started = self
             .start_as(
                 child,
-                process,
+                (process, *version),
                 profile.as_deref(),
                 variables.clone(),
                 now,

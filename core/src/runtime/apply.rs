@@ -53,28 +53,37 @@ pub const MAX_CALL_DEPTH: u32 = 16;
 
 /// The definitions a `call` may start, by process id (the latest version).
 pub trait Processes: Sync {
-    /// The latest deployed definition of `process`, if any.
-    fn latest(&self, process: &str) -> Option<&Definition>;
+    /// The latest deployed definition of `process`, or why there is none
+    /// to start (not deployed, cannot be loaded).
+    fn latest(&self, process: &str) -> Result<&Definition, String>;
 }
+
+const NOT_DEPLOYED: &str = "the process is not deployed";
 
 /// No process may be called (a definition without `call` steps).
 pub struct NoProcesses;
 
 impl Processes for NoProcesses {
-    fn latest(&self, _: &str) -> Option<&Definition> {
-        None
+    fn latest(&self, _: &str) -> Result<&Definition, String> {
+        Err(NOT_DEPLOYED.into())
     }
 }
 
-impl Processes for BTreeMap<String, std::sync::Arc<Definition>> {
-    fn latest(&self, process: &str) -> Option<&Definition> {
-        self.get(process).map(|d| &**d)
+/// The latest definitions as the engine loads them: a process that is
+/// deployed but cannot be loaded says why.
+impl Processes for BTreeMap<String, Result<std::sync::Arc<Definition>, String>> {
+    fn latest(&self, process: &str) -> Result<&Definition, String> {
+        match self.get(process) {
+            Some(Ok(d)) => Ok(d),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(NOT_DEPLOYED.into()),
+        }
     }
 }
 
 impl Processes for BTreeMap<String, Definition> {
-    fn latest(&self, process: &str) -> Option<&Definition> {
-        self.get(process)
+    fn latest(&self, process: &str) -> Result<&Definition, String> {
+        self.get(process).ok_or_else(|| NOT_DEPLOYED.into())
     }
 }
 

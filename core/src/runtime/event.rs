@@ -252,6 +252,10 @@ pub enum Command {
         /// The child's call depth (the caller's plus one).
         #[serde(default)]
         depth: u32,
+        /// The version of `process` the caller's transition tried the
+        /// start on, and the child runs on (`None` in rows written before).
+        #[serde(default)]
+        version: Option<u32>,
     },
     /// Index this instance under a message name and key.
     AwaitMessage {

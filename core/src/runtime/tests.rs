@@ -1238,7 +1238,7 @@ fn inline(main: &str, defs: &[(&str, &str)]) -> H {
     }
 }
 
-const CALLER: &str = "id: caller\nversion: 1\nname: 调用\nroles: { supervision_office: 监督机构 }\nvariables:\n  agency: { type: agency, required: true }\nstart: prepare\nsteps:\n  prepare:\n    kind: task\n    name: 准备\n    assignee: { role: supervision_office }\n    outcomes:\n      go: { label: 约谈, next: interview }\n  interview:\n    kind: call\n    name: 约谈\n    process: callee\n    inputs: { agency: agency }\n    next: done\n  done: { kind: end, name: 结束, result: ok }\n";
+const CALLER: &str = "id: caller\nversion: 1\nname: 调用\nroles: { supervision_office: 监督机构 }\nvariables:\n  agency: { type: agency, required: true }\n  note: { type: text }\nstart: prepare\nsteps:\n  prepare:\n    kind: task\n    name: 准备\n    assignee: { role: supervision_office }\n    outcomes:\n      go: { label: 约谈, next: interview }\n  interview:\n    kind: call\n    name: 约谈\n    process: callee\n    inputs: { agency: agency, note: note }\n    next: done\n  done: { kind: end, name: 结束, result: ok }\n";
 
 /// Issue 11, engine 6: a call whose child could not start (here the child
 /// was redeployed with a new required variable the caller does not give)
@@ -1300,11 +1300,17 @@ fn a_call_whose_child_cannot_start_refuses_the_callers_event() {
         .commands
         .iter()
         .find_map(|c| match c {
-            Command::StartChild { depth, child, .. } => Some((child.clone(), *depth)),
+            Command::StartChild {
+                depth,
+                child,
+                version,
+                variables,
+                ..
+            } => Some((child.clone(), *depth, *version, variables.len())),
             _ => None,
         })
         .expect("the child is asked for");
-    assert_eq!(start, ("7-interview-2".to_string(), 1));
+    assert_eq!(start, ("7-interview-2".to_string(), 1, Some(3), 1));
 }
 
 /// Issue 11, engine 9: a process that calls itself unconditionally started
@@ -1441,14 +1447,20 @@ fn an_expiry_applied_before_its_reminders_applies_them_first() {
         Event::TimerFired { timer: expiry.id },
         "2025-10-17T00:00:05+08:00",
     );
-    let whats: Vec<&str> = h.history[before..].iter().map(|l| l.what.as_str()).collect();
+    let whats: Vec<&str> = h.history[before..]
+        .iter()
+        .map(|l| l.what.as_str())
+        .collect();
     assert_eq!(
         &whats[..3],
         ["reminder", "reminder", "expired"],
         "{whats:?}"
     );
     assert!(
-        h.state().timers.values().all(|t| !matches!(&t.kind, TimerKind::Reminder { task, .. } if *task == id)),
+        h.state()
+            .timers
+            .values()
+            .all(|t| !matches!(&t.kind, TimerKind::Reminder { task, .. } if *task == id)),
         "no reminder of the expired notice is left pending"
     );
     // The reminders' own rows, fired later by whoever holds them, are stale.

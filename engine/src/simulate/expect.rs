@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::raw::{instant, RawExpect};
 use crate::calendar::LEGAL_TZ;
+use crate::definition::Definition;
 use crate::runtime::{Command, Directory, HistoryEntry, HistoryKind, InstanceState, Status};
 use crate::store::{InstanceRow, OutboxKind, OutboxRow};
 
@@ -32,6 +33,83 @@ pub(super) struct Seen<'a> {
     /// The documents rendered for it.
     pub documents: &'a [RenderedDocument],
     pub directory: &'a dyn Directory,
+    /// The definition it runs on, to refuse names it does not have (a
+    /// misspelt step would make `times: 0` hold whatever happened).
+    pub definition: &'a Definition,
+}
+
+const EVENTS: [&str; 10] = [
+    "notice",
+    "instance_started",
+    "task_opened",
+    "task_completed",
+    "notice_sent",
+    "notice_answered",
+    "reminder",
+    "expired",
+    "escalated",
+    "instance_ended",
+];
+
+/// Why a name an expectation gives does not exist, if it does not.
+fn unknown_names(x: &RawExpect, seen: &Seen<'_>) -> Vec<String> {
+    let def = seen.definition;
+    let mut out = Vec::new();
+    let mut step = |s: &Option<String>| {
+        if let Some(s) = s {
+            if !def.steps.contains_key(s) {
+                out.push(format!("`{}` has no step `{s}`", def.id));
+            }
+        }
+    };
+    if let Some(h) = &x.happened {
+        step(&h.step);
+    }
+    if let Some(n) = &x.notified {
+        step(&n.step);
+    }
+    if let Some(n) = &x.notified {
+        if let Some(c) = &n.channel {
+            if c != "email" && c != "sms" {
+                out.push(format!("no channel `{c}` (email, sms)"));
+            }
+        }
+        if let Some(ev) = &n.event {
+            if !EVENTS.contains(&ev.as_str()) {
+                out.push(format!("no event `{ev}` ({})", EVENTS.join(", ")));
+            }
+        }
+        if let Some(t) = &n.template {
+            if !def.templates.contains_key(t) {
+                out.push(format!("`{}` has no template `{t}`", def.id));
+            }
+        }
+        if let Some(to) = &n.to {
+            let known = match to.strip_prefix("role:") {
+                Some(r) => def.roles.contains_key(r.split('@').next().unwrap_or(r)),
+                None => seen.directory.person(to).is_some() || seen.directory.agency(to).is_some(),
+            };
+            if !known {
+                out.push(format!(
+                    "`{to}` is no person or agency of the directory, nor `role:ID` of `{}`",
+                    def.id
+                ));
+            }
+        }
+    }
+    if let Some(d) = &x.document {
+        if let Some(id) = &d.id {
+            if !def.documents.contains_key(id) {
+                out.push(format!("`{}` has no document `{id}`", def.id));
+            }
+        }
+        if let Some(t) = &d.title {
+            if !def.documents.values().any(|doc| &doc.title == t) {
+                out.push(format!("`{}` has no document titled `{t}`", def.id));
+            }
+        }
+    }
+    out
 }
 
 /// The checks about the whole run rather than one instance.
@@ -39,6 +117,7 @@ pub(super) fn expect_run(
     line: usize,
     x: &RawExpect,
     instances: &[InstanceRow],
+    deployed: &[String],
     checks: &mut Vec<Check>,
 ) {
     let mut check = |expected: String, found: Option<String>| {
@@ -54,10 +133,16 @@ pub(super) fn expect_run(
             .filter(|r| r.definition == i.process)
             .map(|r| r.id.as_str())
             .collect();
-        check(
-            format!("{} instance(s) of `{}`", i.count, i.process),
-            (ids.len() != i.count).then(|| format!("{}: {ids:?}", ids.len())),
-        );
+        let found = if !deployed.contains(&i.process) {
+            Some(format!(
+                "no process `{}` is deployed ({})",
+                i.process,
+                deployed.join(", ")
+            ))
+        } else {
+            (ids.len() != i.count).then(|| format!("{}: {ids:?}", ids.len()))
+        };
+        check(format!("{} instance(s) of `{}`", i.count, i.process), found);
     }
 }
 
@@ -113,6 +198,14 @@ fn shown(times: &[DateTime<Utc>]) -> String {
 /// Appends one [`Check`] per key of `x`.
 pub(super) fn expect(line: usize, x: &RawExpect, seen: &Seen<'_>, checks: &mut Vec<Check>) {
     let (s, history) = (seen.state, seen.history);
+    let unknown = unknown_names(x, seen);
+    if !unknown.is_empty() {
+        checks.push(Check {
+            line,
+            expected: "names that exist".into(),
+            found: Some(unknown.join("; ")),
+        });
+    }
     let mut check = |expected: String, found: Option<String>| {
         checks.push(Check {
             line,

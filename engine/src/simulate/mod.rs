@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use marked_yaml::Node;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -30,8 +30,8 @@ use crate::calendar::Calendar;
 use crate::definition::{Definition, ValueType};
 use crate::runtime::{values, Command, Directory, Event, HistoryEntry, InstanceState};
 use crate::scheduler::{Scheduler, SchedulerOptions};
-use crate::service::{Engine, ServiceError};
-use crate::store::{directory, MemoryStore, OutboxKind};
+use crate::service::{Engine, Fired, ServiceError};
+use crate::store::{directory, MemoryStore, OutboxKind, Store};
 
 /// A scenario file that cannot be run as written (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -259,9 +259,17 @@ impl Scenario {
                 if let Some(n) = now.filter(|n| t < *n) {
                     return Err(err(line, format!("time goes backwards: {t} is before {n}")));
                 }
-                sim.pass(now.unwrap_or(t), t)
+                for f in sim
+                    .pass(now.unwrap_or(t), t)
                     .await
-                    .map_err(|e| err(line, e))?;
+                    .map_err(|e| err(line, e))?
+                {
+                    checks.push(Check {
+                        line,
+                        expected: "every recurring start succeeds".into(),
+                        found: Some(f),
+                    });
+                }
                 now = Some(t);
             }
             let at = now.ok_or_else(|| err(line, "the first step needs `at:`".into()))?;
@@ -281,7 +289,13 @@ impl Scenario {
             if a.expect.is_none() && a.advance.is_none() {
                 // What the action made due at once (a period that had
                 // already run), `serve` applies at its next round: now.
-                sim.pass(at, at).await.map_err(|e| err(line, e))?;
+                for f in sim.pass(at, at).await.map_err(|e| err(line, e))? {
+                    checks.push(Check {
+                        line,
+                        expected: "every recurring start succeeds".into(),
+                        found: Some(f),
+                    });
+                }
             }
             if let Some(x) = &a.expect {
                 if let (Some(want), Some(got)) = (&x.error, &last_error) {
@@ -307,7 +321,15 @@ impl Scenario {
                     .instances(None, None)
                     .await
                     .map_err(|e| err(line, e.to_string()))?;
-                expect::expect_run(line, x, &all, &mut checks);
+                let deployed: Vec<String> = sim
+                    .engine
+                    .definitions()
+                    .await
+                    .map_err(|e| err(line, e.to_string()))?
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect();
+                expect::expect_run(line, x, &all, &deployed, &mut checks);
                 if x.about_instance() {
                     match sim.resolve(x.instance.as_deref()).await {
                         Ok(id) => sim
@@ -397,25 +419,79 @@ struct Sim<'a> {
 
 impl Sim<'_> {
     /// Moves the clock from `from` to `to` as `duban serve` would live
-    /// through it: the recurring starts that fall due, each at its
-    /// occurrence; then every due timer, oldest first, each at its due
-    /// instant, or at `from` for one that was already due then (`serve`
-    /// applies an elapsed timer when it sees it, never in the past); then
-    /// the documents issued on the way are rendered.
-    async fn pass(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), String> {
-        self.scheduler
-            .start_recurring(to)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.scheduler
-            .fire_due(to, Some(from))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.render(to).await
+    /// through it, one thing at a time in time order: the recurring starts
+    /// that fall due, each at its occurrence, and every due timer, oldest
+    /// first, each at its due instant — or, for a timer already due when
+    /// the transition that scheduled it happened (a period that had run
+    /// before its instance started, a chain of expiries), at the moment of
+    /// that transition, as `serve` applies it at its next round, never
+    /// before. The documents each transition issues are rendered right
+    /// after it. Returns the recurring starts that were refused.
+    async fn pass(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, String> {
+        let e = |e: ServiceError| e.to_string();
+        let engine = self.engine.clone();
+        let store = engine.store();
+        let mut cursor = from;
+        let mut failed = Vec::new();
+        // Far beyond any scenario: a claim the run took is never taken again.
+        let lease = Duration::days(365 * 100);
+        loop {
+            let next = store.next_due().await.map_err(|e| e.to_string())?;
+            let horizon = match next {
+                Some(n) if n <= to => n.max(cursor),
+                _ => to,
+            };
+            let r = self.scheduler.start_recurring(horizon).await.map_err(e)?;
+            failed.extend(r.failed);
+            if r.started > 0 {
+                self.render().await?;
+            }
+            let claimed = store
+                .claim_due(horizon, 1, "simulator", horizon + lease)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(t) = claimed.into_iter().next() else {
+                if horizon >= to {
+                    return Ok(failed);
+                }
+                cursor = horizon + Duration::milliseconds(1);
+                continue;
+            };
+            let last = self
+                .engine
+                .history(&t.instance)
+                .await
+                .map_err(e)?
+                .last()
+                .map(|h| h.at);
+            let when = [t.due, cursor]
+                .into_iter()
+                .chain(last)
+                .max()
+                .expect("two at least");
+            let event = Event::TimerFired {
+                timer: t.id.clone(),
+            };
+            if let Fired::Stale(_) = self
+                .engine
+                .fire(&t.instance, &event, when)
+                .await
+                .map_err(e)?
+            {
+                store.drop_timer(&t.id).await.map_err(|e| e.to_string())?;
+            }
+            cursor = when;
+            self.render().await?;
+        }
     }
 
-    /// Renders the documents issued since the last look.
-    async fn render(&mut self, now: DateTime<Utc>) -> Result<(), String> {
+    /// Renders the documents issued since the last look, each as of the
+    /// instant it was issued (the state is the one right after).
+    async fn render(&mut self) -> Result<(), String> {
         let rows = self.engine.outbox(None).await.map_err(|e| e.to_string())?;
         for row in rows {
             if row.kind != OutboxKind::RenderDocument || !self.seen_rows.insert(row.id) {
@@ -442,9 +518,9 @@ impl Sim<'_> {
                 .map(|d| d.title.clone())
                 .unwrap_or_default();
             let dir = self.engine.directory();
-            let text = self
-                .documents
-                .text(&def, &state, &document, &step, dir.as_ref(), now);
+            let text =
+                self.documents
+                    .text(&def, &state, &document, &step, dir.as_ref(), row.created_at);
             self.rendered.push(RenderedDocument {
                 instance: row.instance.clone(),
                 document,
@@ -550,7 +626,7 @@ impl Sim<'_> {
                 .await
                 .map_err(e)?;
         }
-        self.render(at).await
+        self.render().await
     }
 
     async fn definition_of(&self, id: &str) -> Result<Arc<Definition>, String> {
@@ -605,12 +681,18 @@ impl Sim<'_> {
             .cloned()
             .collect();
         let dir = self.engine.directory();
+        let def = self
+            .engine
+            .definition(&state.definition, Some(state.version))
+            .await
+            .map_err(s)?;
         let seen = expect::Seen {
             state: &state,
             history: &history,
             outbox: &outbox,
             documents: &documents,
             directory: dir.as_ref(),
+            definition: &def,
         };
         expect::expect(line, x, &seen, checks);
         Ok(())

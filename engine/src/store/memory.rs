@@ -449,6 +449,15 @@ impl Store for MemoryStore {
         Ok(self.lock().definitions.values().cloned().collect())
     }
 
+    async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        let t = self.lock();
+        Ok(t.definitions
+            .keys()
+            .filter(|(d, _)| d == id)
+            .map(|(_, v)| *v)
+            .max())
+    }
+
     async fn next_instance_id(&self) -> Result<String, StoreError> {
         let mut t = self.lock();
         t.instance_counter += 1;
@@ -731,9 +740,28 @@ impl Store for MemoryStore {
         Ok(t.timers
             .values()
             .filter(|r| r.owner.as_deref() != Some(HELD))
-            .map(|r| r.due)
+            .map(|r| r.lease_until.map_or(r.due, |l| l.max(r.due)))
             .min()
             .map(from_ms))
+    }
+
+    async fn release_timers(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let mut n = 0;
+        for r in t.timers.values_mut() {
+            let mine = match (&r.owner, owner) {
+                (Some(o), _) if o == HELD => false,
+                (Some(o), Some(want)) => o == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if mine {
+                r.owner = None;
+                r.lease_until = None;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     async fn provisional_instances(&self) -> Result<Vec<String>, StoreError> {
@@ -773,6 +801,21 @@ impl Store for MemoryStore {
             .or_insert(last);
         *cursor = (*cursor).max(last);
         Ok(())
+    }
+
+    async fn release_outbox(&self, ids: Option<&[i64]>) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let mut n = 0;
+        for (id, r) in t.outbox.iter_mut() {
+            if r.status == OutboxStatus::Pending
+                && r.lease_until.is_some()
+                && ids.is_none_or(|ids| ids.contains(id))
+            {
+                r.lease_until = None;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     async fn claim_outbox(

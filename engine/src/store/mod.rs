@@ -320,6 +320,8 @@ pub trait Store {
     ) -> Result<Option<StoredDefinition>, StoreError>;
     /// Every deployed definition version.
     async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError>;
+    /// The latest deployed version of a definition, without its text.
+    async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError>;
     /// A fresh instance id.
     async fn next_instance_id(&self) -> Result<String, StoreError>;
     /// An instance's state.
@@ -371,9 +373,16 @@ pub trait Store {
     ) -> Result<Vec<DueTimer>, StoreError>;
     /// Deletes a timer row whose timer is no longer in its instance's state.
     async fn drop_timer(&self, id: &str) -> Result<(), StoreError>;
-    /// The earliest due time of any timer, claimed or not, leaving out the
-    /// timers of stuck instances (held until a retry).
+    /// The earliest instant any timer may be claimed: its due time, or for
+    /// a timer under a claim, when the claim's lease ends. The timers of
+    /// stuck instances (held until a retry) are left out. So a process
+    /// waits for the lease of a claim it cannot take instead of spinning.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Gives up the claims on timers held by `owner` (every claim when
+    /// `None`: a process that knows it is the only one, such as `serve` on
+    /// its SQLite file, takes over the claims of a crashed predecessor),
+    /// so the timers can be claimed at once. Held timers stay held.
+    async fn release_timers(&self, owner: Option<&str>) -> Result<u64, StoreError>;
     /// Every instance that has a provisional timer.
     async fn provisional_instances(&self) -> Result<Vec<String>, StoreError>;
     /// The last occurrence processed for a definition's schedule entry.
@@ -397,6 +406,9 @@ pub trait Store {
         limit: u32,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Gives up the claims on pending outbox rows `ids` (every claim when
+    /// `None`), so they can be claimed at once.
+    async fn release_outbox(&self, ids: Option<&[i64]>) -> Result<u64, StoreError>;
     /// Marks a row sent.
     async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Records a failed attempt: retry at `retry_at`, or dead when `None`.

@@ -209,6 +209,15 @@ impl Store for SqlStore {
         rows.iter().map(Self::row_definition).collect()
     }
 
+    async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        let r = sqlx::query("SELECT MAX(version) AS v FROM definitions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("v")?
+            .and_then(|v| u32::try_from(v).ok()))
+    }
+
     async fn next_instance_id(&self) -> Result<String, StoreError> {
         let row = sqlx::query(
             "UPDATE counters SET value = value + 1 WHERE name = 'instance' RETURNING value",
@@ -744,12 +753,37 @@ impl Store for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let r =
-            sqlx::query("SELECT MIN(due) AS due FROM timers WHERE owner IS NULL OR owner <> $1")
-                .bind(HELD)
-                .fetch_one(&self.pool)
-                .await?;
+        let r = sqlx::query(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due \
+             THEN lease_until ELSE due END) AS due FROM timers WHERE owner IS NULL OR owner <> $1",
+        )
+        .bind(HELD)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(r.try_get::<Option<i64>, _>("due")?.map(from_ms))
+    }
+
+    async fn release_timers(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        let r = match owner {
+            Some(o) => {
+                sqlx::query(
+                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner = $1 AND owner <> $2",
+                )
+                .bind(o)
+                .bind(HELD)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL AND owner <> $1",
+                )
+                .bind(HELD)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(r.rows_affected())
     }
 
     async fn provisional_instances(&self) -> Result<Vec<String>, StoreError> {
@@ -827,6 +861,30 @@ impl Store for SqlStore {
         let mut out: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
         out.sort_by_key(|r| r.id);
         Ok(out)
+    }
+
+    async fn release_outbox(&self, ids: Option<&[i64]>) -> Result<u64, StoreError> {
+        let r = match ids {
+            Some([]) => return Ok(0),
+            Some(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                let sql = format!(
+                    "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND id IN ({})",
+                    list.join(",")
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL",
+                )
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(r.rows_affected())
     }
 
     async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -32,12 +32,19 @@ impl Run<'_> {
         };
         let mut vars = std::collections::BTreeMap::new();
         for (k, e) in inputs {
-            vars.insert(k.clone(), self.eval(e)?);
+            // An input that is unset here (an optional variable) is not
+            // given: the child takes its default, or goes without.
+            match self.eval(e)? {
+                Json::Null => {}
+                v => {
+                    vars.insert(k.clone(), v);
+                }
+            }
         }
         // The revision this transition will have (it is raised at the end).
         let child = format!("{}-{id}-{}", self.state.id, self.state.revision + 1);
         let depth = self.state.depth + 1;
-        self.try_start(id, process, profile.as_deref(), &child, &vars, depth)?;
+        let version = self.try_start(id, process, profile.as_deref(), &child, &vars, depth)?;
         self.state.waits.insert(
             id.into(),
             WaitState {
@@ -55,6 +62,7 @@ impl Run<'_> {
             profile: profile.clone(),
             variables: vars,
             depth,
+            version: Some(version),
         });
         let line = self
             .line("engine", HistoryKind::Called)
@@ -65,8 +73,9 @@ impl Run<'_> {
     }
 
     /// Starts the child on a throwaway copy, to refuse the call now if it
-    /// cannot start. A child whose own first steps call further is tried
-    /// with them, down to [`MAX_CALL_DEPTH`].
+    /// cannot start; returns the version tried, which the real start uses.
+    /// A child whose own first steps call further is tried with them, down
+    /// to [`MAX_CALL_DEPTH`].
     fn try_start(
         &self,
         step: &str,
@@ -75,7 +84,7 @@ impl Run<'_> {
         child: &str,
         vars: &std::collections::BTreeMap<String, Json>,
         depth: u32,
-    ) -> Result<(), EngineError> {
+    ) -> Result<u32, EngineError> {
         if depth > MAX_CALL_DEPTH {
             return Err(EngineError::CallTooDeep {
                 step: step.into(),
@@ -89,11 +98,7 @@ impl Run<'_> {
             process: process.into(),
             why,
         };
-        let definition = self
-            .env
-            .processes
-            .latest(process)
-            .ok_or_else(|| cannot("the process is not deployed".into()))?;
+        let definition = self.env.processes.latest(process).map_err(cannot)?;
         let env = Env {
             definition,
             calendar: self.env.calendar,
@@ -102,11 +107,11 @@ impl Run<'_> {
             call_depth: depth,
         };
         match Run::start(&env, child, profile, vars, "engine", self.now) {
-            Ok(_) => Ok(()),
-            // Said once, where it happens, not wrapped at every level.
-            Err(e @ (EngineError::CallTooDeep { .. } | EngineError::CallCannotStart { .. })) => {
-                Err(e)
-            }
+            Ok(_) => Ok(definition.version),
+            // A recursion without end is said once, where it is stopped,
+            // not wrapped sixteen times.
+            Err(e @ EngineError::CallTooDeep { .. }) => Err(e),
+            // A grandchild that cannot start: the chain of calls is named.
             Err(e) => Err(cannot(e.to_string())),
         }
     }
