@@ -6,7 +6,10 @@
 //! lifecycles, default 2000; `DUBAN_BENCH_WORKERS` concurrent callers,
 //! default 4). A lifecycle is five events, each its own transaction: start,
 //! the letter issued, the notice received, the agency's report, the review
-//! closing the case. Figures go to stdout; nothing fails on a slow machine.
+//! closing the case. Then email through a real local SMTP server
+//! (aiosmtpd, when installed): `DUBAN_BENCH_EMAILS` rows (default 3000)
+//! delivered by the pooled, concurrent notifier (`DUBAN_BENCH_CONNECTIONS`,
+//! default 8). Figures go to stdout; nothing fails on a slow machine.
 
 use duban_engine::store::OutboxKind;
 use duban_engine::store::OutboxStatus;
@@ -172,6 +175,76 @@ async fn run(name: &str, url: &str, n: usize, workers: usize) {
     engine.store().close().await;
 }
 
+/// Email through aiosmtpd on this machine: how many rows a second one
+/// process delivers with its pooled connections.
+async fn email(n: usize, connections: u32) {
+    use duban_notifiers::email::{EmailNotifier, SmtpConfig, Tls};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Ok(mut smtp) = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        println!("email: skipped (no python3)");
+        return;
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed().as_secs() > 20 {
+            println!("email: skipped (aiosmtpd did not start)");
+            let _ = smtp.kill();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let file = tmp.path().join("email.db");
+    let engine = setup(file.to_str().unwrap()).await;
+    let t0 = at("2026-01-05T09:00:00+08:00");
+    engine
+        .deploy(&[duban_tests::root().join("tests/data/mailer")], t0)
+        .await
+        .unwrap();
+    for _ in 0..n {
+        engine
+            .start("mail_only", None, vars(&[]), "li", t0)
+            .await
+            .unwrap();
+    }
+    let notifier = EmailNotifier::new(&SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: Tls::None,
+        username: None,
+        password: None,
+        from: "督办系统 <duban@sfj.example.org>".into(),
+        domain: "sfj.example.org".into(),
+        timeout: SmtpConfig::TIMEOUT,
+        connections,
+    })
+    .unwrap();
+    let d = Dispatcher::new(engine.clone(), notifier, NoPortal, Policy::default());
+    let start = Instant::now();
+    let r = d.dispatch_due(t0 + Duration::minutes(1)).await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "email: {} rows delivered to aiosmtpd with {connections} pooled connections in {secs:.2} s: {:.0} emails/s ({} retried, {} dead)",
+        r.sent,
+        r.sent as f64 / secs,
+        r.retried,
+        r.dead
+    );
+    engine.store().close().await;
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+}
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -186,6 +259,11 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("bench.db");
     run("sqlite", file.to_str().unwrap(), n, workers).await;
+    email(
+        env("DUBAN_BENCH_EMAILS", 3000),
+        env("DUBAN_BENCH_CONNECTIONS", 8) as u32,
+    )
+    .await;
 
     let server = std::env::var("DUBAN_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());

@@ -1029,6 +1029,57 @@ async fn calls_and_messages<S: Store>(db: Db<S>) {
 /// A process claims due timers and dies before applying them: nobody else
 /// may take them while the lease holds; once it has expired another engine
 /// applies each exactly once.
+/// Issue 12, found 3: a restarted `serve` waited the lease out on claims of
+/// a process that was gone, and spun meanwhile. A claim's lease now counts
+/// in `next_due` (no spinning), and claims given back — by their owner at
+/// shutdown, or all of them by a process that knows it is alone — can be
+/// taken at once. Held timers of a stuck instance stay held.
+async fn given_back_claims_are_taken_at_once<S: Store>(db: Db<S>) {
+    let id = start_letter(&db).await;
+    let store = db.engine.store();
+    let timers = store.load(&id).await.unwrap().unwrap().timers;
+    let due = timers.values().map(|t| t.due).min().unwrap();
+    let lease = due + chrono::Duration::seconds(60);
+    let claimed = store.claim_due(due, 100, "gone", lease).await.unwrap();
+    assert!(!claimed.is_empty());
+    assert_eq!(store.next_due().await.unwrap(), Some(lease));
+    assert!(store
+        .claim_due(due, 100, "new", lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.release_timers(Some("someone else")).await.unwrap(), 0);
+    assert_eq!(
+        store.release_timers(None).await.unwrap(),
+        claimed.len() as u64
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(due));
+    let again = store.claim_due(due, 100, "new", lease).await.unwrap();
+    assert_eq!(again.len(), claimed.len());
+    assert_eq!(
+        store.release_timers(Some("new")).await.unwrap(),
+        claimed.len() as u64
+    );
+    // Outbox rows the same way: by id, or all.
+    let rows = store
+        .claim_outbox(OutboxKind::Email, due, 100, lease)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    assert!(store
+        .claim_outbox(OutboxKind::Email, due, 100, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.release_outbox(Some(&[rows[0].id])).await.unwrap(), 1);
+    let one = store
+        .claim_outbox(OutboxKind::Email, due, 100, lease)
+        .await
+        .unwrap();
+    assert_eq!(one.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[0].id]);
+    assert_eq!(store.release_outbox(None).await.unwrap(), rows.len() as u64);
+}
+
 async fn a_crashed_claim_expires_and_another_engine_takes_over<S: Store>(db: Db<S>) {
     use duban_engine::scheduler::{Scheduler, SchedulerOptions};
     let id = start_letter(&db).await;
@@ -1517,6 +1568,7 @@ conformance!(
         a_call_that_cannot_start_refuses_its_caller,
         a_call_reached_by_a_timer_that_cannot_start_makes_the_caller_stuck,
         a_crashed_claim_expires_and_another_engine_takes_over,
+        given_back_claims_are_taken_at_once,
         stuck_timers_are_held_until_a_retry,
         dead_outbox_rows_can_be_retried,
         an_interrupted_call_is_finished_from_the_outbox,

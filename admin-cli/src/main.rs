@@ -109,6 +109,10 @@ enum Command {
         /// Timers claimed per round trip.
         #[arg(long, default_value_t = 200)]
         batch: u32,
+        /// On SIGTERM or Ctrl-C, how long work in flight may finish before
+        /// it is dropped and its claims are given back.
+        #[arg(long, default_value_t = 10)]
+        grace_secs: u64,
         /// The configuration file (default: ./duban.toml if it exists).
         #[arg(long, env = "DUBAN_CONFIG")]
         config: Option<PathBuf>,
@@ -162,8 +166,9 @@ fn main() -> ExitCode {
             processes,
             poll_ms,
             batch,
+            grace_secs,
             config,
-        } => serve::serve(cli.db, processes, poll_ms, batch, config),
+        } => serve::serve(cli.db, processes, poll_ms, batch, grace_secs, config),
         Command::Config {
             command:
                 ConfigCommand::Check {

@@ -73,6 +73,7 @@ pub fn serve(
     processes: PathBuf,
     poll_ms: u64,
     batch: u32,
+    grace_secs: u64,
     config: Option<PathBuf>,
 ) -> u8 {
     let _ = tracing_subscriber::fmt()
@@ -83,7 +84,7 @@ pub fn serve(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let _lock = match sqlite_owner_lock(&db.db) {
+    let lock = match sqlite_owner_lock(&db.db) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("duban: {e}");
@@ -221,6 +222,10 @@ pub fn serve(
             poll: Duration::milliseconds(poll_ms as i64),
             policy: cfg.policy.clone(),
             calendar_dir: Some(db.calendar_dir.clone()),
+            grace: std::time::Duration::from_secs(grace_secs),
+            // Under the SQLite file's lock no other engine runs: what a
+            // crashed predecessor claimed is ours to take at once.
+            sole_owner: lock.is_some(),
         };
         info!(owner = %options.scheduler.owner, db = %db.db, "serving");
         duban_engine::serve::run(engine.clone(), &workers, &options, &clock, shutdown, None).await;

@@ -12,9 +12,12 @@
 //! last allowed attempt, makes it dead. Nothing is ever deleted: the outbox
 //! is also the record of what was done (`duban outbox`).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use futures_util::stream::{self, StreamExt};
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
@@ -90,28 +93,124 @@ pub trait Worker {
     fn kind(&self) -> OutboxKind;
     /// Carries out one row. The same row may come again after an uncertain
     /// failure; doing it twice must do no harm (the idempotency key is the
-    /// row id).
+    /// row id). It must end in bounded time (a timeout of its own).
     fn handle<'a>(&'a self, row: &'a OutboxRow, now: DateTime<Utc>) -> WorkFuture<'a>;
+    /// How many rows it carries out at once (e.g. SMTP connections).
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
-/// Carries out every row of `worker`'s kind due at `now`.
+/// The outbox rows this process has claimed and not yet finished, so that a
+/// shutdown can give them back at once instead of leaving them to their
+/// leases.
+#[derive(Clone, Debug, Default)]
+pub struct Claims(Arc<Mutex<BTreeSet<i64>>>);
+
+impl Claims {
+    fn add(&self, ids: impl IntoIterator<Item = i64>) {
+        self.0.lock().expect("not poisoned").extend(ids);
+    }
+
+    fn remove(&self, id: i64) {
+        self.0.lock().expect("not poisoned").remove(&id);
+    }
+
+    /// The rows still claimed.
+    pub fn held(&self) -> Vec<i64> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
+/// Where a long-running drain gets the time and learns to stop.
+pub struct Live<'a> {
+    /// The current instant: read for every claim (its lease), every attempt
+    /// and every outcome (`sent_at`, the retry time).
+    pub now: &'a (dyn Fn() -> DateTime<Utc> + 'a),
+    /// Set when the process is shutting down: no more claims, and rows of
+    /// a claim not yet begun are given back.
+    pub stop: &'a (dyn Fn() -> bool + 'a),
+    /// The rows claimed and not yet finished.
+    pub claims: &'a Claims,
+}
+
+/// Carries out every row of `worker`'s kind due at `now`, with the clock
+/// standing still (tests, the simulator).
 pub async fn drain<S: Store>(
     store: &S,
     worker: &dyn Worker,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Round, StoreError> {
+    let claims = Claims::default();
+    let live = Live {
+        now: &|| now,
+        stop: &|| false,
+        claims: &claims,
+    };
+    drain_live(store, worker, policy, &live).await
+}
+
+/// Carries out every row of `worker`'s kind that is due, as `serve` does:
+/// up to `batch` rows per claim, as many at once as the worker carries out,
+/// the claim's lease counted from the clock at that claim. A row is begun
+/// only within the first half of its claim's lease, so every row begun
+/// ends (each bounded by the worker's own timeout) before another process
+/// may take it; the rest are given back and claimed afresh. Every attempt
+/// and every outcome reads the clock again (`sent_at` is when the row was
+/// done, a retry is scheduled from the failure). Stops claiming when told
+/// to stop, and gives back the rows of its last claim it had not begun.
+pub async fn drain_live<S: Store>(
+    store: &S,
+    worker: &dyn Worker,
+    policy: &Policy,
+    live: &Live<'_>,
+) -> Result<Round, StoreError> {
     let mut round = Round::default();
+    let width = worker.concurrency().max(1);
     loop {
+        if (live.stop)() {
+            return Ok(round);
+        }
+        let claimed_at = (live.now)();
         let rows = store
-            .claim_outbox(worker.kind(), now, policy.batch, now + policy.lease)
+            .claim_outbox(
+                worker.kind(),
+                claimed_at,
+                policy.batch.max(1),
+                claimed_at + policy.lease,
+            )
             .await?;
         if rows.is_empty() {
             return Ok(round);
         }
-        for row in rows {
-            let result = worker.handle(&row, now).await;
-            record(store, policy, &row, result, now, &mut round).await?;
+        let begin_by = claimed_at + policy.lease / 2;
+        live.claims.add(rows.iter().map(|r| r.id));
+        let mut done = stream::iter(rows)
+            .map(|row| async move {
+                let now = (live.now)();
+                if (live.stop)() || now > begin_by {
+                    return (row, None);
+                }
+                let result = worker.handle(&row, now).await;
+                (row, Some(result))
+            })
+            .buffer_unordered(width);
+        while let Some((row, result)) = done.next().await {
+            match result {
+                Some(result) => {
+                    record(store, policy, &row, result, (live.now)(), &mut round).await?
+                }
+                None => {
+                    store.release_outbox(Some(&[row.id])).await?;
+                }
+            }
+            live.claims.remove(row.id);
         }
     }
 }

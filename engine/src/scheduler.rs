@@ -101,33 +101,61 @@ impl<S: Store> Scheduler<S> {
         Ok(round)
     }
 
-    /// Applies every timer due at `now`, oldest first. Without `not_before`
-    /// each is applied at `now`, the moment it is actually handled (`duban
-    /// serve`). With it (the simulator's virtual clock, which jumps) each is
-    /// applied at its own due instant, but never before `not_before`, the
-    /// previous clock reading: a timer that was already due then is applied
-    /// then, as `serve` would have applied it, never in the past.
+    /// Applies every timer due at `now`, oldest first, with the clock
+    /// standing still. Without `not_before` each is applied at `now`; with
+    /// it, at its own due instant but never before `not_before` (tests that
+    /// want the due instants).
     pub async fn fire_due(
         &self,
         now: DateTime<Utc>,
         not_before: Option<DateTime<Utc>>,
     ) -> Result<Round, ServiceError> {
+        self.fire(&|| now, not_before, &|| false).await
+    }
+
+    /// Applies every due timer as `serve` does: each claim's lease counted
+    /// from the clock at that claim, each timer applied at the instant the
+    /// clock reads when it is applied (its history says when it happened,
+    /// not when the round began). Stops between timers when told to; the
+    /// claims it then still holds are given back by the caller
+    /// ([`crate::store::Store::release_timers`]).
+    pub async fn fire_due_live(
+        &self,
+        now: &dyn Fn() -> DateTime<Utc>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Round, ServiceError> {
+        self.fire(now, None, stop).await
+    }
+
+    async fn fire(
+        &self,
+        now: &dyn Fn() -> DateTime<Utc>,
+        not_before: Option<DateTime<Utc>>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Round, ServiceError> {
         let mut round = Round::default();
         loop {
+            if stop() {
+                return Ok(round);
+            }
             let store = self.engine.store();
+            let t = now();
             let batch = store
                 .claim_due(
-                    now,
+                    t,
                     self.options.batch,
                     &self.options.owner,
-                    now + self.options.lease,
+                    t + self.options.lease,
                 )
                 .await?;
             if batch.is_empty() {
                 return Ok(round);
             }
             for t in batch {
-                let when = not_before.map_or(now, |f| t.due.max(f));
+                if stop() {
+                    return Ok(round);
+                }
+                let when = not_before.map_or_else(now, |f| t.due.max(f));
                 let event = Event::TimerFired {
                     timer: t.id.clone(),
                 };

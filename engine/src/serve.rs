@@ -1,13 +1,26 @@
 //! The engine running by itself: what `duban serve` runs, as a library
 //! function the caller gives its engine, workers, clock and shutdown signal.
 //!
-//! Each round: a year's schedule installed into the calendar folder is
-//! picked up (and provisional deadlines recounted), recurring starts are
-//! started, interrupted calls finished, due timers applied, and every
-//! worker drains its outbox kind through the one loop and retry policy of
-//! [`crate::outbox`]. Then it sleeps until the next timer falls due (at most
-//! `poll`), or until the shutdown signal, which ends it after the round in
-//! progress.
+//! Independent loops, run together, so that a slow or silent channel
+//! delays only itself:
+//!
+//! - **the timer loop**: each round, a year's schedule installed into the
+//!   calendar folder is picked up (and provisional deadlines recounted),
+//!   recurring starts are started, interrupted calls finished and due
+//!   timers applied, each at the instant it is applied; then it sleeps until
+//!   the next timer falls due (at most `poll`);
+//! - **one loop per worker** (documents, email, SMS): it drains its outbox
+//!   kind through the one loop and retry policy of [`crate::outbox`], then
+//!   sleeps `poll`.
+//!
+//! Every claim's lease is counted from the clock at that claim. On the
+//! shutdown signal no loop claims anything more; what is in flight may
+//! finish within `grace`, then is dropped, and every claim this process
+//! still holds (timers by owner, outbox rows by id) is given back so another
+//! process takes it at once. A process that knows it is the only one
+//! (`sole_owner`: `serve` on its SQLite file, under the file's lock) first
+//! gives back every claim a crashed predecessor left, instead of waiting
+//! their leases out.
 //!
 //! Time comes only from the [`Clock`]: [`SystemClock`] for production and
 //! rehearsals (`DUBAN_NOW`), [`VirtualClock`] for tests, which move time
@@ -19,12 +32,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use std::cell::RefCell;
+
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::watch;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::calendar::files;
-use crate::outbox::{drain, CallReplay, Policy, Worker};
+use crate::outbox::{drain_live, CallReplay, Claims, Live, Policy, Worker};
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::service::Engine;
 use crate::store::{OutboxKind, Store};
@@ -123,6 +138,11 @@ pub struct Options {
     pub policy: Policy,
     /// The calendar folder to watch for newly installed years.
     pub calendar_dir: Option<PathBuf>,
+    /// How long work in flight may go on after the shutdown signal.
+    pub grace: StdDuration,
+    /// This process is the only one on its store (SQLite under its lock):
+    /// claims left by an earlier process are given back at start.
+    pub sole_owner: bool,
 }
 
 impl Default for Options {
@@ -132,6 +152,8 @@ impl Default for Options {
             poll: Duration::seconds(1),
             policy: Policy::default(),
             calendar_dir: None,
+            grace: StdDuration::from_secs(10),
+            sole_owner: false,
         }
     }
 }
@@ -139,9 +161,9 @@ impl Default for Options {
 /// What `serve` has done so far, published after every round.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Rounds finished.
+    /// Rounds of the timer loop finished.
     pub rounds: u64,
-    /// The clock's reading when the last round began.
+    /// The clock's reading when the timer loop's last round began.
     pub at: DateTime<Utc>,
     /// Instances started by recurring starts.
     pub started: usize,
@@ -159,11 +181,11 @@ pub struct Report {
     pub dead: usize,
 }
 
-/// Runs the engine until `shutdown` completes: rounds as described in the
-/// module docs, each published on `reports`. The calls of `call` steps are
-/// always replayed; `workers` carry out the other outbox kinds (a kind
-/// without a worker waits in the outbox, e.g. email when none is
-/// configured).
+/// Runs the engine until `shutdown` completes: the loops described in the
+/// module docs, with a report published after each of their rounds. The
+/// calls of `call` steps are always replayed; `workers` carry out the other
+/// outbox kinds (a kind without a worker waits in the outbox, e.g. email
+/// when none is configured).
 pub async fn run<S: Store>(
     engine: Arc<Engine<S>>,
     workers: &[&dyn Worker],
@@ -173,96 +195,159 @@ pub async fn run<S: Store>(
     reports: Option<&watch::Sender<Report>>,
 ) {
     tokio::pin!(shutdown);
-    let scheduler = Scheduler::new(engine.clone(), options.scheduler.clone());
-    let calls: Vec<CallReplay<S>> = [OutboxKind::StartChild, OutboxKind::ChildEnded]
-        .into_iter()
-        .map(|k| CallReplay::new(engine.clone(), k))
-        .collect();
-    let mut calendar_seen = options.calendar_dir.as_deref().map(calendar_fingerprint);
-    let mut report = Report::default();
-    loop {
-        let now = clock.now();
-        report.at = now;
-        // A year's schedule installed while serving: count on it from now
-        // on, and recount what was counted without it.
-        if let (Some(dir), Some(seen)) = (&options.calendar_dir, &mut calendar_seen) {
-            let current = calendar_fingerprint(dir);
-            if current != *seen {
-                *seen = current;
-                match files::load(dir) {
-                    Ok(c) => {
-                        engine.set_calendar(c);
-                        match engine.recompute_provisional(now).await {
-                            Ok(ids) => info!(recomputed = ids.len(), "calendar reloaded"),
-                            Err(e) => {
-                                error!(error = %e, "recomputing provisional deadlines failed")
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        error!(error = %e, "the calendar folder changed but cannot be loaded; still counting on the previous calendar")
-                    }
-                }
+    let store = engine.store();
+    let owner = options.scheduler.owner.as_str();
+    if options.sole_owner {
+        match (
+            store.release_timers(None).await,
+            store.release_outbox(None).await,
+        ) {
+            (Ok(t), Ok(o)) if t + o > 0 => {
+                info!(
+                    timers = t,
+                    outbox = o,
+                    "took over the claims an earlier process left"
+                )
             }
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => error!(error = %e, "giving back old claims failed"),
         }
-        match scheduler.start_recurring(now).await {
-            Ok(r) => {
-                if r.started > 0 {
-                    info!(started = r.started, "recurring starts");
-                }
-                report.started += r.started;
-            }
-            Err(e) => error!(error = %e, "recurring starts failed"),
-        }
-        for c in &calls {
-            drain_one(&engine, c, &options.policy, clock.now(), &mut report).await;
-        }
-        // Calls settled: now the timers, before the slower channels.
-        fire(&scheduler, now, &mut report).await;
-        for &w in workers {
-            drain_one(&engine, w, &options.policy, clock.now(), &mut report).await;
-        }
-        report.rounds += 1;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopping = || *stop_rx.borrow();
+    let now = || clock.now();
+    let claims = Claims::default();
+    let report = RefCell::new(Report::default());
+    let publish = || {
         if let Some(tx) = reports {
-            tx.send_replace(report.clone());
+            tx.send_replace(report.borrow().clone());
         }
-        let wake = scheduler
-            .next_wake(clock.now(), options.poll)
-            .await
-            .unwrap_or(clock.now() + options.poll);
-        tokio::select! {
-            _ = clock.sleep_until(wake) => {}
-            _ = &mut shutdown => {
-                info!("shutting down");
-                return;
+    };
+    let live = Live {
+        now: &now,
+        stop: &stopping,
+        claims: &claims,
+    };
+
+    let timers = async {
+        let scheduler = Scheduler::new(engine.clone(), options.scheduler.clone());
+        let calls: Vec<CallReplay<S>> = [OutboxKind::StartChild, OutboxKind::ChildEnded]
+            .into_iter()
+            .map(|k| CallReplay::new(engine.clone(), k))
+            .collect();
+        let mut calendar_seen = options.calendar_dir.as_deref().map(calendar_fingerprint);
+        while !stopping() {
+            let at = now();
+            report.borrow_mut().at = at;
+            if let (Some(dir), Some(seen)) = (&options.calendar_dir, &mut calendar_seen) {
+                reload_calendar(&engine, dir, seen, at).await;
             }
+            match scheduler.start_recurring(at).await {
+                Ok(r) => {
+                    if r.started > 0 {
+                        info!(started = r.started, "recurring starts");
+                    }
+                    report.borrow_mut().started += r.started;
+                }
+                Err(e) => error!(error = %e, "recurring starts failed"),
+            }
+            for c in &calls {
+                let r = drain_live(store, c, &options.policy, &live).await;
+                count(&report, c, r);
+            }
+            match scheduler.fire_due_live(&now, &stopping).await {
+                Ok(r) => {
+                    if r.fired + r.stale + r.stuck > 0 {
+                        info!(fired = r.fired, stale = r.stale, stuck = r.stuck, "timers");
+                    }
+                    let mut rep = report.borrow_mut();
+                    rep.fired += r.fired;
+                    rep.stale += r.stale;
+                    rep.stuck += r.stuck;
+                }
+                Err(e) => error!(error = %e, "firing timers failed"),
+            }
+            report.borrow_mut().rounds += 1;
+            publish();
+            let wake = scheduler
+                .next_wake(now(), options.poll)
+                .await
+                .unwrap_or(now() + options.poll);
+            nap(clock, wake, &stop_rx).await;
+        }
+    };
+    let all = async {
+        tokio::join!(
+            timers,
+            futures_util::future::join_all(workers.iter().map(|w| {
+                channel(
+                    store, *w, options, &live, &report, &publish, clock, &stop_rx,
+                )
+            }))
+        );
+    };
+    let mut all = Box::pin(all);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = &mut shutdown => {
+            info!("shutting down");
+            stop_tx.send_replace(true);
+            if tokio::time::timeout(options.grace, &mut all).await.is_err() {
+                warn!(grace_secs = options.grace.as_secs_f64(), "work still in flight at the end of the grace period is dropped");
+            }
+        }
+    }
+    drop(all);
+    // Given back, so another process takes them at once.
+    let held = claims.held();
+    match (
+        store.release_timers(Some(owner)).await,
+        store.release_outbox(Some(&held)).await,
+    ) {
+        (Ok(t), Ok(o)) => info!(timers = t, outbox = o, "claims given back; stopped"),
+        (Err(e), _) | (_, Err(e)) => {
+            error!(error = %e, "giving back claims failed; their leases expire")
         }
     }
 }
 
-async fn fire<S: Store>(scheduler: &Scheduler<S>, now: DateTime<Utc>, report: &mut Report) {
-    match scheduler.fire_due(now, None).await {
-        Ok(r) => {
-            if r.fired + r.stale + r.stuck > 0 {
-                info!(fired = r.fired, stale = r.stale, stuck = r.stuck, "timers");
-            }
-            report.fired += r.fired;
-            report.stale += r.stale;
-            report.stuck += r.stuck;
-        }
-        Err(e) => error!(error = %e, "firing timers failed"),
+/// Sleeps until `t`, or until the stop.
+async fn nap(clock: &dyn Clock, t: DateTime<Utc>, stop: &watch::Receiver<bool>) {
+    let mut rx = stop.clone();
+    tokio::select! {
+        _ = clock.sleep_until(t) => {}
+        _ = rx.wait_for(|s| *s) => {}
     }
 }
 
-async fn drain_one<S: Store>(
-    engine: &Engine<S>,
+/// One worker's loop: drain its kind, report, sleep `poll`, until the stop.
+#[allow(clippy::too_many_arguments)]
+async fn channel<S: Store>(
+    store: &S,
     worker: &dyn Worker,
-    policy: &Policy,
-    now: DateTime<Utc>,
-    report: &mut Report,
+    options: &Options,
+    live: &Live<'_>,
+    report: &RefCell<Report>,
+    publish: &dyn Fn(),
+    clock: &dyn Clock,
+    stop: &watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let r = drain_live(store, worker, &options.policy, live).await;
+        count(report, worker, r);
+        publish();
+        nap(clock, clock.now() + options.poll, stop).await;
+    }
+}
+
+/// Adds one drain's outcome to the report, and logs it.
+fn count(
+    report: &RefCell<Report>,
+    worker: &dyn Worker,
+    r: Result<crate::outbox::Round, crate::store::StoreError>,
 ) {
     let kind = worker.kind();
-    match drain(engine.store(), worker, policy, now).await {
+    match r {
         Ok(r) => {
             if r.sent + r.retried + r.dead > 0 {
                 info!(
@@ -274,11 +359,39 @@ async fn drain_one<S: Store>(
             } else {
                 debug!("outbox: {kind}: nothing due");
             }
-            report.sent += r.sent;
-            report.retried += r.retried;
-            report.dead += r.dead;
+            let mut rep = report.borrow_mut();
+            rep.sent += r.sent;
+            rep.retried += r.retried;
+            rep.dead += r.dead;
         }
         Err(e) => error!(error = %e, "outbox: {kind} failed"),
+    }
+}
+
+/// A year's schedule installed while serving: count on it from now on, and
+/// recount what was counted without it.
+async fn reload_calendar<S: Store>(
+    engine: &Engine<S>,
+    dir: &Path,
+    seen: &mut Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>,
+    now: DateTime<Utc>,
+) {
+    let current = calendar_fingerprint(dir);
+    if current == *seen {
+        return;
+    }
+    *seen = current;
+    match files::load(dir) {
+        Ok(c) => {
+            engine.set_calendar(c);
+            match engine.recompute_provisional(now).await {
+                Ok(ids) => info!(recomputed = ids.len(), "calendar reloaded"),
+                Err(e) => error!(error = %e, "recomputing provisional deadlines failed"),
+            }
+        }
+        Err(e) => {
+            error!(error = %e, "the calendar folder changed but cannot be loaded; still counting on the previous calendar")
+        }
     }
 }
 

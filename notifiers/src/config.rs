@@ -49,6 +49,8 @@ struct EmailSection {
     username: Option<String>,
     password: Option<toml::Value>,
     from: String,
+    timeout_secs: Option<u32>,
+    connections: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,6 +318,31 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
                 .unwrap_or("duban")
                 .trim_end_matches('>')
                 .to_string();
+            let timeout = match e.timeout_secs {
+                Some(0) => {
+                    c.error(
+                        "email.timeout_secs",
+                        "0 would give up at once; give seconds, e.g. 20",
+                    );
+                    SmtpConfig::TIMEOUT
+                }
+                Some(s) => std::time::Duration::from_secs(s.into()),
+                None => SmtpConfig::TIMEOUT,
+            };
+            let connections = match e.connections {
+                Some(0) => {
+                    c.error("email.connections", "at least 1 connection");
+                    1
+                }
+                // Each message in flight also reads the store; more than the
+                // store's pool (8 on SQLite) starves it.
+                Some(n) if n > 8 => {
+                    c.error("email.connections", format!("{n} is more than 8"));
+                    8
+                }
+                Some(n) => n,
+                None => SmtpConfig::CONNECTIONS,
+            };
             cfg.email = Some(SmtpConfig {
                 host: e.host,
                 port,
@@ -324,6 +351,8 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
                 password,
                 from: e.from,
                 domain,
+                timeout,
+                connections,
             });
         }
         None => c.warn(

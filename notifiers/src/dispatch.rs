@@ -178,6 +178,10 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Worker for Dispatcher<S, N, L> {
             self.notifier.send(&m).await
         })
     }
+
+    fn concurrency(&self) -> usize {
+        self.notifier.concurrency()
+    }
 }
 
 /// An outbox row's command, with its instance as it is now and the

@@ -36,6 +36,19 @@ pub struct SmtpConfig {
     pub from: String,
     /// The domain of the `Message-ID`s.
     pub domain: String,
+    /// The bound on every step of a delivery (connect, greeting, each
+    /// command, the data); the whole delivery of one message is bounded by
+    /// twice this.
+    pub timeout: std::time::Duration,
+    /// Connections kept open to the server, and messages sent at once.
+    pub connections: u32,
+}
+
+impl SmtpConfig {
+    /// The default step timeout.
+    pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+    /// The default number of connections.
+    pub const CONNECTIONS: u32 = 4;
 }
 
 /// Sends email through one SMTP server.
@@ -43,6 +56,8 @@ pub struct EmailNotifier {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     domain: String,
+    timeout: std::time::Duration,
+    connections: u32,
 }
 
 impl EmailNotifier {
@@ -57,7 +72,12 @@ impl EmailNotifier {
             }
         }
         .port(cfg.port)
-        .timeout(Some(std::time::Duration::from_secs(20)));
+        .timeout(Some(cfg.timeout))
+        .pool_config(
+            lettre::transport::smtp::PoolConfig::new()
+                .max_size(cfg.connections.max(1))
+                .idle_timeout(std::time::Duration::from_secs(60)),
+        );
         if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
@@ -69,6 +89,8 @@ impl EmailNotifier {
             transport: builder.build(),
             from,
             domain: cfg.domain.clone(),
+            timeout: cfg.timeout,
+            connections: cfg.connections.max(1),
         })
     }
 
@@ -81,6 +103,10 @@ impl EmailNotifier {
 impl Notifier for EmailNotifier {
     fn kind(&self) -> OutboxKind {
         OutboxKind::Email
+    }
+
+    fn concurrency(&self) -> usize {
+        self.connections as usize
     }
 
     async fn send(&self, m: &Message) -> Result<(), SendError> {
@@ -131,10 +157,17 @@ impl Notifier for EmailNotifier {
             b.multipart(mixed)
         }
         .map_err(|e| SendError::Permanent(e.to_string()))?;
-        match self.transport.send(email).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
+        // A server that accepts and then says nothing must not hold the
+        // channel: the whole delivery is bounded, whatever lettre bounds.
+        let whole = self.timeout * 2;
+        match tokio::time::timeout(whole, self.transport.send(email)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+            Ok(Err(e)) => Err(SendError::Transient(e.to_string())),
+            Err(_) => Err(SendError::Transient(format!(
+                "the SMTP server did not complete the delivery within {} s",
+                whole.as_secs()
+            ))),
         }
     }
 }

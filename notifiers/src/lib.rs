@@ -90,4 +90,9 @@ pub trait Notifier {
     /// Sends one message. The same `key` may arrive again after an
     /// uncertain failure; it must identify the same message.
     async fn send(&self, m: &Message) -> Result<(), SendError>;
+
+    /// How many messages it sends at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }

@@ -90,6 +90,8 @@ fn notifier(port: u16) -> EmailNotifier {
         password: None,
         from: "督办系统 <duban@sfj.example.org>".into(),
         domain: "sfj.example.org".into(),
+        timeout: SmtpConfig::TIMEOUT,
+        connections: SmtpConfig::CONNECTIONS,
     })
     .unwrap()
 }
