@@ -225,13 +225,22 @@ async fn deploy_versions<S: Store>(db: Db<S>) {
     // Changed content under the same version is refused; a new version is stored.
     let mut changed = store.definition("dispute", None).await.unwrap().unwrap();
     changed.hash = "different".into();
+    // Issue 12, found 6: a refused deploy wrote part of the library. With
+    // a new definition beside the changed one, nothing at all is stored.
+    let mut new_one = changed.clone();
+    new_one.id = "brand_new".into();
     assert!(matches!(
-        store.deploy(&changed).await,
+        store.deploy(&[new_one.clone(), changed.clone()]).await,
         Err(StoreError::VersionChanged { .. })
     ));
+    assert!(store.definition("brand_new", None).await.unwrap().is_none());
+    assert_eq!(store.definitions().await.unwrap().len(), 2);
     let deployed = changed.version;
     changed.version = deployed + 1;
-    assert_eq!(store.deploy(&changed).await.unwrap(), Deployed::New);
+    assert_eq!(
+        store.deploy(&[changed.clone()]).await.unwrap(),
+        [Deployed::New]
+    );
     assert_eq!(
         store
             .definition("dispute", None)

@@ -177,12 +177,12 @@ impl<S: Store> Engine<S> {
         if !lib.is_valid() {
             return Err(ServiceError::Invalid(lib.diagnostics().cloned().collect()));
         }
-        let mut reports = Vec::new();
+        let mut stored = Vec::new();
         for f in &lib.files {
             let def = definition::peek_id(&f.text)
                 .and_then(|id| lib.definitions.get(&id))
                 .expect("a valid library gives each file's definition");
-            let stored = StoredDefinition {
+            stored.push(StoredDefinition {
                 id: def.id.clone(),
                 version: def.version,
                 hash: content_hash(&f.text, &f.templates),
@@ -190,15 +190,19 @@ impl<S: Store> Engine<S> {
                 files: serde_json::to_string(&f.templates).expect("strings serialise"),
                 file: f.path.display().to_string(),
                 deployed_at: now,
-            };
-            let result = self.store.deploy(&stored).await?;
-            reports.push(DeployReport {
-                id: def.id.clone(),
-                version: def.version,
-                result,
             });
         }
-        Ok(reports)
+        // One transaction: a refused file refuses the whole library.
+        let results = self.store.deploy(&stored).await?;
+        Ok(stored
+            .iter()
+            .zip(results)
+            .map(|(s, result)| DeployReport {
+                id: s.id.clone(),
+                version: s.version,
+                result,
+            })
+            .collect())
     }
 
     /// The definition `id` at `version` (latest when `None`), parsed once.

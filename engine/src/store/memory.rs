@@ -413,23 +413,30 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn deploy(&self, def: &StoredDefinition) -> Result<Deployed, StoreError> {
+    async fn deploy(&self, defs: &[StoredDefinition]) -> Result<Vec<Deployed>, StoreError> {
         let mut t = self.lock();
-        let key = (def.id.clone(), def.version);
-        if let Some(existing) = t.definitions.get(&key) {
-            return if existing.hash == def.hash {
-                Ok(Deployed::Unchanged)
-            } else {
-                Err(StoreError::VersionChanged {
-                    id: def.id.clone(),
-                    version: def.version,
-                })
-            };
+        // Checked first, written after: all or nothing.
+        let mut out = Vec::with_capacity(defs.len());
+        for def in defs {
+            match t.definitions.get(&(def.id.clone(), def.version)) {
+                Some(existing) if existing.hash == def.hash => out.push(Deployed::Unchanged),
+                Some(_) => {
+                    return Err(StoreError::VersionChanged {
+                        id: def.id.clone(),
+                        version: def.version,
+                    })
+                }
+                None => out.push(Deployed::New),
+            }
         }
-        let mut stored = def.clone();
-        stored.deployed_at = from_ms(ms(def.deployed_at));
-        t.definitions.insert(key, stored);
-        Ok(Deployed::New)
+        for (def, d) in defs.iter().zip(&out) {
+            if *d == Deployed::New {
+                let mut stored = def.clone();
+                stored.deployed_at = from_ms(ms(def.deployed_at));
+                t.definitions.insert((def.id.clone(), def.version), stored);
+            }
+        }
+        Ok(out)
     }
 
     async fn definition(

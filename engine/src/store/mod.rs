@@ -310,8 +310,10 @@ pub struct DueTimer {
 /// Durable storage. Implementations pass `tests/`'s conformance suite.
 #[allow(async_fn_in_trait)]
 pub trait Store {
-    /// Stores a definition version unless the same content is there already.
-    async fn deploy(&self, def: &StoredDefinition) -> Result<Deployed, StoreError>;
+    /// Stores each definition version unless the same content is there
+    /// already, all in one transaction: a version that exists with other
+    /// content refuses the whole deploy, and nothing is stored.
+    async fn deploy(&self, defs: &[StoredDefinition]) -> Result<Vec<Deployed>, StoreError>;
     /// A definition at a version, or its latest version.
     async fn definition(
         &self,

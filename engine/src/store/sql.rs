@@ -147,36 +147,42 @@ fn task_values(t: &TaskState) -> (String, Option<i64>, Option<String>) {
 }
 
 impl Store for SqlStore {
-    async fn deploy(&self, def: &StoredDefinition) -> Result<Deployed, StoreError> {
+    async fn deploy(&self, defs: &[StoredDefinition]) -> Result<Vec<Deployed>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT hash FROM definitions WHERE id = $1 AND version = $2")
-            .bind(&def.id)
-            .bind(i64::from(def.version))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            let hash: String = row.try_get("hash")?;
-            return if hash == def.hash {
-                Ok(Deployed::Unchanged)
-            } else {
-                Err(StoreError::VersionChanged {
+        let mut out = Vec::with_capacity(defs.len());
+        for def in defs {
+            let existing =
+                sqlx::query("SELECT hash FROM definitions WHERE id = $1 AND version = $2")
+                    .bind(&def.id)
+                    .bind(i64::from(def.version))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(row) = existing {
+                let hash: String = row.try_get("hash")?;
+                if hash == def.hash {
+                    out.push(Deployed::Unchanged);
+                    continue;
+                }
+                // Dropped without commit: nothing of this deploy is stored.
+                return Err(StoreError::VersionChanged {
                     id: def.id.clone(),
                     version: def.version,
-                })
-            };
+                });
+            }
+            sqlx::query("INSERT INTO definitions (id, version, hash, source, files, file, deployed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&def.id)
+                .bind(i64::from(def.version))
+                .bind(&def.hash)
+                .bind(&def.source)
+                .bind(&def.files)
+                .bind(&def.file)
+                .bind(ms(def.deployed_at))
+                .execute(&mut *tx)
+                .await?;
+            out.push(Deployed::New);
         }
-        sqlx::query("INSERT INTO definitions (id, version, hash, source, files, file, deployed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&def.id)
-            .bind(i64::from(def.version))
-            .bind(&def.hash)
-            .bind(&def.source)
-            .bind(&def.files)
-            .bind(&def.file)
-            .bind(ms(def.deployed_at))
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(Deployed::New)
+        Ok(out)
     }
 
     async fn definition(
