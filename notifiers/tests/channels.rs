@@ -348,3 +348,151 @@ async fn timers_stay_on_time_behind_an_email_backlog() {
     let distinct: BTreeSet<&str> = all.iter().copied().collect();
     assert_eq!((all.len(), distinct.len()), (mails, mails));
 }
+
+/// A fresh PostgreSQL database for this test, and its URL.
+async fn postgres_url(name: &str) -> String {
+    use sqlx::Connection;
+    let base = std::env::var("DUBAN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let db = format!("duban_ch_{name}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e} (start it: .ci/run does)"));
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    format!("{}/{db}", base.rsplit_once('/').unwrap().0)
+}
+
+/// Issue 12, found 2: with two `serve`s and a slow SMTP server, 32 of 400
+/// emails arrived twice — a round reused its starting instant for every
+/// lease, so its own claims expired under it and the other process took
+/// them. Here the leases are short (2 s) against a round of 50 rows at
+/// 50 ms each over 2 connections (1.25 s): every row begun is finished
+/// within its lease, the rest given back, and each email arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serves_with_short_leases_deliver_each_email_once() {
+    const MAILS: usize = 300;
+    let url = postgres_url("twice").await;
+    let first = {
+        let engine = Engine::new(
+            SqlStore::open(&url).await.unwrap(),
+            duban_engine::calendar::Calendar::builtin(),
+        )
+        .await
+        .unwrap();
+        let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+        engine
+            .import_directory(duban_engine::store::directory::parse(&text, false).unwrap())
+            .await
+            .unwrap();
+        engine
+            .deploy(&[root().join("tests/data/mailer")], at(T0))
+            .await
+            .unwrap();
+        for _ in 0..MAILS {
+            engine
+                .start("mail_only", None, common::vars(&[]), "li", at(T0))
+                .await
+                .unwrap();
+        }
+        Arc::new(engine)
+    };
+    let second = Arc::new(
+        Engine::new(
+            SqlStore::open(&url).await.unwrap(),
+            duban_engine::calendar::Calendar::builtin(),
+        )
+        .await
+        .unwrap(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ids = tmp.path().join("ids");
+    let _smtp = SlowSmtp::start(port, &ids, 0.05);
+    let policy = Policy {
+        lease: Duration::seconds(2),
+        ..Policy::default()
+    };
+    let d1 = Dispatcher::new(
+        first.clone(),
+        notifier(port, SmtpConfig::TIMEOUT, 2),
+        NoPortal,
+        policy.clone(),
+    );
+    let d2 = Dispatcher::new(
+        second.clone(),
+        notifier(port, SmtpConfig::TIMEOUT, 2),
+        NoPortal,
+        policy.clone(),
+    );
+    let clock = SystemClock::starting_at(at(T0) + Duration::minutes(1));
+    let opts = |owner: &str| Options {
+        policy: policy.clone(),
+        ..options(owner, StdDuration::from_secs(5))
+    };
+    let (o1, o2) = (opts("one"), opts("two"));
+    let (stop, _) = watch::channel(false);
+    let (r1, r2) = (
+        watch::channel(Report::default()),
+        watch::channel(Report::default()),
+    );
+    let w1: [&dyn Worker; 1] = [&d1];
+    let w2: [&dyn Worker; 1] = [&d2];
+    let mut s1 = stop.subscribe();
+    let mut s2 = stop.subscribe();
+    let one = run(
+        first.clone(),
+        &w1,
+        &o1,
+        &clock,
+        async move {
+            let _ = s1.wait_for(|s| *s).await;
+        },
+        Some(&r1.0),
+    );
+    let two = run(
+        second.clone(),
+        &w2,
+        &o2,
+        &clock,
+        async move {
+            let _ = s2.wait_for(|s| *s).await;
+        },
+        Some(&r2.0),
+    );
+    let (mut a, mut b) = (r1.0.subscribe(), r2.0.subscribe());
+    let driver = async {
+        let limit = Instant::now();
+        loop {
+            let sent = a.borrow().sent + b.borrow().sent;
+            if sent >= MAILS || limit.elapsed() > StdDuration::from_secs(300) {
+                stop.send_replace(true);
+                return (a.borrow().sent, b.borrow().sent);
+            }
+            tokio::select! {
+                _ = a.changed() => {}
+                _ = b.changed() => {}
+                _ = tokio::time::sleep(StdDuration::from_millis(200)) => {}
+            }
+        }
+    };
+    let ((), (), (sa, sb)) = tokio::join!(one, two, driver);
+    eprintln!("two serves sent {sa} + {sb}");
+    let lines = std::fs::read_to_string(&ids).unwrap();
+    let all: Vec<&str> = lines.lines().collect();
+    let distinct: BTreeSet<&str> = all.iter().copied().collect();
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (MAILS, MAILS),
+        "each email once"
+    );
+    assert_eq!(sa + sb, MAILS);
+}
