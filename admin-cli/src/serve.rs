@@ -48,10 +48,29 @@ fn sqlite_file(db: &str) -> Option<String> {
     Some(path.split('?').next().unwrap_or(path).to_string())
 }
 
+/// The file itself, whatever path names it: symlinks resolved (in the
+/// folder too, for a file not created yet), so every name of one database
+/// takes the same lock.
+fn real_path(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    if let Ok(real) = std::fs::canonicalize(p) {
+        return real.display().to_string();
+    }
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), p.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name).display().to_string(),
+        _ => path.to_string(),
+    }
+}
+
 fn sqlite_owner_lock(db: &str) -> Result<Option<OwnerLock>, String> {
     let Some(path) = sqlite_file(db) else {
         return Ok(None);
     };
+    let path = real_path(&path);
     let lock_path = format!("{path}.serve-lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -347,5 +366,34 @@ pub fn simulate(
         exit::OK
     } else {
         exit::INVALID
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, found 8: a symlink to the database took a second lock, so
+    /// two `serve`s ran on one SQLite file. The lock is the file's own.
+    #[test]
+    fn a_symlink_to_the_database_meets_the_same_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("duban.db");
+        std::fs::write(&db, b"").unwrap();
+        let link = tmp.path().join("other-name.db");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let held = sqlite_owner_lock(db.to_str().unwrap()).unwrap();
+        assert!(held.is_some());
+        let err = sqlite_owner_lock(link.to_str().unwrap())
+            .err()
+            .expect("the second lock is refused");
+        assert!(err.contains("another `duban serve` already runs"), "{err}");
+        // A file not created yet, named through a symlinked folder.
+        let dir_link = tmp.path().join("linked");
+        std::os::unix::fs::symlink(tmp.path(), &dir_link).unwrap();
+        assert_eq!(
+            real_path(dir_link.join("new.db").to_str().unwrap()),
+            real_path(tmp.path().join("new.db").to_str().unwrap())
+        );
     }
 }
