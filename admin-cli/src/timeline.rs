@@ -43,6 +43,10 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
             (None, None) => String::new(),
         };
         let mut line = format!("  {}  {:<15} {step}", when(h.at), h.what);
+        // A timer applied late (the engine was down): when it was due.
+        if let Some(due) = h.due.filter(|d| when(*d) != when(h.at)) {
+            line.push_str(&format!("  (due {})", when(due)));
+        }
         if !h.people.is_empty() {
             line.push_str(&format!("  [{}]", h.people.join(", ")));
         }

@@ -195,6 +195,11 @@ async fn timers_due_while_stopped_fire_once_on_restart() {
     let clock = VirtualClock::new(at("2026-01-05T12:00:00+08:00"));
     let r = serve_until(&engine, &clock, &options("second"), |r| r.rounds >= 1).await;
     assert_eq!((r.fired, r.stale, r.stuck), (20, 0, 0), "{r:?}");
+    // Applied at 12:00, and the record says when each was due (issue 22).
+    let h = engine.history("1").await.unwrap();
+    let fired = h.iter().find(|l| l.due.is_some()).expect("a timer's line");
+    assert_eq!(fired.at, at("2026-01-05T12:00:00+08:00"));
+    assert!(fired.due.unwrap() < fired.at, "{fired:?}");
     // A third start finds nothing more to do.
     let clock = VirtualClock::new(at("2026-01-05T13:00:00+08:00"));
     let r = serve_until(&engine, &clock, &options("third"), |r| r.rounds >= 1).await;

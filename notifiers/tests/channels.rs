@@ -159,12 +159,13 @@ async fn lateness(engine: &Engine<SqlStore>, ids: &[String]) -> Vec<Duration> {
     for id in ids {
         let h = engine.history(id).await.unwrap();
         let started = h[0].at;
-        let fired = h
+        let line = h
             .iter()
             .find(|l| l.what == HistoryKind::Timer)
-            .unwrap_or_else(|| panic!("the timer of {id} was applied"))
-            .at;
-        out.push(fired - (started + Duration::hours(1)));
+            .unwrap_or_else(|| panic!("the timer of {id} was applied"));
+        // The line says when the timer was due, and when it was applied.
+        assert_eq!(line.due, Some(started + Duration::hours(1)), "{id}");
+        out.push(line.at - (started + Duration::hours(1)));
     }
     out
 }

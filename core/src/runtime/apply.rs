@@ -405,7 +405,8 @@ impl<'a> Run<'a> {
             .ok_or_else(|| EngineError::TimerNotPending(id.into()))?;
         self.commands
             .push(Command::CancelTimer { timer: id.into() });
-        match timer.kind {
+        let first = self.history.len();
+        let r = match timer.kind {
             TimerKind::Reminder { task, before } => {
                 self.remind(&task, &before);
                 Ok(())
@@ -413,7 +414,12 @@ impl<'a> Run<'a> {
             TimerKind::Expiry { task } => self.expire(&task),
             TimerKind::Wait { step } => self.wait_over(&step),
             TimerKind::MessageTimeout { step } => self.message_timeout(&step),
+        };
+        // Every line the timer wrote says when it was due.
+        for line in &mut self.history[first..] {
+            line.due = Some(timer.due);
         }
+        r
     }
 
     // ----- shared by the step kinds --------------------------------------

@@ -167,6 +167,10 @@ pub struct HistoryEntry {
     pub note: Option<String>,
     /// People the entry concerns (assignees, completer): for 一人一档 (RC-14).
     pub people: Vec<String>,
+    /// For a line written by a timer's application: when the timer was due
+    /// (`at` is when it was applied, later if the engine was down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<DateTime<Utc>>,
 }
 
 impl HistoryEntry {
@@ -183,6 +187,7 @@ impl HistoryEntry {
             deadline: None,
             note: None,
             people: Vec::new(),
+            due: None,
         }
     }
 

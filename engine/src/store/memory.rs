@@ -114,6 +114,7 @@ struct HistoryRecord {
     deadline: Option<String>,
     note: Option<String>,
     people: Vec<String>,
+    due: Option<i64>,
 }
 
 impl HistoryRecord {
@@ -133,6 +134,7 @@ impl HistoryRecord {
                 .map_err(corrupt)?,
             note: self.note.clone(),
             people,
+            due: self.due.map(from_ms),
         })
     }
 }
@@ -520,6 +522,7 @@ impl Store for MemoryStore {
                     .map(|d| serde_json::to_string(d).unwrap_or_default()),
                 note: h.note.clone(),
                 people,
+                due: h.due.map(ms),
             });
         }
         // Everything is checked: from here on nothing can fail.

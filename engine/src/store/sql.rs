@@ -440,7 +440,7 @@ impl Store for SqlStore {
                 .deadline
                 .as_ref()
                 .map(|d| serde_json::to_string(d).unwrap_or_default());
-            let row = sqlx::query("INSERT INTO history (instance, at, actor, what, step_before, step_after, changed, deadline, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
+            let row = sqlx::query("INSERT INTO history (instance, at, actor, what, step_before, step_after, changed, deadline, note, due) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id")
                 .bind(&s.id)
                 .bind(ms(h.at))
                 .bind(&h.actor)
@@ -450,6 +450,7 @@ impl Store for SqlStore {
                 .bind(changed)
                 .bind(deadline)
                 .bind(h.note.clone())
+                .bind(h.due.map(ms))
                 .fetch_one(&mut *tx)
                 .await?;
             let id: i64 = row.try_get("id")?;
@@ -988,5 +989,6 @@ fn history_entry(r: &AnyRow, people: Vec<String>) -> Result<HistoryEntry, StoreE
             .map_err(corrupt)?,
         note: r.try_get("note")?,
         people,
+        due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
     })
 }
