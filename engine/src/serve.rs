@@ -236,7 +236,9 @@ pub async fn run<S: Store>(
             .map(|k| CallReplay::new(engine.clone(), k))
             .collect();
         let mut calendar_seen = options.calendar_dir.as_deref().map(calendar_fingerprint);
+        let mut failures = 0u32;
         while !stopping() {
+            let mut failed = false;
             let at = now();
             report.borrow_mut().at = at;
             if let (Some(dir), Some(seen)) = (&options.calendar_dir, &mut calendar_seen) {
@@ -249,11 +251,14 @@ pub async fn run<S: Store>(
                     }
                     report.borrow_mut().started += r.started;
                 }
-                Err(e) => error!(error = %e, "recurring starts failed"),
+                Err(e) => {
+                    failed = true;
+                    error!(error = %e, "recurring starts failed")
+                }
             }
             for c in &calls {
                 let r = drain_live(store, c, &options.policy, &live).await;
-                count(&report, c, r);
+                failed |= !count(&report, c, r);
             }
             match scheduler.fire_due_live(&now, &stopping).await {
                 Ok(r) => {
@@ -265,7 +270,10 @@ pub async fn run<S: Store>(
                     rep.stale += r.stale;
                     rep.stuck += r.stuck;
                 }
-                Err(e) => error!(error = %e, "firing timers failed"),
+                Err(e) => {
+                    failed = true;
+                    error!(error = %e, "firing timers failed")
+                }
             }
             report.borrow_mut().rounds += 1;
             publish();
@@ -273,7 +281,13 @@ pub async fn run<S: Store>(
                 .next_wake(now(), options.poll)
                 .await
                 .unwrap_or(now() + options.poll);
-            nap(clock, wake, &stop_rx).await;
+            failures = if failed { failures + 1 } else { 0 };
+            nap(
+                clock,
+                wake.max(now() + backoff(options.poll, failures)),
+                &stop_rx,
+            )
+            .await;
         }
     };
     let all = async {
@@ -332,20 +346,39 @@ async fn channel<S: Store>(
     clock: &dyn Clock,
     stop: &watch::Receiver<bool>,
 ) {
+    let mut failures = 0u32;
     while !*stop.borrow() {
         let r = drain_live(store, worker, &options.policy, live).await;
-        count(report, worker, r);
+        failures = if count(report, worker, r) {
+            0
+        } else {
+            failures + 1
+        };
         publish();
-        nap(clock, clock.now() + options.poll, stop).await;
+        let pause = options.poll.max(backoff(options.poll, failures));
+        nap(clock, clock.now() + pause, stop).await;
     }
 }
 
-/// Adds one drain's outcome to the report, and logs it.
+/// How long a loop waits after `failures` failed rounds in a row (the
+/// store unreachable, the disk full): nothing after a good round, then the
+/// poll doubled each time up to 32 polls (at least a second), so a lasting
+/// fault is logged a few times a minute, not many times a second.
+fn backoff(poll: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::zero();
+    }
+    let base = poll.max(Duration::seconds(1));
+    base * 2i32.pow(failures.min(6) - 1).min(32)
+}
+
+/// Adds one drain's outcome to the report, and logs it; false when the
+/// drain failed.
 fn count(
     report: &RefCell<Report>,
     worker: &dyn Worker,
     r: Result<crate::outbox::Round, crate::store::StoreError>,
-) {
+) -> bool {
     let kind = worker.kind();
     match r {
         Ok(r) => {
@@ -363,8 +396,12 @@ fn count(
             rep.sent += r.sent;
             rep.retried += r.retried;
             rep.dead += r.dead;
+            true
         }
-        Err(e) => error!(error = %e, "outbox: {kind} failed"),
+        Err(e) => {
+            error!(error = %e, "outbox: {kind} failed");
+            false
+        }
     }
 }
 
@@ -412,4 +449,21 @@ fn calendar_fingerprint(
         .collect();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lasting_fault_backs_off_to_32_polls() {
+        let poll = Duration::seconds(1);
+        let waits: Vec<i64> = (0..9).map(|f| backoff(poll, f).num_seconds()).collect();
+        assert_eq!(waits, [0, 1, 2, 4, 8, 16, 32, 32, 32]);
+        // A short poll still waits at least a second after a failure.
+        assert_eq!(
+            backoff(Duration::milliseconds(100), 1),
+            Duration::seconds(1)
+        );
+    }
 }
