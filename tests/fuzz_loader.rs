@@ -3,7 +3,7 @@
 //! Bounded by proptest's case count (PROPTEST_CASES, default 256 per test),
 //! so it runs in CI in seconds.
 
-use duban_engine::definition::{load_str, LoadContext};
+use duban_engine::definition::{load_str, Code, LoadContext};
 use duban_tests::{processes, yaml_files};
 use proptest::prelude::*;
 
@@ -139,5 +139,37 @@ proptest! {
         let text = apply(&texts[which % texts.len()], &muts);
         let ctx = LoadContext { base_dir: Some(processes()), ..Default::default() };
         let _ = load_str("mutated.yaml", &text, &ctx);
+    }
+
+    /// Issue 12, finding 4: nesting far deeper than duban reads, in any mix
+    /// of block dashes, ever deeper lines and keys, then flow brackets, is
+    /// an E001 diagnostic, never a stack overflow (which aborts the run).
+    #[test]
+    fn deep_nesting_is_an_e001_never_a_crash(
+        block in proptest::collection::vec(0..3usize, 300..3000),
+        flow in 0..400usize,
+    ) {
+        let mut text = String::from("id: p\nversion: 1\nsteps:\n  a:\n    ");
+        let mut col = 4;
+        for b in block {
+            // Each piece nests one level deeper, and the text stays valid.
+            match b {
+                0 => {
+                    text.push_str("- ");
+                    col += 2;
+                }
+                1 => text.push_str(&format!("\n{}- ", " ".repeat(col))),
+                _ => {
+                    text.push_str(&format!("k:\n{}", " ".repeat(col + 2)));
+                    col += 2;
+                }
+            }
+            if b == 1 {
+                col += 2;
+            }
+        }
+        text.push_str(&"[".repeat(flow));
+        let d = load_str("deep.yaml", &text, &LoadContext::default()).unwrap_err();
+        prop_assert!(d.iter().any(|d| d.code == Code::YamlSyntax), "{:?}", d);
     }
 }

@@ -111,3 +111,23 @@ async fn notification_and_document_expectations_can_fail() {
         "{failed:#?}"
     );
 }
+
+/// Issue 12, finding 4: a scenario of 60 KB of `- - - …` overflowed the
+/// YAML parser's stack and aborted `duban simulate`; it is refused with
+/// its line.
+#[test]
+fn issue12_a_deeply_nested_scenario_is_refused_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("deep.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "definition: ../supervision_letter.yaml\nsteps:\n  - at: 2025-09-26\n    start: {{ variables: {{ problem: x }} }}\n  - - {}x\n",
+            "- ".repeat(30_000)
+        ),
+    )
+    .unwrap();
+    let e = Scenario::read(&f).err().expect("refused");
+    assert!(e.message.contains("nested"), "{e}");
+    assert_eq!(e.line, 5, "{e}");
+}

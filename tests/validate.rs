@@ -178,3 +178,137 @@ fn the_documented_example_is_valid() {
         panic!("{}", render(d));
     }
 }
+
+/// Issue 12, finding 4: one file of 60 KB of `- - - …` in a library
+/// overflowed the stack and aborted the check of every file (and `serve`,
+/// `deploy`). It is an E001 of its own, and its neighbours are checked.
+#[test]
+fn issue12_a_deeply_nested_file_is_refused_and_its_neighbours_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!(
+            "id: deep\nversion: 1\nsteps:\n  a:\n    {}x\n",
+            "- ".repeat(30_000)
+        ),
+    )
+    .unwrap();
+    let dispute = processes().join("dispute.yaml");
+    let lib = load_library(&[deep.clone(), dispute], &[]);
+    assert!(
+        lib.definitions.contains_key("dispute"),
+        "the neighbour loads"
+    );
+    let d = &lib.files[0].diagnostics;
+    assert_eq!(d.len(), 1, "{}", render(d));
+    assert_eq!(
+        (d[0].code, d[0].line),
+        (Code::YamlSyntax, 5),
+        "{}",
+        render(d)
+    );
+    assert!(lib.files[1].diagnostics.is_empty());
+}
+
+/// Issue 12, finding 5: a template `file:` could name any file the server
+/// can read (`/proc/self/environ` was validated, deployed and mailed with
+/// the SMTP password in it); `/dev/zero` exhausted memory; a FIFO hung the
+/// check. Each is an E027 at the `file:`, nothing of it is read for deploy,
+/// and no message quotes what the file holds.
+#[test]
+fn issue12_template_files_must_be_regular_files_inside_the_library() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("processes");
+    std::fs::create_dir_all(lib.join("templates")).unwrap();
+    std::fs::write(tmp.path().join("secret.txt"), "DUBAN_SMTP_PASSWORD=hunter2").unwrap();
+    let mut files = vec![
+        ("absolute", "/etc/hostname".to_string()),
+        ("climbs", "../secret.txt".to_string()),
+        ("climbs_later", "templates/../../secret.txt".to_string()),
+        ("folder", "templates".to_string()),
+    ];
+    std::fs::write(lib.join("templates/big.hbs"), "x".repeat(300 * 1024)).unwrap();
+    files.push(("big", "templates/big.hbs".into()));
+    #[cfg(unix)]
+    {
+        let link = lib.join("templates/link.hbs");
+        std::os::unix::fs::symlink(tmp.path().join("secret.txt"), link).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", lib.join("templates/zero.hbs")).unwrap();
+        files.push(("link", "templates/link.hbs".into()));
+        files.push(("zero", "templates/zero.hbs".into()));
+        let fifo = lib.join("templates/fifo.hbs");
+        if std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            files.push(("fifo", "templates/fifo.hbs".into()));
+        }
+    }
+    let paths: Vec<_> = files
+        .iter()
+        .map(|(id, file)| {
+            let p = lib.join(format!("{id}.yaml"));
+            std::fs::write(
+                &p,
+                format!(
+                    "id: {id}\nversion: 1\nname: 测试\nstart: done\nsteps:\n  done: {{ kind: end, name: 结束, result: ok }}\ntemplates:\n  notice:\n    file: {file}\n"
+                ),
+            )
+            .unwrap();
+            p
+        })
+        .collect();
+    let lib = load_library(&paths, &[]);
+    for (f, (id, file)) in lib.files.iter().zip(&files) {
+        let d = &f.diagnostics;
+        assert_eq!(d.len(), 1, "{id}: {}", render(d));
+        assert_eq!(
+            (d[0].code, d[0].line, d[0].path.as_str()),
+            (Code::MissingFile, 9, "templates.notice.file"),
+            "{id}: {}",
+            render(d)
+        );
+        assert!(
+            d[0].message.contains(&format!("`{file}`")),
+            "{id}: {}",
+            render(d)
+        );
+        assert!(!render(d).contains("hunter2"), "{id}: {}", render(d));
+        assert!(f.templates.is_empty(), "{id}: nothing is kept for deploy");
+    }
+    assert!(lib.definitions.is_empty());
+}
+
+/// Issue 12, finding 5: a template file that does not parse is located by
+/// line and column, and the message quotes nothing of it (the parser's
+/// reasons name what they found: here the closing name, a line of the
+/// file; its full message shows the lines around the error).
+#[test]
+fn issue12_a_template_file_that_does_not_parse_is_not_quoted() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("templates")).unwrap();
+    std::fs::write(
+        tmp.path().join("templates/notice.hbs"),
+        "root:$6$secret$hash:19000:0:99999:7:::\n{{#if x}}\n{{/secret}}\n",
+    )
+    .unwrap();
+    let def = tmp.path().join("p.yaml");
+    std::fs::write(
+        &def,
+        "id: p\nversion: 1\nname: 测试\nstart: done\nsteps:\n  done: { kind: end, name: 结束, result: ok }\ntemplates:\n  notice:\n    file: templates/notice.hbs\n",
+    )
+    .unwrap();
+    let lib = load_library(&[def], &[]);
+    let d = &lib.files[0].diagnostics;
+    assert_eq!(d.len(), 1, "{}", render(d));
+    assert_eq!(d[0].code, Code::TemplateSyntax, "{}", render(d));
+    assert_eq!(
+        d[0].message,
+        "template `notice` (templates/notice.hbs line 3, column 1) does not parse: a block is closed with another name than the one it was opened with",
+        "{}",
+        render(d)
+    );
+    assert!(!render(d).contains("secret"), "{}", render(d));
+}

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use duban_engine::calendar::files;
-use duban_engine::runtime::InstanceState;
+use duban_engine::runtime::{values, InstanceState};
 use duban_engine::service::{Engine, ServiceError};
 use duban_engine::store::{directory, OutboxStatus, SqlStore, TaskFilter};
 use serde_json::{json, Value as Json};
@@ -63,7 +63,7 @@ pub enum Cmd {
         /// A variable, `name=value` (repeatable; lists comma-separated).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// A YAML or JSON file of variables.
+        /// A YAML or JSON file of variables (at most 1 MiB, 64 levels deep).
         #[arg(long)]
         vars_file: Option<PathBuf>,
         /// Who starts it.
@@ -213,6 +213,9 @@ pub enum DirectoryCmd {
     Import {
         /// The file (`.csv` for CSV, YAML otherwise).
         file: PathBuf,
+        /// Import a file with no people and no agencies, emptying the directory.
+        #[arg(long)]
+        allow_empty: bool,
     },
 }
 
@@ -238,6 +241,23 @@ fn fail(e: ServiceError) -> u8 {
         ServiceError::Io(_) => exit::USAGE,
         _ => exit::INVALID,
     }
+}
+
+/// The text of a `--vars-file`, read no further than
+/// [`values::MAX_VARS_FILE`] (a pipe or `/dev/zero` included).
+fn read_vars_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(values::MAX_VARS_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > values::MAX_VARS_FILE {
+        return Err(std::io::Error::other(format!(
+            "the file is larger than {} KiB; a variables file holds a few names and values",
+            values::MAX_VARS_FILE / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("the file is not UTF-8 text"))
 }
 
 fn split_vars(vars: &[String]) -> Result<Vec<(String, String)>, u8> {
@@ -345,11 +365,11 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             let def = engine.definition(&process, None).await.map_err(fail)?;
             let mut values: BTreeMap<String, Json> = BTreeMap::new();
             if let Some(f) = vars_file {
-                let text = std::fs::read_to_string(&f).map_err(|e| {
+                let text = read_vars_file(&f).map_err(|e| {
                     eprintln!("duban: {}: {e}", f.display());
                     exit::USAGE
                 })?;
-                let v: BTreeMap<String, Json> = serde_yaml::from_str(&text).map_err(|e| {
+                let v = values::from_vars_file(&text).map_err(|e| {
                     eprintln!("duban: {}: {e}", f.display());
                     exit::USAGE
                 })?;
@@ -501,7 +521,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             println!("{}", open_tasks_line(&t.state));
         }
         Cmd::Directory {
-            cmd: DirectoryCmd::Import { file },
+            cmd: DirectoryCmd::Import { file, allow_empty },
         } => {
             let text = std::fs::read_to_string(&file).map_err(|e| {
                 eprintln!("duban: {}: {e}", file.display());
@@ -509,6 +529,15 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             })?;
             let csv = file.extension().is_some_and(|x| x == "csv");
             match directory::parse(&text, csv) {
+                // A header-only CSV or an empty YAML file would silently
+                // leave every task and notice without anyone to go to.
+                Ok(dir) if dir.people.is_empty() && dir.agencies.is_empty() && !allow_empty => {
+                    eprintln!(
+                        "duban: {} names no people and no agencies; importing it would empty the directory (give --allow-empty to do that); nothing was imported",
+                        file.display()
+                    );
+                    return Err(exit::INVALID);
+                }
                 Ok(dir) => {
                     let (p, a) = (dir.people.len(), dir.agencies.len());
                     engine.import_directory(dir).await.map_err(fail)?;

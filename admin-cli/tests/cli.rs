@@ -911,3 +911,184 @@ fn the_documented_example_configuration_passes_its_check() {
         "checking creates nothing"
     );
 }
+
+/// A store with the library deployed and the sample directory imported.
+fn issue12_store(tmp: &Path) -> String {
+    let db = tmp.join("duban.db").to_str().unwrap().to_string();
+    let at = "2026-03-01T09:00:00+08:00";
+    ok(on(&db, at, &["deploy", "processes/"]));
+    ok(on(
+        &db,
+        at,
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    db
+}
+
+/// Issue 12, finding 11: a header-only CSV (or an empty YAML file)
+/// emptied the directory with exit 0. It is refused unless asked for.
+#[test]
+fn issue12_an_import_without_people_or_agencies_needs_allow_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = issue12_store(tmp.path());
+    let at = "2026-03-01T09:00:00+08:00";
+    let header = tmp.path().join("header.csv");
+    std::fs::write(
+        &header,
+        "kind,id,name,roles,organisation,level,county,email,mobile\n",
+    )
+    .unwrap();
+    let empty = tmp.path().join("empty.yaml");
+    std::fs::write(&empty, "# nobody\n").unwrap();
+    for f in [&header, &empty] {
+        let o = on(&db, at, &["directory", "import", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("names no people and no agencies")
+                && stderr(&o).contains("--allow-empty"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // The directory is intact: li still takes the letter's first task.
+    let out = ok(on(
+        &db,
+        "2026-03-02T09:00:00+08:00",
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=1",
+            "--var",
+            "problem=x",
+        ],
+    ));
+    assert!(out.contains("→ li"), "{out}");
+    let out = ok(on(
+        &db,
+        at,
+        &[
+            "directory",
+            "import",
+            "--allow-empty",
+            header.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("imported 0 people and 0 agencies"), "{out}");
+}
+
+/// Issue 12, finding 11: `--var agency=nope` (an id of no agency) and an
+/// empty required `case_no=` started instances; `set-var` took them too.
+#[test]
+fn issue12_start_and_set_var_refuse_unknown_ids_and_empty_required_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = issue12_store(tmp.path());
+    let at = "2026-03-02T09:00:00+08:00";
+    let start = |agency: &str, case_no: &str| {
+        on(
+            &db,
+            at,
+            &[
+                "start",
+                "supervision_letter",
+                "--var",
+                &format!("agency={agency}"),
+                "--var",
+                &format!("case_no={case_no}"),
+                "--var",
+                "problem=x",
+            ],
+        )
+    };
+    for (o, why) in [
+        (
+            start("nope", "1"),
+            "R003 variable `agency`: `nope` is no agency of the directory",
+        ),
+        (
+            start("market_bureau", ""),
+            "R003 variable `case_no`: is required, so it cannot be empty",
+        ),
+    ] {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+    }
+    ok(start("market_bureau", "1"));
+    for (var, why) in [
+        ("agency=nope", "`nope` is no agency of the directory"),
+        ("case_no=", "is required, so it cannot be empty"),
+    ] {
+        let o = on(&db, at, &["set-var", "1", "--var", var]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+    }
+    let list = ok(on(&db, at, &["instances"]));
+    assert_eq!(list.lines().count(), 1, "one instance: {list}");
+}
+
+/// Issue 12, finding 11: `--vars-file` had no size limit, and a
+/// 100,000-deep JSON took 24 s to refuse (serde_yaml's scanner rechecks
+/// every pending key at every token). Both are refused at once.
+#[test]
+fn issue12_a_vars_file_is_bounded_in_size_and_depth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = issue12_store(tmp.path());
+    let at = "2026-03-02T09:00:00+08:00";
+    let deep = tmp.path().join("deep.json");
+    std::fs::write(
+        &deep,
+        format!(
+            "{{\"problem\": {}1{}}}",
+            "{\"a\": ".repeat(100_000),
+            "}".repeat(100_000)
+        ),
+    )
+    .unwrap();
+    let big = tmp.path().join("big.yaml");
+    std::fs::write(
+        &big,
+        format!(
+            "agency: market_bureau\ncase_no: '1'\nproblem: {}\n",
+            "x".repeat(2 << 20)
+        ),
+    )
+    .unwrap();
+    for (f, why) in [
+        (&deep, "line 1: nested too deeply"),
+        (&big, "the file is larger than 1024 KiB"),
+    ] {
+        let t = std::time::Instant::now();
+        let o = on(
+            &db,
+            at,
+            &[
+                "start",
+                "supervision_letter",
+                "--vars-file",
+                f.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    // A small file still starts a case.
+    let small = tmp.path().join("vars.yaml");
+    std::fs::write(&small, "agency: market_bureau\ncase_no: '1'\nproblem: x\n").unwrap();
+    ok(on(
+        &db,
+        at,
+        &[
+            "start",
+            "supervision_letter",
+            "--vars-file",
+            small.to_str().unwrap(),
+        ],
+    ));
+}

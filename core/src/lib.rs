@@ -10,6 +10,8 @@
 //!   with diagnostics that carry file, line, column and document path.
 //! - [`runtime`]: `(state, event, now) → (state, commands, history)`, one
 //!   pure function; the directory of people and agencies it reads.
+//! - [`yaml`]: every YAML text is parsed through it, with its nesting
+//!   bounded before the parser can overflow the stack.
 //!
 //! This crate depends on no database, async runtime, email or HTTP crate:
 //! the compiler, not discipline, keeps I/O out of the core. The store, the
@@ -19,3 +21,4 @@
 pub mod calendar;
 pub mod definition;
 pub mod runtime;
+pub mod yaml;

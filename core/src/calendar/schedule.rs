@@ -126,6 +126,14 @@ pub enum ScheduleError {
 impl YearSchedule {
     /// Reads and validates a year file.
     pub fn from_yaml(text: &str) -> Result<Self, ScheduleError> {
+        // serde_yaml does not overflow, but its scanner slows down
+        // quadratically with flow nesting; refuse that first.
+        crate::yaml::check_depth(text).map_err(|e| {
+            ScheduleError::Syntax(match &e {
+                crate::yaml::Error::TooDeep { line, .. } => format!("line {line}: {e}"),
+                crate::yaml::Error::Load(_) => e.to_string(),
+            })
+        })?;
         let raw: RawYear =
             serde_yaml::from_str(text).map_err(|e| ScheduleError::Syntax(e.to_string()))?;
         Self::check(raw)
@@ -249,6 +257,22 @@ mod tests {
         for text in [super::super::BUILTIN_2025, super::super::BUILTIN_2026] {
             YearSchedule::from_yaml(text).unwrap();
         }
+    }
+
+    #[test]
+    fn a_deeply_nested_year_file_is_refused_at_once() {
+        let t = std::time::Instant::now();
+        let deep = format!("year: 2027\nholidays: {}\n", "[".repeat(100_000));
+        assert!(
+            err(&deep).contains("line 2: nested too deeply"),
+            "{}",
+            err(&deep)
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct InterfaceVariable {
 /// The id and interface of a definition text, read leniently; `None` when
 /// the text has no readable `id:`.
 pub fn peek_interface(text: &str) -> Option<(String, ProcessInterface)> {
-    let node = marked_yaml::parse_yaml(0, text).ok()?;
+    let node = crate::yaml::parse(text, Default::default()).ok()?;
     let top = node.as_mapping()?;
     let id = top.get_scalar("id")?.as_str().to_string();
     // An absent section declares nothing; one that is not a mapping is unread.

@@ -17,6 +17,7 @@ mod calls;
 mod check;
 pub mod diagnostic;
 pub mod expr;
+mod files;
 pub mod flow;
 pub mod graph;
 pub mod model;
@@ -215,7 +216,7 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
 
 /// The template files a definition names (`templates.*.file`), read leniently.
 pub fn template_files(text: &str) -> Vec<String> {
-    let Ok(node) = marked_yaml::parse_yaml(0, text) else {
+    let Ok(node) = crate::yaml::parse(text, Default::default()) else {
         return Vec::new();
     };
     let Some(templates) = node.as_mapping().and_then(|m| m.get_mapping("templates")) else {
@@ -233,7 +234,7 @@ pub fn template_files(text: &str) -> Vec<String> {
 
 /// The `id:` of a definition text, read leniently (before it is checked).
 pub fn peek_id(text: &str) -> Option<String> {
-    let node = marked_yaml::parse_yaml(0, text).ok()?;
+    let node = crate::yaml::parse(text, Default::default()).ok()?;
     Some(node.as_mapping()?.get_scalar("id")?.as_str().to_string())
 }
 

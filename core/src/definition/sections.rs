@@ -244,17 +244,17 @@ impl Checker<'_> {
                 }
                 (None, Some(f)) => match &self.ctx.base_dir {
                     None => Some(String::new()),
-                    Some(dir) => match std::fs::read_to_string(dir.join(f)) {
+                    Some(dir) => match super::files::read(dir, f) {
                         Ok(text) => {
                             self.ctx.read.borrow_mut().insert(f.clone(), text.clone());
                             Some(text)
                         }
-                        Err(e) => {
+                        Err(refusal) => {
                             self.err(
                                 &p.key("file"),
                                 Code::MissingFile,
-                                format!("template file `{f}` cannot be read: {e}"),
-                                Some(format!("paths are relative to {}", dir.display())),
+                                refusal.message,
+                                refusal.hint,
                             );
                             None
                         }
@@ -322,10 +322,16 @@ impl Checker<'_> {
             None => format!("template `{id}` ({key}"),
         };
         match super::templates::names(text) {
-            Err((line, msg)) => self.err(
+            Err(e) => self.err(
                 path,
                 Code::TemplateSyntax,
-                format!("{what} line {line}) does not parse: {msg}"),
+                match e.at {
+                    Some((line, column)) => format!(
+                        "{what} line {line}, column {column}) does not parse: {}",
+                        e.reason
+                    ),
+                    None => format!("{what}) does not parse: {}", e.reason),
+                },
                 Some("templates are handlebars: {{name}}, {{#if x}}…{{/if}}, {{#each list}}…{{/each}}".into()),
             ),
             Ok(uses) => {

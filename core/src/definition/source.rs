@@ -103,11 +103,12 @@ impl Source {
     /// diagnostics in `out`. A duplicate key does not stop the load: the
     /// text is read again permissively so the rest can still be checked.
     pub fn parse(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> Source {
+        use crate::yaml::Error as YamlError;
         let strict = LoaderOptions::default().error_on_duplicate_keys(true);
         let mut first_dup = None;
-        let root = match marked_yaml::parse_yaml_with_options(0, text, strict) {
+        let root = match crate::yaml::parse(text, strict) {
             Ok(node) => Some(node),
-            Err(marked_yaml::LoadError::DuplicateKey(dup)) => {
+            Err(YamlError::Load(marked_yaml::LoadError::DuplicateKey(dup))) => {
                 let m = dup.key.span().start().copied();
                 let prev = dup.prev_key.span().start().copied();
                 first_dup = prev.map(|p| (p.line(), p.column()));
@@ -126,10 +127,21 @@ impl Source {
                         )
                     }),
                 });
-                marked_yaml::parse_yaml_with_options(0, text, LoaderOptions::default()).ok()
+                match crate::yaml::parse(text, LoaderOptions::default()) {
+                    Ok(node) => Some(node),
+                    Err(e @ YamlError::TooDeep { .. }) => {
+                        out.push(too_deep(file, &e));
+                        None
+                    }
+                    Err(_) => None,
+                }
             }
-            Err(e) => {
+            Err(YamlError::Load(e)) => {
                 out.push(yaml_error(file, &e));
+                None
+            }
+            Err(e @ YamlError::TooDeep { .. }) => {
+                out.push(too_deep(file, &e));
                 None
             }
         };
@@ -284,6 +296,27 @@ fn mark(node: &Node) -> (usize, usize) {
     node.span()
         .start()
         .map_or((1, 1), |m| (m.line(), m.column()))
+}
+
+/// Nesting too deep to read (issue 12, finding 4): an E001 at the line
+/// where it goes too deep.
+fn too_deep(file: &str, e: &crate::yaml::Error) -> Diagnostic {
+    let (line, column) = match e {
+        crate::yaml::Error::TooDeep { line, column, .. } => (*line, *column),
+        crate::yaml::Error::Load(_) => (1, 1),
+    };
+    Diagnostic {
+        file: file.into(),
+        line,
+        column,
+        path: String::new(),
+        code: Code::YamlSyntax,
+        message: e.to_string(),
+        hint: Some(format!(
+            "a process definition needs only a few levels; {}",
+            crate::yaml::TOO_DEEP_HINT
+        )),
+    }
 }
 
 /// Turns a loader error into a diagnostic with the best position it offers.

@@ -39,25 +39,36 @@ pub struct NameUse {
     pub name: String,
 }
 
-/// The root names a template reads outside `#each`/`#with` blocks, or the
-/// parse error with its line.
-pub fn names(source: &str) -> Result<Vec<NameUse>, (usize, String)> {
-    let t = Template::compile(source).map_err(|e| {
-        let line = e
-            .to_string()
-            .split("line ")
-            .nth(1)
-            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
-        // The parser lists every token it could have taken; the first clause says enough.
-        let reason = e.reason().to_string();
-        let reason = reason
-            .split(": expected")
-            .next()
-            .unwrap_or(&reason)
-            .to_string();
-        (line, reason)
+/// Why a template does not parse: where, and why in words of our own. The
+/// parser's message is not passed on: it shows the lines around the error,
+/// and a template file may be any file (issue 12, finding 5: lines of
+/// `/etc/shadow` appeared in one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// 1-based line and column, when the parser gives them.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong, quoting nothing of the template.
+    pub reason: &'static str,
+}
+
+/// The root names a template reads outside `#each`/`#with` blocks, or why
+/// it does not parse.
+pub fn names(source: &str) -> Result<Vec<NameUse>, SyntaxError> {
+    use handlebars::TemplateErrorReason as R;
+    let t = Template::compile(source).map_err(|e| SyntaxError {
+        at: e.pos(),
+        reason: match e.reason() {
+            R::MismatchingClosedHelper(..) => {
+                "a block is closed with another name than the one it was opened with"
+            }
+            R::MismatchingClosedDecorator(..) => {
+                "a decorator block is closed with another name than the one it was opened with"
+            }
+            R::InvalidSyntax(_) => "invalid handlebars syntax",
+            R::InvalidParam(_) => "a helper is given a parameter it cannot read",
+            R::NestedSubexpression => "nested subexpressions are not supported",
+            _ => "it is not a handlebars template",
+        },
     })?;
     let mut out = Vec::new();
     walk(&t, 1, &mut out);
@@ -162,8 +173,29 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_a_line() {
-        let (line, msg) = names("a\nb {{#if x}} c").unwrap_err();
-        assert!(line >= 1, "{line}");
-        assert!(!msg.is_empty());
+        let e = names("a\nb {{#if x}} c").unwrap_err();
+        assert!(e.at.is_some_and(|(line, _)| line >= 1), "{e:?}");
+        assert!(!e.reason.is_empty());
+    }
+
+    /// Issue 12, finding 5: the parser's message shows the lines around the
+    /// error, and a template file can be any file; ours quotes none of it.
+    #[test]
+    fn syntax_errors_quote_nothing_of_the_text() {
+        let secret = "root:$6$saltsalt$hash:19000:0:99999:7:::";
+        for text in [
+            format!("{secret}\n{{{{#if x}}}}\n{secret}"),
+            format!("{secret}\n{{{{#if x}}}}{{{{/each}}}}\n{secret}"),
+            format!("{secret} {{{{> }}}}\n{secret}"),
+        ] {
+            let e = names(&text).unwrap_err();
+            let shown = format!("{e:?}");
+            assert!(
+                !shown.contains("root") && !shown.contains("salt"),
+                "{shown}"
+            );
+        }
+        let e = names("ok\n{{#if x}}{{/each}}").unwrap_err();
+        assert_eq!(e.at.map(|(line, _)| line), Some(2), "{e:?}");
     }
 }

@@ -255,3 +255,67 @@ fn a_stored_definition_reloads_without_the_checks_added_since() {
     };
     assert!(load_str("t.yaml", &text, &stored).is_ok());
 }
+
+/// 60 KB of block-style `- - - …`: the YAML parser recursed once per level
+/// and overflowed the stack, aborting the whole process (and the check of
+/// every other file with it).
+fn deep_block(levels: usize) -> String {
+    format!(
+        "{MINIMAL}variables:\n  deep:\n    default:\n      {}x\n",
+        "- ".repeat(levels)
+    )
+}
+
+/// Issue 12, finding 4: deeply nested block YAML is a located E001, not a
+/// stack overflow, whether it comes in one line of dashes, in indented
+/// lines, or in flow brackets inside a block.
+#[test]
+fn issue12_deeply_nested_yaml_is_an_e001_not_a_crash() {
+    let one_line = deep_block(30_000);
+    assert!(one_line.len() > 60_000);
+    let mut indented = format!("{MINIMAL}variables:\n");
+    for i in 0..2_000 {
+        indented.push_str(&" ".repeat(2 + 2 * i));
+        indented.push_str("- \n");
+    }
+    // Block nesting just under the pre-scan's bound, then 200 flow levels:
+    // the parser takes it, the depth check refuses it.
+    let mut mixed = format!("{MINIMAL}variables:\n");
+    for i in 0..28 {
+        mixed.push_str(&format!("{}k{i}:\n", " ".repeat(2 + i)));
+    }
+    mixed.push_str(&format!(
+        "{}v: {}1{}\n",
+        " ".repeat(30),
+        "[".repeat(200),
+        "]".repeat(200)
+    ));
+    for (what, text, line) in [
+        // The line of the dashes; the line of the 33rd column of nodes;
+        // the line of the first list too deep.
+        ("one line", &one_line, 13),
+        ("indented", &indented, 42),
+        ("mixed", &mixed, 39),
+    ] {
+        let d = load(text).unwrap_err();
+        assert_eq!(d.len(), 1, "{what}: {d:?}");
+        assert_eq!(d[0].code, Code::YamlSyntax, "{what}: {d:?}");
+        assert!(d[0].message.contains("nested"), "{what}: {}", d[0].message);
+        assert!(d[0].hint.is_some(), "{what}");
+        assert_eq!(d[0].line, line, "{what}: {d:?}");
+    }
+    // What the leniently read parts of the library see: nothing.
+    assert_eq!(peek_id(&one_line), None);
+    assert_eq!(peek_interface(&one_line), None);
+    assert!(template_files(&one_line).is_empty());
+}
+
+/// A definition nested as deep as the language needs is not refused.
+#[test]
+fn ordinary_nesting_is_accepted() {
+    let text = format!(
+        "{MINIMAL}variables:\n  tags:\n    type: list<string>\n    default: {}\n",
+        "[a, b]"
+    );
+    assert!(load(&text).is_ok(), "{:?}", load(&text).err());
+}

@@ -264,7 +264,10 @@ impl<'a> Run<'a> {
                 .variables
                 .get(name)
                 .ok_or_else(|| EngineError::UnknownVariable(name.clone()))?;
-            variables.insert(name.clone(), values::check(name, var, v)?);
+            variables.insert(
+                name.clone(),
+                values::check_given(name, var, v, env.directory)?,
+            );
         }
         for (name, var) in &def.variables {
             if variables.contains_key(name) {
@@ -353,7 +356,10 @@ impl<'a> Run<'a> {
                 .variables
                 .get(name)
                 .ok_or_else(|| EngineError::UnknownVariable(name.clone()))?;
-            changed.insert(name.clone(), values::check(name, var, v)?);
+            changed.insert(
+                name.clone(),
+                values::check_given(name, var, v, self.env.directory)?,
+            );
         }
         self.state.variables.extend(changed.clone());
         let line = self

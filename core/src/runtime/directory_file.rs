@@ -1,7 +1,9 @@
 //! Reading the directory of people and agencies from YAML or CSV.
 //!
 //! Every bad row is reported with its line; a file with any error imports
-//! nothing. YAML:
+//! nothing. No field may hold a control character (a line break in an email
+//! address became a header of the message and killed the task's email for
+//! every recipient), emails must be addresses and mobiles 11 digits. YAML:
 //!
 //! ```yaml
 //! people:
@@ -38,6 +40,39 @@ impl std::fmt::Display for RowError {
 
 const LEVELS: &[&str] = &["市级", "县级"];
 
+/// Whether `s` holds a character that has no place in a name, an id or an
+/// address: a control character (line breaks, tabs, NUL, …) or a Unicode
+/// line or paragraph separator. A line break in an email address became a
+/// header of the message and killed the task's email for every recipient.
+pub(crate) fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
+/// Refuses control characters in every field of a row, naming the field
+/// (never quoting its value, which is what is broken). Returns whether the
+/// row is clean.
+fn check_text(line: usize, id: &str, fields: &[(&str, &str)], errs: &mut Vec<RowError>) -> bool {
+    let mut clean = true;
+    for (field, value) in fields {
+        if has_control(value) {
+            clean = false;
+            let who = if has_control(id) || id.is_empty() {
+                String::new()
+            } else {
+                format!("`{id}`: ")
+            };
+            errs.push(RowError {
+                line,
+                message: format!(
+                    "{who}`{field}` contains a line break, tab or other control character"
+                ),
+            });
+        }
+    }
+    clean
+}
+
 fn check_contact(
     line: usize,
     id: &str,
@@ -46,26 +81,23 @@ fn check_contact(
     level: Option<&str>,
     errs: &mut Vec<RowError>,
 ) {
-    if let Some(e) = email {
-        if !e
-            .split_once('@')
-            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
-        {
+    if let Some(e) = email.filter(|e| !has_control(e)) {
+        if !crate::runtime::values::is_email_address(e) {
             errs.push(RowError {
                 line,
                 message: format!("`{id}`: `{e}` is not an email address"),
             });
         }
     }
-    if let Some(m) = mobile {
-        if !(m.len() == 11 && m.starts_with('1') && m.bytes().all(|b| b.is_ascii_digit())) {
+    if let Some(m) = mobile.filter(|m| !has_control(m)) {
+        if !crate::runtime::values::is_mobile(m) {
             errs.push(RowError {
                 line,
                 message: format!("`{id}`: `{m}` is not an 11-digit mobile number"),
             });
         }
     }
-    if let Some(l) = level {
+    if let Some(l) = level.filter(|l| !has_control(l)) {
         if !LEVELS.contains(&l) {
             errs.push(RowError {
                 line,
@@ -99,10 +131,14 @@ pub fn parse(text: &str, csv: bool) -> Result<MemoryDirectory, Vec<RowError>> {
 }
 
 fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
-    let root = marked_yaml::parse_yaml(0, text).map_err(|e| {
+    let root = crate::yaml::parse(text, Default::default()).map_err(|e| {
+        let message = match &e {
+            crate::yaml::Error::TooDeep { .. } => format!("{e}; {}", crate::yaml::TOO_DEEP_HINT),
+            crate::yaml::Error::Load(_) => format!("not valid YAML: {e}"),
+        };
         vec![RowError {
-            line: 1,
-            message: format!("not valid YAML: {e}"),
+            line: e.line().unwrap_or(1),
+            message,
         }]
     })?;
     let map = root.as_mapping().ok_or_else(|| {
@@ -135,6 +171,17 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
         let line = node.span().start().map_or(1, |m| m.line());
         match marked_yaml::from_node::<Person>(&node) {
             Ok(p) => {
+                let mut fields = vec![
+                    ("id", p.id.as_str()),
+                    ("name", p.name.as_str()),
+                    ("organisation", p.organisation.as_deref().unwrap_or("")),
+                    ("level", p.level.as_deref().unwrap_or("")),
+                    ("county", p.county.as_deref().unwrap_or("")),
+                    ("email", p.email.as_deref().unwrap_or("")),
+                    ("mobile", p.mobile.as_deref().unwrap_or("")),
+                ];
+                fields.extend(p.roles.iter().map(|r| ("roles", r.as_str())));
+                check_text(line, &p.id, &fields, &mut errs);
                 check_id(line, &p.id, &mut seen, &mut errs);
                 check_contact(
                     line,
@@ -156,6 +203,15 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
         let line = node.span().start().map_or(1, |m| m.line());
         match marked_yaml::from_node::<Agency>(&node) {
             Ok(a) => {
+                let fields = [
+                    ("id", a.id.as_str()),
+                    ("name", a.name.as_str()),
+                    ("level", a.level.as_deref().unwrap_or("")),
+                    ("county", a.county.as_deref().unwrap_or("")),
+                    ("email", a.email.as_deref().unwrap_or("")),
+                    ("mobile", a.mobile.as_deref().unwrap_or("")),
+                ];
+                check_text(line, &a.id, &fields, &mut errs);
                 check_id(line, &a.id, &mut seen, &mut errs);
                 check_contact(
                     line,
@@ -226,6 +282,11 @@ fn parse_csv(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
             }
         };
         let line = rec.position().map_or(0, |p| p.line() as usize);
+        let raw_id = rec.get(1).unwrap_or("").trim();
+        let fields: Vec<(&str, &str)> = HEADER.iter().copied().zip(rec.iter()).collect();
+        if !check_text(line, raw_id, &fields, &mut errs) {
+            continue;
+        }
         let get = |i: usize| {
             rec.get(i)
                 .map(str::trim)
@@ -330,5 +391,68 @@ mod tests {
             errs[1].to_string(),
             "line 8: `scj`: `123` is not an 11-digit mobile number"
         );
+    }
+
+    /// Issue 12, finding 4: a directory of 60 KB of `- - - …` overflowed
+    /// the YAML parser's stack and aborted the import (and `serve`).
+    #[test]
+    fn issue12_deeply_nested_yaml_is_refused_with_its_line() {
+        let text = format!(
+            "people:\n  - id: li\n    roles:\n      {}x\n",
+            "- ".repeat(30_000)
+        );
+        let errs = parse(&text, false).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, 4, "{errs:?}");
+        assert!(errs[0].message.contains("nested"), "{}", errs[0]);
+    }
+
+    /// Issue 12, finding 11: an email address with a CR/LF in it was
+    /// imported, became a header of the message, and the task's email died
+    /// for every recipient. Control characters are refused in every field,
+    /// by line and field, without echoing the value; addresses must be
+    /// addresses.
+    #[test]
+    fn issue12_control_characters_and_non_addresses_are_refused() {
+        let head = "kind,id,name,roles,organisation,level,county,email,mobile\n";
+        let text = format!(
+            "{head}person,li,李明,office,,市级,市本级,\"li@example.org\r\nBcc: all@example.org\",\n\
+             agency,scj,\"市场\t监管局\",,,市级,市本级,scj@example.org,\n\
+             person,wang,王芳,\"office\nhead\",,,,,\n\
+             person,zhao,赵强,,,,,zhao@exa mple.org,\n\
+             person,chen,陈静,,,,,<chen@example.org>,1380000000x\n"
+        );
+        let got: Vec<String> = parse(&text, true)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "line 2: `li`: `email` contains a line break, tab or other control character",
+                "line 4: `scj`: `name` contains a line break, tab or other control character",
+                "line 5: `wang`: `roles` contains a line break, tab or other control character",
+                "line 7: `zhao`: `zhao@exa mple.org` is not an email address",
+                "line 8: `chen`: `<chen@example.org>` is not an email address",
+                "line 8: `chen`: `1380000000x` is not an 11-digit mobile number",
+            ]
+        );
+        let yaml = "people:\n  - { id: li, name: 李明, email: \"li@example.org\\r\\nBcc: x@y.cn\" }\nagencies:\n  - { id: scj, name: \"市场\\u2028监管局\" }\n";
+        let got: Vec<String> = parse(yaml, false)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "line 2: `li`: `email` contains a line break, tab or other control character",
+                "line 4: `scj`: `name` contains a line break, tab or other control character",
+            ]
+        );
+        // Addresses in other scripts, plus signs and subdomains are fine.
+        let ok = format!("{head}person,li,李明,,,,,li.ming+督办@司法局.中国,13800000000\nagency,scj,市场监管局,,,,,scj@mail.xuchang.gov.cn,\n");
+        assert!(parse(&ok, true).is_ok(), "{:?}", parse(&ok, true).err());
     }
 }

@@ -403,7 +403,7 @@ fn invalid_events_are_refused_and_change_nothing() {
             Event::Start {
                 instance: "1".into(),
                 profile: None,
-                variables: vars(&[("agency", json!("a")), ("case_no", json!("1"))]),
+                variables: vars(&[("agency", json!("market_bureau")), ("case_no", json!("1"))]),
                 actor: "li".into(),
             },
             "2025-09-26T10:00:00+08:00",
@@ -1482,4 +1482,55 @@ fn an_expiry_applied_before_its_reminders_applies_them_first() {
         )
         .unwrap_err();
     assert!(err.is_stale(), "{err}");
+}
+
+/// Issue 12, finding 11: `--var agency=nope` and an empty required
+/// `case_no=` started an instance (its notices then went to no one). Both
+/// are refused with R003, at the start and by `set-var`, and change nothing.
+#[test]
+fn issue12_unknown_directory_ids_and_empty_required_values_are_refused() {
+    let mut h = H::new("supervision_letter");
+    let start = |agency: &str, case_no: &str| Event::Start {
+        instance: "1".into(),
+        profile: None,
+        variables: vars(&[
+            ("agency", json!(agency)),
+            ("case_no", json!(case_no)),
+            ("problem", json!("未落实行政执法公示制度")),
+        ]),
+        actor: "li".into(),
+    };
+    let at = "2025-09-26T10:00:00+08:00";
+    let err = h.try_apply(start("nope", "1"), at).unwrap_err();
+    assert_eq!(err.code(), "R003");
+    assert_eq!(
+        err.to_string(),
+        "R003 variable `agency`: `nope` is no agency of the directory (see `duban directory import`)"
+    );
+    let err = h.try_apply(start("market_bureau", " "), at).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "R003 variable `case_no`: is required, so it cannot be empty"
+    );
+    let err = h.try_apply(start("", "1"), at).unwrap_err();
+    assert_eq!(err.code(), "R003");
+    assert!(h.state.is_none());
+    start_letter(&mut h);
+    let before = h.state().clone();
+    let set = |name: &str, v: &str| Event::SetVariables {
+        variables: vars(&[(name, json!(v))]),
+        actor: "admin".into(),
+    };
+    for (name, v, why) in [
+        ("agency", "nope", "`nope` is no agency of the directory"),
+        ("case_no", "", "is required, so it cannot be empty"),
+    ] {
+        let err = h.try_apply(set(name, v), at).unwrap_err();
+        assert_eq!(err.code(), "R003");
+        assert!(err.to_string().contains(why), "{err}");
+        assert_eq!(h.state(), &before);
+    }
+    // A person or agency of the directory is taken.
+    h.apply(set("agency", "qiaoxi_env"), at);
+    assert_eq!(h.state().variables["agency"], json!("qiaoxi_env"));
 }

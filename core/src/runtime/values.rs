@@ -3,7 +3,8 @@
 //! Variables are stored as JSON in a normal form per type: texts, ids,
 //! dates (`YYYY-MM-DD`), instants (RFC 3339) and periods as strings; ints as
 //! integers; bools as booleans; lists as arrays. [`check`] refuses anything
-//! else with the variable's name; [`from_text`] reads the CLI's `k=v` forms.
+//! else with the variable's name; [`from_text`] reads the CLI's `k=v` forms
+//! and [`from_vars_file`] the text of a `--vars-file`.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +47,53 @@ pub fn check(name: &str, var: &Variable, v: &Json) -> Result<Json, EngineError> 
     Ok(out)
 }
 
+/// Checks a value given from outside the process — at a start (`--var`,
+/// `--vars-file`, a call's inputs) or by `set-var` — as [`check`] does,
+/// and what its type alone cannot say (issue 12, finding 11): a required
+/// variable is not given empty, and a person or agency is one of the
+/// directory. An id naming nobody would assign tasks and send notices to
+/// no one, and `case_no=` would stand for a case number.
+pub fn check_given(
+    name: &str,
+    var: &Variable,
+    v: &Json,
+    dir: &dyn Directory,
+) -> Result<Json, EngineError> {
+    let out = check(name, var, v)?;
+    if var.required && matches!(&out, Json::String(s) if s.trim().is_empty()) {
+        return Err(bad(name, "is required, so it cannot be empty"));
+    }
+    in_directory(name, &var.ty, &out, dir)?;
+    Ok(out)
+}
+
+/// Every person or agency id of a value names one of the directory.
+fn in_directory(
+    name: &str,
+    ty: &ValueType,
+    v: &Json,
+    dir: &dyn Directory,
+) -> Result<(), EngineError> {
+    let (what, known) = match (ty, v) {
+        (ValueType::List(inner), Json::Array(items)) => {
+            return items
+                .iter()
+                .try_for_each(|x| in_directory(name, inner, x, dir))
+        }
+        (ValueType::Agency, Json::String(id)) => ("agency", dir.agency(id).is_some()),
+        (ValueType::Person, Json::String(id)) => ("person", dir.person(id).is_some()),
+        _ => return Ok(()),
+    };
+    match v.as_str() {
+        Some("") => Err(bad(name, format!("an empty id names no {what}"))),
+        Some(id) if !known => Err(bad(
+            name,
+            format!("`{id}` is no {what} of the directory (see `duban directory import`)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError> {
     let text = || -> Result<&str, EngineError> {
         v.as_str()
@@ -64,17 +112,17 @@ fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError>
         | ValueType::Role => Json::String(text()?.to_string()),
         ValueType::Email => {
             let s = text()?;
-            if !s
-                .split_once('@')
-                .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
-            {
-                return Err(bad(name, format!("`{s}` is not an email address")));
+            if !is_email_address(s) {
+                return Err(bad(
+                    name,
+                    format!("`{}` is not an email address", s.escape_debug()),
+                ));
             }
             Json::String(s.into())
         }
         ValueType::Phone => {
             let s = text()?;
-            if !(s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())) {
+            if !is_mobile(s) {
                 return Err(bad(name, format!("`{s}` is not an 11-digit mobile number")));
             }
             Json::String(s.into())
@@ -126,6 +174,40 @@ fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError>
     })
 }
 
+/// Whether `s` is an email address a message can be sent to: one `@`, a
+/// local part of RFC 5322 `atext` and dots, a domain of two or more labels
+/// of letters, digits and hyphens. Other scripts are accepted (mail
+/// servers take internationalised addresses); spaces, control characters,
+/// quotes, brackets and the like are not: in a header they end the
+/// address or start another header.
+pub fn is_email_address(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let dotted = |part: &str, ok: &dyn Fn(char) -> bool| {
+        part.split('.').all(|p| !p.is_empty() && p.chars().all(ok))
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.chars().count() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && dotted(local, &atext)
+        && domain.len() <= 253
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(label)
+}
+
+/// Whether `s` is a mainland mobile number: 11 ASCII digits starting with 1.
+pub fn is_mobile(s: &str) -> bool {
+    s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Reads a value given as text (`--var k=v`) by its declared type: ints and
 /// bools are parsed, lists are comma-separated.
 pub fn from_text(ty: &ValueType, s: &str) -> Json {
@@ -147,6 +229,39 @@ pub fn from_text(ty: &ValueType, s: &str) -> Json {
                 .collect(),
         ),
         _ => json!(s),
+    }
+}
+
+/// The largest variables file read (`--vars-file`): a case's variables
+/// take a few lines; anything near this is not one.
+pub const MAX_VARS_FILE: u64 = 1 << 20;
+
+/// Reads the text of a variables file: a YAML or JSON mapping of variable
+/// names to values, typed later by the definition like any given value.
+///
+/// The nesting is bounded before `serde_yaml` reads it (issue 12, finding
+/// 11): its scanner rechecks every pending key at every token, so a
+/// 100,000-deep JSON took 24 s to reach serde_yaml's own limit of 128
+/// levels, which applies only once the whole text is scanned. Messages
+/// name the line; none quotes the file's text.
+pub fn from_vars_file(text: &str) -> Result<BTreeMap<String, Json>, String> {
+    if text.len() as u64 > MAX_VARS_FILE {
+        return Err(format!(
+            "the file is larger than {} KiB; a variables file holds a few names and values",
+            MAX_VARS_FILE / 1024
+        ));
+    }
+    crate::yaml::check_depth(text).map_err(|e| match &e {
+        crate::yaml::Error::TooDeep { line, .. } => format!("line {line}: {e}"),
+        crate::yaml::Error::Load(_) => format!("not valid YAML or JSON: {e}"),
+    })?;
+    // Read into any JSON value, so no message quotes a value as the wrong type.
+    let v: Json = serde_yaml::from_str(text).map_err(|e| format!("not valid YAML or JSON: {e}"))?;
+    match v {
+        Json::Object(m) => Ok(m.into_iter().collect()),
+        // An empty file gives no variables.
+        Json::Null => Ok(BTreeMap::new()),
+        _ => Err("expected a mapping of variable names to values (`name: value`)".into()),
     }
 }
 

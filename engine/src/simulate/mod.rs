@@ -89,8 +89,14 @@ impl Scenario {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(1, e.to_string()))?;
-        let root = marked_yaml::parse_yaml(0, &text)
-            .map_err(|e| err(1, format!("not valid YAML: {e}")))?;
+        let root = duban_core::yaml::parse(&text, Default::default()).map_err(|e| match &e {
+            duban_core::yaml::Error::TooDeep { line, .. } => {
+                err(*line, format!("{e}; {}", duban_core::yaml::TOO_DEEP_HINT))
+            }
+            duban_core::yaml::Error::Load(_) => {
+                err(e.line().unwrap_or(1), format!("not valid YAML: {e}"))
+            }
+        })?;
         let map = root.as_mapping().ok_or_else(|| {
             err(
                 1,
