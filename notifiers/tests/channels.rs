@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
-use common::{at, engine, root};
+use common::{at, engine, free_port, root};
 use duban_engine::outbox::Worker;
 use duban_engine::runtime::HistoryKind;
 use duban_engine::serve::{run, Clock, Options, Report, SystemClock};
@@ -24,14 +24,6 @@ use duban_notifiers::dispatch::{Dispatcher, Policy};
 use duban_notifiers::email::{EmailNotifier, SmtpConfig, Tls};
 use duban_notifiers::links::NoPortal;
 use tokio::sync::watch;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// aiosmtpd on `port` that answers each message after `delay` seconds and
 /// appends its Message-ID to `out`, one per line.
@@ -66,14 +58,7 @@ while True:
             .stderr(Stdio::null())
             .spawn()
             .expect("python3-aiosmtpd is installed (.ci/run installs it)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < StdDuration::from_secs(20),
-                "aiosmtpd did not start"
-            );
-            std::thread::sleep(StdDuration::from_millis(100));
-        }
+        common::wait_for_port(port);
         SlowSmtp(child)
     }
 }

@@ -5,27 +5,17 @@ mod common;
 
 use duban_engine::store::OutboxStatus;
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
-use common::{at, engine};
+use common::{at, engine, free_port};
 use duban_engine::service::Engine;
 use duban_engine::store::{SqlStore, Store};
 use duban_notifiers::dispatch::{Dispatcher, Policy};
 use duban_notifiers::email::{EmailNotifier, SmtpConfig, Tls};
 use duban_notifiers::links::NoPortal;
 use duban_notifiers::Notifier;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// aiosmtpd on `port`, delivering into the Maildir `dir`.
 struct Smtp(Child);
@@ -47,14 +37,7 @@ impl Smtp {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3-aiosmtpd is installed (.ci/run installs it)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < StdDuration::from_secs(20),
-                "aiosmtpd did not start"
-            );
-            std::thread::sleep(StdDuration::from_millis(100));
-        }
+        common::wait_for_port(port);
         Smtp(child)
     }
 }

@@ -103,3 +103,24 @@ pub async fn rows(engine: &Engine<SqlStore>, status: &str, kind: &str) -> Vec<Ou
         .filter(|r| r.kind == kind)
         .collect()
 }
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 20 s) until a server listens on `port`.
+pub fn wait_for_port(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "aiosmtpd did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
