@@ -1,10 +1,16 @@
-//! Email over SMTP (lettre): plain, STARTTLS or implicit TLS; settings from
-//! `duban.toml` ([`crate::config`]), the password from the environment.
+//! Email over SMTP: lettre speaks the protocol over connections the
+//! notifier opens (no-delay) and keeps; plain, STARTTLS or implicit TLS;
+//! settings from `duban.toml` ([`crate::config`]), the password from the
+//! environment.
 
 use duban_engine::store::OutboxKind;
+use lettre::address::Envelope;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 use crate::{Message, Notifier, SendError};
 
@@ -39,64 +45,239 @@ pub struct SmtpConfig {
     /// The bound on every step of a delivery (connect, greeting, each
     /// command, the data); the whole delivery of one message is bounded by
     /// twice this.
-    pub timeout: std::time::Duration,
+    pub timeout: Duration,
     /// Connections kept open to the server, and messages sent at once.
     pub connections: u32,
 }
 
 impl SmtpConfig {
     /// The default step timeout.
-    pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+    pub const TIMEOUT: Duration = Duration::from_secs(20);
     /// The default number of connections.
     pub const CONNECTIONS: u32 = 4;
 }
 
-/// Sends email through one SMTP server.
+/// Sends email through one SMTP server, over connections of its own.
+///
+/// lettre's transport is not used for the connection: it cannot set
+/// `TCP_NODELAY`, and lettre writes a message's body and its terminating
+/// `.` in two writes, so Nagle's algorithm meeting the server's delayed ACK
+/// held every message ~40 ms. The notifier opens its TCP connections itself
+/// (no-delay set), hands them to lettre's [`AsyncSmtpConnection`] for the
+/// protocol, and keeps up to `connections` of them open between messages.
 pub struct EmailNotifier {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    server: Server,
+    idle: std::sync::Mutex<Vec<Idle>>,
+    slots: tokio::sync::Semaphore,
     from: Mailbox,
     domain: String,
-    timeout: std::time::Duration,
+    timeout: Duration,
     connections: u32,
 }
 
-impl EmailNotifier {
-    /// A notifier for `cfg`; fails on a malformed sender or host.
-    pub fn new(cfg: &SmtpConfig) -> Result<EmailNotifier, String> {
-        let mut builder = match cfg.tls {
-            Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
-            Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
-                .map_err(|e| e.to_string())?,
-            Tls::Implicit => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?
+/// Where to connect and how to open a session.
+struct Server {
+    host: String,
+    port: u16,
+    tls: Tls,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+}
+
+/// An open connection waiting for the next message.
+struct Idle {
+    conn: AsyncSmtpConnection,
+    since: Instant,
+}
+
+/// A connection idle this long is checked with `NOOP` before it is used.
+const CHECK_AFTER: Duration = Duration::from_secs(5);
+/// A connection idle this long is closed instead of used.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Implicit TLS over a no-delay TCP stream, as lettre's connection wants it.
+#[derive(Debug)]
+struct TlsTcp(tokio_native_tls::TlsStream<TcpStream>);
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().get_ref().get_ref().peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Why a connection could not be opened.
+fn connect_error(what: &str, e: impl std::fmt::Display) -> SendError {
+    SendError::Transient(format!("{what}: {e}"))
+}
+
+impl Server {
+    /// Opens a session: TCP (no-delay), TLS as configured, greeting, EHLO,
+    /// STARTTLS, AUTH; each step bounded by `timeout`.
+    async fn open(&self, timeout: Duration) -> Result<AsyncSmtpConnection, SendError> {
+        let bounded = |what: &'static str| {
+            move |_| {
+                SendError::Transient(format!("{what}: no answer within {} s", timeout.as_secs()))
             }
+        };
+        let addr = (self.host.as_str(), self.port);
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(bounded("connect"))?
+            .map_err(|e| connect_error("connect", e))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| connect_error("TCP_NODELAY", e))?;
+        let stream: Box<dyn AsyncTokioStream> = match self.tls {
+            Tls::Implicit => {
+                let tls = tokio_native_tls::native_tls::TlsConnector::new()
+                    .map_err(|e| connect_error("TLS", e))?;
+                let tls = tokio_native_tls::TlsConnector::from(tls);
+                let s = tokio::time::timeout(timeout, tls.connect(&self.host, tcp))
+                    .await
+                    .map_err(bounded("TLS handshake"))?
+                    .map_err(|e| connect_error("TLS handshake", e))?;
+                Box::new(TlsTcp(s))
+            }
+            Tls::None | Tls::StartTls => Box::new(tcp),
+        };
+        let mut conn = tokio::time::timeout(
+            timeout,
+            AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
+        )
+        .await
+        .map_err(bounded("greeting"))?
+        .map_err(smtp_error)?;
+        if self.tls == Tls::StartTls {
+            let params = TlsParameters::new(self.host.clone()).map_err(smtp_error)?;
+            tokio::time::timeout(timeout, conn.starttls(params, &self.hello))
+                .await
+                .map_err(bounded("STARTTLS"))?
+                .map_err(smtp_error)?;
         }
-        .port(cfg.port)
-        .timeout(Some(cfg.timeout))
-        .pool_config(
-            lettre::transport::smtp::PoolConfig::new()
-                .max_size(cfg.connections.max(1))
-                .idle_timeout(std::time::Duration::from_secs(60)),
-        );
-        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        if let Some(c) = &self.credentials {
+            tokio::time::timeout(timeout, conn.auth(&[Mechanism::Plain, Mechanism::Login], c))
+                .await
+                .map_err(bounded("AUTH"))?
+                .map_err(smtp_error)?;
         }
+        Ok(conn)
+    }
+}
+
+/// A protocol error as a delivery outcome: 5xx answers are permanent.
+fn smtp_error(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(e.to_string())
+    } else {
+        SendError::Transient(e.to_string())
+    }
+}
+
+impl EmailNotifier {
+    /// A notifier for `cfg`; fails on a malformed sender.
+    pub fn new(cfg: &SmtpConfig) -> Result<EmailNotifier, String> {
         let from = cfg
             .from
             .parse()
             .map_err(|e| format!("DUBAN_MAIL_FROM `{}`: {e}", cfg.from))?;
+        let credentials = match (&cfg.username, &cfg.password) {
+            (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
+            _ => None,
+        };
+        let connections = cfg.connections.max(1);
         Ok(EmailNotifier {
-            transport: builder.build(),
+            server: Server {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                tls: cfg.tls,
+                credentials,
+                hello: ClientId::default(),
+            },
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(connections as usize),
             from,
             domain: cfg.domain.clone(),
             timeout: cfg.timeout,
-            connections: cfg.connections.max(1),
+            connections,
         })
     }
 
     /// The `Message-ID` of a message key: the same on every attempt.
     pub fn message_id(&self, key: &str) -> String {
         format!("<{key}@{}>", self.domain)
+    }
+
+    /// An open connection: a recent idle one, or a new one.
+    async fn connection(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let idle = self.idle.lock().expect("the idle list").pop();
+            let Some(mut c) = idle else { break };
+            let age = c.since.elapsed();
+            if age > IDLE_LIMIT || c.conn.has_broken() {
+                continue;
+            }
+            if age <= CHECK_AFTER {
+                return Ok(c.conn);
+            }
+            let alive = tokio::time::timeout(self.timeout, c.conn.test_connected()).await;
+            if alive == Ok(true) {
+                return Ok(c.conn);
+            }
+        }
+        self.server.open(self.timeout).await
+    }
+
+    /// Delivers one formatted message over a pooled connection.
+    async fn deliver(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+        let mut conn = self.connection().await?;
+        match conn.send(envelope, bytes).await {
+            Ok(_) => {
+                let mut idle = self.idle.lock().expect("the idle list");
+                if idle.len() < self.connections as usize {
+                    idle.push(Idle {
+                        conn,
+                        since: Instant::now(),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The session's state is unknown after a failure: close it.
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
+                Err(smtp_error(e))
+            }
+        }
     }
 }
 
@@ -158,12 +339,19 @@ impl Notifier for EmailNotifier {
         }
         .map_err(|e| SendError::Permanent(e.to_string()))?;
         // A server that accepts and then says nothing must not hold the
-        // channel: the whole delivery is bounded, whatever lettre bounds.
+        // channel: the whole delivery (waiting for a connection included)
+        // is bounded.
         let whole = self.timeout * 2;
-        match tokio::time::timeout(whole, self.transport.send(email)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Ok(Err(e)) => Err(SendError::Transient(e.to_string())),
+        let bytes = email.formatted();
+        let delivery = async {
+            let _slot =
+                self.slots.acquire().await.map_err(|_| {
+                    SendError::Transient("the email notifier is closed".to_string())
+                })?;
+            self.deliver(email.envelope(), &bytes).await
+        };
+        match tokio::time::timeout(whole, delivery).await {
+            Ok(r) => r,
             Err(_) => Err(SendError::Transient(format!(
                 "the SMTP server did not complete the delivery within {} s",
                 whole.as_secs()
