@@ -207,6 +207,31 @@ async fn complete<S: Store>(
         .unwrap_or_else(|e| panic!("{step}/{outcome}: {e}"));
 }
 
+/// Processes whose clocks disagree by seconds apply events to one instance
+/// in turn: the history, read in the order it was committed, never goes
+/// back in time (an event is applied at its own instant or at the
+/// instance's last one, whichever is later). Each commit is checked
+/// against the revision it read, so commits of one instance are serial.
+async fn history_instants_never_decrease<S: Store>(db: Db<S>) {
+    let id = start_letter(&db).await;
+    let before = db.engine.history(&id).await.unwrap().len();
+    let base = at("2025-09-26T10:05:00+08:00");
+    for i in 0..12i64 {
+        // Clocks up to 30 s behind or ahead of each other, and one far behind.
+        let skew = if i == 11 { -600 } else { (i * 17) % 61 - 30 };
+        let now = base + chrono::Duration::seconds(skew);
+        let v = vars(&[("problem", json!(format!("问题{i}")))]);
+        db.engine.set_variables(&id, v, "li", now).await.unwrap();
+    }
+    let history = db.engine.history(&id).await.unwrap();
+    assert_eq!(history.len(), before + 12);
+    for w in history.windows(2) {
+        assert!(w[0].at <= w[1].at, "{} then {}", w[0].at, w[1].at);
+    }
+    let state = db.engine.instance(&id).await.unwrap();
+    assert_eq!(state.last_at, Some(history.last().unwrap().at));
+}
+
 async fn deploy_versions<S: Store>(db: Db<S>) {
     let store = &db.engine.store();
     let defs = store.definitions().await.unwrap();
@@ -1569,6 +1594,7 @@ conformance!(
         dispute_end_to_end,
         fifty_parallel_completions_one_wins,
         fifty_parallel_commits_one_wins_49_conflict,
+        history_instants_never_decrease,
         a_refused_commit_writes_nothing,
         refused_starts_write_nothing,
         messages_reach_waiting_instances,

@@ -110,6 +110,7 @@ pub fn apply(
         (None, _) => return Err(EngineError::NoInstance),
         (Some(s), Event::Start { .. }) => return Err(EngineError::Exists(s.id.clone())),
         (Some(s), _) => {
+            let now = s.last_at.map_or(now, |last| now.max(last));
             let mut run = Run::new(env, s.clone(), now);
             match (&s.status, event) {
                 (Status::Running, Event::Retry { .. }) => {
@@ -157,6 +158,7 @@ pub fn apply(
         }
     };
     run.state.revision += 1;
+    run.state.last_at = Some(run.now);
     Ok(Transition {
         state: run.state,
         commands: run.commands,
@@ -176,6 +178,8 @@ pub fn stuck(
     now: DateTime<Utc>,
 ) -> Transition {
     let mut s = state.clone();
+    let now = s.last_at.map_or(now, |last| now.max(last));
+    s.last_at = Some(now);
     let code = error.code();
     let message = error.message();
     let note = format!(
@@ -298,6 +302,7 @@ impl<'a> Run<'a> {
             task_seq: 0,
             revision: 0,
             depth: env.call_depth,
+            last_at: None,
         };
         let mut run = Run::new(env, state, now);
         let line = run

@@ -223,6 +223,13 @@ pub struct InstanceState {
     /// [`crate::runtime::MAX_CALL_DEPTH`].
     #[serde(default)]
     pub depth: u32,
+    /// The instant of the last stored transition. An event is applied at
+    /// its own instant or at this one, whichever is later, so that the
+    /// history instants of an instance never decrease in the order the
+    /// entries were committed, whatever the clocks of the processes that
+    /// applied them (ARCHITECTURE.md, "history instant").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 impl InstanceState {
