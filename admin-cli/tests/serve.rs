@@ -339,3 +339,111 @@ async fn a_schedule_installed_while_serving_is_counted_on_at_once() {
     let task = engine.instance("1").await.unwrap().tasks["1.2"].clone();
     assert_eq!(task.deadline.unwrap().last_day.to_string(), "2027-01-04");
 }
+
+/// Issue 22: the binary, with email to a server that accepts connections
+/// and never answers. SIGTERM while deliveries hang: `serve` exits 0 within
+/// its grace period plus 2 s, and every email row it had claimed can be
+/// claimed by another process at once (no lease to wait out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_behind_a_silent_smtp_server_stops_in_time_and_gives_claims_back() {
+    use duban_engine::store::{directory, OutboxKind};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap().to_string();
+    let t0 = at("2026-01-05T09:00:00+08:00");
+    {
+        let store = SqlStore::open(&db).await.unwrap();
+        let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+        let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+        engine
+            .import_directory(directory::parse(&text, false).unwrap())
+            .await
+            .unwrap();
+        engine
+            .deploy(&[root().join("tests/data/mailer")], t0)
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            engine
+                .start("mail_only", None, BTreeMap::new(), "li", t0)
+                .await
+                .unwrap();
+        }
+        engine.store().close().await;
+    }
+    // Accepts, reads nothing, answers nothing, keeps every socket open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let config = tmp.path().join("duban.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[email]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"督办系统 <duban@sfj.example.org>\"\ntimeout_secs = 60\nconnections = 4\n"
+        ),
+    )
+    .unwrap();
+    let grace = 2;
+    let child = Command::new(env!("CARGO_BIN_EXE_duban"))
+        .args([
+            "serve",
+            "--processes",
+            "tests/data/mailer",
+            "--poll-ms",
+            "200",
+        ])
+        .args(["--grace-secs", &grace.to_string(), "--config"])
+        .arg(&config)
+        .current_dir(root())
+        .env("DUBAN_DB", &db)
+        .env("DUBAN_NOW", "2026-01-05T09:01:00+08:00")
+        .env(
+            "DUBAN_CALENDAR_DIR",
+            root().join("target/no-installed-calendars"),
+        )
+        .env("DUBAN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("duban serve starts");
+    // Wait until every connection the notifier may open hangs.
+    let waited = std::time::Instant::now();
+    while accepted.load(Ordering::SeqCst) < 4 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "serve never connected to the SMTP server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopping = std::time::Instant::now();
+    let err = stop(child);
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(grace + 2),
+        "stopped after {took:?}: {err}"
+    );
+    assert!(err.contains("claims given back"), "{err}");
+    // Another process finds every row claimable now, at serve's instant.
+    let store = SqlStore::open(&db).await.unwrap();
+    let now = at("2026-01-05T09:01:30+08:00");
+    let rows = store
+        .claim_outbox(
+            OutboxKind::Email,
+            now,
+            100,
+            now + chrono::Duration::minutes(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20, "rows still leased after the stop");
+}
