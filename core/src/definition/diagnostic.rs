@@ -1,7 +1,7 @@
 //! Diagnostics: what is wrong in a definition, where, and what to do.
 //!
 //! Every problem the loader finds becomes one [`Diagnostic`] with a stable
-//! [`Code`] (`E001`…`E036`, listed in docs/process-language.md), the file,
+//! [`Code`] (`E001`…`E037`, listed in docs/process-language.md), the file,
 //! 1-based line and column, the path inside the document
 //! (`steps.await_reply.deadline.period`), a plain message and, where one
 //! helps, a hint. The loader collects them all instead of stopping at the
@@ -91,6 +91,10 @@ pub enum Code {
     /// A key the runtime does not carry out: not supported yet, or without
     /// effect at this place.
     NotSupported,
+    /// A CEL expression that may cost too much to evaluate: longer, nested
+    /// deeper or with a worst-case cost higher than `definition::cost`
+    /// allows.
+    CelTooCostly,
 }
 
 impl Code {
@@ -134,11 +138,12 @@ impl Code {
             ValueTypeMismatch => "E034",
             CelTypeError => "E035",
             NotSupported => "E036",
+            CelTooCostly => "E037",
         }
     }
 
     /// Whether the check came after definitions may have been deployed
-    /// without it (the call, type and no-effect checks): a stored
+    /// without it (the call, type, no-effect and cost checks): a stored
     /// definition is reloaded without them ([`super::LoadContext::deployed`]).
     pub fn added_after_deploys(self) -> bool {
         use Code::*;
@@ -151,6 +156,7 @@ impl Code {
                 | ValueTypeMismatch
                 | CelTypeError
                 | NotSupported
+                | CelTooCostly
         )
     }
 }

@@ -5,6 +5,12 @@
 //! variables of each expression (the names it reads that no comprehension
 //! binds), so that `reconsidertion_filed` is caught as a typo before deploy,
 //! not as a runtime error during an escalation.
+//!
+//! What an expression may cost to evaluate is bounded in [`super::cost`]
+//! (E037). Only the parser's own bound is here: a text longer than
+//! [`MAX_PARSED_BYTES`] is not handed to the parser at all, which takes
+//! seconds on a few hundred KB and overflows the stack on a long enough
+//! chain of operators.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +25,13 @@ use super::model::Expr;
 /// event being applied, passed in by the caller: the core reads no clock).
 pub const BUILTIN_NAMES: &[&str] = &["profile", "now"];
 
+/// The longest text given to the parser: twice what the cost check allows
+/// ([`super::cost::MAX_SOURCE_BYTES`]), so that a definition deployed
+/// before that check loads still, and short of what the parser is slow or
+/// unsafe on (a chain `a+a+…` of 8 KiB parses on a 2 MiB thread stack in
+/// a release build; one of 20 KiB overflows it).
+pub const MAX_PARSED_BYTES: usize = 2 * super::cost::MAX_SOURCE_BYTES;
+
 /// Why an expression was refused.
 #[derive(Debug)]
 pub struct ExprError {
@@ -30,6 +43,16 @@ pub struct ExprError {
 
 /// Compiles `source`; returns the expression and its free variables.
 pub fn compile(source: &str) -> Result<(Expr, BTreeSet<String>), ExprError> {
+    if source.len() > MAX_PARSED_BYTES {
+        return Err(ExprError {
+            column: None,
+            message: format!(
+                "it is {} bytes long, and an expression may be at most {} bytes",
+                source.len(),
+                super::cost::MAX_SOURCE_BYTES
+            ),
+        });
+    }
     let program = cel::Program::compile(source).map_err(|e| {
         let first = e.errors.first();
         ExprError {
@@ -120,6 +143,27 @@ mod tests {
             free("a.exists(x, x > b) && profile.y"),
             ["a", "b", "profile"]
         );
+    }
+
+    /// Issue 12, finding 9: a text of hundreds of KB is refused before the
+    /// parser, which took seconds on it (or overflowed the stack).
+    #[test]
+    fn issue12_a_very_long_text_is_not_parsed() {
+        let long = vec!["a"; 100_000].join(" + ");
+        let start = std::time::Instant::now();
+        let e = compile(&long).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
+        assert_eq!(e.column, None);
+        assert_eq!(
+            e.message,
+            "it is 399997 bytes long, and an expression may be at most 4096 bytes"
+        );
+        // Up to the bound, a text is parsed (and the cost check judges it).
+        let numbers: Vec<String> = (0..1500).map(|i| i.to_string()).collect();
+        let fine = format!("a in [{}]", numbers.join(", "));
+        assert!(fine.len() > super::super::cost::MAX_SOURCE_BYTES);
+        assert!(fine.len() <= MAX_PARSED_BYTES);
+        assert!(compile(&fine).is_ok());
     }
 
     #[test]

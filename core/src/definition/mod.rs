@@ -15,6 +15,7 @@
 
 mod calls;
 mod check;
+pub mod cost;
 pub mod diagnostic;
 pub mod expr;
 mod files;

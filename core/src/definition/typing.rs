@@ -16,6 +16,10 @@
 //! failure (a division by zero, an index past the one-item sample list, a
 //! text `timestamp()` cannot read, a record field the directory may not
 //! have) says nothing about types and is not reported.
+//!
+//! Nothing is evaluated before its worst-case cost is bounded
+//! ([`super::cost`], E037): the samples are small, but a literal list is
+//! not, and an expression that loops 10^9 times would hang the validator.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +28,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use super::check::Checker;
+use super::cost::{self, Inputs};
 use super::diagnostic::Code;
 use super::model::*;
 use super::source::Path;
@@ -41,6 +46,9 @@ const AGENCY_ID: &str = "sample_agency";
 /// parameter.
 pub(super) struct Samples {
     contexts: Vec<cel::Context<'static, 'static>>,
+    /// What the declared names may hold, for the cost estimate: built on
+    /// first use, once the names are known.
+    inputs: std::cell::OnceCell<Inputs>,
 }
 
 impl Samples {
@@ -63,7 +71,10 @@ impl Samples {
                 cel_context(&def, None, &values, &SampleDirectory, now)
             })
             .collect();
-        Samples { contexts }
+        Samples {
+            contexts,
+            inputs: std::cell::OnceCell::new(),
+        }
     }
 
     /// The values `e` gives on the samples, or why its types are wrong.
@@ -338,6 +349,9 @@ impl Checker<'_> {
     /// the values it gives, or `None` when it has a type error (or there are
     /// no samples).
     pub(super) fn check_cel_types(&mut self, path: &Path, e: &Expr) -> Option<Vec<cel::Value>> {
+        if !self.check_cel_cost(path, e) {
+            return None;
+        }
         let samples = self.samples.as_ref()?;
         match samples.eval(e) {
             Ok(values) => Some(values),
@@ -354,6 +368,55 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// Checks that `e` is within the bounds of length, depth and
+    /// worst-case cost (E037). An expression that is not is never
+    /// evaluated, not even on the samples: also when it is not reported
+    /// because the definition was deployed before the check.
+    fn check_cel_cost(&mut self, path: &Path, e: &Expr) -> bool {
+        let judged = |inputs: &Inputs| cost::check(&e.source, e.program.expression(), inputs);
+        let result = match &self.samples {
+            Some(s) => judged(s.inputs.get_or_init(|| self.cost_inputs())),
+            None => judged(&self.cost_inputs()),
+        };
+        let Err(why) = result else {
+            return true;
+        };
+        self.err(
+            path,
+            Code::CelTooCostly,
+            format!("CEL expression `{}` {why}", cost::excerpt(&e.source)),
+            Some(why.hint()),
+        );
+        false
+    }
+
+    /// What the declared variables and parameters may hold, for the cost
+    /// estimate: a list variable at most its `max_items`, read from the
+    /// text (the name pass keeps only types).
+    fn cost_inputs(&self) -> Inputs {
+        let declared = self
+            .src
+            .root
+            .as_ref()
+            .and_then(|r| r.as_mapping())
+            .and_then(|m| m.get_mapping("variables"));
+        let max_items = |name: &str| -> Option<u32> {
+            declared?
+                .get_mapping(name)?
+                .get_scalar("max_items")?
+                .as_str()
+                .trim()
+                .parse()
+                .ok()
+        };
+        Inputs::new(
+            self.variables
+                .iter()
+                .map(|(k, t)| (k.as_str(), t.as_ref(), max_items(k))),
+            self.params.iter().map(|(k, t)| (k.as_str(), t.as_ref())),
+        )
     }
 
     /// Checks that a condition gives a bool (E033). `what` names it in the
@@ -440,5 +503,56 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::definition::{load_str, Code, LoadContext};
+
+    /// A decision whose condition loops 300^3 = 27,000,000 times over
+    /// literal lists: minutes of evaluation in a debug build.
+    fn costly() -> String {
+        let l: Vec<String> = (1..=300).map(|i| i.to_string()).collect();
+        let l = format!("[{}]", l.join(","));
+        format!(
+            "id: t\nversion: 1\nname: 测试\nstart: check\nsteps:\n  check:\n    kind: decision\n    name: 判断\n    branches:\n      - when: \"{l}.all(a, {l}.all(b, {l}.all(c, true)))\"\n        goto: done\n    default: done\n  done: {{ kind: end, name: 结束, result: ok }}\n"
+        )
+    }
+
+    /// Issue 12, finding 9: the validator evaluated every expression on
+    /// samples, so a costly one hung `duban validate` itself. Its cost is
+    /// judged first (E037) and it is never evaluated.
+    #[test]
+    fn issue12_a_costly_expression_is_refused_before_the_samples_run() {
+        let start = Instant::now();
+        let d = load_str("t.yaml", &costly(), &LoadContext::default()).unwrap_err();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, Code::CelTooCostly);
+        assert_eq!(
+            (d[0].line, d[0].path.as_str()),
+            (10, "steps.check.branches[0].when")
+        );
+        assert!(
+            d[0].message.contains("over the limit of 1,000,000"),
+            "{}",
+            d[0].message
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    /// A definition deployed before E037 still reloads from the store (its
+    /// cases are not stranded), and is not evaluated on the samples either.
+    #[test]
+    fn a_costly_expression_deployed_before_the_check_reloads_unevaluated() {
+        let stored = LoadContext {
+            deployed: true,
+            ..Default::default()
+        };
+        let start = Instant::now();
+        assert!(load_str("t.yaml", &costly(), &stored).is_ok());
+        assert!(start.elapsed() < Duration::from_secs(10));
     }
 }

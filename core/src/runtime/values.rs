@@ -5,6 +5,12 @@
 //! integers; bools as booleans; lists as arrays. [`check`] refuses anything
 //! else with the variable's name; [`from_text`] reads the CLI's `k=v` forms
 //! and [`from_vars_file`] the text of a `--vars-file`.
+//!
+//! Every value is bounded too: a list holds at most [`MAX_LIST_ITEMS`]
+//! items, a value at most [`MAX_VALUE_BYTES`] of text (issue 12, finding
+//! 9). The validator proves a worst-case cost of every CEL expression from
+//! these bounds (`definition::cost`), so no value given to an instance can
+//! make an evaluation hang or exhaust memory.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +22,14 @@ use super::error::EngineError;
 use crate::calendar::Period;
 use crate::definition::{Definition, Value, ValueType, Variable};
 
+/// The most items of a list value: a list of candidates, of documents, of
+/// agencies. `max_items` may lower it for a variable.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+/// The most bytes of text in one value, all its items together: a long
+/// opinion or report fits; what is longer belongs in a document.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
 fn bad(name: &str, why: impl Into<String>) -> EngineError {
     EngineError::BadValue {
         name: name.into(),
@@ -26,6 +40,16 @@ fn bad(name: &str, why: impl Into<String>) -> EngineError {
 /// Checks `v` against `var`'s type and returns its normal form.
 pub fn check(name: &str, var: &Variable, v: &Json) -> Result<Json, EngineError> {
     let out = check_type(name, &var.ty, v)?;
+    let bytes = text_bytes(&out);
+    if bytes > MAX_VALUE_BYTES {
+        return Err(bad(
+            name,
+            format!(
+                "holds {bytes} bytes of text, more than the {} KiB a value may hold",
+                MAX_VALUE_BYTES / 1024
+            ),
+        ));
+    }
     if let Json::Array(items) = &out {
         if let Some(min) = var.min_items {
             if (items.len() as u32) < min {
@@ -163,6 +187,15 @@ fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError>
             Json::String(p.to_string())
         }
         ValueType::List(inner) => match v {
+            Json::Array(items) if items.len() > MAX_LIST_ITEMS => {
+                return Err(bad(
+                    name,
+                    format!(
+                        "has {} items, more than the {MAX_LIST_ITEMS} a list may hold",
+                        items.len()
+                    ),
+                ))
+            }
             Json::Array(items) => Json::Array(
                 items
                     .iter()
@@ -172,6 +205,15 @@ fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError>
             _ => return Err(bad(name, format!("expected a list, got {v}"))),
         },
     })
+}
+
+/// The bytes of text in a value in normal form (strings, at any depth).
+fn text_bytes(v: &Json) -> usize {
+    match v {
+        Json::String(s) => s.len(),
+        Json::Array(items) => items.iter().map(text_bytes).sum(),
+        _ => 0,
+    }
 }
 
 /// Whether `s` is an email address a message can be sent to: one `@`, a
@@ -373,5 +415,86 @@ pub fn cel_to_json(v: &cel::Value) -> Json {
         V::Timestamp(t) => Json::String(t.to_rfc3339()),
         V::Null => Json::Null,
         other => Json::String(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::calendar::Calendar;
+    use crate::definition::load_str;
+    use crate::runtime::directory::MemoryDirectory;
+    use crate::runtime::{apply, Env, Event, NoProcesses};
+
+    /// A process that ends at once, with a list and a text variable.
+    const BOUNDED: &str = "\
+id: bounded
+version: 1
+name: 测试流程
+variables:
+  cands: { type: list<string> }
+  note: { type: text }
+start: done
+steps:
+  done: { kind: end, name: 结束, result: ok }
+";
+
+    /// Starts an instance of [`BOUNDED`] with `variables`.
+    fn start(variables: &[(&str, Json)]) -> Result<(), EngineError> {
+        let def = load_str("bounded.yaml", BOUNDED, &Default::default()).unwrap();
+        let env = Env {
+            definition: &def,
+            calendar: &Calendar::builtin(),
+            directory: &MemoryDirectory::default(),
+            processes: &NoProcesses,
+            call_depth: 0,
+        };
+        let event = Event::Start {
+            instance: "1".into(),
+            profile: None,
+            variables: variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            actor: "li".into(),
+        };
+        let now = Utc.with_ymd_and_hms(2025, 9, 26, 2, 0, 0).unwrap();
+        apply(&env, None, &event, now).map(|_| ())
+    }
+
+    /// Issue 12, finding 9: the cost bound of every expression counts a
+    /// list variable at 1,000 items, so a longer list is refused where it
+    /// enters, with the variable's name, instead of hanging an evaluation.
+    #[test]
+    fn issue12_a_list_of_100000_items_is_refused_at_start() {
+        let long: Vec<Json> = (0..100_000).map(|i| json!(format!("c{i}"))).collect();
+        let err = start(&[("cands", Json::Array(long))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "R003 variable `cands`: has 100000 items, more than the 1000 a list may hold"
+        );
+        let most: Vec<Json> = (0..MAX_LIST_ITEMS)
+            .map(|i| json!(format!("c{i}")))
+            .collect();
+        assert!(start(&[("cands", Json::Array(most))]).is_ok());
+    }
+
+    #[test]
+    fn issue12_a_value_of_more_than_64_kib_of_text_is_refused() {
+        let err = start(&[("note", json!("长".repeat(30_000)))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "R003 variable `note`: holds 90000 bytes of text, more than the 64 KiB a value may hold"
+        );
+        // Counted over all the items of a list.
+        let items: Vec<Json> = (0..100).map(|_| json!("x".repeat(700))).collect();
+        let err = start(&[("cands", Json::Array(items))]).unwrap_err();
+        assert!(
+            err.to_string().contains("holds 70000 bytes of text"),
+            "{err}"
+        );
+        assert!(start(&[("note", json!("x".repeat(MAX_VALUE_BYTES)))]).is_ok());
     }
 }
