@@ -134,7 +134,8 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
     assert!(
         body.contains("许昌市市场监督管理局：")
             && body.contains("未落实行政执法公示制度")
-            && body.contains("30 days"),
+            && body.contains("30日")
+            && !body.contains("30 days"),
         "{body}"
     );
     // The 督办函 itself travels with the notice, as a titled HTML file.

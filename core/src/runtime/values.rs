@@ -183,8 +183,10 @@ fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError>
         }
         ValueType::Period => {
             let s = text()?;
-            let p: Period = s.parse().map_err(|e| bad(name, format!("{e}")))?;
-            Json::String(p.to_string())
+            // Checked, and kept as written: people read it (`30日` inside a
+            // 通知书), and whatever counts with it parses it again.
+            let _: Period = s.parse().map_err(|e| bad(name, format!("{e}")))?;
+            Json::String(s.trim().to_string())
         }
         ValueType::List(inner) => match v {
             Json::Array(items) if items.len() > MAX_LIST_ITEMS => {
@@ -315,9 +317,24 @@ pub fn to_json(v: &Value) -> Json {
         Value::Bool(b) => json!(b),
         Value::Date(d) => json!(d.to_string()),
         Value::DateTime(t) => json!(t.to_rfc3339()),
-        Value::Period(p) => json!(p.to_string()),
+        Value::Period(p) => json!(chinese_period(p)),
         Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
     }
+}
+
+/// A period as the regulations write it (`30日`, `5个工作日`, `1个月`): what a
+/// default or profile value becomes as a variable, read by people in
+/// notices and documents. It parses back to the same period.
+pub fn chinese_period(p: &Period) -> String {
+    use crate::calendar::Unit;
+    let unit = match p.unit {
+        Unit::WorkingDays => "个工作日",
+        Unit::Days => "日",
+        Unit::Months => "个月",
+        Unit::Years => "年",
+        Unit::Hours => "小时",
+    };
+    format!("{}{unit}", p.count)
 }
 
 /// The CEL context of an instance: its variables (agencies and people
@@ -496,5 +513,39 @@ steps:
             "{err}"
         );
         assert!(start(&[("note", json!("x".repeat(MAX_VALUE_BYTES)))]).is_ok());
+    }
+
+    /// What people read is Chinese: a period variable keeps the text it was
+    /// given (`三十日`, `10个工作日`), and a period written in the definition
+    /// becomes the regulations' form (`30日`), never "30 days".
+    #[test]
+    fn periods_stay_as_written_or_become_chinese() {
+        let var = Variable {
+            ty: ValueType::Period,
+            required: false,
+            default: None,
+            label: None,
+            description: None,
+            min_items: None,
+            max_items: None,
+        };
+        for given in ["三十日", "10个工作日", " 2个月 ", "5 working days"] {
+            assert_eq!(
+                check("p", &var, &json!(given)).unwrap(),
+                json!(given.trim())
+            );
+        }
+        assert!(check("p", &var, &json!("三十")).is_err());
+        for (text, chinese) in [
+            ("30 days", "30日"),
+            ("5个工作日", "5个工作日"),
+            ("1 month", "1个月"),
+            ("2年", "2年"),
+            ("24 hours", "24小时"),
+        ] {
+            let p: Period = text.parse().unwrap();
+            assert_eq!(to_json(&Value::Period(p)), json!(chinese));
+            assert_eq!(chinese.parse::<Period>().unwrap(), p);
+        }
     }
 }
