@@ -139,7 +139,9 @@ fn parse_unit(unit: &str) -> Option<Unit> {
 fn split_number(s: &str) -> Option<(u32, &str)> {
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits > 0 {
-        let n = s[..digits].parse::<u32>().ok()?;
+        // Only digits, so the parse fails on overflow alone: a number past
+        // u32 is out of range like 10000, not "not a number".
+        let n = s[..digits].parse::<u32>().unwrap_or(u32::MAX);
         return Some((n, &s[digits..]));
     }
     let numeral_len: usize = s

@@ -3,7 +3,10 @@
 //! Every bad row is reported with its line; a file with any error imports
 //! nothing. No field may hold a control character (a line break in an email
 //! address became a header of the message and killed the task's email for
-//! every recipient), emails must be addresses and mobiles 11 digits. YAML:
+//! every recipient), emails must be addresses and mobiles 11 digits. In
+//! YAML a null field (`~`, `null`, nothing) is absent, and a key given
+//! twice, a section that is not a list, a row that is not a mapping and a
+//! NUL (where the parser would stop reading) are errors. YAML:
 //!
 //! ```yaml
 //! people:
@@ -45,8 +48,26 @@ const LEVELS: &[&str] = &["市级", "县级"];
 /// line or paragraph separator. A line break in an email address became a
 /// header of the message and killed the task's email for every recipient.
 pub(crate) fn has_control(s: &str) -> bool {
+    s.chars().any(is_control)
+}
+
+fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `s` with its control characters escaped (`\u{1b}`), for a message that
+/// quotes what it could not read (an unknown key, an id): a message is one
+/// line and moves no terminal's cursor.
+fn printable(s: &str) -> String {
     s.chars()
-        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        .map(|c| {
+            if is_control(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Refuses control characters in every field of a row, naming the field
@@ -57,10 +78,10 @@ fn check_text(line: usize, id: &str, fields: &[(&str, &str)], errs: &mut Vec<Row
     for (field, value) in fields {
         if has_control(value) {
             clean = false;
-            let who = if has_control(id) || id.is_empty() {
+            let who = if has_control(id) || id.trim().is_empty() {
                 String::new()
             } else {
-                format!("`{id}`: ")
+                format!("`{}`: ", id.trim())
             };
             errs.push(RowError {
                 line,
@@ -130,11 +151,48 @@ pub fn parse(text: &str, csv: bool) -> Result<MemoryDirectory, Vec<RowError>> {
     }
 }
 
+/// Whether `n` is YAML's null (a plain `~`, `null`, nothing), which
+/// `marked-yaml` hands over as that text.
+fn is_null(n: &Node) -> bool {
+    n.as_scalar().is_some_and(|s| {
+        s.may_coerce() && matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL")
+    })
+}
+
+fn line_of(n: &Node) -> usize {
+    n.span().start().map_or(1, |m| m.line())
+}
+
+/// A row without its null fields: `email: ~` or `mobile:` means none, not
+/// the text `~` (which a county would have become, unnoticed).
+fn without_nulls(row: &marked_yaml::types::MarkedMappingNode) -> Node {
+    let mut out = marked_yaml::types::MarkedMappingNode::new_empty(*row.span());
+    for (k, v) in row.iter().filter(|(_, v)| !is_null(v)) {
+        out.insert(k.clone(), v.clone());
+    }
+    Node::Mapping(out)
+}
+
 fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
-    let root = crate::yaml::parse(text, Default::default()).map_err(|e| {
+    // Windows editors start a file with a BOM; it is no part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // The YAML parser takes a NUL for the end of the text: what follows it
+    // would not be imported, and nobody would know.
+    if let Some(at) = text.find('\0') {
+        return Err(vec![RowError {
+            line: 1 + text[..at].matches('\n').count(),
+            message: "a NUL character; the file is not text".into(),
+        }]);
+    }
+    // A second `people:` or `id:` would silently replace the first; a
+    // quoted "~" is that text, not null.
+    let options = marked_yaml::LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(true);
+    let root = crate::yaml::parse(text, options).map_err(|e| {
         let message = match &e {
             crate::yaml::Error::TooDeep { .. } => format!("{e}; {}", crate::yaml::TOO_DEEP_HINT),
-            crate::yaml::Error::Load(_) => format!("not valid YAML: {e}"),
+            crate::yaml::Error::Load(_) => format!("not valid YAML: {}", printable(&e.to_string())),
         };
         vec![RowError {
             line: e.line().unwrap_or(1),
@@ -157,18 +215,42 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
                 line,
                 message: format!(
                     "unknown key `{}`; expected `people` or `agencies`",
-                    k.as_str()
+                    printable(k.as_str())
                 ),
             });
         }
     }
-    let items = |key: &str| -> Vec<Node> {
-        map.get_sequence(key)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+    // The rows of a section, each a mapping; anything else is an error
+    // (a section that is not a list imported nothing, unnoticed).
+    let mut items = |key: &str| -> Vec<(usize, Node)> {
+        let rows = match map.get_node(key) {
+            None => return Vec::new(),
+            Some(n) if is_null(n) => return Vec::new(),
+            Some(Node::Sequence(rows)) => rows,
+            Some(n) => {
+                errs.push(RowError {
+                    line: line_of(n),
+                    message: format!("`{key}` must be a list of rows, `- {{ id: …, name: … }}`"),
+                });
+                return Vec::new();
+            }
+        };
+        rows.iter()
+            .filter_map(|n| match n {
+                Node::Mapping(m) => Some((line_of(n), without_nulls(m))),
+                _ => {
+                    errs.push(RowError {
+                        line: line_of(n),
+                        message: "a row must be a mapping, `{ id: …, name: … }`".into(),
+                    });
+                    None
+                }
+            })
+            .collect()
     };
-    for node in items("people") {
-        let line = node.span().start().map_or(1, |m| m.line());
+    let people = items("people");
+    let agencies = items("agencies");
+    for (line, node) in people {
         match marked_yaml::from_node::<Person>(&node) {
             Ok(p) => {
                 let mut fields = vec![
@@ -181,7 +263,10 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
                     ("mobile", p.mobile.as_deref().unwrap_or("")),
                 ];
                 fields.extend(p.roles.iter().map(|r| ("roles", r.as_str())));
-                check_text(line, &p.id, &fields, &mut errs);
+                // The other checks would quote what is broken.
+                if !check_text(line, &p.id, &fields, &mut errs) {
+                    continue;
+                }
                 check_id(line, &p.id, &mut seen, &mut errs);
                 check_contact(
                     line,
@@ -195,12 +280,11 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
             }
             Err(e) => errs.push(RowError {
                 line: e.start_mark().map_or(line, |m| m.line()),
-                message: e.to_string(),
+                message: printable(&e.to_string()),
             }),
         }
     }
-    for node in items("agencies") {
-        let line = node.span().start().map_or(1, |m| m.line());
+    for (line, node) in agencies {
         match marked_yaml::from_node::<Agency>(&node) {
             Ok(a) => {
                 let fields = [
@@ -211,7 +295,9 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
                     ("email", a.email.as_deref().unwrap_or("")),
                     ("mobile", a.mobile.as_deref().unwrap_or("")),
                 ];
-                check_text(line, &a.id, &fields, &mut errs);
+                if !check_text(line, &a.id, &fields, &mut errs) {
+                    continue;
+                }
                 check_id(line, &a.id, &mut seen, &mut errs);
                 check_contact(
                     line,
@@ -225,13 +311,16 @@ fn parse_yaml(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
             }
             Err(e) => errs.push(RowError {
                 line: e.start_mark().map_or(line, |m| m.line()),
-                message: e.to_string(),
+                message: printable(&e.to_string()),
             }),
         }
     }
     if errs.is_empty() {
         Ok(dir)
     } else {
+        // In the file's order: unknown keys and sections that are not
+        // lists were found before the rows around them.
+        errs.sort_by_key(|e| e.line);
         Err(errs)
     }
 }
@@ -282,7 +371,7 @@ fn parse_csv(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
             }
         };
         let line = rec.position().map_or(0, |p| p.line() as usize);
-        let raw_id = rec.get(1).unwrap_or("").trim();
+        let raw_id = rec.get(1).unwrap_or("");
         let fields: Vec<(&str, &str)> = HEADER.iter().copied().zip(rec.iter()).collect();
         if !check_text(line, raw_id, &fields, &mut errs) {
             continue;
