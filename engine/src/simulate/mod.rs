@@ -71,6 +71,21 @@ fn line_of(n: &Node) -> usize {
     n.span().start().map_or(1, |m| m.line())
 }
 
+/// `s` with its control characters escaped (`\u{1b}`), for a message that
+/// quotes what it could not read: a message is one line and moves no
+/// terminal's cursor.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A scenario read and checked for form, ready to run.
 pub struct Scenario {
     file: String,
@@ -89,13 +104,26 @@ impl Scenario {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(1, e.to_string()))?;
-        let root = duban_core::yaml::parse(&text, Default::default()).map_err(|e| match &e {
+        // Windows editors start a file with a BOM; it is no part of the first key.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        // The YAML parser takes a NUL for the end of the text: the steps
+        // after it would not run, and nobody would know.
+        if let Some(at) = text.find('\0') {
+            return Err(err(
+                1 + text[..at].matches('\n').count(),
+                "a NUL character; the file is not text".into(),
+            ));
+        }
+        // A second `steps:` would silently replace the first.
+        let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+        let root = duban_core::yaml::parse(text, options).map_err(|e| match &e {
             duban_core::yaml::Error::TooDeep { line, .. } => {
                 err(*line, format!("{e}; {}", duban_core::yaml::TOO_DEEP_HINT))
             }
-            duban_core::yaml::Error::Load(_) => {
-                err(e.line().unwrap_or(1), format!("not valid YAML: {e}"))
-            }
+            duban_core::yaml::Error::Load(_) => err(
+                e.line().unwrap_or(1),
+                format!("not valid YAML: {}", printable(&e.to_string())),
+            ),
         })?;
         let map = root.as_mapping().ok_or_else(|| {
             err(
@@ -109,19 +137,36 @@ impl Scenario {
                 head.insert(k.clone(), v.clone());
             }
         }
-        let raw: RawScenario = marked_yaml::from_node(&Node::Mapping(head))
-            .map_err(|e| err(e.start_mark().map_or(1, |m| m.line()), e.to_string()))?;
-        let steps = map.get_sequence("steps").ok_or_else(|| {
+        let raw: RawScenario = marked_yaml::from_node(&Node::Mapping(head)).map_err(|e| {
             err(
-                line_of(&root),
-                "missing `steps:`, the list of actions".into(),
+                e.start_mark().map_or(1, |m| m.line()),
+                printable(&e.to_string()),
             )
         })?;
+        let steps = match map.get_key_value("steps") {
+            Some((_, Node::Sequence(steps))) => steps,
+            Some((key, _)) => {
+                return Err(err(
+                    key.span().start().map_or(1, |m| m.line()),
+                    "`steps:` must be a list of actions, `- at: …`".into(),
+                ))
+            }
+            None => {
+                return Err(err(
+                    line_of(&root),
+                    "missing `steps:`, the list of actions".into(),
+                ))
+            }
+        };
         let mut actions = Vec::new();
         for node in steps.iter() {
             let line = line_of(node);
-            let a: RawAction = marked_yaml::from_node(node)
-                .map_err(|e| err(e.start_mark().map_or(line, |m| m.line()), e.to_string()))?;
+            let a: RawAction = marked_yaml::from_node(node).map_err(|e| {
+                err(
+                    e.start_mark().map_or(line, |m| m.line()),
+                    printable(&e.to_string()),
+                )
+            })?;
             let kinds = [
                 a.start.is_some(),
                 a.complete.is_some(),
@@ -144,7 +189,10 @@ impl Scenario {
                 if instant(t).is_none() {
                     return Err(err(
                         line,
-                        format!("`{t}` is not an instant (2025-09-26T10:00:00+08:00) or a date"),
+                        format!(
+                            "`{}` is not an instant (2025-09-26T10:00:00+08:00) or a date",
+                            printable(t)
+                        ),
                     ));
                 }
             }
@@ -174,10 +222,16 @@ impl Scenario {
         calendar: Calendar,
         documents: &dyn DocumentText,
     ) -> Result<Report, ScenarioError> {
+        // What a run refuses quotes paths and names from the scenario; a
+        // definition's diagnostic keeps its lines.
         let err = |line: usize, message: String| ScenarioError {
             file: self.file.clone(),
             line,
-            message,
+            message: message
+                .split('\n')
+                .map(printable)
+                .collect::<Vec<_>>()
+                .join("\n"),
         };
         let def_path = definition
             .map(Path::to_path_buf)

@@ -224,6 +224,13 @@ pub(super) fn instant(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
+    // Years of four digits, as in RFC 3339: chrono also reads
+    // `+262000-01-01`, from where a period of years runs off its calendar
+    // and the count panicked.
+    let year = s.split('-').next().unwrap_or("");
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .ok()
         .map(|d| crate::calendar::local_midnight(d).with_timezone(&Utc))
