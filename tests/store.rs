@@ -217,8 +217,9 @@ async fn history_instants_never_decrease<S: Store>(db: Db<S>) {
     let before = db.engine.history(&id).await.unwrap().len();
     let base = at("2025-09-26T10:05:00+08:00");
     for i in 0..12i64 {
-        // Clocks up to 30 s behind or ahead of each other, and one far behind.
-        let skew = if i == 11 { -600 } else { (i * 17) % 61 - 30 };
+        // Clocks up to 30 s behind or ahead of each other, and one 80 s
+        // behind (within the 2-minute tolerance).
+        let skew = if i == 11 { -80 } else { (i * 17) % 61 - 30 };
         let now = base + chrono::Duration::seconds(skew);
         let v = vars(&[("problem", json!(format!("问题{i}")))]);
         db.engine.set_variables(&id, v, "li", now).await.unwrap();
@@ -230,6 +231,13 @@ async fn history_instants_never_decrease<S: Store>(db: Db<S>) {
     }
     let state = db.engine.instance(&id).await.unwrap();
     assert_eq!(state.last_at, Some(history.last().unwrap().at));
+    // A clock wrong by more than the tolerance is not followed: its event
+    // keeps its own instant rather than moving every later one.
+    let wrong = base - chrono::Duration::minutes(10);
+    let v = vars(&[("problem", json!("时钟错误"))]);
+    db.engine.set_variables(&id, v, "li", wrong).await.unwrap();
+    let last = db.engine.history(&id).await.unwrap().pop().unwrap();
+    assert_eq!(last.at, wrong);
 }
 
 async fn deploy_versions<S: Store>(db: Db<S>) {

@@ -48,6 +48,9 @@ const START_FORMS: &str =
     "a date like 2025-09-26, or an RFC 3339 instant like 2025-09-26T15:00:00+08:00";
 
 fn parse_start(s: &str) -> Option<Start> {
+    if !duban_engine::runtime::values::four_digit_year(s.trim()) {
+        return None;
+    }
     if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
         return Some(Start::Date(d));
     }

@@ -389,7 +389,7 @@ async fn sigterm_behind_a_silent_smtp_server_stops_in_time_and_gives_claims_back
         &config,
         format!(
             "[email]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
-             from = \"督办系统 <duban@sfj.example.org>\"\ntimeout_secs = 60\nconnections = 4\n"
+             from = \"督办系统 <duban@sfj.example.org>\"\ntimeout_secs = 30\nconnections = 4\n"
         ),
     )
     .unwrap();

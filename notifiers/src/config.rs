@@ -326,6 +326,17 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
                     );
                     SmtpConfig::TIMEOUT
                 }
+                // A row is begun within the first half of its claim's
+                // lease (2 minutes) and its delivery is bounded by twice
+                // the timeout: longer, and another process could take the
+                // row while it is still being sent.
+                Some(s) if s > 30 => {
+                    c.error(
+                        "email.timeout_secs",
+                        format!("{s} is more than 30: a delivery, bounded by twice it, must end within the outbox lease"),
+                    );
+                    SmtpConfig::TIMEOUT
+                }
                 Some(s) => std::time::Duration::from_secs(s.into()),
                 None => SmtpConfig::TIMEOUT,
             };
@@ -562,6 +573,23 @@ mod tests {
             .filter(|p| !p.warning)
             .map(|p| p.to_string())
             .collect()
+    }
+
+    /// A delivery (twice the step timeout) must end within the outbox
+    /// lease's second half, or another process could send the row again.
+    #[test]
+    fn an_smtp_timeout_longer_than_the_lease_allows_is_refused() {
+        let file = |secs: u32| {
+            format!(
+                "[email]\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"a@b.cn\"\ntimeout_secs = {secs}\n"
+            )
+        };
+        assert_eq!(errors(&check(&file(30), &[])), Vec::<String>::new());
+        let e = errors(&check(&file(60), &[]));
+        assert!(
+            e.len() == 1 && e[0].contains("email.timeout_secs") && e[0].contains("more than 30"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -143,9 +143,19 @@ fn connect_error(what: &str, e: impl std::fmt::Display) -> SendError {
 }
 
 impl Server {
-    /// Opens a session: TCP (no-delay), TLS as configured, greeting, EHLO,
-    /// STARTTLS, AUTH; each step bounded by `timeout`.
+    /// Opens a session; every failure is transient: a refused greeting or
+    /// a wrong password is the server's or the configuration's fault, not
+    /// the message's, and must not make every pending row dead.
     async fn open(&self, timeout: Duration) -> Result<AsyncSmtpConnection, SendError> {
+        self.session(timeout).await.map_err(|e| match e {
+            SendError::Permanent(m) => SendError::Transient(m),
+            t => t,
+        })
+    }
+
+    /// TCP (no-delay), TLS as configured, greeting, EHLO, STARTTLS, AUTH;
+    /// each step bounded by `timeout`.
+    async fn session(&self, timeout: Duration) -> Result<AsyncSmtpConnection, SendError> {
         let bounded = |what: &'static str| {
             move |_| {
                 SendError::Transient(format!("{what}: no answer within {} s", timeout.as_secs()))

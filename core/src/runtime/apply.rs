@@ -110,7 +110,7 @@ pub fn apply(
         (None, _) => return Err(EngineError::NoInstance),
         (Some(s), Event::Start { .. }) => return Err(EngineError::Exists(s.id.clone())),
         (Some(s), _) => {
-            let now = s.last_at.map_or(now, |last| now.max(last));
+            let now = ordered(now, s.last_at);
             let mut run = Run::new(env, s.clone(), now);
             match (&s.status, event) {
                 (Status::Running, Event::Retry { .. }) => {
@@ -178,7 +178,7 @@ pub fn stuck(
     now: DateTime<Utc>,
 ) -> Transition {
     let mut s = state.clone();
-    let now = s.last_at.map_or(now, |last| now.max(last));
+    let now = ordered(now, s.last_at);
     s.last_at = Some(now);
     let code = error.code();
     let message = error.message();
@@ -201,6 +201,23 @@ pub fn stuck(
         state: s,
         commands: vec![Command::HoldTimers],
         history: vec![line],
+    }
+}
+
+/// How far behind an instance's last instant an event's own clock may be
+/// and still be moved up to it. Clocks of processes kept by NTP differ by
+/// milliseconds; a larger gap means one clock is wrong, and moving every
+/// later event to a wrong future instant would shift legal instants
+/// (receipt, `at_least` periods) by as much: such an event keeps its own.
+pub const CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// The instant an event is applied at: its own, or the instance's last one
+/// when that is later by at most [`CLOCK_TOLERANCE`], so that history
+/// instants never go back in time between processes whose clocks differ.
+fn ordered(now: DateTime<Utc>, last: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match last {
+        Some(last) if last > now && last - now <= CLOCK_TOLERANCE => last,
+        _ => now,
     }
 }
 

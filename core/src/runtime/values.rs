@@ -171,14 +171,18 @@ fn check_type(name: &str, ty: &ValueType, v: &Json) -> Result<Json, EngineError>
         },
         ValueType::Date => {
             let s = text()?;
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| bad(name, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
+            // Four-digit years only: chrono also reads `+262000-01-01`, from
+            // which counting a long period overflows the calendar.
+            if !four_digit_year(s) || NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() {
+                return Err(bad(name, format!("`{s}` is not a date (YYYY-MM-DD)")));
+            }
             Json::String(s.into())
         }
         ValueType::DateTime => {
             let s = text()?;
-            DateTime::parse_from_rfc3339(s)
-                .map_err(|_| bad(name, format!("`{s}` is not an RFC 3339 instant")))?;
+            if !four_digit_year(s) || DateTime::parse_from_rfc3339(s).is_err() {
+                return Err(bad(name, format!("`{s}` is not an RFC 3339 instant")));
+            }
             Json::String(s.into())
         }
         ValueType::Period => {
@@ -216,6 +220,12 @@ fn text_bytes(v: &Json) -> usize {
         Json::Array(items) => items.iter().map(text_bytes).sum(),
         _ => 0,
     }
+}
+
+/// Whether `s` starts with a four-digit year and a `-` (`2026-…`), as
+/// RFC 3339 and the regulations' dates have it.
+pub fn four_digit_year(s: &str) -> bool {
+    s.len() > 4 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b'-'
 }
 
 /// Whether `s` is an email address a message can be sent to: one `@`, a
@@ -513,6 +523,23 @@ steps:
             "{err}"
         );
         assert!(start(&[("note", json!("x".repeat(MAX_VALUE_BYTES)))]).is_ok());
+    }
+
+    /// Fuzzing found that counting 9999年 from `+262000-01-01` panicked the
+    /// calendar: dates and instants need four-digit years.
+    #[test]
+    fn dates_need_four_digit_years() {
+        for (ty, good, bad_) in [
+            (ValueType::Date, "2026-03-01", "+262000-01-01"),
+            (
+                ValueType::DateTime,
+                "2026-03-01T09:00:00+08:00",
+                "+262000-01-01T00:00:00Z",
+            ),
+        ] {
+            assert!(check_type("d", &ty, &json!(good)).is_ok());
+            assert!(check_type("d", &ty, &json!(bad_)).is_err());
+        }
     }
 
     /// What people read is Chinese: a period variable keeps the text it was
