@@ -244,6 +244,15 @@ pub async fn run<S: Store>(
             if let (Some(dir), Some(seen)) = (&options.calendar_dir, &mut calendar_seen) {
                 reload_calendar(&engine, dir, seen, at).await;
             }
+            // A failed round (the store unreachable, the disk full) may
+            // have left timers claimed by this process and not applied:
+            // given back, they are applied now, not when their leases end.
+            if failures > 0 {
+                if let Err(e) = store.release_timers(Some(owner)).await {
+                    failed = true;
+                    error!(error = %e, "giving back the claims of a failed round failed");
+                }
+            }
             match scheduler.start_recurring(at).await {
                 Ok(r) => {
                     if r.started > 0 {

@@ -382,7 +382,9 @@ impl<S: Store> Engine<S> {
 
     /// Starts an instance of the latest version of `process`. The start is
     /// checked before an id is taken, so a refused start takes no id and
-    /// writes nothing. Children that its `call` steps start are started too.
+    /// writes nothing; the id is taken in the start's own transaction, so
+    /// a start that cannot be stored (a full disk) takes none either.
+    /// Children that its `call` steps start are started too.
     pub async fn start(
         &self,
         process: &str,
@@ -400,12 +402,16 @@ impl<S: Store> Engine<S> {
         };
         let calls = self.callees(&def).await?;
         self.apply_core(&def, &calls, None, &event, now, 0)?;
-        let id = self.store.next_instance_id().await?;
-        if let Event::Start { instance, .. } = &mut event {
-            *instance = id;
-        }
-        let t = self.apply_core(&def, &calls, None, &event, now, 0)?;
-        self.store.commit(None, &t, now).await?;
+        // The id is taken in the start's own transaction.
+        let t = self
+            .store
+            .commit_start(now, |id| {
+                if let Event::Start { instance, .. } = &mut event {
+                    *instance = id;
+                }
+                Ok::<_, ServiceError>(self.apply_core(&def, &calls, None, &event, now, 0)?)
+            })
+            .await?;
         self.settle(&t, now).await;
         Ok(t)
     }

@@ -468,9 +468,7 @@ impl Store for MemoryStore {
     }
 
     async fn next_instance_id(&self) -> Result<String, StoreError> {
-        let mut t = self.lock();
-        t.instance_counter += 1;
-        Ok(t.instance_counter.to_string())
+        Ok((self.lock().instance_counter + 1).to_string())
     }
 
     async fn load(&self, id: &str) -> Result<Option<InstanceState>, StoreError> {
@@ -487,73 +485,20 @@ impl Store for MemoryStore {
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let s = &t.state;
-        let state = serde_json::to_string(s).map_err(corrupt)?;
-        let now = ms(now);
+        commit_locked(&mut self.lock(), prev, t, now)
+    }
+
+    async fn commit_start<E: From<StoreError>>(
+        &self,
+        now: DateTime<Utc>,
+        build: impl FnOnce(String) -> Result<Transition, E>,
+    ) -> Result<Transition, E> {
         let mut tables = self.lock();
-        match prev {
-            Some(rev) => match tables.instances.get(&s.id) {
-                Some(r) if r.revision == rev => {}
-                _ => return Err(StoreError::Conflict(s.id.clone())),
-            },
-            None => {
-                if tables.instances.contains_key(&s.id) {
-                    return Err(StoreError::Conflict(s.id.clone()));
-                }
-            }
-        }
-        let writes = tables.prepare(t)?;
-        let mut history = Vec::with_capacity(t.history.len());
-        for h in &t.history {
-            let mut people = h.people.clone();
-            people.sort();
-            people.dedup();
-            history.push(HistoryRecord {
-                instance: s.id.clone(),
-                at: ms(h.at),
-                actor: h.actor.clone(),
-                what: h.what,
-                step_before: h.step_before.clone(),
-                step_after: h.step_after.clone(),
-                changed: serde_json::to_string(&h.changed).map_err(corrupt)?,
-                deadline: h
-                    .deadline
-                    .as_ref()
-                    .map(|d| serde_json::to_string(d).unwrap_or_default()),
-                note: h.note.clone(),
-                people,
-                due: h.due.map(ms),
-            });
-        }
-        // Everything is checked: from here on nothing can fail.
-        match tables.instances.get_mut(&s.id) {
-            Some(r) => {
-                r.state = state;
-                r.status = s.status.name().into();
-                r.revision = s.revision;
-            }
-            None => {
-                tables.instances.insert(
-                    s.id.clone(),
-                    InstanceRecord {
-                        definition: s.definition.clone(),
-                        version: s.version,
-                        profile: s.profile.clone(),
-                        status: s.status.name().into(),
-                        revision: s.revision,
-                        state,
-                        started_at: ms(s.started_at),
-                    },
-                );
-            }
-        }
-        tables.write(&s.id, writes, now);
-        for h in history {
-            tables.history_seq += 1;
-            let id = tables.history_seq;
-            tables.history.insert(id, h);
-        }
-        Ok(())
+        let number = tables.instance_counter + 1;
+        let t = build(number.to_string())?;
+        commit_locked(&mut tables, None, &t, now)?;
+        tables.instance_counter = number;
+        Ok(t)
     }
 
     async fn instances(
@@ -912,4 +857,79 @@ impl Store for MemoryStore {
             .filter(|r| r.status == OutboxStatus::Pending)
             .count() as u64)
     }
+}
+
+/// Stores transition `t` in `tables`, as [`Store::commit`] describes.
+fn commit_locked(
+    tables: &mut Tables,
+    prev: Option<u64>,
+    t: &Transition,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let s = &t.state;
+    let state = serde_json::to_string(s).map_err(corrupt)?;
+    let now = ms(now);
+    match prev {
+        Some(rev) => match tables.instances.get(&s.id) {
+            Some(r) if r.revision == rev => {}
+            _ => return Err(StoreError::Conflict(s.id.clone())),
+        },
+        None => {
+            if tables.instances.contains_key(&s.id) {
+                return Err(StoreError::Conflict(s.id.clone()));
+            }
+        }
+    }
+    let writes = tables.prepare(t)?;
+    let mut history = Vec::with_capacity(t.history.len());
+    for h in &t.history {
+        let mut people = h.people.clone();
+        people.sort();
+        people.dedup();
+        history.push(HistoryRecord {
+            instance: s.id.clone(),
+            at: ms(h.at),
+            actor: h.actor.clone(),
+            what: h.what,
+            step_before: h.step_before.clone(),
+            step_after: h.step_after.clone(),
+            changed: serde_json::to_string(&h.changed).map_err(corrupt)?,
+            deadline: h
+                .deadline
+                .as_ref()
+                .map(|d| serde_json::to_string(d).unwrap_or_default()),
+            note: h.note.clone(),
+            people,
+            due: h.due.map(ms),
+        });
+    }
+    // Everything is checked: from here on nothing can fail.
+    match tables.instances.get_mut(&s.id) {
+        Some(r) => {
+            r.state = state;
+            r.status = s.status.name().into();
+            r.revision = s.revision;
+        }
+        None => {
+            tables.instances.insert(
+                s.id.clone(),
+                InstanceRecord {
+                    definition: s.definition.clone(),
+                    version: s.version,
+                    profile: s.profile.clone(),
+                    status: s.status.name().into(),
+                    revision: s.revision,
+                    state,
+                    started_at: ms(s.started_at),
+                },
+            );
+        }
+    }
+    tables.write(&s.id, writes, now);
+    for h in history {
+        tables.history_seq += 1;
+        let id = tables.history_seq;
+        tables.history.insert(id, h);
+    }
+    Ok(())
 }

@@ -324,7 +324,9 @@ pub trait Store {
     async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError>;
     /// The latest deployed version of a definition, without its text.
     async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError>;
-    /// A fresh instance id.
+    /// The id the next start numbered by the counter
+    /// ([`Store::commit_start`]) will take, unless another takes it first.
+    /// Reading it takes nothing.
     async fn next_instance_id(&self) -> Result<String, StoreError>;
     /// An instance's state.
     async fn load(&self, id: &str) -> Result<Option<InstanceState>, StoreError>;
@@ -339,6 +341,16 @@ pub trait Store {
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Starts an instance under the next number of the counter: takes the
+    /// number in a transaction, builds the start's transition for it
+    /// (`build`, given the id) and stores it as [`Store::commit`] does, in
+    /// the same transaction. A start that fails (its `build` refused, a
+    /// full disk) takes no number; concurrent starts wait for each other.
+    async fn commit_start<E: From<StoreError>>(
+        &self,
+        now: DateTime<Utc>,
+        build: impl FnOnce(String) -> Result<Transition, E>,
+    ) -> Result<Transition, E>;
     /// Instances, optionally by status and definition.
     async fn instances(
         &self,

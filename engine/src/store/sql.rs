@@ -9,14 +9,21 @@
 //! A commit begins with the compare-and-set `UPDATE … WHERE revision = N`:
 //! on SQLite that first write takes the database's write lock at once
 //! (waiting up to the busy timeout), so concurrent writers serialise and the
-//! losers see a clean conflict rather than a failed lock upgrade.
+//! losers see a clean conflict rather than a failed lock upgrade. A start
+//! numbered by the counter begins with the counter's `UPDATE` instead, so
+//! the id is taken by the start's own transaction.
+//!
+//! Every transaction goes through `SqlStore::transaction`, which never
+//! gives back to the pool a connection whose COMMIT or ROLLBACK failed:
+//! after SQLite undid a transaction by itself (a full disk) such a
+//! connection would hold the write lock for good (issue 12, found 7).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::*;
 use super::{corrupt, from_ms, ms, HELD};
@@ -148,41 +155,42 @@ fn task_values(t: &TaskState) -> (String, Option<i64>, Option<String>) {
 
 impl Store for SqlStore {
     async fn deploy(&self, defs: &[StoredDefinition]) -> Result<Vec<Deployed>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(defs.len());
-        for def in defs {
-            let existing =
-                sqlx::query("SELECT hash FROM definitions WHERE id = $1 AND version = $2")
+        self.transaction(async |tx| {
+            let mut out = Vec::with_capacity(defs.len());
+            for def in defs {
+                let existing =
+                    sqlx::query("SELECT hash FROM definitions WHERE id = $1 AND version = $2")
+                        .bind(&def.id)
+                        .bind(i64::from(def.version))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some(row) = existing {
+                    let hash: String = row.try_get("hash")?;
+                    if hash == def.hash {
+                        out.push(Deployed::Unchanged);
+                        continue;
+                    }
+                    // Rolled back: nothing of this deploy is stored.
+                    return Err(StoreError::VersionChanged {
+                        id: def.id.clone(),
+                        version: def.version,
+                    });
+                }
+                sqlx::query("INSERT INTO definitions (id, version, hash, source, files, file, deployed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&def.id)
                     .bind(i64::from(def.version))
-                    .fetch_optional(&mut *tx)
+                    .bind(&def.hash)
+                    .bind(&def.source)
+                    .bind(&def.files)
+                    .bind(&def.file)
+                    .bind(ms(def.deployed_at))
+                    .execute(&mut *tx)
                     .await?;
-            if let Some(row) = existing {
-                let hash: String = row.try_get("hash")?;
-                if hash == def.hash {
-                    out.push(Deployed::Unchanged);
-                    continue;
-                }
-                // Dropped without commit: nothing of this deploy is stored.
-                return Err(StoreError::VersionChanged {
-                    id: def.id.clone(),
-                    version: def.version,
-                });
+                out.push(Deployed::New);
             }
-            sqlx::query("INSERT INTO definitions (id, version, hash, source, files, file, deployed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&def.id)
-                .bind(i64::from(def.version))
-                .bind(&def.hash)
-                .bind(&def.source)
-                .bind(&def.files)
-                .bind(&def.file)
-                .bind(ms(def.deployed_at))
-                .execute(&mut *tx)
-                .await?;
-            out.push(Deployed::New);
-        }
-        tx.commit().await?;
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn definition(
@@ -225,11 +233,9 @@ impl Store for SqlStore {
     }
 
     async fn next_instance_id(&self) -> Result<String, StoreError> {
-        let row = sqlx::query(
-            "UPDATE counters SET value = value + 1 WHERE name = 'instance' RETURNING value",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT value + 1 AS value FROM counters WHERE name = 'instance'")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<i64, _>("value")?.to_string())
     }
 
@@ -253,10 +259,563 @@ impl Store for SqlStore {
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.transaction(async |tx| self.write(tx, prev, t, now).await)
+            .await
+    }
+
+    async fn commit_start<E: From<StoreError>>(
+        &self,
+        now: DateTime<Utc>,
+        build: impl FnOnce(String) -> Result<Transition, E>,
+    ) -> Result<Transition, E> {
+        self.transaction(async |tx| {
+            // Taken by the start's own transaction, first: on SQLite this
+            // takes the write lock; on PostgreSQL the counter's row waits
+            // for the start before. A start that fails takes no id.
+            let row = sqlx::query(
+                "UPDATE counters SET value = value + 1 WHERE name = 'instance' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            let id = row
+                .try_get::<i64, _>("value")
+                .map_err(StoreError::from)?
+                .to_string();
+            let t = build(id)?;
+            self.write(tx, None, &t, now).await?;
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn instances(
+        &self,
+        status: Option<&str>,
+        definition: Option<&str>,
+    ) -> Result<Vec<InstanceRow>, StoreError> {
+        let mut sql = String::from("SELECT id, definition, version, profile, status, started_at FROM instances WHERE 1 = 1");
+        let mut args = Vec::new();
+        if let Some(s) = status {
+            args.push(s.to_string());
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        }
+        if let Some(d) = definition {
+            args.push(d.to_string());
+            sql.push_str(&format!(" AND definition = ${}", args.len()));
+        }
+        sql.push_str(" ORDER BY started_at, id");
+        // Only placeholders and fixed fragments are spliced in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in &args {
+            q = q.bind(a);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceRow {
+                    id: r.try_get("id")?,
+                    definition: r.try_get("definition")?,
+                    version: r.try_get::<i64, _>("version")? as u32,
+                    profile: r.try_get("profile")?,
+                    status: r.try_get("status")?,
+                    started_at: from_ms(r.try_get("started_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
+        let mut sql = String::from("SELECT id, instance, step, kind, assignees, opened_at, due, last_day FROM tasks WHERE closed_at IS NULL");
+        let mut texts: Vec<String> = Vec::new();
+        if let Some(a) = &f.assignee {
+            texts.push(a.clone());
+            sql.push_str(&format!(
+                " AND id IN (SELECT task FROM task_assignees WHERE person = ${})",
+                texts.len()
+            ));
+        }
+        if let Some(holders) = &f.role_holders {
+            if holders.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for h in holders {
+                texts.push(h.clone());
+                marks.push(format!("${}", texts.len()));
+            }
+            sql.push_str(&format!(
+                " AND id IN (SELECT task FROM task_assignees WHERE person IN ({}))",
+                marks.join(", ")
+            ));
+        }
+        if f.overdue_at.is_some() {
+            sql.push_str(&format!(
+                " AND due IS NOT NULL AND due <= ${}",
+                texts.len() + 1
+            ));
+        }
+        sql.push_str(" ORDER BY opened_at, id");
+        // Only placeholders and fixed fragments are spliced in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in &texts {
+            q = q.bind(t);
+        }
+        if let Some(at) = f.overdue_at {
+            q = q.bind(ms(at));
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let assignees: String = r.try_get("assignees")?;
+                Ok(TaskRow {
+                    id: r.try_get("id")?,
+                    instance: r.try_get("instance")?,
+                    step: r.try_get("step")?,
+                    kind: {
+                        let k: String = r.try_get("kind")?;
+                        TaskKind::parse(&k).ok_or_else(|| corrupt(format!("task kind `{k}`")))?
+                    },
+                    assignees: serde_json::from_str(&assignees).map_err(corrupt)?,
+                    opened_at: from_ms(r.try_get("opened_at")?),
+                    due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
+                    last_day: r.try_get("last_day")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, instance: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM history WHERE instance = $1 ORDER BY id")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        let people = sqlx::query("SELECT history, person FROM history_people WHERE instance = $1")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_id: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for p in &people {
+            by_id
+                .entry(p.try_get("history")?)
+                .or_default()
+                .push(p.try_get("person")?);
+        }
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                history_entry(r, by_id.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = sqlx::query("SELECT h.* FROM history_people p JOIN history h ON h.id = p.history WHERE p.person = $1 ORDER BY h.at, h.id")
+            .bind(person)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryRow {
+                    instance: r.try_get("instance")?,
+                    entry: history_entry(r, vec![person.to_string()])?,
+                })
+            })
+            .collect()
+    }
+
+    async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance FROM awaited_messages WHERE name = $1 AND key = $2 ORDER BY instance",
+        )
+        .bind(name)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("instance")?)).collect()
+    }
+
+    async fn import_directory(&self, dir: &MemoryDirectory) -> Result<(), StoreError> {
+        self.transaction(async |tx| {
+            for delete in [
+                "DELETE FROM person_roles",
+                "DELETE FROM people",
+                "DELETE FROM agencies",
+            ] {
+                sqlx::query(delete).execute(&mut *tx).await?;
+            }
+            for p in &dir.people {
+                let record = serde_json::to_string(p).map_err(corrupt)?;
+                sqlx::query("INSERT INTO people (id, record) VALUES ($1, $2)")
+                    .bind(&p.id)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                for r in &p.roles {
+                    sqlx::query(
+                        "INSERT INTO person_roles (person, role, county) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&p.id)
+                    .bind(r)
+                    .bind(p.county.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            for a in &dir.agencies {
+                let record = serde_json::to_string(a).map_err(corrupt)?;
+                sqlx::query("INSERT INTO agencies (id, record) VALUES ($1, $2)")
+                    .bind(&a.id)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn directory(&self) -> Result<MemoryDirectory, StoreError> {
+        let people = sqlx::query("SELECT record FROM people ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let agencies = sqlx::query("SELECT record FROM agencies ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(MemoryDirectory {
+            people: people
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<Person>(&r.try_get::<String, _>("record")?)
+                        .map_err(corrupt)
+                })
+                .collect::<Result<_, StoreError>>()?,
+            agencies: agencies
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<Agency>(&r.try_get::<String, _>("record")?)
+                        .map_err(corrupt)
+                })
+                .collect::<Result<_, StoreError>>()?,
+        })
+    }
+
+    async fn pending_timers(&self, instance: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM timers WHERE instance = $1 ORDER BY id")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    async fn link_child(&self, child: &str, parent: &str, step: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO children (child, parent, step) VALUES ($1, $2, $3) ON CONFLICT (child) DO NOTHING",
+        )
+            .bind(child)
+            .bind(parent)
+            .bind(step)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn parent_of(&self, child: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT parent, step FROM children WHERE child = $1")
+            .bind(child)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("parent")?, r.try_get("step")?)))
+            .transpose()
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        // PostgreSQL: rows another process is claiming right now are skipped,
+        // not waited for. SQLite has one engine process (see `serve`), and its
+        // UPDATE takes the write lock, so the same statement is safe there.
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE timers SET owner = $1, lease_until = $2 WHERE id IN \
+             (SELECT id FROM timers WHERE due <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+              ORDER BY due, id LIMIT $4{lock}) RETURNING id, instance, due"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(ms(lease_until))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<DueTimer> = rows
+            .iter()
+            .map(|r| {
+                Ok(DueTimer {
+                    id: r.try_get("id")?,
+                    instance: r.try_get("instance")?,
+                    due: from_ms(r.try_get("due")?),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
+        Ok(out)
+    }
+
+    async fn drop_timer(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM timers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r = sqlx::query(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due \
+             THEN lease_until ELSE due END) AS due FROM timers WHERE owner IS NULL OR owner <> $1",
+        )
+        .bind(HELD)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(r.try_get::<Option<i64>, _>("due")?.map(from_ms))
+    }
+
+    async fn release_timers(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        let r = match owner {
+            Some(o) => {
+                sqlx::query(
+                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner = $1 AND owner <> $2",
+                )
+                .bind(o)
+                .bind(HELD)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL AND owner <> $1",
+                )
+                .bind(HELD)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(r.rows_affected())
+    }
+
+    async fn provisional_instances(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT instance FROM timers WHERE provisional = 1 ORDER BY instance",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("instance")?)).collect()
+    }
+
+    async fn cron_cursor(
+        &self,
+        definition: &str,
+        entry: u32,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r = sqlx::query("SELECT last FROM cron_cursor WHERE definition = $1 AND entry = $2")
+            .bind(definition)
+            .bind(i64::from(entry))
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| Ok(from_ms(r.try_get("last")?))).transpose()
+    }
+
+    async fn advance_cron_cursor(
+        &self,
+        definition: &str,
+        entry: u32,
+        last: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.transaction(async |tx| {
+            let done = sqlx::query(
+                "UPDATE cron_cursor SET last = $1 WHERE definition = $2 AND entry = $3 AND last < $1",
+            )
+            .bind(ms(last))
+            .bind(definition)
+            .bind(i64::from(entry))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                sqlx::query("INSERT INTO cron_cursor (definition, entry, last) VALUES ($1, $2, $3) ON CONFLICT (definition, entry) DO NOTHING")
+                    .bind(definition)
+                    .bind(i64::from(entry))
+                    .bind(ms(last))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        kind: OutboxKind,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET lease_until = $1 WHERE id IN \
+             (SELECT id FROM outbox WHERE status = 'pending' AND kind = $2 AND next_attempt <= $3 \
+              AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4{lock}) RETURNING *"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(lease_until))
+            .bind(kind.as_str())
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    async fn release_outbox(&self, ids: Option<&[i64]>) -> Result<u64, StoreError> {
+        let r = match ids {
+            Some([]) => return Ok(0),
+            Some(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                let sql = format!(
+                    "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND id IN ({})",
+                    list.join(",")
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL",
+                )
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(r.rows_affected())
+    }
+
+    async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL WHERE id = $2").bind(ms(now)).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let (status, next) = match retry_at {
+            Some(t) => ("pending", ms(t)),
+            None => ("dead", 0),
+        };
+        sqlx::query("UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt = $2, last_error = $3, lease_until = NULL WHERE id = $4")
+            .bind(status)
+            .bind(next)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox(&self, status: Option<OutboxStatus>) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = match status {
+            Some(s) => {
+                sqlx::query("SELECT * FROM outbox WHERE status = $1 ORDER BY id")
+                    .bind(s.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM outbox ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(outbox_row).collect()
+    }
+
+    async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt = $1, lease_until = NULL WHERE id = $2 AND status = 'dead'").bind(ms(now)).bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn outbox_pending(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<i64, _>("n")? as u64)
+    }
+}
+
+/// The transactions: how every write of more than one statement is made.
+impl SqlStore {
+    /// Runs `body` in one transaction on a connection of the pool:
+    /// committed when it returns `Ok`, rolled back otherwise. A connection
+    /// whose COMMIT or ROLLBACK failed is closed, never given back to the
+    /// pool: on a full disk (and some I/O errors) SQLite rolls the
+    /// transaction back by itself, sqlx's ROLLBACK then fails, and the
+    /// connection would go back believing it is still inside a transaction,
+    /// so that its next transactions are savepoints and the first one rolled
+    /// back stays open for good, holding the write lock (issue 12, found 7).
+    async fn transaction<T, E: From<StoreError>>(
+        &self,
+        body: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let database = |e: sqlx::Error| E::from(StoreError::from(e));
+        let mut conn = self.pool.acquire().await.map_err(database)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(database)?;
+        match body(&mut tx).await {
+            Ok(v) => match tx.commit().await {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    // Closing a SQLite connection ends whatever it still holds.
+                    let _ = conn.close().await;
+                    Err(database(e))
+                }
+            },
+            Err(e) => {
+                if tx.rollback().await.is_err() {
+                    let _ = conn.close().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The statements of transition `t`, in transaction `tx`.
+    async fn write(
+        &self,
+        tx: &mut AnyConnection,
+        prev: Option<u64>,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let s = &t.state;
         let state = serde_json::to_string(s).map_err(corrupt)?;
         let mut n = 0;
-        let mut tx = self.pool.begin().await?;
         self.tick(&mut n)?;
         match prev {
             Some(rev) => {
@@ -470,482 +1029,7 @@ impl Store for SqlStore {
             }
         }
         self.tick(&mut n)?;
-        tx.commit().await?;
         Ok(())
-    }
-
-    async fn instances(
-        &self,
-        status: Option<&str>,
-        definition: Option<&str>,
-    ) -> Result<Vec<InstanceRow>, StoreError> {
-        let mut sql = String::from("SELECT id, definition, version, profile, status, started_at FROM instances WHERE 1 = 1");
-        let mut args = Vec::new();
-        if let Some(s) = status {
-            args.push(s.to_string());
-            sql.push_str(&format!(" AND status = ${}", args.len()));
-        }
-        if let Some(d) = definition {
-            args.push(d.to_string());
-            sql.push_str(&format!(" AND definition = ${}", args.len()));
-        }
-        sql.push_str(" ORDER BY started_at, id");
-        // Only placeholders and fixed fragments are spliced in; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in &args {
-            q = q.bind(a);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(InstanceRow {
-                    id: r.try_get("id")?,
-                    definition: r.try_get("definition")?,
-                    version: r.try_get::<i64, _>("version")? as u32,
-                    profile: r.try_get("profile")?,
-                    status: r.try_get("status")?,
-                    started_at: from_ms(r.try_get("started_at")?),
-                })
-            })
-            .collect()
-    }
-
-    async fn tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
-        let mut sql = String::from("SELECT id, instance, step, kind, assignees, opened_at, due, last_day FROM tasks WHERE closed_at IS NULL");
-        let mut texts: Vec<String> = Vec::new();
-        if let Some(a) = &f.assignee {
-            texts.push(a.clone());
-            sql.push_str(&format!(
-                " AND id IN (SELECT task FROM task_assignees WHERE person = ${})",
-                texts.len()
-            ));
-        }
-        if let Some(holders) = &f.role_holders {
-            if holders.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut marks = Vec::new();
-            for h in holders {
-                texts.push(h.clone());
-                marks.push(format!("${}", texts.len()));
-            }
-            sql.push_str(&format!(
-                " AND id IN (SELECT task FROM task_assignees WHERE person IN ({}))",
-                marks.join(", ")
-            ));
-        }
-        if f.overdue_at.is_some() {
-            sql.push_str(&format!(
-                " AND due IS NOT NULL AND due <= ${}",
-                texts.len() + 1
-            ));
-        }
-        sql.push_str(" ORDER BY opened_at, id");
-        // Only placeholders and fixed fragments are spliced in; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for t in &texts {
-            q = q.bind(t);
-        }
-        if let Some(at) = f.overdue_at {
-            q = q.bind(ms(at));
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let assignees: String = r.try_get("assignees")?;
-                Ok(TaskRow {
-                    id: r.try_get("id")?,
-                    instance: r.try_get("instance")?,
-                    step: r.try_get("step")?,
-                    kind: {
-                        let k: String = r.try_get("kind")?;
-                        TaskKind::parse(&k).ok_or_else(|| corrupt(format!("task kind `{k}`")))?
-                    },
-                    assignees: serde_json::from_str(&assignees).map_err(corrupt)?,
-                    opened_at: from_ms(r.try_get("opened_at")?),
-                    due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
-                    last_day: r.try_get("last_day")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn history(&self, instance: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM history WHERE instance = $1 ORDER BY id")
-            .bind(instance)
-            .fetch_all(&self.pool)
-            .await?;
-        let people = sqlx::query("SELECT history, person FROM history_people WHERE instance = $1")
-            .bind(instance)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut by_id: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
-        for p in &people {
-            by_id
-                .entry(p.try_get("history")?)
-                .or_default()
-                .push(p.try_get("person")?);
-        }
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("id")?;
-                history_entry(r, by_id.remove(&id).unwrap_or_default())
-            })
-            .collect()
-    }
-
-    async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows = sqlx::query("SELECT h.* FROM history_people p JOIN history h ON h.id = p.history WHERE p.person = $1 ORDER BY h.at, h.id")
-            .bind(person)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryRow {
-                    instance: r.try_get("instance")?,
-                    entry: history_entry(r, vec![person.to_string()])?,
-                })
-            })
-            .collect()
-    }
-
-    async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance FROM awaited_messages WHERE name = $1 AND key = $2 ORDER BY instance",
-        )
-        .bind(name)
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("instance")?)).collect()
-    }
-
-    async fn import_directory(&self, dir: &MemoryDirectory) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for delete in [
-            "DELETE FROM person_roles",
-            "DELETE FROM people",
-            "DELETE FROM agencies",
-        ] {
-            sqlx::query(delete).execute(&mut *tx).await?;
-        }
-        for p in &dir.people {
-            let record = serde_json::to_string(p).map_err(corrupt)?;
-            sqlx::query("INSERT INTO people (id, record) VALUES ($1, $2)")
-                .bind(&p.id)
-                .bind(record)
-                .execute(&mut *tx)
-                .await?;
-            for r in &p.roles {
-                sqlx::query("INSERT INTO person_roles (person, role, county) VALUES ($1, $2, $3)")
-                    .bind(&p.id)
-                    .bind(r)
-                    .bind(p.county.clone())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        for a in &dir.agencies {
-            let record = serde_json::to_string(a).map_err(corrupt)?;
-            sqlx::query("INSERT INTO agencies (id, record) VALUES ($1, $2)")
-                .bind(&a.id)
-                .bind(record)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn directory(&self) -> Result<MemoryDirectory, StoreError> {
-        let people = sqlx::query("SELECT record FROM people ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        let agencies = sqlx::query("SELECT record FROM agencies ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(MemoryDirectory {
-            people: people
-                .iter()
-                .map(|r| {
-                    serde_json::from_str::<Person>(&r.try_get::<String, _>("record")?)
-                        .map_err(corrupt)
-                })
-                .collect::<Result<_, StoreError>>()?,
-            agencies: agencies
-                .iter()
-                .map(|r| {
-                    serde_json::from_str::<Agency>(&r.try_get::<String, _>("record")?)
-                        .map_err(corrupt)
-                })
-                .collect::<Result<_, StoreError>>()?,
-        })
-    }
-
-    async fn pending_timers(&self, instance: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM timers WHERE instance = $1 ORDER BY id")
-            .bind(instance)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
-    }
-
-    async fn link_child(&self, child: &str, parent: &str, step: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO children (child, parent, step) VALUES ($1, $2, $3) ON CONFLICT (child) DO NOTHING",
-        )
-            .bind(child)
-            .bind(parent)
-            .bind(step)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn parent_of(&self, child: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT parent, step FROM children WHERE child = $1")
-            .bind(child)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get("parent")?, r.try_get("step")?)))
-            .transpose()
-    }
-
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<DueTimer>, StoreError> {
-        // PostgreSQL: rows another process is claiming right now are skipped,
-        // not waited for. SQLite has one engine process (see `serve`), and its
-        // UPDATE takes the write lock, so the same statement is safe there.
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE timers SET owner = $1, lease_until = $2 WHERE id IN \
-             (SELECT id FROM timers WHERE due <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-              ORDER BY due, id LIMIT $4{lock}) RETURNING id, instance, due"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(ms(lease_until))
-            .bind(ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out: Vec<DueTimer> = rows
-            .iter()
-            .map(|r| {
-                Ok(DueTimer {
-                    id: r.try_get("id")?,
-                    instance: r.try_get("instance")?,
-                    due: from_ms(r.try_get("due")?),
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
-        Ok(out)
-    }
-
-    async fn drop_timer(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM timers WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let r = sqlx::query(
-            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due \
-             THEN lease_until ELSE due END) AS due FROM timers WHERE owner IS NULL OR owner <> $1",
-        )
-        .bind(HELD)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(r.try_get::<Option<i64>, _>("due")?.map(from_ms))
-    }
-
-    async fn release_timers(&self, owner: Option<&str>) -> Result<u64, StoreError> {
-        let r = match owner {
-            Some(o) => {
-                sqlx::query(
-                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner = $1 AND owner <> $2",
-                )
-                .bind(o)
-                .bind(HELD)
-                .execute(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL AND owner <> $1",
-                )
-                .bind(HELD)
-                .execute(&self.pool)
-                .await?
-            }
-        };
-        Ok(r.rows_affected())
-    }
-
-    async fn provisional_instances(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT instance FROM timers WHERE provisional = 1 ORDER BY instance",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("instance")?)).collect()
-    }
-
-    async fn cron_cursor(
-        &self,
-        definition: &str,
-        entry: u32,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let r = sqlx::query("SELECT last FROM cron_cursor WHERE definition = $1 AND entry = $2")
-            .bind(definition)
-            .bind(i64::from(entry))
-            .fetch_optional(&self.pool)
-            .await?;
-        r.map(|r| Ok(from_ms(r.try_get("last")?))).transpose()
-    }
-
-    async fn advance_cron_cursor(
-        &self,
-        definition: &str,
-        entry: u32,
-        last: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE cron_cursor SET last = $1 WHERE definition = $2 AND entry = $3 AND last < $1",
-        )
-        .bind(ms(last))
-        .bind(definition)
-        .bind(i64::from(entry))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            sqlx::query("INSERT INTO cron_cursor (definition, entry, last) VALUES ($1, $2, $3) ON CONFLICT (definition, entry) DO NOTHING")
-                .bind(definition)
-                .bind(i64::from(entry))
-                .bind(ms(last))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn claim_outbox(
-        &self,
-        kind: OutboxKind,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE outbox SET lease_until = $1 WHERE id IN \
-             (SELECT id FROM outbox WHERE status = 'pending' AND kind = $2 AND next_attempt <= $3 \
-              AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4{lock}) RETURNING *"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(ms(lease_until))
-            .bind(kind.as_str())
-            .bind(ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
-        out.sort_by_key(|r| r.id);
-        Ok(out)
-    }
-
-    async fn release_outbox(&self, ids: Option<&[i64]>) -> Result<u64, StoreError> {
-        let r = match ids {
-            Some([]) => return Ok(0),
-            Some(ids) => {
-                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-                let sql = format!(
-                    "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND id IN ({})",
-                    list.join(",")
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL",
-                )
-                .execute(&self.pool)
-                .await?
-            }
-        };
-        Ok(r.rows_affected())
-    }
-
-    async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL WHERE id = $2").bind(ms(now)).bind(id).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn outbox_failed(
-        &self,
-        id: i64,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let (status, next) = match retry_at {
-            Some(t) => ("pending", ms(t)),
-            None => ("dead", 0),
-        };
-        sqlx::query("UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt = $2, last_error = $3, lease_until = NULL WHERE id = $4")
-            .bind(status)
-            .bind(next)
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn outbox(&self, status: Option<OutboxStatus>) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = match status {
-            Some(s) => {
-                sqlx::query("SELECT * FROM outbox WHERE status = $1 ORDER BY id")
-                    .bind(s.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM outbox ORDER BY id")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.iter().map(outbox_row).collect()
-    }
-
-    async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt = $1, lease_until = NULL WHERE id = $2 AND status = 'dead'").bind(ms(now)).bind(id).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn outbox_pending(&self) -> Result<u64, StoreError> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(r.try_get::<i64, _>("n")? as u64)
     }
 }
 
@@ -991,4 +1075,148 @@ fn history_entry(r: &AnyRow, people: Vec<String>) -> Result<HistoryEntry, StoreE
         people,
         due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn def(id: &str, hash: &str, source: String) -> StoredDefinition {
+        StoredDefinition {
+            id: id.into(),
+            version: 1,
+            hash: hash.into(),
+            source,
+            files: "{}".into(),
+            file: format!("{id}.yaml"),
+            deployed_at: from_ms(0),
+        }
+    }
+
+    /// This store on one connection only, so a test knows which connection
+    /// each operation uses.
+    async fn on_one_connection(db: &str) -> SqlStore {
+        let (url, _) = parse_url(db);
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        SqlStore {
+            url: db.into(),
+            pool,
+            backend: Backend::Sqlite,
+            fault_after: Arc::new(AtomicUsize::new(usize::MAX)),
+        }
+    }
+
+    /// Issue 12, found 7: a full disk makes SQLite roll a transaction back
+    /// by itself; sqlx's own ROLLBACK then failed and the connection went
+    /// back to the pool believing it was still inside a transaction, so
+    /// every later transaction on it was a savepoint, and the first one
+    /// rolled back (a refused deploy, a conflict) left a transaction open
+    /// for good, holding the write lock: "database is locked" for every
+    /// other process, and nothing this one wrote afterwards was durable.
+    /// (`max_page_count` fills the disk for one connection.)
+    #[tokio::test]
+    async fn a_transaction_undone_by_a_full_disk_leaves_no_lock_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("duban.db");
+        let db = db.to_str().unwrap();
+        let other = SqlStore::open(db).await.unwrap();
+        other.deploy(&[def("b", "1", "b".into())]).await.unwrap();
+        let one = on_one_connection(db).await;
+        let pages: i64 = sqlx::query("PRAGMA page_count")
+            .fetch_one(&one.pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .execute(&one.pool)
+        .await
+        .unwrap();
+        let err = one
+            .deploy(&[def("big", "1", "x".repeat(200_000))])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        // Space again.
+        max_pages(&one, Some(1_073_741_823)).await;
+        // A deploy refused after its first insert: rolled back.
+        let err = one
+            .deploy(&[def("a", "1", "a".into()), def("b", "2", "b2".into())])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::VersionChanged { .. }), "{err}");
+        // Another process writes at once; what this one writes is durable.
+        other.advance_cron_cursor("p", 0, from_ms(1)).await.unwrap();
+        one.advance_cron_cursor("p", 1, from_ms(2)).await.unwrap();
+        assert_eq!(other.cron_cursor("p", 1).await.unwrap(), Some(from_ms(2)));
+        assert!(other.definition("a", None).await.unwrap().is_none());
+    }
+
+    /// Sets how far this one-connection store's file may grow, in pages
+    /// (its current size: a full disk).
+    async fn max_pages(store: &SqlStore, pages: Option<i64>) {
+        let pages = match pages {
+            Some(p) => p,
+            None => sqlx::query("PRAGMA page_count")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap(),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+
+    /// Issue 12, found 7: a start that failed on a full disk still took an
+    /// instance id, counted in a transaction of its own.
+    #[tokio::test]
+    async fn a_start_that_fails_on_a_full_disk_takes_no_id() {
+        use crate::calendar::Calendar;
+        use crate::service::Engine;
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("duban.db");
+        let db = db.to_str().unwrap();
+        SqlStore::open(db).await.unwrap().close().await;
+        let engine = Engine::new(on_one_connection(db).await, Calendar::builtin())
+            .await
+            .unwrap();
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00+08:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let timers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/timers");
+        engine.deploy(&[timers], t0).await.unwrap();
+        let start = || engine.start("wait_an_hour", None, BTreeMap::new(), "test", t0);
+        assert_eq!(start().await.unwrap().state.id, "1");
+        max_pages(engine.store(), None).await;
+        let mut refused = 0;
+        // Until the file would have to grow.
+        while refused == 0 {
+            match start().await {
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(e.to_string().contains("full"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        let stored = engine.store().instances(None, None).await.unwrap().len();
+        max_pages(engine.store(), Some(1_073_741_823)).await;
+        assert_eq!(
+            start().await.unwrap().state.id,
+            (stored + 1).to_string(),
+            "the failed start took no id"
+        );
+    }
 }
