@@ -160,9 +160,11 @@ impl Checker<'_> {
     pub(super) fn call_contract(&mut self, p: &Path, r: &RawCall, inputs: &[(String, Expr)]) {
         let iface = self.ctx.interfaces.get(&r.process).cloned();
         let vars = iface.as_ref().and_then(|i| i.variables.clone());
+        // Not for a stored definition ([`Checker::judges_cel`]).
+        let judge = self.judges_cel();
         // Inputs whose receiving type is unknown are still checked for
         // type errors of their own.
-        for (name, e) in inputs {
+        for (name, e) in inputs.iter().filter(|_| judge) {
             if vars
                 .as_ref()
                 .and_then(|v| v.get(name)?.ty.as_ref())
@@ -187,7 +189,7 @@ impl Checker<'_> {
                     );
                 }
             }
-            for (name, e) in inputs {
+            for (name, e) in inputs.iter().filter(|_| judge) {
                 if let Some(Some(ty)) = vars.get(name).map(|v| v.ty.clone()) {
                     let target = format!("variable `{name}` of process `{process}`");
                     self.check_stored_value(&p.key("inputs").key(name), e, &ty, name, &target);

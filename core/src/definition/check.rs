@@ -51,9 +51,17 @@ pub struct LoadContext {
     /// checked (never a second read of a file that may have changed).
     pub read: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
     /// A definition reloaded from the store, deployed by an earlier duban:
-    /// the checks added since (E030–E036, [`Code::added_after_deploys`]) are
+    /// the checks added since (E030–E037, [`Code::added_after_deploys`]) are
     /// not applied, so a stricter validator never strands the cases
     /// running on it. They apply to every new deploy.
+    ///
+    /// Nor is a stored definition validated again on every command (issue
+    /// 12, finding 10): the deploy checked this very text, so the checks
+    /// that judge the definition but build nothing of the model are not
+    /// run at all: the flow (reachability, paths to an end, joins) and the
+    /// CEL types and costs, whose findings the line above drops anyway.
+    /// Everything the model is built from is still checked: the shape of
+    /// each entry, every reference, period, cron and CEL expression.
     pub deployed: bool,
 }
 
@@ -140,6 +148,15 @@ impl Checker<'_> {
         }
         let d = self.src.diag(path, code, message, hint);
         self.diags.push(d);
+    }
+
+    /// Whether CEL expressions are judged for their types and costs
+    /// (`typing.rs`, `cost.rs`): not for a stored definition, which would
+    /// drop every finding of theirs (E033–E035, E037 are
+    /// [`Code::added_after_deploys`]), so evaluating its expressions on the
+    /// samples would be work for nothing on every load.
+    pub fn judges_cel(&self) -> bool {
+        !self.ctx.deployed
     }
 
     pub fn err_key(&mut self, path: &Path, code: Code, message: String, hint: Option<String>) {
@@ -270,7 +287,9 @@ impl Checker<'_> {
 
         // Pass 1: names.
         self.collect_names(&get);
-        self.samples = Some(Samples::new(&self.variables, &self.params));
+        if self.judges_cel() {
+            self.samples = Some(Samples::new(&self.variables, &self.params));
+        }
 
         // Pass 2: entries.
         let id: Option<String> = get("id").and_then(|n| self.de(&here.key("id"), n));
@@ -315,8 +334,11 @@ impl Checker<'_> {
 
         // With a duplicated step id the loader kept only one of the two
         // entries; checking the flow of that guess would only mislead.
+        // A stored definition's flow was checked when it was deployed.
         let dup_steps = self.src_dups.iter().any(|p| p.starts_with("steps."));
-        if let (Some(start), Some(steps), false) = (&start, &steps, dup_steps) {
+        if let (Some(start), Some(steps), false, false) =
+            (&start, &steps, dup_steps, self.ctx.deployed)
+        {
             super::flow::check_flow(self, start, steps);
         }
 

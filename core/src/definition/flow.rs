@@ -5,7 +5,7 @@
 //! both built on it, so the picture an administrator sees is the flow the
 //! validator checked.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use super::check::Checker;
 use super::diagnostic::Code;
@@ -63,8 +63,28 @@ pub fn describe_deadline(d: &DeadlineDef) -> String {
     format!("{bound} {period}{from}")
 }
 
+// Units of work of the flow check on this thread: a call of
+// [`step_edges`], a step visited or an edge followed by a walk. A test
+// bounds it by the size of the definition, so a walk gone quadratic fails
+// on a count, not on a clock (issue 12, finding 10).
+#[cfg(test)]
+thread_local! {
+    pub(super) static WORK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `units` of flow work (tests only).
+#[cfg(test)]
+fn work(units: usize) {
+    WORK.with(|w| w.set(w.get() + units));
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn work(_: usize) {}
+
 /// The transitions out of one step.
 pub fn step_edges(id: &str, step: &Step) -> Vec<Edge> {
+    work(1);
     let e = |to: &str, label: String, kind| Edge {
         from: id.into(),
         to: to.into(),
@@ -147,33 +167,22 @@ impl Definition {
 /// Reachability, paths to an end, and parallel joins. A step that failed to
 /// check (`None`) is assumed to lead anywhere and to reach an end, so its
 /// errors are not repeated as flow errors.
+///
+/// Linear in the steps and edges (issue 12, finding 10): the edges are
+/// taken from [`step_edges`] once, as step indexes, and each walk visits a
+/// step at most once. Paths to an end are a backward walk from the ends
+/// over the reversed edges, not a fixpoint over every step.
 pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
-    let ids: Vec<&str> = steps.keys().map(String::as_str).collect();
-    let succ = |id: &str| -> Vec<String> {
-        match steps.get(id) {
-            Some(Some(s)) => step_edges(id, s)
-                .into_iter()
-                .map(|e| e.to)
-                .filter(|t| steps.contains_key(t))
-                .collect(),
-            Some(None) => ids.iter().map(|s| s.to_string()).collect(),
-            None => Vec::new(),
-        }
-    };
-    if !steps.contains_key(start) {
+    let Some(start_ix) = steps.get_index_of(start) else {
         return; // already reported as an unknown step
-    }
-    // Forward reachability from the start.
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut queue = VecDeque::from([start.to_string()]);
-    while let Some(id) = queue.pop_front() {
-        if seen.insert(id.clone()) {
-            queue.extend(succ(&id));
-        }
-    }
+    };
+    let flow = Flow::new(steps);
+    let n = steps.len();
     let root = Path::root().key("steps");
-    for id in &ids {
-        if !seen.contains(*id) {
+    // Forward reachability from the start.
+    let seen = flow.forward(start_ix);
+    for (ix, id) in steps.keys().enumerate() {
+        if !seen[ix] {
             c.err_key(
                 &root.key(id),
                 Code::UnreachableStep,
@@ -184,33 +193,41 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
             );
         }
     }
-    // Backward reachability from the ends (and from broken steps).
-    let mut good: BTreeSet<String> = steps
-        .iter()
-        .filter(|(_, s)| {
-            matches!(
-                s,
-                None | Some(Step {
-                    kind: StepKind::End { .. },
-                    ..
-                })
-            )
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    loop {
-        let before = good.len();
-        for id in &ids {
-            if !good.contains(*id) && succ(id).iter().any(|t| good.contains(t)) {
-                good.insert(id.to_string());
-            }
-        }
-        if good.len() == before {
-            break;
+    // Backward reachability from the ends (and from broken steps, which
+    // reach one by assumption). A broken step's edges to every step only
+    // lead out of a step already counted, so they are not needed here.
+    let mut pred: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (from, tos) in flow.succ.iter().enumerate() {
+        work(1 + tos.len());
+        for &to in tos {
+            pred[to].push(from);
         }
     }
-    for id in &ids {
-        if seen.contains(*id) && !good.contains(*id) {
+    let mut good = vec![false; n];
+    let mut queue: VecDeque<usize> = VecDeque::new();
+    for (ix, s) in steps.values().enumerate() {
+        if matches!(
+            s,
+            None | Some(Step {
+                kind: StepKind::End { .. },
+                ..
+            })
+        ) {
+            good[ix] = true;
+            queue.push_back(ix);
+        }
+    }
+    while let Some(ix) = queue.pop_front() {
+        work(1 + pred[ix].len());
+        for &p in &pred[ix] {
+            if !good[p] {
+                good[p] = true;
+                queue.push_back(p);
+            }
+        }
+    }
+    for (ix, id) in steps.keys().enumerate() {
+        if seen[ix] && !good[ix] {
             c.err_key(
                 &root.key(id),
                 Code::NoPathToEnd,
@@ -220,6 +237,10 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
         }
     }
     // Parallel splits: the join must be a join, reachable from every branch.
+    // One visited buffer serves every branch's walk (a stamp per walk), so
+    // a walk costs what it visits, and it stops at the join.
+    let mut stamp = vec![0u32; n];
+    let mut walk = 0u32;
     for (id, step) in steps {
         let Some(Step {
             kind: StepKind::Parallel { branches, join },
@@ -228,13 +249,16 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
         else {
             continue;
         };
-        match steps.get(join) {
-            Some(Some(Step {
+        let Some(join_ix) = steps.get_index_of(join.as_str()) else {
+            continue;
+        };
+        match &steps[join_ix] {
+            Some(Step {
                 kind: StepKind::Join { .. },
                 ..
-            }))
-            | Some(None) => {}
-            Some(Some(s)) => {
+            })
+            | None => {}
+            Some(s) => {
                 c.err(
                     &root.key(id).key("join"),
                     Code::BadParallel,
@@ -246,25 +270,13 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
                 );
                 continue;
             }
-            None => continue,
         }
         for (i, b) in branches.iter().enumerate() {
-            if !steps.contains_key(b) {
+            let Some(b_ix) = steps.get_index_of(b.as_str()) else {
                 continue;
-            }
-            let mut seen = BTreeSet::new();
-            let mut queue = VecDeque::from([b.clone()]);
-            let mut found = false;
-            while let Some(x) = queue.pop_front() {
-                if x == *join {
-                    found = true;
-                    break;
-                }
-                if seen.insert(x.clone()) {
-                    queue.extend(succ(&x));
-                }
-            }
-            if !found {
+            };
+            walk += 1;
+            if !flow.reaches(b_ix, join_ix, &mut stamp, walk) {
                 c.err(
                     &root.key(id).key("branches").index(i),
                     Code::BadParallel,
@@ -273,5 +285,73 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
                 );
             }
         }
+    }
+}
+
+/// The edges of the checked steps as step indexes, built once.
+struct Flow {
+    /// Per step, the steps its edges lead to (targets that are not steps
+    /// are left out: they are reported as unknown references).
+    succ: Vec<Vec<usize>>,
+    /// Per step, whether it failed to check: it may lead anywhere.
+    broken: Vec<bool>,
+}
+
+impl Flow {
+    fn new(steps: &Steps) -> Flow {
+        let succ = steps
+            .iter()
+            .map(|(id, s)| match s {
+                Some(s) => step_edges(id, s)
+                    .iter()
+                    .filter_map(|e| steps.get_index_of(e.to.as_str()))
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        let broken = steps.values().map(Option::is_none).collect();
+        Flow { succ, broken }
+    }
+
+    /// The steps reachable from `from`: every step, once a broken one is.
+    fn forward(&self, from: usize) -> Vec<bool> {
+        let mut seen = vec![false; self.succ.len()];
+        seen[from] = true;
+        let mut queue = VecDeque::from([from]);
+        while let Some(ix) = queue.pop_front() {
+            work(1 + self.succ[ix].len());
+            if self.broken[ix] {
+                work(seen.len());
+                seen.iter_mut().for_each(|s| *s = true);
+                break;
+            }
+            for &t in &self.succ[ix] {
+                if !seen[t] {
+                    seen[t] = true;
+                    queue.push_back(t);
+                }
+            }
+        }
+        seen
+    }
+
+    /// Whether `to` is reachable from `from` (a broken step reaches it).
+    /// `stamp[ix] == walk` marks a step this walk has visited.
+    fn reaches(&self, from: usize, to: usize, stamp: &mut [u32], walk: u32) -> bool {
+        stamp[from] = walk;
+        let mut queue = VecDeque::from([from]);
+        while let Some(ix) = queue.pop_front() {
+            work(1 + self.succ[ix].len());
+            if ix == to || self.broken[ix] {
+                return true;
+            }
+            for &t in &self.succ[ix] {
+                if stamp[t] != walk {
+                    stamp[t] = walk;
+                    queue.push_back(t);
+                }
+            }
+        }
+        false
     }
 }

@@ -166,9 +166,11 @@ pub fn load_library(files: &[PathBuf], context: &[PathBuf]) -> Library {
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
+    // One lenient read per text (it gives the id too, exactly when `peek_id`
+    // would): each is a whole parse of what may be a large file.
     for t in texts.iter().map(|(_, t)| t).chain(&context_texts) {
-        known.extend(peek_id(t));
         if let Some((id, iface)) = peek_interface(t) {
+            known.insert(id.clone());
             interfaces.entry(id).or_insert(iface);
         }
     }

@@ -209,7 +209,9 @@ impl Checker<'_> {
     /// checks that it gives true or false; `what` names it in messages.
     pub(super) fn condition(&mut self, path: &Path, text: &str, what: &str) -> Option<Expr> {
         let e = self.expr(path, text)?;
-        self.check_condition(path, &e, what);
+        if self.judges_cel() {
+            self.check_condition(path, &e, what);
+        }
         Some(e)
     }
 
@@ -225,6 +227,7 @@ impl Checker<'_> {
             let ty = self.var_ref(&p, name);
             if let Some(e) = self.expr(&p, text) {
                 match &ty {
+                    _ if !self.judges_cel() => {}
                     Some(Some(t)) => {
                         let target = format!("variable `{name}`");
                         self.check_stored_value(&p, &e, t, name, &target);

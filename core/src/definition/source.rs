@@ -187,7 +187,10 @@ impl Source {
             let last = i + 1 == path.0.len();
             match (seg, node) {
                 (Seg::Key(k), Node::Mapping(m)) => {
-                    let Some((key, value)) = m.iter().find(|(key, _)| key.as_str() == k) else {
+                    // A hashed lookup, not a scan: every diagnostic is
+                    // located this way, and `steps` may have thousands of
+                    // entries (issue 12, finding 10).
+                    let Some((key, value)) = m.get_key_value(k.as_str()) else {
                         return best;
                     };
                     let key_mark = key.span().start().map_or(best, |m| (m.line(), m.column()));

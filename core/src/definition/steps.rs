@@ -466,7 +466,7 @@ impl Checker<'_> {
             );
         }
         let correlation = self.expr(&p.key("correlation"), &r.correlation);
-        if let Some(e) = &correlation {
+        if let Some(e) = correlation.as_ref().filter(|_| self.judges_cel()) {
             self.check_cel_types(&p.key("correlation"), e);
         }
         if let Some(d) = r

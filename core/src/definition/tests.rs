@@ -319,3 +319,84 @@ fn ordinary_nesting_is_accepted() {
     );
     assert!(load(&text).is_ok(), "{:?}", load(&text).err());
 }
+
+/// `blocks` blocks of five steps in a chain, `blocks * 5 + 1` in all: a
+/// task (whose second outcome loops back to the start), a parallel split,
+/// its two branches and their join. With `broken`, every task has an
+/// unknown key, so the check of every block's first step fails.
+fn flow_chain(blocks: usize, broken: bool) -> String {
+    let mut t = String::from(
+        "id: p\nversion: 1\nname: 测试\nroles: { office: 监督机构 }\nstart: t0\nsteps:\n",
+    );
+    let typo = if broken { " nxt: x," } else { "" };
+    for b in 0..blocks {
+        let next = if b + 1 == blocks {
+            "done".to_string()
+        } else {
+            format!("t{}", b + 1)
+        };
+        t.push_str(&format!(
+            "  t{b}: {{ kind: task, name: 审查, assignee: {{ role: office }},{typo} outcomes: {{ ok: {{ label: 通过, next: p{b} }}, again: {{ label: 重来, next: t0 }} }} }}\n\
+             \x20 p{b}: {{ kind: parallel, name: 分送, branches: [a{b}, c{b}], join: j{b} }}\n\
+             \x20 a{b}: {{ kind: task, name: 甲, assignee: {{ role: office }}, outcomes: {{ ok: {{ label: 完成, next: j{b} }} }} }}\n\
+             \x20 c{b}: {{ kind: task, name: 乙, assignee: {{ role: office }}, outcomes: {{ ok: {{ label: 完成, next: j{b} }} }} }}\n\
+             \x20 j{b}: {{ kind: join, name: 汇总, next: {next} }}\n"
+        ));
+    }
+    t.push_str("  done: { kind: end, name: 结束, result: done }\n");
+    t
+}
+
+/// The work of the flow check on this thread while `text` loads.
+fn flow_work(text: &str) -> (usize, Result<Definition, Vec<Diagnostic>>) {
+    flow::WORK.with(|w| w.set(0));
+    let r = load(text);
+    (flow::WORK.with(|w| w.get()), r)
+}
+
+/// Issue 12, finding 10: validation time grew with the square of the
+/// steps (20,000 steps took minutes), the paths to an end being found by
+/// sweeping every step until nothing changed, and a broken step leading to
+/// every step. The flow check now does a bounded amount of work per step
+/// and edge: counted, so this fails on a count, not on a noisy clock
+/// (`cargo bench -p duban-core --bench validate` has the timings).
+#[test]
+fn issue12_the_flow_check_is_linear_in_the_steps() {
+    for broken in [false, true] {
+        let mut per_step = Vec::new();
+        for blocks in [100, 1000] {
+            let text = flow_chain(blocks, broken);
+            let (work, r) = flow_work(&text);
+            assert_eq!(r.is_ok(), !broken, "{:?}", r.err().map(|d| d[0].clone()));
+            let steps = blocks * 5 + 1;
+            per_step.push(work as f64 / steps as f64);
+        }
+        // About 10 units a step (an edge is built, followed forwards,
+        // reversed, followed backwards); the sweep took thousands.
+        assert!(per_step[1] < 16.0, "broken: {broken}: {per_step:?}");
+        assert!(
+            per_step[1] < per_step[0] * 1.2,
+            "broken: {broken}: the work per step grows with the steps: {per_step:?}"
+        );
+    }
+}
+
+/// A stored definition is not flow-checked again on every load (issue 12,
+/// finding 10): the deploy checked this text. A new deploy still is.
+#[test]
+fn a_stored_definition_reloads_without_the_flow_check() {
+    let text = format!("{MINIMAL}  b:\n    kind: end\n    name: 孤立\n    result: lost\n");
+    let d = load(&text).unwrap_err();
+    assert_eq!(d[0].code, Code::UnreachableStep);
+    let stored = LoadContext {
+        deployed: true,
+        ..Default::default()
+    };
+    let (work, r) = {
+        flow::WORK.with(|w| w.set(0));
+        let r = load_str("t.yaml", &text, &stored);
+        (flow::WORK.with(|w| w.get()), r)
+    };
+    assert!(r.is_ok());
+    assert_eq!(work, 0);
+}
