@@ -28,17 +28,11 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn serve(db: &str, now: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_duban"))
-        .args([
-            "serve",
-            "--processes",
-            "tests/data/timers",
-            "--poll-ms",
-            "200",
-            "--batch",
-            "100",
-        ])
+/// `duban serve` on `db` with the library `processes`, its clock started at
+/// `now`, polling every 200 ms, logging to a pipe; add arguments, then spawn.
+fn serve_command(db: &str, now: &str, processes: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_duban"));
+    c.args(["serve", "--processes", processes, "--poll-ms", "200"])
         .current_dir(root())
         .env("DUBAN_DB", db)
         .env("DUBAN_NOW", now)
@@ -48,7 +42,13 @@ fn serve(db: &str, now: &str) -> Child {
         )
         .env("DUBAN_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn serve(db: &str, now: &str) -> Child {
+    serve_command(db, now, "tests/data/timers")
+        .args(["--batch", "100"])
         .spawn()
         .expect("duban serve starts")
 }
@@ -394,26 +394,9 @@ async fn sigterm_behind_a_silent_smtp_server_stops_in_time_and_gives_claims_back
     )
     .unwrap();
     let grace = 2;
-    let child = Command::new(env!("CARGO_BIN_EXE_duban"))
-        .args([
-            "serve",
-            "--processes",
-            "tests/data/mailer",
-            "--poll-ms",
-            "200",
-        ])
+    let child = serve_command(&db, "2026-01-05T09:01:00+08:00", "tests/data/mailer")
         .args(["--grace-secs", &grace.to_string(), "--config"])
         .arg(&config)
-        .current_dir(root())
-        .env("DUBAN_DB", &db)
-        .env("DUBAN_NOW", "2026-01-05T09:01:00+08:00")
-        .env(
-            "DUBAN_CALENDAR_DIR",
-            root().join("target/no-installed-calendars"),
-        )
-        .env("DUBAN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("duban serve starts");
     // Wait until every connection the notifier may open hangs.

@@ -31,28 +31,9 @@ struct SlowSmtp(Child);
 
 impl SlowSmtp {
     fn start(port: u16, out: &Path, delay: f64) -> SlowSmtp {
-        let script = r#"
-import asyncio, sys, time
-from aiosmtpd.controller import Controller
-port, out, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-class Sink:
-    async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(delay)
-        mid = b""
-        for line in envelope.original_content.splitlines():
-            if line.lower().startswith(b"message-id:"):
-                mid = line.split(b":", 1)[1].strip()
-                break
-        with open(out, "ab") as f:
-            f.write(mid + b"\n")
-        return "250 OK"
-c = Controller(Sink(), hostname="127.0.0.1", port=port)
-c.start()
-while True:
-    time.sleep(3600)
-"#;
         let child = Command::new("/usr/bin/python3")
-            .args(["-c", script, &port.to_string(), out.to_str().unwrap()])
+            .arg(root().join("tests/data/smtp_sink.py"))
+            .args([&port.to_string(), out.to_str().unwrap()])
             .arg(delay.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -123,27 +123,9 @@ impl Sink {
             .local_addr()
             .unwrap()
             .port();
-        let script = r#"
-import sys, time
-from aiosmtpd.controller import Controller
-port, out = int(sys.argv[1]), sys.argv[2]
-class Sink:
-    async def handle_DATA(self, server, session, envelope):
-        mid = b""
-        for line in envelope.original_content.splitlines():
-            if line.lower().startswith(b"message-id:"):
-                mid = line.split(b":", 1)[1].strip()
-                break
-        with open(out, "ab") as f:
-            f.write(mid + b"\n")
-        return "250 OK"
-c = Controller(Sink(), hostname="127.0.0.1", port=port)
-c.start()
-while True:
-    time.sleep(3600)
-"#;
         let child = Command::new("/usr/bin/python3")
-            .args(["-c", script, &port.to_string(), file.to_str().unwrap()])
+            .arg(root().join("tests/data/smtp_sink.py"))
+            .args([&port.to_string(), file.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -227,8 +227,7 @@ pub(super) fn instant(s: &str) -> Option<DateTime<Utc>> {
     // Years of four digits, as in RFC 3339: chrono also reads
     // `+262000-01-01`, from where a period of years runs off its calendar
     // and the count panicked.
-    let year = s.split('-').next().unwrap_or("");
-    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::runtime::values::four_digit_year(s) {
         return None;
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
