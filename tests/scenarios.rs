@@ -131,3 +131,20 @@ fn issue12_a_deeply_nested_scenario_is_refused_with_its_line() {
     assert!(e.message.contains("nested"), "{e}");
     assert_eq!(e.line, 5, "{e}");
 }
+
+/// Issue 13, multi-instance: one review task per candidate, one public
+/// notice (a child) per qualified candidate; an objection re-reviews only
+/// that candidate, the lists are collected in item order, and cancelling
+/// the batch cancels its candidates' children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_step_runs_once_per_candidate_and_an_objection_re_reviews_only_that_one() {
+    assert_eq!(failures("foreach_batch.yaml").await, []);
+}
+
+/// Issue 13, multi-instance: a step done once two of three reviewers have
+/// answered (the third is no longer needed), and notices to agencies one
+/// after another until a CEL condition over the collected list holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_step_over_items_completes_when_its_condition_holds() {
+    assert_eq!(failures("foreach_quorum.yaml").await, []);
+}

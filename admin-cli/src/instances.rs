@@ -297,7 +297,13 @@ fn open_tasks_line(s: &InstanceState) -> String {
                 .as_ref()
                 .map(|d| format!(", due {}", d.last_day))
                 .unwrap_or_default();
-            format!("{} {} → {}{due}", t.id, t.step, t.assignees.join(","))
+            format!(
+                "{} {}{} → {}{due}",
+                t.id,
+                t.step,
+                crate::timeline::item_label(t),
+                t.assignees.join(",")
+            )
         })
         .collect();
     if tasks.is_empty() {

@@ -77,9 +77,10 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
                 .map(|d| format!("  due {} (cut-off {})", d.last_day, d.deadline.to_rfc3339()))
                 .unwrap_or_default();
             println!(
-                "  {} {} ({}) → {}{due}",
+                "  {} {}{} ({}) → {}{due}",
                 t.id,
                 t.step,
+                item_label(t),
                 t.kind,
                 t.assignees.join(", ")
             );
@@ -102,5 +103,16 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
                 if t.provisional { " (provisional)" } else { "" }
             );
         }
+    }
+}
+
+/// `[candidate=zhang]` for a task of one item of a `for_each` step.
+pub fn item_label(t: &duban_engine::runtime::TaskState) -> String {
+    match &t.item {
+        Some(i) => match &i.value {
+            serde_json::Value::String(v) => format!("[{}={v}]", i.var),
+            v => format!("[{}={v}]", i.var),
+        },
+        None => String::new(),
     }
 }

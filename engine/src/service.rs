@@ -517,42 +517,9 @@ impl<S: Store> Engine<S> {
             reason: reason.into(),
             actor: actor.into(),
         };
-        let before = self.instance(id).await?;
-        let t = self.apply(id, &event, now).await?;
-        let mut queue: std::collections::VecDeque<(String, InstanceState)> = before
-            .waits
-            .values()
-            .filter_map(|w| w.child.clone())
-            .map(|c| (c, before.clone()))
-            .collect();
-        while let Some((child, parent)) = queue.pop_front() {
-            let Ok(Some(state)) = self.store.load(&child).await else {
-                continue;
-            };
-            if matches!(
-                state.status,
-                Status::Completed { .. } | Status::Cancelled { .. }
-            ) {
-                continue;
-            }
-            let event = Event::Cancel {
-                reason: format!("调用方 {} 已撤销：{reason}", parent.id),
-                actor: actor.into(),
-            };
-            match self.apply(&child, &event, now).await {
-                Ok(_) => queue.extend(
-                    state
-                        .waits
-                        .values()
-                        .filter_map(|w| w.child.clone())
-                        .map(|c| (c, state.clone())),
-                ),
-                Err(e) => {
-                    tracing::warn!(instance = %child, error = %e, "cancelling a called child failed")
-                }
-            }
-        }
-        Ok(t)
+        // Its children are cancelled with it: the transition says so
+        // (`CancelChild`), and settling it carries that out.
+        self.apply(id, &event, now).await
     }
 
     /// Sets variables of instance `id` by hand (also on a stuck instance,
@@ -588,8 +555,7 @@ impl<S: Store> Engine<S> {
         let t = self.apply(id, &event, now).await?;
         // A child may have ended while this instance was stuck; its
         // `child_ended` row could not be delivered then.
-        for w in t.state.waits.values() {
-            let Some(child) = &w.child else { continue };
+        for child in t.state.waits.values().flat_map(|w| w.all_children()) {
             if let Ok(Some(c)) = self.store.load(child).await {
                 if let Ok(Some(next)) = self.hand_back(&c, now).await {
                     self.settle(&next, now).await;
@@ -751,6 +717,13 @@ impl<S: Store> Engine<S> {
                     Command::TellParent { .. } => {
                         queue.extend(self.hand_back(&t.state, now).await?);
                     }
+                    Command::CancelChild {
+                        child,
+                        reason,
+                        actor,
+                    } => {
+                        queue.extend(self.cancel_child(child, reason, actor, now).await?);
+                    }
                     _ => {}
                 }
             }
@@ -800,6 +773,46 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Cancels a child its caller no longer waits for (the caller ended or
+    /// was cancelled, or its `for_each` was done without this item); a
+    /// child that has ended already is left as it is.
+    async fn cancel_child(
+        &self,
+        child: &str,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>, ServiceError> {
+        let (state, def) = match self.load_with_definition(child).await {
+            Ok(x) => x,
+            Err(ServiceError::UnknownInstance(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if matches!(
+            state.status,
+            Status::Completed { .. } | Status::Cancelled { .. }
+        ) {
+            return Ok(None);
+        }
+        let event = Event::Cancel {
+            reason: reason.into(),
+            actor: actor.into(),
+        };
+        let t = match self.compute_on(&def, Some(&state), &event, now, 0).await? {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(instance = %child, error = %e, "cancelling a called child failed");
+                return Ok(None);
+            }
+        };
+        match self.store.commit(Some(state.revision), &t, now).await {
+            Ok(()) => Ok(Some(t)),
+            // Changed meanwhile (it ended, or someone else cancelled it).
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Gives an ended child's result to its parent, if the parent still
     /// waits for it; otherwise nothing. A stuck parent is an error, so the
     /// `child_ended` row stays pending until the parent is retried.
@@ -825,16 +838,17 @@ impl<S: Store> Engine<S> {
             }
             .into());
         }
-        let waits = p
-            .waits
-            .get(&step)
-            .is_some_and(|w| w.child.as_deref().is_none_or(|c| c == child.id));
+        let waits = p.waits.get(&step).is_some_and(|w| {
+            // A wait stored before children were recorded takes any.
+            (w.child.is_none() && w.children.is_empty()) || w.all_children().any(|c| *c == child.id)
+        });
         if p.status != Status::Running || !waits {
             return Ok(None);
         }
         let event = Event::ChildEnded {
             step,
             result: result.clone(),
+            child: Some(child.id.clone()),
         };
         match self.fire_one(&parent, &event, now).await {
             Ok(Fired::Applied(t)) => Ok(Some(*t)),

@@ -24,6 +24,7 @@ use crate::SendError;
 use duban_engine::definition::Definition;
 use duban_engine::outbox::{WorkFuture, Worker};
 use duban_engine::runtime::{Directory, InstanceState};
+use duban_engine::simulate::Issued;
 use duban_engine::store::OutboxKind;
 
 /// Writes the documents of the outbox.
@@ -52,28 +53,36 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Renders document `document` of `def`, issued at `step` of `state`, with
-/// the instance as it is at `now`: what [`DocumentWriter`] writes and what
-/// `duban simulate` checks.
+/// Renders the document `issued` of `def` in `state`, with the instance as
+/// it is at `now`: what [`DocumentWriter`] writes and what `duban simulate`
+/// checks. A document issued for a task (an item of a `for_each` step) is
+/// rendered with that task and its item.
 pub fn render_document(
     def: &Definition,
     state: &InstanceState,
-    document: &str,
-    step: &str,
+    issued: Issued<'_>,
     dir: &dyn Directory,
     now: DateTime<Utc>,
 ) -> Result<Rendered, String> {
+    let Issued {
+        document,
+        step,
+        task,
+    } = issued;
     let doc = def.documents.get(document).ok_or_else(|| {
         format!(
             "document `{document}` is not in {} v{}",
             def.id, def.version
         )
     })?;
-    let task = state
-        .tasks
-        .values()
-        .filter(|t| t.step == step)
-        .max_by_key(|t| t.opened_at);
+    let task = match task {
+        Some(id) => state.tasks.get(id),
+        None => state
+            .tasks
+            .values()
+            .filter(|t| t.step == step)
+            .max_by_key(|t| t.opened_at),
+    };
     let subject = Subject {
         definition: def,
         state,
@@ -95,12 +104,11 @@ impl duban_engine::simulate::DocumentText for SimulatedDocuments {
         &self,
         def: &Definition,
         state: &InstanceState,
-        document: &str,
-        step: &str,
+        issued: Issued<'_>,
         directory: &dyn Directory,
         now: DateTime<Utc>,
     ) -> Result<String, String> {
-        render_document(def, state, document, step, directory, now).map(|r| r.text)
+        render_document(def, state, issued, directory, now).map(|r| r.text)
     }
 }
 
@@ -117,11 +125,21 @@ impl<S: Store> DocumentWriter<S> {
     /// Renders and writes one row's document; returns the text file.
     pub async fn write(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<PathBuf, SendError> {
         let (cmd, state, def) = load_row(&self.engine, row).await?;
-        let Command::RenderDocument { document, step } = cmd else {
+        let Command::RenderDocument {
+            document,
+            step,
+            task,
+        } = cmd
+        else {
             return Err(SendError::Permanent("not a document".into()));
         };
         let dir = self.engine.directory();
-        let r = render_document(&def, &state, &document, &step, dir.as_ref(), now)
+        let issued = Issued {
+            document: &document,
+            step: &step,
+            task: task.as_deref(),
+        };
+        let r = render_document(&def, &state, issued, dir.as_ref(), now)
             .map_err(SendError::Permanent)?;
         let (txt, html) = paths(&self.dir, row, &document);
         for (path, text) in [(&txt, &r.text), (&html, &r.html)] {

@@ -93,6 +93,12 @@ pub fn context(s: &Subject<'_>, dir: &dyn Directory) -> Json {
             json!({ "id": step, "name": step_name(step) }),
         );
     }
+    // An item of a `for_each` step reads its own item in the `as` variable.
+    if let Some(item) = s.task.and_then(|t| t.item.as_ref()) {
+        if let Some(var) = def.variables.get(&item.var) {
+            ctx.insert(item.var.clone(), record(&var.ty, &item.value, dir));
+        }
+    }
     match s.task {
         Some(t) => {
             ctx.insert(

@@ -95,6 +95,10 @@ pub enum Code {
     /// deeper or with a worst-case cost higher than `definition::cost`
     /// allows.
     CelTooCostly,
+    /// A `for_each` that cannot run as written: over a non-list, an `as`
+    /// variable of another type than the items, a `collect` of an outcome
+    /// or field the step lacks, an outcome `next` inside it.
+    ForEach,
 }
 
 impl Code {
@@ -139,6 +143,7 @@ impl Code {
             CelTypeError => "E035",
             NotSupported => "E036",
             CelTooCostly => "E037",
+            ForEach => "E038",
         }
     }
 

@@ -321,6 +321,49 @@ pub struct Step {
     pub rules: Vec<String>,
     /// What the step does.
     pub kind: StepKind,
+    /// Run once per item of a list (tasks, notices and calls).
+    pub for_each: Option<ForEach>,
+}
+
+/// `for_each:` on a task, notice or call: the step runs once per item of a
+/// list variable (BPMN's multi-instance), each item with its own task,
+/// notice or child, assignee, deadline and results; the step goes on to
+/// its `next` when `complete_when` holds.
+#[derive(Clone, Debug)]
+pub struct ForEach {
+    /// The list variable whose items the step runs over (read when the
+    /// step is entered; later changes do not add or remove items).
+    pub items: String,
+    /// The declared variable that holds the item within each of them.
+    pub var: String,
+    /// One item after another instead of all at once.
+    pub sequential: bool,
+    /// When the step is done.
+    pub complete_when: CompleteWhen,
+    /// List variables filled from the finished items, in item order.
+    pub collect: Vec<(String, Collect)>,
+}
+
+/// When a `for_each` step is done (it is always done once every item has
+/// finished).
+#[derive(Clone, Debug)]
+pub enum CompleteWhen {
+    /// Every item has finished.
+    All,
+    /// At least this many items have finished (`any` is 1).
+    AtLeast(u32),
+    /// A CEL condition over the variables, evaluated after each item
+    /// finishes (the `collect` lists then hold the results so far).
+    Condition(Expr),
+}
+
+/// What a `collect` list variable receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Collect {
+    /// The items that finished with this outcome (a call: child result).
+    Outcome(String),
+    /// Each finished item's value of this field, when it gave one.
+    Field(String),
 }
 
 /// The step kinds.

@@ -169,7 +169,8 @@ pub struct RawGuard {
 #[serde(deny_unknown_fields)]
 pub struct RawOutcome {
     pub label: String,
-    pub next: String,
+    #[serde(default)]
+    pub next: Option<String>,
     #[serde(default)]
     pub fields: Vec<String>,
     #[serde(default)]
@@ -189,6 +190,47 @@ pub struct RawOutcome {
 pub struct RawRecusal {
     #[allow(dead_code)] // resolved again (a role) once recusal is supported
     pub decided_by: String,
+}
+
+/// `for_each:` on a task, notice or call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForEach {
+    pub items: String,
+    #[serde(rename = "as")]
+    pub var: String,
+    #[serde(default)]
+    pub order: Option<String>,
+    #[serde(default)]
+    pub complete_when: Option<RawCompleteWhen>,
+    #[serde(default)]
+    pub collect: IndexMap<String, RawCollect>,
+}
+
+/// `complete_when:`: `all`, `any`, `{ at_least: N }` or a CEL condition.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCompleteWhen {
+    Text(String),
+    AtLeast(RawAtLeast),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAtLeast {
+    // A text: inside an untagged enum the YAML scalar arrives buffered as
+    // a string, so the number is parsed by the checker.
+    pub at_least: String,
+}
+
+/// One `collect:` entry: `{ outcome: ID }` or `{ field: NAME }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollect {
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
 }
 
 /// `kind: task`.
@@ -212,6 +254,10 @@ pub struct RawTask {
     pub recusal: Option<RawRecusal>,
     #[serde(default)]
     pub rules: Vec<String>,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub for_each: Option<RawForEach>,
 }
 
 /// `kind: notice`.
@@ -232,6 +278,10 @@ pub struct RawNotice {
     pub deadline: Option<RawDeadline>,
     #[serde(default)]
     pub rules: Vec<String>,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub for_each: Option<RawForEach>,
 }
 
 /// One branch of a decision.
@@ -306,6 +356,8 @@ pub struct RawCall {
     #[serde(default)]
     pub result: Option<String>,
     pub next: String,
+    #[serde(default)]
+    pub for_each: Option<RawForEach>,
 }
 
 /// `kind: wait_message`.

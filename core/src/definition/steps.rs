@@ -63,17 +63,27 @@ impl Checker<'_> {
             "task" => {
                 let r: RawTask = self.de(p, n)?;
                 let k = self.task(p, &r);
-                (r.name, r.description, r.rules, k)
+                let next = self.own_next(p, r.next.as_deref(), r.for_each.is_some());
+                let fe = r
+                    .for_each
+                    .as_ref()
+                    .and_then(|f| self.for_each(p, f, k.as_ref(), next));
+                (r.name, r.description, r.rules, k.map(|k| (k, fe)))
             }
             "notice" => {
                 let r: RawNotice = self.de(p, n)?;
                 let k = self.notice(p, &r);
-                (r.name, r.description, r.rules, k)
+                let next = self.own_next(p, r.next.as_deref(), r.for_each.is_some());
+                let fe = r
+                    .for_each
+                    .as_ref()
+                    .and_then(|f| self.for_each(p, f, k.as_ref(), next));
+                (r.name, r.description, r.rules, k.map(|k| (k, fe)))
             }
             "decision" => {
                 let r: RawDecision = self.de(p, n)?;
                 let k = self.decision(p, &r);
-                (r.name, r.description, r.rules, k)
+                (r.name, r.description, r.rules, k.map(|k| (k, None)))
             }
             "parallel" => {
                 let r: RawParallel = self.de(p, n)?;
@@ -89,10 +99,13 @@ impl Checker<'_> {
                     );
                 }
                 self.step_ref(&p.key("join"), &r.join);
-                let k = Some(StepKind::Parallel {
-                    branches: r.branches,
-                    join: r.join,
-                });
+                let k = Some((
+                    StepKind::Parallel {
+                        branches: r.branches,
+                        join: r.join,
+                    },
+                    None,
+                ));
                 (r.name, r.description, Vec::new(), k)
             }
             "join" => {
@@ -102,18 +115,22 @@ impl Checker<'_> {
                     r.name,
                     r.description,
                     Vec::new(),
-                    Some(StepKind::Join { next: r.next }),
+                    Some((StepKind::Join { next: r.next }, None)),
                 )
             }
             "call" => {
                 let r: RawCall = self.de(p, n)?;
                 let k = self.call(p, &r);
-                (r.name, r.description, Vec::new(), k)
+                let fe = r
+                    .for_each
+                    .as_ref()
+                    .and_then(|f| self.for_each(p, f, k.as_ref(), Some(r.next.as_str())));
+                (r.name, r.description, Vec::new(), k.map(|k| (k, fe)))
             }
             "wait_message" => {
                 let r: RawWaitMessage = self.de(p, n)?;
                 let k = self.wait_message(p, &r);
-                (r.name, r.description, Vec::new(), k)
+                (r.name, r.description, Vec::new(), k.map(|k| (k, None)))
             }
             "wait_timer" => {
                 let r: RawWaitTimer = self.de(p, n)?;
@@ -134,9 +151,14 @@ impl Checker<'_> {
                     r.name,
                     r.description,
                     r.rules,
-                    timer.map(|timer| StepKind::WaitTimer {
-                        timer,
-                        next: r.next,
+                    timer.map(|timer| {
+                        (
+                            StepKind::WaitTimer {
+                                timer,
+                                next: r.next,
+                            },
+                            None,
+                        )
                     }),
                 )
             }
@@ -155,10 +177,13 @@ impl Checker<'_> {
                     r.name,
                     r.description,
                     Vec::new(),
-                    Some(StepKind::End {
-                        result: r.result,
-                        documents,
-                    }),
+                    Some((
+                        StepKind::End {
+                            result: r.result,
+                            documents,
+                        },
+                        None,
+                    )),
                 )
             }
             other => {
@@ -173,18 +198,26 @@ impl Checker<'_> {
             }
         };
         let rules = self.check_rules(&p.key("rules"), &rules);
+        let (kind, for_each) = kind?;
         Some(Step {
             name,
             description,
             rules,
-            kind: kind?,
+            kind,
+            for_each,
         })
     }
 
+    /// The outcomes of a task or notice. An outcome without `next` goes to
+    /// the step's `next`; in a `for_each` step no outcome has a `next` of
+    /// its own (an item's outcome is collected, and the step goes on when
+    /// it is done).
     fn outcomes(
         &mut self,
         p: &Path,
         raw: &IndexMap<String, RawOutcome>,
+        step_next: Option<&str>,
+        for_each: bool,
     ) -> Option<IndexMap<String, Outcome>> {
         let op = p.key("outcomes");
         if raw.is_empty() {
@@ -201,7 +234,33 @@ impl Checker<'_> {
         for (id, o) in raw {
             let p = op.key(id);
             self.check_id(&p, id, "outcome");
-            self.step_ref(&p.key("next"), &o.next);
+            let next = match (&o.next, step_next) {
+                (Some(n), _) if for_each => {
+                    self.err_key(
+                        &p.key("next"),
+                        Code::ForEach,
+                        format!("outcome `{id}` of a step with `for_each` has a `next` of its own"),
+                        Some("an item's outcome is collected (`collect:`), and the step goes on to its own `next` when `complete_when` holds: remove this `next`".into()),
+                    );
+                    n.clone()
+                }
+                (Some(n), _) => {
+                    self.step_ref(&p.key("next"), n);
+                    n.clone()
+                }
+                (None, Some(n)) => n.to_string(),
+                (None, None) if for_each => String::new(), // said once, on the step
+                (None, None) => {
+                    self.err(
+                        &p,
+                        Code::MissingKey,
+                        format!("outcome `{id}` has no `next`"),
+                        Some("give the outcome `next: STEP`, or the step a `next:` for every outcome that has none".into()),
+                    );
+                    ok = false;
+                    String::new()
+                }
+            };
             for (list, key) in [
                 (&o.fields, "fields"),
                 (&o.optional_fields, "optional_fields"),
@@ -241,7 +300,7 @@ impl Checker<'_> {
                 id.clone(),
                 Outcome {
                     label: o.label.clone(),
-                    next: o.next.clone(),
+                    next,
                     fields: o.fields.clone(),
                     optional_fields: o.optional_fields.clone(),
                     set,
@@ -300,7 +359,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let outcomes = self.outcomes(p, &r.outcomes);
+        let outcomes = self.outcomes(p, &r.outcomes, r.next.as_deref(), r.for_each.is_some());
         let deadline = match &r.deadline {
             Some(d) => Some(self.deadline(&p.key("deadline"), d, false)?),
             None => None,
@@ -346,7 +405,7 @@ impl Checker<'_> {
         let to = self.party(&p.key("to"), &r.to, false);
         self.template_ref(&p.key("template"), &r.template);
         let documents = self.document_refs(&p.key("documents"), &r.documents);
-        let outcomes = self.outcomes(p, &r.outcomes);
+        let outcomes = self.outcomes(p, &r.outcomes, r.next.as_deref(), r.for_each.is_some());
         let deadline = match &r.deadline {
             Some(d) => Some(self.deadline(&p.key("deadline"), d, true)?),
             None => None,
@@ -499,6 +558,258 @@ impl Checker<'_> {
             fields: r.fields.clone(),
             next: r.next.clone(),
             deadline,
+        })
+    }
+
+    /// A task's or notice's own `next`: checked, and required with `for_each`.
+    fn own_next<'r>(&mut self, p: &Path, next: Option<&'r str>, for_each: bool) -> Option<&'r str> {
+        match next {
+            Some(n) => self.step_ref(&p.key("next"), n),
+            None if for_each => self.err(
+                &p.key("next"),
+                Code::MissingKey,
+                "a step with `for_each` needs `next`: the step it goes on to once `complete_when` holds".into(),
+                None,
+            ),
+            None => {}
+        }
+        next
+    }
+
+    /// Checks `for_each:` of a step whose kind is `kind` (`None` when it
+    /// had errors of its own).
+    fn for_each(
+        &mut self,
+        p: &Path,
+        r: &RawForEach,
+        kind: Option<&StepKind>,
+        next: Option<&str>,
+    ) -> Option<ForEach> {
+        let fp = p.key("for_each");
+        let mut ok = next.is_some();
+        let elem = match self.var_ref(&fp.key("items"), &r.items) {
+            Some(Some(ValueType::List(t))) => Some(*t),
+            Some(Some(t)) => {
+                self.err(
+                    &fp.key("items"),
+                    Code::ForEach,
+                    format!(
+                        "`for_each` runs over a list, but variable `{}` is of type {t}",
+                        r.items
+                    ),
+                    Some(format!(
+                        "declare `{}` as a list (`type: list<{t}>`), or name a list variable",
+                        r.items
+                    )),
+                );
+                None
+            }
+            _ => None,
+        };
+        ok &= elem.is_some();
+        match self.var_ref(&fp.key("as"), &r.var) {
+            Some(Some(t)) => {
+                if r.var == r.items {
+                    self.err(
+                        &fp.key("as"),
+                        Code::ForEach,
+                        format!("`as` names the list `{}` itself", r.items),
+                        Some("declare a variable of the items' type to hold each item, e.g. `candidate: { type: person }`".into()),
+                    );
+                    ok = false;
+                } else if let Some(e) = elem.as_ref().filter(|e| **e != t) {
+                    self.err(
+                        &fp.key("as"),
+                        Code::ForEach,
+                        format!(
+                            "`as` variable `{}` is of type {t}, but the items of `{}` are of type {e}",
+                            r.var, r.items
+                        ),
+                        Some(format!("declare `{}` with `type: {e}`", r.var)),
+                    );
+                    ok = false;
+                }
+            }
+            _ => ok = false,
+        }
+        let sequential = match r.order.as_deref() {
+            None | Some("parallel") => false,
+            Some("sequential") => true,
+            Some(other) => {
+                self.err(
+                    &fp.key("order"),
+                    Code::BadValue,
+                    format!("unknown order `{other}`"),
+                    Some("`parallel` (every item at once, the default) or `sequential` (one after another, in list order)".into()),
+                );
+                ok = false;
+                false
+            }
+        };
+        let complete_when = match &r.complete_when {
+            None => Some(CompleteWhen::All),
+            Some(RawCompleteWhen::Text(t)) if t.trim() == "all" => Some(CompleteWhen::All),
+            Some(RawCompleteWhen::Text(t)) if t.trim() == "any" => Some(CompleteWhen::AtLeast(1)),
+            Some(RawCompleteWhen::Text(t)) => self
+                .condition(&fp.key("complete_when"), t, "completion condition")
+                .map(CompleteWhen::Condition),
+            Some(RawCompleteWhen::AtLeast(a)) => match a.at_least.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Some(CompleteWhen::AtLeast(n)),
+                _ => {
+                    self.err(
+                        &fp.key("complete_when").key("at_least"),
+                        Code::BadValue,
+                        format!(
+                            "`at_least: {}` is not a whole number of at least 1",
+                            a.at_least
+                        ),
+                        Some(
+                            "the number of items that must have finished, e.g. `at_least: 2`"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        ok &= complete_when.is_some();
+        let outcomes = match kind {
+            Some(StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. }) => {
+                Some(outcomes)
+            }
+            _ => None,
+        };
+        let is_call = matches!(kind, Some(StepKind::Call { .. }));
+        if let Some(StepKind::Call {
+            result: Some(res), ..
+        }) = kind
+        {
+            self.err_key(
+                &p.key("result"),
+                Code::ForEach,
+                format!("a call with `for_each` starts one child per item, and has no single result for `{res}`"),
+                Some("collect the children's results instead: `collect: { passed: { outcome: RESULT } }` lists the items whose child ended with RESULT".into()),
+            );
+            ok = false;
+        }
+        if let Some(goto) = kind
+            .and_then(StepKind::deadline)
+            .and_then(|d| d.on_expiry.as_ref())
+            .and_then(|x| x.goto.as_ref())
+        {
+            self.err_key(
+                &p.key("deadline").key("on_expiry").key("goto"),
+                Code::ForEach,
+                format!("`goto: {goto}` on the deadline of a step with `for_each`: one item's expiry cannot move the whole step on"),
+                Some("an expired item stays open after its escalation (`notify:`); to stop waiting for late items, use `complete_when`".into()),
+            );
+            ok = false;
+        }
+        let mut collect = Vec::new();
+        for (target, c) in &r.collect {
+            let cp = fp.key("collect").key(target);
+            let target_ty = self.var_ref(&cp, target);
+            if target == &r.var || target == &r.items {
+                self.err_key(
+                    &cp,
+                    Code::ForEach,
+                    format!("`collect` into `{target}`, which the step reads its items from"),
+                    Some("collect into a list variable of its own".into()),
+                );
+                ok = false;
+                continue;
+            }
+            let (what, wanted) = match (&c.outcome, &c.field) {
+                (Some(o), None) => {
+                    match outcomes {
+                        Some(os) if !os.contains_key(o) => {
+                            let hint = suggest(o, "outcome", os.keys().map(String::as_str));
+                            self.err(
+                                &cp.key("outcome"),
+                                Code::ForEach,
+                                format!("the step has no outcome `{o}` to collect"),
+                                Some(hint),
+                            );
+                            ok = false;
+                        }
+                        None if is_call && !super::check_is_id(o) => {
+                            self.err(
+                                &cp.key("outcome"),
+                                Code::BadId,
+                                format!("result `{o}` is not a valid identifier"),
+                                None,
+                            );
+                            ok = false;
+                        }
+                        _ => {}
+                    }
+                    (Collect::Outcome(o.clone()), elem.clone())
+                }
+                (None, Some(f)) => {
+                    let Some(os) = outcomes else {
+                        if is_call {
+                            self.err(
+                                &cp.key("field"),
+                                Code::ForEach,
+                                "a call's items give only their child's result: collect `{ outcome: RESULT }`".into(),
+                                None,
+                            );
+                        }
+                        ok = false;
+                        continue;
+                    };
+                    if !os
+                        .values()
+                        .any(|o| o.fields.contains(f) || o.optional_fields.contains(f))
+                    {
+                        self.err(
+                            &cp.key("field"),
+                            Code::ForEach,
+                            format!("no outcome of the step has the field `{f}` to collect"),
+                            Some("collect a variable listed in an outcome's `fields` or `optional_fields`".into()),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    let ty = self.variables.get(f).cloned().flatten();
+                    (Collect::Field(f.clone()), ty)
+                }
+                _ => {
+                    self.err(
+                        &cp,
+                        Code::ForEach,
+                        format!("`collect` entry `{target}` must give exactly one of `outcome` or `field`"),
+                        Some("`{ outcome: qualified }` lists the items that took that outcome; `{ field: score }` lists each item's value of that field".into()),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            match (target_ty, wanted) {
+                (Some(Some(ValueType::List(t))), Some(w)) if *t == w => {}
+                (Some(Some(t)), Some(w)) => {
+                    self.err(
+                        &cp,
+                        Code::ForEach,
+                        format!("`collect` into `{target}`, of type {t}, but what it collects is a list<{w}>"),
+                        Some(format!("declare `{target}` with `type: list<{w}>`")),
+                    );
+                    ok = false;
+                }
+                (None, _) => ok = false,
+                _ => {}
+            }
+            collect.push((target.clone(), what));
+        }
+        if !ok {
+            return None;
+        }
+        Some(ForEach {
+            items: r.items.clone(),
+            var: r.var.clone(),
+            sequential,
+            complete_when: complete_when?,
+            collect,
         })
     }
 }

@@ -236,6 +236,10 @@ pub(crate) struct Run<'a> {
     pub(crate) commands: Vec<Command>,
     pub(crate) history: Vec<HistoryEntry>,
     pub(crate) now: DateTime<Utc>,
+    /// The item of a `for_each` step being worked on: while it is set,
+    /// its `as` variable reads as the item (expressions, assignees,
+    /// deadlines), without the instance's variable changing.
+    pub(crate) item: Option<Item>,
 }
 
 impl<'a> Run<'a> {
@@ -246,6 +250,15 @@ impl<'a> Run<'a> {
             commands: Vec::new(),
             history: Vec::new(),
             now,
+            item: None,
+        }
+    }
+
+    /// The value of variable `name`, as the item being worked on sees it.
+    pub(crate) fn var(&self, name: &str) -> Option<&Json> {
+        match &self.item {
+            Some(item) if item.var == name => Some(&item.value),
+            _ => self.state.variables.get(name),
         }
     }
 
@@ -313,6 +326,7 @@ impl<'a> Run<'a> {
             timers: BTreeMap::new(),
             waits: BTreeMap::new(),
             joins: BTreeMap::new(),
+            for_each: BTreeMap::new(),
             started_at: now,
             ended_at: None,
             seq: 0,
@@ -349,7 +363,11 @@ impl<'a> Run<'a> {
                 variables,
             } => self.message(name, key, variables),
             Event::TimerFired { timer } => self.timer(timer),
-            Event::ChildEnded { step, result } => self.child_ended(step, result),
+            Event::ChildEnded {
+                step,
+                result,
+                child,
+            } => self.child_ended(step, result, child.as_deref()),
             Event::Recompute => self.recount(),
             Event::SetVariables { variables, actor } => self.set_variables(variables, actor),
             Event::Cancel { reason, actor } => {
@@ -502,7 +520,7 @@ impl<'a> Run<'a> {
             Party::Role { role, within } => {
                 let unit = within
                     .as_ref()
-                    .and_then(|v| self.state.variables.get(v))
+                    .and_then(|v| self.var(v))
                     .and_then(Json::as_str);
                 self.env
                     .directory
@@ -512,7 +530,7 @@ impl<'a> Run<'a> {
                     .collect()
             }
             Party::Person(p) => vec![p.clone()],
-            Party::Variable(v) => match self.state.variables.get(v) {
+            Party::Variable(v) => match self.var(v) {
                 Some(Json::String(s)) => vec![s.clone()],
                 Some(Json::Array(items)) => items
                     .iter()
@@ -597,9 +615,25 @@ impl<'a> Run<'a> {
         for id in open {
             self.close_task(&id, outcome, actor);
         }
+        // A child still running is not waited for any more: it is
+        // cancelled with its caller (and its own children with it).
+        let why = match &status {
+            Status::Cancelled { reason } => format!("调用方 {} 已撤销：{reason}", self.state.id),
+            _ => format!("调用方 {} 已结束", self.state.id),
+        };
+        for w in self.state.waits.values() {
+            for child in w.all_children() {
+                self.commands.push(Command::CancelChild {
+                    child: child.clone(),
+                    reason: why.clone(),
+                    actor: actor.into(),
+                });
+            }
+        }
         for step in self.state.waits.keys().cloned().collect::<Vec<_>>() {
             self.end_wait(&step);
         }
+        self.state.for_each.clear();
         for id in std::mem::take(&mut self.state.timers).into_keys() {
             self.commands.push(Command::CancelTimer { timer: id });
         }
@@ -619,10 +653,20 @@ impl<'a> Run<'a> {
     // ----- expressions --------------------------------------------------
 
     pub(crate) fn eval(&self, e: &Expr) -> Result<Json, EngineError> {
+        let overlaid;
+        let variables = match &self.item {
+            Some(item) => {
+                let mut v = self.state.variables.clone();
+                v.insert(item.var.clone(), item.value.clone());
+                overlaid = v;
+                &overlaid
+            }
+            None => &self.state.variables,
+        };
         let ctx = cel_context(
             self.def(),
             self.state.profile.as_deref(),
-            &self.state.variables,
+            variables,
             self.env.directory,
             self.now,
         );

@@ -42,15 +42,13 @@ impl Run<'_> {
                 Start::Instant(opened.unwrap_or(self.now).with_timezone(&LEGAL_TZ))
             }
             StartRef::Variable(v) => {
-                let s = self
-                    .state
-                    .variables
-                    .get(v)
-                    .and_then(Json::as_str)
-                    .ok_or_else(|| EngineError::StartUnset {
-                        step: step.into(),
-                        variable: v.clone(),
-                    })?;
+                let s =
+                    self.var(v)
+                        .and_then(Json::as_str)
+                        .ok_or_else(|| EngineError::StartUnset {
+                            step: step.into(),
+                            variable: v.clone(),
+                        })?;
                 if let Ok(date) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
                     Start::Date(date)
                 } else {
@@ -84,9 +82,7 @@ impl Run<'_> {
             },
             PeriodRef::Variable(v) => {
                 let s = self
-                    .state
-                    .variables
-                    .get(v)
+                    .var(v)
                     .and_then(Json::as_str)
                     .ok_or_else(|| EngineError::MissingVariable(v.clone()))?;
                 s.parse().map_err(|e| EngineError::BadValue {
@@ -191,6 +187,8 @@ impl Run<'_> {
                 },
                 _ => task.opened_at,
             };
+            // An item of a `for_each` step counts with its own item's values.
+            self.item = task.item.clone();
             let start = self.start_of(&task.step, &d, Some(opened))?;
             let old = task.deadline.clone().expect("filtered on a deadline");
             if self.count(&d, start)? == old {
@@ -204,6 +202,7 @@ impl Run<'_> {
             self.record_recount("deadline", &task.step, &old, new, task.assignees.clone());
             changed += 1;
         }
+        self.item = None;
         let waits: Vec<WaitState> = self
             .state
             .waits

@@ -215,6 +215,10 @@ pub enum EngineError {
         /// The bound.
         max: u32,
     },
+    /// A `for_each` step was entered again while its items from before
+    /// are still open (a parallel branch reaching it twice).
+    #[error("R032 step `{0}` runs over its items already; it cannot be entered again until they are done")]
+    ForEachRunning(String),
 }
 
 /// How a caller treats an error; see the module docs.
@@ -264,6 +268,7 @@ impl EngineError {
             NotPermitted { .. } => "R029",
             CallCannotStart { .. } => "R030",
             CallTooDeep { .. } => "R031",
+            ForEachRunning(_) => "R032",
         }
     }
 
@@ -283,7 +288,8 @@ impl EngineError {
             | NoPeriod(_)
             | AutomaticLoop(_)
             | CallCannotStart { .. }
-            | CallTooDeep { .. } => ErrorClass::Fault,
+            | CallTooDeep { .. }
+            | ForEachRunning(_) => ErrorClass::Fault,
             _ => ErrorClass::Refused,
         }
     }

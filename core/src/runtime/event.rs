@@ -62,6 +62,9 @@ pub enum Event {
         step: String,
         /// The child's result.
         result: String,
+        /// The child (needed when a `for_each` call started several).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child: Option<String>,
     },
     /// The calendar changed (a year's schedule was loaded): recount every
     /// provisional deadline of the open tasks.
@@ -109,7 +112,7 @@ impl Event {
             Event::Receive { task, .. } => format!("the receipt of `{task}`"),
             Event::Message { name, key, .. } => format!("message `{name}` ({key})"),
             Event::TimerFired { timer } => format!("timer `{timer}`"),
-            Event::ChildEnded { step, result } => {
+            Event::ChildEnded { step, result, .. } => {
                 format!("the result `{result}` of the call `{step}`")
             }
             Event::Recompute => "the recount of provisional deadlines".into(),
@@ -234,6 +237,10 @@ pub enum Command {
         document: String,
         /// The step it belongs to.
         step: String,
+        /// The task it was issued for (an item of a `for_each` step is
+        /// rendered with its own item); the step's latest when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<String>,
     },
     /// Start a child instance for a `call` step.
     StartChild {
@@ -278,6 +285,16 @@ pub enum Command {
     TellParent {
         /// The end's result.
         result: String,
+    },
+    /// Cancel a child a `call` started that is no longer waited for: the
+    /// caller ended, was cancelled, or its `for_each` completed without it.
+    CancelChild {
+        /// The child instance.
+        child: String,
+        /// Why, for the child's history.
+        reason: String,
+        /// Who: the person who cancelled the caller, or `engine`.
+        actor: String,
     },
     /// The instance is stuck: its timers must not be claimed until a retry.
     HoldTimers,

@@ -43,7 +43,7 @@ impl Run<'_> {
                     Party::Role { role, within } => {
                         let unit = within
                             .as_ref()
-                            .and_then(|v| self.state.variables.get(v))
+                            .and_then(|v| self.var(v))
                             .and_then(Json::as_str);
                         match unit {
                             Some(u) => to.push(format!("role:{}@{u}", self.role_id(role))),

@@ -112,6 +112,47 @@ pub struct TaskState {
     pub deadline: Option<Deadline>,
     /// When it closed, with which outcome, by whom.
     pub closed: Option<Closed>,
+    /// The item of a `for_each` step it was opened for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Item>,
+}
+
+/// One item of a `for_each` step: which, and its value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// The variable that holds it within the item (`as:`).
+    pub var: String,
+    /// Its position in the list, from 0.
+    pub index: u32,
+    /// Its value, as the list held it when the step was entered.
+    pub value: serde_json::Value,
+}
+
+/// The progress of a `for_each` step that is running.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForEachState {
+    /// The items, as the list held them when the step was entered.
+    pub items: Vec<serde_json::Value>,
+    /// How many items have been opened (all at once in parallel, one
+    /// after another in sequence).
+    pub opened: u32,
+    /// The items that finished, in the order they finished.
+    pub results: Vec<ItemResult>,
+    /// A call's children that are running, child id → item index.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub children: BTreeMap<String, u32>,
+}
+
+/// How one item of a `for_each` step finished.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// The item's position in the list.
+    pub index: u32,
+    /// Its outcome (a call: the child's result).
+    pub outcome: String,
+    /// The fields its completer gave.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 /// How a task closed.
@@ -175,6 +216,9 @@ pub struct WaitState {
     pub message: Option<(String, String)>,
     /// For `call`: the child instance, once started.
     pub child: Option<String>,
+    /// For a `call` with `for_each`: the children started for its items.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
     /// When the wait began (what `from: opened` counts from).
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
@@ -207,6 +251,9 @@ pub struct InstanceState {
     pub waits: BTreeMap<String, WaitState>,
     /// Arrivals at each join since it last fired.
     pub joins: BTreeMap<String, u32>,
+    /// The `for_each` steps running, by step id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub for_each: BTreeMap<String, ForEachState>,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// When it ended.
@@ -230,6 +277,13 @@ pub struct InstanceState {
     /// applied them (ARCHITECTURE.md, "history instant").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_at: Option<DateTime<Utc>>,
+}
+
+impl WaitState {
+    /// The children a `call` started for this wait (one, or one per item).
+    pub fn all_children(&self) -> impl Iterator<Item = &String> {
+        self.child.iter().chain(self.children.iter())
+    }
 }
 
 impl InstanceState {

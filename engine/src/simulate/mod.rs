@@ -434,17 +434,27 @@ impl Scenario {
 /// Renders a document's plain text, as `duban serve`'s document writer
 /// does; the notifiers crate has the renderer.
 pub trait DocumentText: Sync {
-    /// The text of document `document` of `def`, issued at `step` of
-    /// `state`, at `now`.
+    /// The text of the document `issued` of `def` in `state`, at `now`.
     fn text(
         &self,
         def: &Definition,
         state: &InstanceState,
-        document: &str,
-        step: &str,
+        issued: Issued<'_>,
         directory: &dyn Directory,
         now: DateTime<Utc>,
     ) -> Result<String, String>;
+}
+
+/// Which document was issued where: what a `render_document` row names.
+#[derive(Clone, Copy, Debug)]
+pub struct Issued<'a> {
+    /// The document id.
+    pub document: &'a str,
+    /// The step that issued it.
+    pub step: &'a str,
+    /// The task it was issued for, when the row names one (an item of a
+    /// `for_each` step); otherwise the step's latest task.
+    pub task: Option<&'a str>,
 }
 
 /// No renderer: a document's title is known, its text is not.
@@ -455,8 +465,7 @@ impl DocumentText for NoDocuments {
         &self,
         _: &Definition,
         _: &InstanceState,
-        _: &str,
-        _: &str,
+        _: Issued<'_>,
         _: &dyn Directory,
         _: DateTime<Utc>,
     ) -> Result<String, String> {
@@ -557,8 +566,11 @@ impl Sim<'_> {
             if row.kind != OutboxKind::RenderDocument || !self.seen_rows.insert(row.id) {
                 continue;
             }
-            let Ok(Command::RenderDocument { document, step }) =
-                serde_json::from_str::<Command>(&row.payload)
+            let Ok(Command::RenderDocument {
+                document,
+                step,
+                task,
+            }) = serde_json::from_str::<Command>(&row.payload)
             else {
                 continue;
             };
@@ -578,9 +590,17 @@ impl Sim<'_> {
                 .map(|d| d.title.clone())
                 .unwrap_or_default();
             let dir = self.engine.directory();
-            let text =
-                self.documents
-                    .text(&def, &state, &document, &step, dir.as_ref(), row.created_at);
+            let text = self.documents.text(
+                &def,
+                &state,
+                Issued {
+                    document: &document,
+                    step: &step,
+                    task: task.as_deref(),
+                },
+                dir.as_ref(),
+                row.created_at,
+            );
             self.rendered.push(RenderedDocument {
                 instance: row.instance.clone(),
                 document,
@@ -593,7 +613,8 @@ impl Sim<'_> {
     }
 
     /// The instance a step names: a name given at start, an instance id,
-    /// or `NAME/STEP`, the child the call step STEP of NAME started last;
+    /// or `NAME/STEP`, the child the call step STEP of NAME started last
+    /// (`NAME/STEP/N`: the child of item N of a `for_each` call);
     /// by default the instance started last.
     async fn resolve(&self, name: Option<&str>) -> Result<String, String> {
         let Some(name) = name else {
@@ -607,6 +628,31 @@ impl Sim<'_> {
             .instances(None, None)
             .await
             .map_err(|e| e.to_string())?;
+        // NAME/STEP/N: the child of item N of a `for_each` call.
+        if let Some((rest, n)) = name
+            .rsplit_once('/')
+            .filter(|(rest, n)| rest.contains('/') && n.parse::<u32>().is_ok())
+        {
+            let (parent, step) = rest.rsplit_once('/').expect("checked");
+            let parent = Box::pin(self.resolve(Some(parent))).await?;
+            let prefix = format!("{parent}-{step}-");
+            let suffix = format!("-{n}");
+            return all
+                .iter()
+                .filter_map(|r| {
+                    let rev: u64 =
+                        r.id.strip_prefix(&prefix)?
+                            .strip_suffix(&suffix)?
+                            .parse()
+                            .ok()?;
+                    Some((rev, r.id.clone()))
+                })
+                .max()
+                .map(|(_, id)| id)
+                .ok_or_else(|| {
+                    format!("step `{step}` of `{parent}` started no child for item {n}")
+                });
+        }
         if let Some((parent, step)) = name.rsplit_once('/') {
             let parent = Box::pin(self.resolve(Some(parent))).await?;
             let prefix = format!("{parent}-{step}-");
@@ -656,7 +702,7 @@ impl Sim<'_> {
             self.last = Some(id);
         } else if let Some(c) = &a.complete {
             let id = self.resolve(c.instance.as_deref()).await?;
-            let task = self.open_task(&id, &c.step).await?;
+            let task = self.open_task(&id, &c.step, c.item.as_ref()).await?;
             let def = self.definition_of(&id).await?;
             let actor = c.actor.as_deref().unwrap_or("admin");
             self.engine
@@ -665,7 +711,7 @@ impl Sim<'_> {
                 .map_err(e)?;
         } else if let Some(r) = &a.receive {
             let id = self.resolve(r.instance.as_deref()).await?;
-            let task = self.open_task(&id, &r.step).await?;
+            let task = self.open_task(&id, &r.step, r.item.as_ref()).await?;
             let actor = r.actor.clone().unwrap_or_else(|| "recipient".into());
             self.engine
                 .apply(&id, &Event::Receive { task, actor }, at)
@@ -697,21 +743,60 @@ impl Sim<'_> {
             .map_err(|e| e.to_string())
     }
 
-    async fn open_task(&self, instance: &str, step: &str) -> Result<String, String> {
+    /// The open task at `step`; of a `for_each` step, the one of `item`
+    /// (the item's value, e.g. a person id, or its position from 1).
+    async fn open_task(
+        &self,
+        instance: &str,
+        step: &str,
+        item: Option<&Json>,
+    ) -> Result<String, String> {
         let state = self
             .engine
             .instance(instance)
             .await
             .map_err(|e| e.to_string())?;
-        let open: Vec<_> = state.open_tasks().filter(|t| t.step == step).collect();
+        // A YAML scalar arrives as text: `item: 3` is the third item
+        // unless an item's value is "3".
+        let position = |v: &Json| match v {
+            Json::Number(n) => n.as_u64(),
+            Json::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        let by_value = item.is_some_and(|want| {
+            state
+                .open_tasks()
+                .any(|t| t.step == step && t.item.as_ref().is_some_and(|i| i.value == *want))
+        });
+        let is_item = |t: &&crate::runtime::TaskState| match (item, &t.item) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(want), Some(i)) if by_value => *want == i.value,
+            (Some(want), Some(i)) => position(want) == Some(u64::from(i.index) + 1),
+        };
+        let open: Vec<_> = state
+            .open_tasks()
+            .filter(|t| t.step == step)
+            .filter(is_item)
+            .collect();
+        let which = item.map(|i| format!(" for item {i}")).unwrap_or_default();
         match open.as_slice() {
             [t] => Ok(t.id.clone()),
             [] => Err(format!(
-                "no open task at step `{step}` of instance `{instance}`; open: [{}], status {}",
+                "no open task at step `{step}`{which} of instance `{instance}`; open: [{}], status {}",
                 state.current_steps().join(", "),
                 state.status.name()
             )),
-            _ => Err(format!("several open tasks at step `{step}`")),
+            [..] => {
+                let items: Vec<String> = open
+                    .iter()
+                    .filter_map(|t| t.item.as_ref().map(|i| i.value.to_string()))
+                    .collect();
+                Err(format!(
+                    "several open tasks at step `{step}`{which}; name one with `item:` (open items: {})",
+                    items.join(", ")
+                ))
+            }
         }
     }
 

@@ -62,6 +62,8 @@ pub(super) struct RawComplete {
     #[serde(default)]
     pub instance: Option<String>,
     pub step: String,
+    #[serde(default)]
+    pub item: Option<Json>,
     pub outcome: String,
     #[serde(default)]
     pub variables: BTreeMap<String, Json>,
@@ -75,6 +77,8 @@ pub(super) struct RawReceive {
     #[serde(default)]
     pub instance: Option<String>,
     pub step: String,
+    #[serde(default)]
+    pub item: Option<Json>,
     #[serde(default, rename = "as")]
     pub actor: Option<String>,
 }

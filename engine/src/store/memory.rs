@@ -226,6 +226,8 @@ impl Tables {
                 }
                 Command::HoldTimers => Write::HoldTimers,
                 Command::ReleaseTimers => Write::ReleaseTimers,
+                // Carried out by the engine once the transition is stored.
+                Command::CancelChild { .. } => continue,
                 Command::OpenTask { task, .. } => {
                     let ts = task_in(s, task)?;
                     if self.tasks.contains_key(task) || !tasks_added.insert(task) {

@@ -871,6 +871,8 @@ impl SqlStore {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Carried out by the engine once the transition is stored.
+                Command::CancelChild { .. } => {}
                 // A stuck instance's timers are leased to nobody, for ever,
                 // so no engine process claims them until a retry.
                 Command::HoldTimers => {

@@ -21,6 +21,30 @@ use crate::runtime::state::WaitState;
 
 impl Run<'_> {
     pub(crate) fn enter_call(&mut self, id: &str, step: &Step) -> Result<Vec<String>, EngineError> {
+        let child = self.start_call(id, step, None)?;
+        self.state.waits.insert(
+            id.into(),
+            WaitState {
+                step: id.into(),
+                message: None,
+                child: Some(child),
+                children: Vec::new(),
+                since: Some(self.now),
+                deadline: None,
+            },
+        );
+        Ok(Vec::new())
+    }
+
+    /// Starts the child of call step `id` (for item `item` of a
+    /// `for_each` call: `PARENT-STEP-REVISION-N`, N counted from 1) and
+    /// returns its id; the caller records the wait.
+    pub(crate) fn start_call(
+        &mut self,
+        id: &str,
+        step: &Step,
+        item: Option<u32>,
+    ) -> Result<String, EngineError> {
         let StepKind::Call {
             process,
             profile,
@@ -28,7 +52,7 @@ impl Run<'_> {
             ..
         } = &step.kind
         else {
-            unreachable!("enter_call is given call steps")
+            unreachable!("start_call is given call steps")
         };
         let mut vars = std::collections::BTreeMap::new();
         for (k, e) in inputs {
@@ -42,21 +66,14 @@ impl Run<'_> {
             }
         }
         // The revision this transition will have (it is raised at the end).
-        let child = format!("{}-{id}-{}", self.state.id, self.state.revision + 1);
+        let mut child = format!("{}-{id}-{}", self.state.id, self.state.revision + 1);
+        if let Some(i) = item {
+            child = format!("{child}-{}", i + 1);
+        }
         let depth = self.state.depth + 1;
         let version = self.try_start(id, process, profile.as_deref(), &child, &vars, depth)?;
-        self.state.waits.insert(
-            id.into(),
-            WaitState {
-                step: id.into(),
-                message: None,
-                child: Some(child.clone()),
-                since: Some(self.now),
-                deadline: None,
-            },
-        );
         self.commands.push(Command::StartChild {
-            child,
+            child: child.clone(),
             step: id.into(),
             process: process.clone(),
             profile: profile.clone(),
@@ -67,9 +84,9 @@ impl Run<'_> {
         let line = self
             .line("engine", HistoryKind::Called)
             .to(id)
-            .note(format!("started {process}"));
+            .note(format!("started {process} ({child})"));
         self.record(line);
-        Ok(Vec::new())
+        Ok(child)
     }
 
     /// Starts the child on a throwaway copy, to refuse the call now if it
@@ -116,7 +133,12 @@ impl Run<'_> {
         }
     }
 
-    pub(crate) fn child_ended(&mut self, step: &str, result: &str) -> Result<(), EngineError> {
+    pub(crate) fn child_ended(
+        &mut self,
+        step: &str,
+        result: &str,
+        child: Option<&str>,
+    ) -> Result<(), EngineError> {
         if !self.state.waits.contains_key(step) {
             return Err(EngineError::NotWaitingForChild(step.into()));
         }
@@ -126,6 +148,9 @@ impl Run<'_> {
         else {
             return Err(EngineError::NotWaitingForChild(step.into()));
         };
+        if self.state.for_each.contains_key(step) {
+            return self.item_child_ended(step, result, child);
+        }
         let mut changed = std::collections::BTreeMap::new();
         if let Some(v) = var {
             changed.insert(v.clone(), Json::String(result.into()));
@@ -142,5 +167,35 @@ impl Run<'_> {
             .note(format!("result {result}"));
         self.record(line);
         self.enter(&next.clone())
+    }
+
+    /// A child of a `for_each` call ended: its item is done.
+    fn item_child_ended(
+        &mut self,
+        step: &str,
+        result: &str,
+        child: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let index = child.and_then(|c| {
+            self.state
+                .for_each
+                .get_mut(step)
+                .and_then(|f| f.children.remove(c))
+        });
+        let (Some(child), Some(index)) = (child, index) else {
+            return Err(EngineError::NotWaitingForChild(step.into()));
+        };
+        if let Some(w) = self.state.waits.get_mut(step) {
+            w.children.retain(|c| c != child);
+        }
+        let line = self
+            .line("engine", HistoryKind::ChildEnded)
+            .from(step)
+            .note(format!("result {result} ({child})"));
+        self.record(line);
+        for next in self.item_done(step, index, result, Default::default())? {
+            self.enter(&next)?;
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ impl Run<'_> {
             self.commands.push(Command::RenderDocument {
                 document: d.clone(),
                 step: id.into(),
+                task: None,
             });
         }
         self.finish(

@@ -10,6 +10,7 @@
 mod call;
 mod decision;
 mod end;
+mod for_each;
 mod parallel;
 mod task;
 mod wait;
@@ -38,6 +39,10 @@ impl Run<'_> {
                 return Err(EngineError::AutomaticLoop(id));
             }
             let step = &self.def().steps[&id];
+            if let Some(fe) = &step.for_each {
+                queue.extend(self.enter_for_each(&id, step, fe)?);
+                continue;
+            }
             let next = match &step.kind {
                 StepKind::Task { .. } => self.enter_task(&id, step)?,
                 StepKind::Notice { .. } => self.enter_notice(&id, step)?,

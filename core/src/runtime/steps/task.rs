@@ -98,6 +98,7 @@ impl Run<'_> {
             received_at: None,
             deadline: None,
             closed: None,
+            item: self.item.clone(),
         };
         self.state.tasks.insert(id.clone(), task);
         let computed = match deadline {
@@ -115,6 +116,7 @@ impl Run<'_> {
             self.commands.push(Command::RenderDocument {
                 document: d.clone(),
                 step: step.into(),
+                task: Some(id.clone()),
             });
         }
         let (what, rule) = match kind {
@@ -164,6 +166,8 @@ impl Run<'_> {
     ) -> Result<(), EngineError> {
         let task = self.open_task(task_id)?;
         self.check_may_act(&task, actor)?;
+        // An item of a `for_each` step: its guards and `set:` read the item.
+        self.item = task.item.clone();
         let step = &self.def().steps[&task.step];
         let outcomes = match &step.kind {
             StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. } => outcomes,
@@ -218,22 +222,38 @@ impl Run<'_> {
             TaskKind::Notice => (HistoryKind::NoticeAnswered, RuleEvent::NoticeAnswered),
             TaskKind::Task => (HistoryKind::TaskCompleted, RuleEvent::TaskCompleted),
         };
-        let line = self
+        let given: BTreeMap<String, Json> = given
+            .keys()
+            .filter_map(|k| changed.get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        let mut line = self
             .line(actor, what)
             .from(task.step.clone())
-            .to(outcome.next.clone())
             .changed(changed)
             .note(format!("outcome {outcome_id}: {}", outcome.label))
             .people(vec![actor.into()]);
+        if task.item.is_none() {
+            line = line.to(outcome.next.clone());
+        }
         self.record(line);
         for d in &outcome.documents {
             self.commands.push(Command::RenderDocument {
                 document: d.clone(),
                 step: task.step.clone(),
+                task: Some(task_id.into()),
             });
         }
         self.notify_rules(rule, Some(&task.step), Some(&task));
-        self.enter(&outcome.next.clone())
+        self.item = None;
+        match &task.item {
+            Some(item) => {
+                for next in self.item_done(&task.step, item.index, outcome_id, given)? {
+                    self.enter(&next)?;
+                }
+                Ok(())
+            }
+            None => self.enter(&outcome.next.clone()),
+        }
     }
 
     pub(crate) fn receive(&mut self, task_id: &str, actor: &str) -> Result<(), EngineError> {
@@ -243,6 +263,7 @@ impl Run<'_> {
             return Err(EngineError::AlreadyReceived(task_id.into()));
         }
         self.state.tasks.get_mut(task_id).expect("open").received_at = Some(self.now);
+        self.item = task.item.clone();
         let deadline = match &self.def().steps[&task.step].kind {
             StepKind::Notice {
                 deadline: Some(d), ..
@@ -266,6 +287,7 @@ impl Run<'_> {
             .deadline(computed)
             .people(vec![actor.into()]);
         self.record(line);
+        self.item = None;
         Ok(())
     }
 }

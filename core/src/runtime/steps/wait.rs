@@ -23,6 +23,7 @@ impl Run<'_> {
                 step: id.into(),
                 message,
                 child: None,
+                children: Vec::new(),
                 since: Some(self.now),
                 deadline: None,
             },
