@@ -315,13 +315,15 @@ impl Checker<'_> {
         out
     }
 
-    /// Every name the template text reads must be a variable or a built-in.
+    /// Every name the template text reads must be a variable or a built-in,
+    /// and every field it reads below one must be there.
     fn template_names(&mut self, path: &Path, id: &str, key: &str, file: Option<&str>, text: &str) {
+        use super::templates::{self, ProblemKind, BUILTINS};
         let what = match file {
             Some(f) => format!("template `{id}` ({f}"),
             None => format!("template `{id}` ({key}"),
         };
-        match super::templates::names(text) {
+        match templates::names(text) {
             Err(e) => self.err(
                 path,
                 Code::TemplateSyntax,
@@ -336,18 +338,72 @@ impl Checker<'_> {
             ),
             Ok(uses) => {
                 let mut seen = std::collections::BTreeSet::new();
+                let mut shapes = std::collections::BTreeMap::new();
                 for u in uses {
-                    if self.variables.contains_key(&u.name) || super::templates::BUILTINS.contains(&u.name.as_str()) || !seen.insert(u.name.clone()) {
+                    let builtin = BUILTINS.contains(&u.name.as_str());
+                    let variable = self.variables.get(&u.name);
+                    if variable.is_none() && !builtin {
+                        if !seen.insert(u.name.clone()) {
+                            continue;
+                        }
+                        let known = self.variables.keys().map(String::as_str).chain(BUILTINS.iter().copied());
+                        let hint = suggest(&u.name, "variable", known);
+                        self.err(
+                            path,
+                            Code::UnknownVariable,
+                            format!("{what} line {}) names `{}`, which is neither a variable of the process nor a built-in", u.line, u.name),
+                            Some(hint),
+                        );
                         continue;
                     }
-                    let known = self.variables.keys().map(String::as_str).chain(super::templates::BUILTINS.iter().copied());
-                    let hint = suggest(&u.name, "variable", known);
-                    self.err(
-                        path,
-                        Code::UnknownVariable,
-                        format!("{what} line {}) names `{}`, which is neither a variable of the process nor a built-in", u.line, u.name),
-                        Some(hint),
-                    );
+                    if u.fields.is_empty() {
+                        continue;
+                    }
+                    // What the renderer gives the name; a variable that is
+                    // also a built-in may be either, a broken type anything.
+                    let shape = shapes.entry(u.name.clone()).or_insert_with(|| match (variable, builtin) {
+                        (Some(Some(ty)), false) => templates::shape_of(ty),
+                        (None, true) => templates::builtin_shape(
+                            &u.name,
+                            self.params.iter().map(|(k, t)| (k.as_str(), t.as_ref())),
+                        ),
+                        _ => templates::Shape::Unknown,
+                    });
+                    let Some(problem) = templates::follow(shape, &u.fields) else {
+                        continue;
+                    };
+                    let before = std::iter::once(u.name.as_str())
+                        .chain(u.fields[..problem.at].iter().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    let field = &u.fields[problem.at];
+                    let read = format!("{before}.{field}");
+                    if !seen.insert(read.clone()) {
+                        continue;
+                    }
+                    let full = format!("{}.{}", u.name, u.fields.join("."));
+                    let (message, hint) = match problem.kind {
+                        ProblemKind::NoField { what: record, member, known } => {
+                            let list = if known.is_empty() {
+                                format!("it has no {member}s")
+                            } else {
+                                format!("its {member}s are {}", known.join(", "))
+                            };
+                            (
+                                format!("{what} line {}) reads `{full}`, but `{before}`, {record}, has no {member} `{field}`; {list}", u.line),
+                                suggest(field, member, known.iter().copied()),
+                            )
+                        }
+                        ProblemKind::Scalar { what: value } => (
+                            format!("{what} line {}) reads `{full}`, but `{before}` is {value}, which has no fields", u.line),
+                            format!("write `{{{{{before}}}}}` for the value itself"),
+                        ),
+                        ProblemKind::List { what: list } => (
+                            format!("{what} line {}) reads `{full}`, but `{before}` is {list}: its items are read by number (`{before}.0`), and it has no field `{field}`", u.line),
+                            format!("to go through the items write `{{{{#each {before}}}}}…{{{{/each}}}}`; for how many there are, `{{{{len {before}}}}}`"),
+                        ),
+                    };
+                    self.err(path, Code::UnknownVariable, message, Some(hint));
                 }
             }
         }
@@ -593,6 +649,87 @@ pub(super) fn cron_problem(expr: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The E008 diagnostics of a process whose template `t` has this body.
+    fn template_errors(body: &str) -> Vec<(String, String, Option<String>)> {
+        let text = format!(
+            "id: p\nversion: 1\nname: 测试\n\
+             parameters:\n  office_name: {{ type: string, default: 办公室 }}\n  lead: {{ type: agency, default: a }}\n\
+             variables:\n  agency: {{ type: agency }}\n  candidates: {{ type: list<person> }}\n  \
+             title: {{ type: string }}\n  broken: {{ type: no_such_type }}\n  step: {{ type: agency }}\n\
+             start: done\nsteps:\n  done: {{ kind: end, name: 结束, result: ok }}\n\
+             templates:\n  t:\n    body: {}\n",
+            serde_json::json!(body)
+        );
+        match super::super::load_str("t.yaml", &text, &super::super::LoadContext::default()) {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .into_iter()
+                .filter(|d| d.message.starts_with("template `t`"))
+                .map(|d| (d.code.to_string(), d.message, d.hint))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn template_fields_that_exist_validate() {
+        for body in [
+            "{{agency.name}} {{agency.email}} {{agency/county}} {{agency.[level]}}",
+            "{{candidates.0.name}} {{candidates.[1].mobile}} {{candidates.0.roles.0}}",
+            "{{len candidates}} {{#each candidates}}{{name}} {{nmae}}{{/each}}",
+            "{{#with agency}}{{nmae}}{{/with}} {{#if agency.mobile}}短信{{/if}}",
+            "{{process.version}} {{instance.id}} {{task.step}} {{deadline.last_day}}",
+            "{{assignee.name}} {{recipient.mobile}} {{profile.office_name}} {{today}}",
+            // Unknown types and ambiguous names: not followed.
+            "{{broken.anything}} {{step.nmae}} {{profile.lead.name}}",
+        ] {
+            assert_eq!(template_errors(body), [], "{body}");
+        }
+    }
+
+    #[test]
+    fn template_fields_that_do_not_exist_are_e008() {
+        let e = template_errors("致 {{agency.nmae}}：\n{{agency.nmae}} {{candidates.length}}\n{{title.text}} {{candidates.0.nmae}}\n{{profile.ofice_name}} {{deadline.day}}");
+        let got: Vec<(&str, &str, &str)> = e
+            .iter()
+            .map(|(c, m, h)| (c.as_str(), m.as_str(), h.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "E008",
+                    "template `t` (body line 1) reads `agency.nmae`, but `agency`, an agency record, has no field `nmae`; its fields are id, name, level, county, email, mobile",
+                    "did you mean `name`?"
+                ),
+                (
+                    "E008",
+                    "template `t` (body line 2) reads `candidates.length`, but `candidates` is a list<person>: its items are read by number (`candidates.0`), and it has no field `length`",
+                    "to go through the items write `{{#each candidates}}…{{/each}}`; for how many there are, `{{len candidates}}`"
+                ),
+                (
+                    "E008",
+                    "template `t` (body line 3) reads `title.text`, but `title` is a string value, which has no fields",
+                    "write `{{title}}` for the value itself"
+                ),
+                (
+                    "E008",
+                    "template `t` (body line 3) reads `candidates.0.nmae`, but `candidates.0`, a person record, has no field `nmae`; its fields are id, name, roles, organisation, level, county, email, mobile",
+                    "did you mean `name`?"
+                ),
+                (
+                    "E008",
+                    "template `t` (body line 4) reads `profile.ofice_name`, but `profile`, the profile's values, has no parameter `ofice_name`; its parameters are office_name, lead",
+                    "did you mean `office_name`?"
+                ),
+                (
+                    "E008",
+                    "template `t` (body line 4) reads `deadline.day`, but `deadline`, the deadline record, has no field `day`; its fields are last_day, deadline, explanation",
+                    "known fields: last_day, deadline, explanation"
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn cron_fields() {
