@@ -148,3 +148,29 @@ async fn issue13_a_step_runs_once_per_candidate_and_an_objection_re_reviews_only
 async fn issue13_a_step_over_items_completes_when_its_condition_holds() {
     assert_eq!(failures("foreach_quorum.yaml").await, []);
 }
+
+/// Issue 13, receipt that cannot be withheld: a letter never acknowledged
+/// is deemed received 3 working days after its email reached the agency's
+/// mail server and escalates once the answer period from that receipt has
+/// run; an acknowledgement before then counts instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_letter_never_acknowledged_escalates_after_deemed_receipt_and_its_period() {
+    assert_eq!(failures("deemed_receipt.yaml").await, []);
+}
+
+/// Issue 13, messages between processes: each meeting tells the members'
+/// term instances whether they attended (`send_message`, one message per
+/// key); two absences in a row start the dismissal (a call that does not
+/// wait), an absence then an attendance does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_two_absences_in_a_row_start_a_dismissal_and_an_attendance_resets_the_count() {
+    assert_eq!(failures("messages_absences.yaml").await, []);
+}
+
+/// Issue 13, a deadline on a call: a child that has not ended in time is
+/// cancelled and the caller goes on where `on_expiry` says, escalating; a
+/// child that ends in time ends the call as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_call_not_done_in_time_is_given_up_and_escalated() {
+    assert_eq!(failures("call_deadline.yaml").await, []);
+}

@@ -96,6 +96,7 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
                 }
                 TimerKind::Wait { step } => format!("end of wait {step}"),
                 TimerKind::MessageTimeout { step } => format!("timeout of {step}"),
+                TimerKind::DeemedReceipt { task } => format!("deemed receipt of {task}"),
             };
             println!(
                 "  {}  {what}{}",

@@ -93,7 +93,11 @@ impl<S: Store> Scheduler<S> {
             lease: self.options.lease,
             ..Policy::default()
         };
-        for kind in [OutboxKind::StartChild, OutboxKind::ChildEnded] {
+        for kind in [
+            OutboxKind::StartChild,
+            OutboxKind::ChildEnded,
+            OutboxKind::SendMessage,
+        ] {
             let worker = CallReplay::new(self.engine.clone(), kind);
             let r = drain(self.engine.store(), &worker, &policy, now).await?;
             round.children += r.sent;

@@ -231,10 +231,14 @@ pub async fn run<S: Store>(
 
     let timers = async {
         let scheduler = Scheduler::new(engine.clone(), options.scheduler.clone());
-        let calls: Vec<CallReplay<S>> = [OutboxKind::StartChild, OutboxKind::ChildEnded]
-            .into_iter()
-            .map(|k| CallReplay::new(engine.clone(), k))
-            .collect();
+        let calls: Vec<CallReplay<S>> = [
+            OutboxKind::StartChild,
+            OutboxKind::ChildEnded,
+            OutboxKind::SendMessage,
+        ]
+        .into_iter()
+        .map(|k| CallReplay::new(engine.clone(), k))
+        .collect();
         let mut calendar_seen = options.calendar_dir.as_deref().map(calendar_fingerprint);
         let mut failures = 0u32;
         while !stopping() {

@@ -879,6 +879,10 @@ impl<S: Store> Engine<S> {
                     None => None,
                 }
             }
+            crate::store::OutboxKind::SendMessage => {
+                let cmd: Command = serde_json::from_str(&row.payload).map_err(unreadable)?;
+                return self.deliver_message(&row.instance, &cmd, now).await;
+            }
             _ => {
                 let cmd: Command = serde_json::from_str(&row.payload).map_err(unreadable)?;
                 self.start_child(&row.instance, &cmd, now).await?
@@ -886,6 +890,38 @@ impl<S: Store> Engine<S> {
         };
         if let Some(t) = t {
             self.settle_all(&t, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers a `send_message` row: each key's message to the instances
+    /// waiting for it now. A key no instance waits for is logged and
+    /// dropped (the receiver has ended, or has not reached its wait): a
+    /// message is not kept for a wait that may never come.
+    async fn deliver_message(
+        &self,
+        sender: &str,
+        cmd: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let Command::SendMessage {
+            name,
+            keys,
+            variables,
+        } = cmd
+        else {
+            return Ok(());
+        };
+        for key in keys {
+            match self.message(name, key, variables.clone(), now).await {
+                Ok(ids) => {
+                    tracing::info!(sender, message = %name, key = %key, to = ?ids, "message delivered")
+                }
+                Err(ServiceError::Engine(EngineError::NotAwaited { .. })) => {
+                    tracing::warn!(sender, message = %name, key = %key, "no instance waits for this message; dropped")
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -157,6 +157,35 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         })
     }
 
+    /// After a notice's email was accepted by the mail server: tells the
+    /// instance it was delivered (electronic service reaches the recipient
+    /// when it reaches their system), which starts a `deemed_receipt`
+    /// period. A store failure is transient: the row is tried again (its
+    /// email, with the same Message-ID, may then arrive twice), so the
+    /// delivery is never lost; a stale event (answered meanwhile, already
+    /// recorded) is nothing to do.
+    async fn record_delivery(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<(), SendError> {
+        let Ok(Command::Notify {
+            event: NotifyEvent::Notice,
+            task: Some(task),
+            ..
+        }) = serde_json::from_str::<Command>(&row.payload)
+        else {
+            return Ok(());
+        };
+        let event = duban_engine::runtime::Event::Delivered { task };
+        match self.engine.fire(&row.instance, &event, now).await {
+            Ok(_) => Ok(()),
+            Err(e @ duban_engine::service::ServiceError::Store(_)) => {
+                Err(SendError::Transient(format!("recording the delivery: {e}")))
+            }
+            Err(e) => {
+                tracing::warn!(row = row.id, instance = %row.instance, error = %e, "recording a notice's delivery failed");
+                Ok(())
+            }
+        }
+    }
+
     /// Sends every notification due at `now`, through the outbox's one
     /// worker loop and retry policy.
     pub async fn dispatch_due(
@@ -175,7 +204,11 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Worker for Dispatcher<S, N, L> {
     fn handle<'a>(&'a self, row: &'a OutboxRow, now: DateTime<Utc>) -> WorkFuture<'a> {
         Box::pin(async move {
             let m = self.message(row, now).await?;
-            self.notifier.send(&m).await
+            self.notifier.send(&m).await?;
+            if self.notifier.kind() == OutboxKind::Email {
+                self.record_delivery(row, now).await?;
+            }
+            Ok(())
         })
     }
 

@@ -161,6 +161,25 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
         .map(|m| header(m, "Message-ID").unwrap().to_string())
         .collect();
     assert_eq!(ids, [id.clone(), id]);
+    // Issue 13: the mail server accepted the notice, so it is delivered
+    // (what starts a `deemed_receipt` period), once, at that instant.
+    let s = engine.instance(&row.instance).await.unwrap();
+    let notice = s
+        .tasks
+        .values()
+        .find(|t| t.kind == duban_engine::runtime::TaskKind::Notice)
+        .unwrap();
+    assert_eq!(
+        notice.delivered_at,
+        Some(at("2025-09-26T10:01:00+08:00")),
+        "{notice:?}"
+    );
+    let h = engine.history(&row.instance).await.unwrap();
+    let delivered = h
+        .iter()
+        .filter(|l| l.what == duban_engine::runtime::HistoryKind::Delivered)
+        .count();
+    assert_eq!(delivered, 1);
 }
 
 /// The attachments: (file name, decoded text), by Python's email parser.

@@ -38,6 +38,8 @@ pub struct ProcessInterface {
     pub profiles: Option<Vec<String>>,
     /// The `result:` ids of its `end` steps, in file order.
     pub results: Option<Vec<String>>,
+    /// The messages its `wait_message` steps wait for.
+    pub messages: Vec<String>,
 }
 
 /// A variable as a caller sees it.
@@ -102,12 +104,24 @@ pub fn peek_interface(text: &str) -> Option<(String, ProcessInterface)> {
         ),
         _ => None,
     };
+    let messages = match top.get("steps") {
+        Some(Node::Mapping(steps)) => steps
+            .iter()
+            .filter_map(|(_, s)| {
+                let s = s.as_mapping()?;
+                (s.get_scalar("kind")?.as_str() == "wait_message")
+                    .then(|| s.get_scalar("message").map(|r| r.as_str().to_string()))?
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Some((
         id,
         ProcessInterface {
             variables,
             profiles,
             results,
+            messages,
         },
     ))
 }

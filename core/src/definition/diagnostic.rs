@@ -99,6 +99,8 @@ pub enum Code {
     /// variable of another type than the items, a `collect` of an outcome
     /// or field the step lacks, an outcome `next` inside it.
     ForEach,
+    /// A `send_message` of a message no process of the library waits for.
+    UnknownMessage,
 }
 
 impl Code {
@@ -144,6 +146,7 @@ impl Code {
             NotSupported => "E036",
             CelTooCostly => "E037",
             ForEach => "E038",
+            UnknownMessage => "E039",
         }
     }
 

@@ -134,8 +134,21 @@ pub fn step_edges(id: &str, step: &Step) -> Vec<Edge> {
             }
         }
         StepKind::Join { next } => out.push(e(next, "all branches done".into(), EdgeKind::Next)),
+        StepKind::Call {
+            process,
+            next,
+            wait: true,
+            deadline,
+            ..
+        } => {
+            out.push(e(next, format!("{process} ended"), EdgeKind::Next));
+            expiry(deadline, &mut out);
+        }
         StepKind::Call { process, next, .. } => {
-            out.push(e(next, format!("{process} ended"), EdgeKind::Next))
+            out.push(e(next, format!("{process} started"), EdgeKind::Next))
+        }
+        StepKind::SendMessage { message, next, .. } => {
+            out.push(e(next, format!("sent {message}"), EdgeKind::Next))
         }
         StepKind::WaitMessage {
             message,

@@ -116,6 +116,7 @@ pub fn to_mermaid(def: &Definition) -> String {
             Some(StepKind::Decision { .. }) => ("{", "}"),
             Some(StepKind::Parallel { .. }) | Some(StepKind::Join { .. }) => ("[[", "]]"),
             Some(StepKind::Call { .. }) => ("[[", "]]"),
+            Some(StepKind::SendMessage { .. }) => (">", "]"),
             Some(StepKind::WaitMessage { .. }) | Some(StepKind::WaitTimer { .. }) => ("(", ")"),
             Some(StepKind::End { .. }) => ("([", "])"),
             None => ("[\\", "\\]"),

@@ -396,6 +396,10 @@ pub enum StepKind {
         outcomes: IndexMap<String, Outcome>,
         /// The answer deadline.
         deadline: Option<DeadlineDef>,
+        /// Receipt deemed this long after the notice's email reached the
+        /// recipient's mail server, unless the recipient acknowledged it
+        /// first: a `from: receipt` deadline then starts all the same.
+        deemed_receipt: Option<PeriodRef>,
     },
     /// Branches on conditions.
     Decision {
@@ -427,6 +431,24 @@ pub enum StepKind {
         /// Parent variable receiving the child's result.
         result: Option<String>,
         /// The step after the call.
+        next: String,
+        /// Wait for the child to end (`wait: false`: start it and go on at
+        /// once; it then runs on its own).
+        wait: bool,
+        /// How long to wait for it (`on_expiry.goto` gives up on it: the
+        /// child is cancelled).
+        deadline: Option<DeadlineDef>,
+    },
+    /// Sends a message to the instances (of any process) waiting for it.
+    SendMessage {
+        /// The message name.
+        message: String,
+        /// Expression giving the correlation key, or a list of keys (one
+        /// message per key).
+        key: Expr,
+        /// Variables the message carries: name ← expression.
+        variables: Vec<(String, Expr)>,
+        /// The step after it.
         next: String,
     },
     /// Waits for a message correlated by key.
@@ -468,6 +490,7 @@ impl StepKind {
             StepKind::Parallel { .. } => "parallel",
             StepKind::Join { .. } => "join",
             StepKind::Call { .. } => "call",
+            StepKind::SendMessage { .. } => "send_message",
             StepKind::WaitMessage { .. } => "wait_message",
             StepKind::WaitTimer { .. } => "wait_timer",
             StepKind::End { .. } => "end",
@@ -480,6 +503,7 @@ impl StepKind {
         match self {
             StepKind::Task { deadline, .. }
             | StepKind::Notice { deadline, .. }
+            | StepKind::Call { deadline, .. }
             | StepKind::WaitMessage { deadline, .. } => deadline.as_ref(),
             _ => None,
         }

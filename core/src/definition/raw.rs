@@ -45,6 +45,7 @@ pub const STEP_KINDS: &[&str] = &[
     "parallel",
     "join",
     "call",
+    "send_message",
     "wait_message",
     "wait_timer",
     "end",
@@ -277,6 +278,8 @@ pub struct RawNotice {
     #[serde(default)]
     pub deadline: Option<RawDeadline>,
     #[serde(default)]
+    pub deemed_receipt: Option<String>,
+    #[serde(default)]
     pub rules: Vec<String>,
     #[serde(default)]
     pub next: Option<String>,
@@ -357,7 +360,29 @@ pub struct RawCall {
     pub result: Option<String>,
     pub next: String,
     #[serde(default)]
+    pub wait: Option<bool>,
+    #[serde(default)]
+    pub deadline: Option<RawDeadline>,
+    #[serde(default)]
     pub for_each: Option<RawForEach>,
+}
+
+/// `kind: send_message`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSendMessage {
+    #[serde(rename = "kind")]
+    pub _kind: serde::de::IgnoredAny,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub message: String,
+    pub key: String,
+    #[serde(default)]
+    pub variables: IndexMap<String, String>,
+    pub next: String,
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 /// `kind: wait_message`.

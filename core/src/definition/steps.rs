@@ -127,6 +127,11 @@ impl Checker<'_> {
                     .and_then(|f| self.for_each(p, f, k.as_ref(), Some(r.next.as_str())));
                 (r.name, r.description, Vec::new(), k.map(|k| (k, fe)))
             }
+            "send_message" => {
+                let r: RawSendMessage = self.de(p, n)?;
+                let k = self.send_message(p, &r);
+                (r.name, r.description, r.rules, k.map(|k| (k, None)))
+            }
             "wait_message" => {
                 let r: RawWaitMessage = self.de(p, n)?;
                 let k = self.wait_message(p, &r);
@@ -410,12 +415,17 @@ impl Checker<'_> {
             Some(d) => Some(self.deadline(&p.key("deadline"), d, true)?),
             None => None,
         };
+        let deemed_receipt = match &r.deemed_receipt {
+            Some(t) => Some(self.period_ref(&p.key("deemed_receipt"), t)?),
+            None => None,
+        };
         Some(StepKind::Notice {
             to: to?,
             template: r.template.clone(),
             documents,
             outcomes: outcomes?,
             deadline,
+            deemed_receipt,
         })
     }
 
@@ -505,11 +515,139 @@ impl Checker<'_> {
             _ => {}
         }
         self.call_contract(p, r, &inputs);
+        let wait = r.wait.unwrap_or(true);
+        if let (false, Some(res)) = (wait, &r.result) {
+            self.err_key(
+                &p.key("result"),
+                Code::NotSupported,
+                format!("a call with `wait: false` does not wait for the child's result, so `{res}` would never be set"),
+                Some("remove `result:`, or let the call wait (`wait: true`, the default)".into()),
+            );
+            ok = false;
+        }
+        let deadline = match &r.deadline {
+            Some(_) if !wait => {
+                self.err_key(
+                    &p.key("deadline"),
+                    Code::NotSupported,
+                    "a call with `wait: false` does not wait, so its `deadline` would never run"
+                        .into(),
+                    Some(
+                        "remove `deadline`, or let the call wait (`wait: true`, the default)"
+                            .into(),
+                    ),
+                );
+                ok = false;
+                None
+            }
+            Some(d) if d.bound.as_deref() == Some("at_least") => {
+                self.err(
+                    &p.key("deadline").key("bound"),
+                    Code::NotSupported,
+                    "`bound: at_least` has no effect on a call's deadline: the child's end is taken whenever it comes".into(),
+                    Some("remove `bound`: a call's deadline is a time limit (`within`)".into()),
+                );
+                ok = false;
+                None
+            }
+            Some(d) => match self.deadline(&p.key("deadline"), d, false) {
+                Some(d) => Some(d),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         ok.then(|| StepKind::Call {
             process: r.process.clone(),
             profile: r.profile.clone(),
             inputs,
             result: r.result.clone(),
+            next: r.next.clone(),
+            wait,
+            deadline,
+        })
+    }
+
+    fn send_message(&mut self, p: &Path, r: &RawSendMessage) -> Option<StepKind> {
+        self.step_ref(&p.key("next"), &r.next);
+        let mut ok = true;
+        if !super::check_is_id(&r.message) {
+            self.err(
+                &p.key("message"),
+                Code::BadId,
+                format!("message name `{}` is not a valid identifier", r.message),
+                None,
+            );
+            ok = false;
+        } else if let Some(waited) = self.waited_messages() {
+            if !waited.contains(&r.message) {
+                let hint = suggest(&r.message, "message", waited.iter().map(String::as_str));
+                self.err(
+                    &p.key("message"),
+                    Code::UnknownMessage,
+                    format!(
+                        "no process of the library waits for message `{}`",
+                        r.message
+                    ),
+                    Some(format!(
+                        "a `wait_message` step with `message: {}` receives it; {hint}",
+                        r.message
+                    )),
+                );
+                ok = false;
+            }
+        }
+        let key = self.expr(&p.key("key"), &r.key);
+        if let Some(e) = key.as_ref().filter(|_| self.judges_cel()) {
+            if let Some(values) = self.check_cel_types(&p.key("key"), e) {
+                let fits = |v: &cel::Value| match v {
+                    cel::Value::String(_) | cel::Value::Null => true,
+                    cel::Value::List(items) => {
+                        items.iter().all(|i| matches!(i, cel::Value::String(_)))
+                    }
+                    _ => false,
+                };
+                if !values.iter().all(fits) {
+                    self.err(
+                        &p.key("key"),
+                        Code::ValueTypeMismatch,
+                        format!("correlation key `{}` gives neither a text nor a list of texts", r.key),
+                        Some("a key is a text (`case_no`, `supervisor.id`) or a list of texts, one message per key (`absent.map(p, p.id)`)".into()),
+                    );
+                }
+            }
+        }
+        let mut variables = Vec::new();
+        for (k, text) in &r.variables {
+            let vp = p.key("variables").key(k);
+            if !super::check_is_id(k) {
+                self.err(
+                    &vp,
+                    Code::BadId,
+                    format!("variable name `{k}` is not a valid identifier"),
+                    None,
+                );
+                ok = false;
+            }
+            match self.expr(&vp, text) {
+                Some(e) => {
+                    if self.judges_cel() {
+                        self.check_cel_types(&vp, &e);
+                    }
+                    variables.push((k.clone(), e));
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(StepKind::SendMessage {
+            message: r.message.clone(),
+            key: key?,
+            variables,
             next: r.next.clone(),
         })
     }
@@ -559,6 +697,19 @@ impl Checker<'_> {
             next: r.next.clone(),
             deadline,
         })
+    }
+
+    /// The messages some process of the library waits for, when the
+    /// definition is checked as part of a library (`None` alone).
+    fn waited_messages(&self) -> Option<std::collections::BTreeSet<String>> {
+        self.ctx.processes.as_ref()?;
+        Some(
+            self.ctx
+                .interfaces
+                .values()
+                .flat_map(|i| i.messages.iter().cloned())
+                .collect(),
+        )
     }
 
     /// A task's or notice's own `next`: checked, and required with `for_each`.
@@ -680,6 +831,17 @@ impl Checker<'_> {
             _ => None,
         };
         let is_call = matches!(kind, Some(StepKind::Call { .. }));
+        if matches!(kind, Some(StepKind::Call { wait: false, .. }))
+            && (!r.collect.is_empty() || r.complete_when.is_some())
+        {
+            self.err_key(
+                &fp,
+                Code::ForEach,
+                "a call with `wait: false` starts one child per item and goes on at once: there are no results to `collect` and nothing to `complete_when`".into(),
+                Some("remove `collect` and `complete_when`, or let the call wait (`wait: true`, the default)".into()),
+            );
+            ok = false;
+        }
         if let Some(StepKind::Call {
             result: Some(res), ..
         }) = kind

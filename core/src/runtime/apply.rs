@@ -357,6 +357,7 @@ impl<'a> Run<'a> {
                 actor,
             } => self.complete(task, outcome, variables, actor),
             Event::Receive { task, actor } => self.receive(task, actor),
+            Event::Delivered { task } => self.delivered(task),
             Event::Message {
                 name,
                 key,
@@ -460,6 +461,7 @@ impl<'a> Run<'a> {
             TimerKind::Expiry { task } => self.expire(&task),
             TimerKind::Wait { step } => self.wait_over(&step),
             TimerKind::MessageTimeout { step } => self.message_timeout(&step),
+            TimerKind::DeemedReceipt { task } => self.deemed_receipt(&task, timer.due),
         };
         // Every line the timer wrote says when it was due.
         for line in &mut self.history[first..] {
@@ -705,9 +707,9 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Whether a timer is the expiry or a reminder of task `id`.
+/// Whether a timer is the expiry, a reminder or the deemed receipt of task `id`.
 pub(crate) fn of_task(k: &TimerKind, id: &str) -> bool {
-    matches!(k, TimerKind::Expiry { task } | TimerKind::Reminder { task, .. } if task == id)
+    matches!(k, TimerKind::Expiry { task } | TimerKind::Reminder { task, .. } | TimerKind::DeemedReceipt { task } if task == id)
 }
 
 /// Whether a timer belongs to the wait of `step` (its period, timeout or reminders).
@@ -715,6 +717,6 @@ pub(crate) fn of_wait(k: &TimerKind, step: &str) -> bool {
     match k {
         TimerKind::Wait { step: s } | TimerKind::MessageTimeout { step: s } => s == step,
         TimerKind::Reminder { task, .. } => task == step,
-        TimerKind::Expiry { .. } => false,
+        TimerKind::Expiry { .. } | TimerKind::DeemedReceipt { .. } => false,
     }
 }

@@ -73,7 +73,7 @@ impl Run<'_> {
         Ok(self.env.calendar.count(start, &spec))
     }
 
-    fn period(&self, p: &PeriodRef) -> Result<Period, EngineError> {
+    pub(crate) fn period(&self, p: &PeriodRef) -> Result<Period, EngineError> {
         match p {
             PeriodRef::Literal(p) => Ok(*p),
             PeriodRef::Param(name) => match self.param(name) {
@@ -238,6 +238,9 @@ impl Run<'_> {
                 Some((timer.clone(), TimerKind::Wait { step: step.into() }))
             }
             StepKind::WaitMessage {
+                deadline: Some(d), ..
+            }
+            | StepKind::Call {
                 deadline: Some(d), ..
             } => Some((d.clone(), TimerKind::MessageTimeout { step: step.into() })),
             _ => None,

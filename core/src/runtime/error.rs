@@ -219,6 +219,10 @@ pub enum EngineError {
     /// are still open (a parallel branch reaching it twice).
     #[error("R032 step `{0}` runs over its items already; it cannot be entered again until they are done")]
     ForEachRunning(String),
+    /// A notice's delivery arrived for a task that no longer waits for it
+    /// (closed, not a notice, or its delivery already recorded).
+    #[error("R033 `{0}` is not a notice awaiting delivery")]
+    NotAwaitingDelivery(String),
 }
 
 /// How a caller treats an error; see the module docs.
@@ -269,6 +273,7 @@ impl EngineError {
             CallCannotStart { .. } => "R030",
             CallTooDeep { .. } => "R031",
             ForEachRunning(_) => "R032",
+            NotAwaitingDelivery(_) => "R033",
         }
     }
 
@@ -280,6 +285,7 @@ impl EngineError {
             | NotWaitingForChild(_)
             | TimerNotPending(_)
             | NothingToRecount
+            | NotAwaitingDelivery(_)
             | NoInstance => ErrorClass::Stale,
             TooFewAssignees { .. }
             | Expression { .. }

@@ -42,6 +42,12 @@ pub enum Event {
         /// Who acknowledged.
         actor: String,
     },
+    /// A notice's email reached the recipient's mail server (the SMTP
+    /// server accepted it): a `deemed_receipt` period starts.
+    Delivered {
+        /// The notice's task id.
+        task: String,
+    },
     /// A message for a `wait_message` step.
     Message {
         /// The message name.
@@ -98,7 +104,10 @@ impl Event {
     pub fn is_engine_driven(&self) -> bool {
         matches!(
             self,
-            Event::TimerFired { .. } | Event::ChildEnded { .. } | Event::Recompute
+            Event::TimerFired { .. }
+                | Event::ChildEnded { .. }
+                | Event::Recompute
+                | Event::Delivered { .. }
         )
     }
 
@@ -110,6 +119,7 @@ impl Event {
                 format!("completing `{task}` with `{outcome}`")
             }
             Event::Receive { task, .. } => format!("the receipt of `{task}`"),
+            Event::Delivered { task } => format!("the delivery of `{task}`"),
             Event::Message { name, key, .. } => format!("message `{name}` ({key})"),
             Event::TimerFired { timer } => format!("timer `{timer}`"),
             Event::ChildEnded { step, result, .. } => {
@@ -263,6 +273,17 @@ pub enum Command {
         /// start on, and the child runs on (`None` in rows written before).
         #[serde(default)]
         version: Option<u32>,
+    },
+    /// Send a message to the instances waiting for it (a `send_message`
+    /// step): the store writes a `send_message` outbox row in the same
+    /// transaction, and the engine delivers it from there.
+    SendMessage {
+        /// The message name.
+        name: String,
+        /// The correlation keys, one message each.
+        keys: Vec<String>,
+        /// The variables it carries.
+        variables: BTreeMap<String, serde_json::Value>,
     },
     /// Index this instance under a message name and key.
     AwaitMessage {

@@ -28,6 +28,8 @@ pub enum HistoryKind {
     NoticeAnswered,
     /// The recipient of a notice acknowledged receipt.
     Received,
+    /// A notice's email reached the recipient's mail server.
+    Delivered,
     /// A `wait_message` step received its message.
     Message,
     /// A called child ended and its result reached this instance.
@@ -66,7 +68,7 @@ pub enum HistoryKind {
 
 impl HistoryKind {
     /// Every kind.
-    pub const ALL: [HistoryKind; 23] = {
+    pub const ALL: [HistoryKind; 24] = {
         use HistoryKind::*;
         [
             Started,
@@ -75,6 +77,7 @@ impl HistoryKind {
             TaskCompleted,
             NoticeAnswered,
             Received,
+            Delivered,
             Message,
             ChildEnded,
             Reminder,
@@ -105,6 +108,7 @@ impl HistoryKind {
             TaskCompleted => "task_completed",
             NoticeAnswered => "notice_answered",
             Received => "received",
+            Delivered => "delivered",
             Message => "message",
             ChildEnded => "child_ended",
             Reminder => "reminder",

@@ -106,8 +106,12 @@ pub struct TaskState {
     pub opened_at: DateTime<Utc>,
     /// The people (tasks) or the agency/person (notices) it went to.
     pub assignees: Vec<String>,
-    /// When the recipient acknowledged receipt (notices).
+    /// When the recipient acknowledged receipt (notices), or when receipt
+    /// was deemed (`deemed_receipt`).
     pub received_at: Option<DateTime<Utc>>,
+    /// When the notice's email reached the recipient's mail server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
     /// The computed deadline, once its start is known.
     pub deadline: Option<Deadline>,
     /// When it closed, with which outcome, by whom.
@@ -191,6 +195,11 @@ pub enum TimerKind {
     MessageTimeout {
         /// The waiting step.
         step: String,
+    },
+    /// A notice's receipt is deemed (`deemed_receipt`).
+    DeemedReceipt {
+        /// The notice's task.
+        task: String,
     },
 }
 

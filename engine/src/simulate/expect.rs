@@ -250,6 +250,9 @@ pub(super) fn expect(line: usize, x: &RawExpect, seen: &Seen<'_>, checks: &mut V
             .filter(|t| t.step == d.step)
             .filter_map(|t| t.deadline.as_ref())
             .next_back()
+            // A step that waits (a message, a timer, a call) has its
+            // deadline on the wait.
+            .or_else(|| s.waits.get(&d.step).and_then(|w| w.deadline.as_ref()))
             .map(|dl| dl.last_day.to_string());
         let ok = found.as_deref() == Some(d.last_day.as_str());
         check(

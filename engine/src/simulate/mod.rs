@@ -559,10 +559,46 @@ impl Sim<'_> {
     }
 
     /// Renders the documents issued since the last look, each as of the
-    /// instant it was issued (the state is the one right after).
+    /// instant it was issued (the state is the one right after), and
+    /// delivers the notices' emails: each reaches its recipient's mail
+    /// server at the instant it was queued (what starts `deemed_receipt`),
+    /// and the messages `send_message` steps sent, at the instant they were
+    /// sent; until what these cause has been carried out too.
     async fn render(&mut self) -> Result<(), String> {
+        loop {
+            let seen = self.seen_rows.len();
+            self.render_once().await?;
+            if self.seen_rows.len() == seen {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn render_once(&mut self) -> Result<(), String> {
         let rows = self.engine.outbox(None).await.map_err(|e| e.to_string())?;
         for row in rows {
+            if row.kind == OutboxKind::SendMessage && self.seen_rows.insert(row.id) {
+                self.engine
+                    .replay_call(&row, row.created_at)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
+            if row.kind == OutboxKind::Email && self.seen_rows.insert(row.id) {
+                if let Ok(Command::Notify {
+                    event: crate::runtime::NotifyEvent::Notice,
+                    task: Some(task),
+                    ..
+                }) = serde_json::from_str::<Command>(&row.payload)
+                {
+                    let event = Event::Delivered { task };
+                    self.engine
+                        .fire(&row.instance, &event, row.created_at)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                continue;
+            }
             if row.kind != OutboxKind::RenderDocument || !self.seen_rows.insert(row.id) {
                 continue;
             }

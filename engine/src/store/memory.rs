@@ -304,10 +304,12 @@ impl Tables {
                 }
                 Command::Notify { .. }
                 | Command::RenderDocument { .. }
-                | Command::StartChild { .. } => {
+                | Command::StartChild { .. }
+                | Command::SendMessage { .. } => {
                     let kind = match cmd {
                         Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
                         Command::RenderDocument { .. } => OutboxKind::RenderDocument,
+                        Command::SendMessage { .. } => OutboxKind::SendMessage,
                         _ => OutboxKind::StartChild,
                     };
                     Write::Outbox {

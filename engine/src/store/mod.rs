@@ -188,13 +188,17 @@ pub enum OutboxKind {
     StartChild,
     /// An ended child's result to hand to its parent (a `TellParent` command).
     ChildEnded,
+    /// A message to deliver to the instances waiting for it (a
+    /// `SendMessage` command).
+    SendMessage,
 }
 
 impl OutboxKind {
     /// Every kind, in the order `serve` drains them.
-    pub const ALL: [OutboxKind; 5] = [
+    pub const ALL: [OutboxKind; 6] = [
         OutboxKind::StartChild,
         OutboxKind::ChildEnded,
+        OutboxKind::SendMessage,
         OutboxKind::RenderDocument,
         OutboxKind::Email,
         OutboxKind::Sms,
@@ -208,6 +212,7 @@ impl OutboxKind {
             OutboxKind::RenderDocument => "render_document",
             OutboxKind::StartChild => "start_child",
             OutboxKind::ChildEnded => "child_ended",
+            OutboxKind::SendMessage => "send_message",
         }
     }
 

@@ -977,10 +977,12 @@ impl SqlStore {
                 }
                 Command::Notify { .. }
                 | Command::RenderDocument { .. }
-                | Command::StartChild { .. } => {
+                | Command::StartChild { .. }
+                | Command::SendMessage { .. } => {
                     let kind = match cmd {
                         Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
                         Command::RenderDocument { .. } => OutboxKind::RenderDocument,
+                        Command::SendMessage { .. } => OutboxKind::SendMessage,
                         _ => OutboxKind::StartChild,
                     };
                     let payload = serde_json::to_string(cmd).map_err(corrupt)?;

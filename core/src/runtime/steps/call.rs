@@ -22,6 +22,14 @@ use crate::runtime::state::WaitState;
 impl Run<'_> {
     pub(crate) fn enter_call(&mut self, id: &str, step: &Step) -> Result<Vec<String>, EngineError> {
         let child = self.start_call(id, step, None)?;
+        if let StepKind::Call {
+            wait: false, next, ..
+        } = &step.kind
+        {
+            // Started to run on its own: not waited for, not cancelled
+            // with this instance.
+            return Ok(vec![next.clone()]);
+        }
         self.state.waits.insert(
             id.into(),
             WaitState {
@@ -33,7 +41,31 @@ impl Run<'_> {
                 deadline: None,
             },
         );
+        self.schedule_call_deadline(id, step)?;
         Ok(Vec::new())
+    }
+
+    /// Schedules the deadline of call step `id`, if it has one, on its wait.
+    pub(crate) fn schedule_call_deadline(
+        &mut self,
+        id: &str,
+        step: &Step,
+    ) -> Result<(), EngineError> {
+        if let StepKind::Call {
+            deadline: Some(d), ..
+        } = &step.kind
+        {
+            let start = self.start_of(id, d, None)?;
+            let kind = crate::runtime::state::TimerKind::MessageTimeout { step: id.into() };
+            let computed = self.schedule_wait(id, d, start, kind)?;
+            let line = self
+                .line("engine", HistoryKind::Waiting)
+                .to(id)
+                .deadline(Some(computed))
+                .note("waiting for the called process".to_string());
+            self.record(line);
+        }
+        Ok(())
     }
 
     /// Starts the child of call step `id` (for item `item` of a

@@ -76,6 +76,37 @@ impl Run<'_> {
         if total == 0 {
             return self.for_each_done(id, step, fe);
         }
+        if let StepKind::Call { wait: false, .. } = step.kind {
+            // One child per item, each to run on its own: started, and
+            // the step goes on at once.
+            for index in 0..total as u32 {
+                let value = self.state.for_each[id].items[index as usize].clone();
+                self.item = Some(Item {
+                    var: fe.var.clone(),
+                    index,
+                    value,
+                });
+                let started = self.start_call(id, step, Some(index));
+                self.item = None;
+                started?;
+            }
+            self.state.waits.remove(id);
+            self.state.for_each.remove(id);
+            let next = match &step.kind {
+                StepKind::Call { next, .. } => next.clone(),
+                _ => unreachable!("matched above"),
+            };
+            let line = self
+                .line("engine", HistoryKind::Joined)
+                .from(id)
+                .to(next.clone())
+                .note(format!("已逐项启动：共{total}项"));
+            self.record(line);
+            return Ok(vec![next]);
+        }
+        if matches!(step.kind, StepKind::Call { .. }) {
+            self.schedule_call_deadline(id, step)?;
+        }
         let first = if fe.sequential { 1 } else { total };
         for index in 0..first {
             self.open_item(id, step, fe, index as u32)?;

@@ -12,6 +12,7 @@ mod decision;
 mod end;
 mod for_each;
 mod parallel;
+mod send;
 mod task;
 mod wait;
 
@@ -52,6 +53,7 @@ impl Run<'_> {
                 StepKind::Parallel { branches, .. } => self.enter_parallel(&id, branches),
                 StepKind::Join { next } => self.enter_join(&id, next),
                 StepKind::Call { .. } => self.enter_call(&id, step)?,
+                StepKind::SendMessage { .. } => self.enter_send_message(&id, step)?,
                 StepKind::WaitMessage { .. } => self.enter_wait_message(&id, step)?,
                 StepKind::WaitTimer { timer, .. } => self.enter_wait_timer(&id, timer)?,
                 StepKind::End { result, documents } => {

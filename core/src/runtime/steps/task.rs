@@ -14,7 +14,7 @@ use crate::runtime::apply::Run;
 use crate::runtime::error::EngineError;
 use crate::runtime::event::{Command, NotifyEvent};
 use crate::runtime::history::HistoryKind;
-use crate::runtime::state::{TaskKind, TaskState};
+use crate::runtime::state::{TaskKind, TaskState, TimerKind};
 use crate::runtime::values;
 
 impl Run<'_> {
@@ -96,6 +96,7 @@ impl Run<'_> {
             opened_at: self.now,
             assignees: assignees.clone(),
             received_at: None,
+            delivered_at: None,
             deadline: None,
             closed: None,
             item: self.item.clone(),
@@ -262,7 +263,22 @@ impl Run<'_> {
         if task.received_at.is_some() {
             return Err(EngineError::AlreadyReceived(task_id.into()));
         }
-        self.state.tasks.get_mut(task_id).expect("open").received_at = Some(self.now);
+        self.cancel_timers(|k| matches!(k, TimerKind::DeemedReceipt { task } if task == task_id));
+        self.record_receipt(&task, self.now, actor, None)
+    }
+
+    /// Records receipt of notice `task` at `at`, by `actor` (the recipient,
+    /// or `engine` with `deemed` saying by which rule), and starts its
+    /// `from: receipt` deadline.
+    fn record_receipt(
+        &mut self,
+        task: &TaskState,
+        at: chrono::DateTime<chrono::Utc>,
+        actor: &str,
+        deemed: Option<String>,
+    ) -> Result<(), EngineError> {
+        let task_id = task.id.as_str();
+        self.state.tasks.get_mut(task_id).expect("open").received_at = Some(at);
         self.item = task.item.clone();
         let deadline = match &self.def().steps[&task.step].kind {
             StepKind::Notice {
@@ -274,20 +290,131 @@ impl Run<'_> {
             Some(d) => Some(self.schedule_task_deadline(
                 task_id,
                 &d,
-                Start::Instant(self.now.with_timezone(&LEGAL_TZ)),
+                Start::Instant(at.with_timezone(&LEGAL_TZ)),
             )?),
             None => None,
         };
         self.commands.push(Command::UpdateTask {
             task: task_id.into(),
         });
-        let line = self
+        let mut line = self
             .line(actor, HistoryKind::Received)
             .at_step(&task.step)
-            .deadline(computed)
-            .people(vec![actor.into()]);
+            .deadline(computed);
+        line = match deemed {
+            Some(note) => line.note(note).people(task.assignees.clone()),
+            None => line.people(vec![actor.into()]),
+        };
         self.record(line);
         self.item = None;
         Ok(())
+    }
+
+    /// The notice's email reached the recipient's mail server at this
+    /// event's instant: recorded, and its `deemed_receipt` period starts.
+    pub(crate) fn delivered(&mut self, task_id: &str) -> Result<(), EngineError> {
+        let stale = || EngineError::NotAwaitingDelivery(task_id.into());
+        let task = self.open_task(task_id).map_err(|_| stale())?;
+        if task.kind != TaskKind::Notice || task.delivered_at.is_some() {
+            return Err(stale());
+        }
+        self.state
+            .tasks
+            .get_mut(task_id)
+            .expect("open")
+            .delivered_at = Some(self.now);
+        let deemed = match &self.def().steps[&task.step].kind {
+            StepKind::Notice {
+                deemed_receipt: Some(p),
+                ..
+            } if task.received_at.is_none() => Some(p.clone()),
+            _ => None,
+        };
+        let mut note = "电子送达：通知已到达受送达人的电子邮件系统".to_string();
+        if let Some(p) = deemed {
+            self.item = task.item.clone();
+            let period = self.period(&p)?;
+            self.item = None;
+            let spec = crate::calendar::PeriodSpec {
+                period,
+                include_start_day: false,
+                cutoff: None,
+                bound: Bound::Within,
+            };
+            let counted = self
+                .env
+                .calendar
+                .count(Start::Instant(self.now.with_timezone(&LEGAL_TZ)), &spec);
+            let id = self.state.next_timer_id();
+            let timer = crate::runtime::state::TimerState {
+                id: id.clone(),
+                due: counted.deadline.with_timezone(&chrono::Utc),
+                kind: TimerKind::DeemedReceipt {
+                    task: task_id.into(),
+                },
+                provisional: counted.provisional,
+            };
+            self.state.timers.insert(id, timer.clone());
+            self.commands.push(Command::ScheduleTimer { timer });
+            note.push_str(&format!(
+                "；未签收的，满{}视为于{}送达",
+                values::chinese_period(&period),
+                counted.last_day.format("%Y年%-m月%-d日")
+            ));
+        }
+        self.commands.push(Command::UpdateTask {
+            task: task_id.into(),
+        });
+        let line = self
+            .line("engine", HistoryKind::Delivered)
+            .at_step(&task.step)
+            .note(note)
+            .people(task.assignees.clone());
+        self.record(line);
+        Ok(())
+    }
+
+    /// The `deemed_receipt` period of a notice ran out unacknowledged:
+    /// receipt is deemed on its last day.
+    pub(crate) fn deemed_receipt(
+        &mut self,
+        task_id: &str,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), EngineError> {
+        let Ok(task) = self.open_task(task_id) else {
+            return Ok(()); // answered meanwhile: the timer is stale
+        };
+        if task.received_at.is_some() {
+            return Ok(());
+        }
+        // Received on the period's last day: one second before its
+        // cut-off, so a period from receipt starts the next day.
+        let at = due - chrono::TimeDelta::seconds(1);
+        let day = at.with_timezone(&LEGAL_TZ).format("%Y年%-m月%-d日");
+        let delivered = task
+            .delivered_at
+            .map(|d| {
+                d.with_timezone(&LEGAL_TZ)
+                    .format("%Y年%-m月%-d日 %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let period = match &self.def().steps[&task.step].kind {
+            StepKind::Notice {
+                deemed_receipt: Some(p),
+                ..
+            } => {
+                self.item = task.item.clone();
+                let p = self.period(&p.clone());
+                self.item = None;
+                p.map(|p| values::chinese_period(&p)).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        let note = format!(
+            "视为送达：通知于{delivered}到达受送达人的电子邮件系统，满{period}未签收，视为于{day}送达（deemed_receipt）"
+        );
+        self.item = task.item.clone();
+        self.record_receipt(&task, at, "engine", Some(note))
     }
 }

@@ -155,6 +155,20 @@ impl Run<'_> {
             unreachable!("message timeouts belong to wait_message steps with a deadline")
         };
         if d.on_expiry.as_ref().is_some_and(|x| x.goto.is_some()) {
+            // A call given up on: its child is not waited for any more.
+            if let Some(w) = self.state.waits.get(step) {
+                let name = &self.def().steps[step].name;
+                let cancels: Vec<Command> = w
+                    .all_children()
+                    .map(|child| Command::CancelChild {
+                        child: child.clone(),
+                        reason: format!("{name}（{step}）期限届满，不再等待"),
+                        actor: "engine".into(),
+                    })
+                    .collect();
+                self.commands.extend(cancels);
+            }
+            self.state.for_each.remove(step);
             self.end_wait(step);
         }
         self.escalate(step, None, &d)
