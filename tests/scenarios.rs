@@ -169,7 +169,9 @@ async fn issue13_two_absences_in_a_row_start_a_dismissal_and_an_attendance_reset
 
 /// Issue 13, a deadline on a call: a child that has not ended in time is
 /// cancelled and the caller goes on where `on_expiry` says, escalating; a
-/// child that ends in time ends the call as before.
+/// child that ends in time ends the call as before, its promised date is
+/// copied back (`outputs:`) and tracked as a deadline (`until:`), moved off
+/// a Sunday.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue13_a_call_not_done_in_time_is_given_up_and_escalated() {
     assert_eq!(failures("call_deadline.yaml").await, []);

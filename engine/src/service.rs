@@ -849,6 +849,7 @@ impl<S: Store> Engine<S> {
             step,
             result: result.clone(),
             child: Some(child.id.clone()),
+            variables: child.variables.clone(),
         };
         match self.fire_one(&parent, &event, now).await {
             Ok(Fired::Applied(t)) => Ok(Some(*t)),

@@ -207,6 +207,16 @@ impl Calendar {
         self.day(date).working
     }
 
+    /// The deadline of a date set outright (`until:`, e.g. the
+    /// rectification deadline an agency set): that day, moved to the next
+    /// working day when it is a rest day, as the last day of any period is
+    /// (民法典 第二百零三条); cut off at 24:00 or at `cutoff`.
+    pub fn until(&self, date: NaiveDate, cutoff: Option<NaiveTime>, bound: Bound) -> Deadline {
+        let mut seen = Consulted::default();
+        let (last_day, explanation) = self.extend(date, format!("the date set, {date}"), &mut seen);
+        self.finish(last_day, explanation, cutoff, bound, seen)
+    }
+
     /// Counts `spec` from `start`. Pure: the same input gives the same output.
     pub fn count(&self, start: Start, spec: &PeriodSpec) -> Deadline {
         let Period { count, unit } = spec.period;
@@ -261,11 +271,24 @@ impl Calendar {
                 self.extend(nominal, what, &mut seen)
             }
         };
-        let deadline = match spec.cutoff {
+        self.finish(last_day, explanation, spec.cutoff, spec.bound, seen)
+    }
+
+    /// The deadline ending on `last_day`: its cut-off, and whether a year
+    /// without a schedule was consulted on the way.
+    fn finish(
+        &self,
+        last_day: NaiveDate,
+        explanation: String,
+        cutoff: Option<NaiveTime>,
+        bound: Bound,
+        seen: Consulted,
+    ) -> Deadline {
+        let deadline = match cutoff {
             None => local_midnight(last_day + Duration::days(1)),
             Some(t) => local(last_day, t),
         };
-        let explanation = match spec.cutoff {
+        let explanation = match cutoff {
             None => explanation,
             Some(t) => format!(
                 "{explanation}; cut-off {} (business hours)",
@@ -285,7 +308,7 @@ impl Calendar {
         Deadline {
             last_day,
             deadline: deadline.fixed_offset(),
-            bound: spec.bound,
+            bound,
             provisional: !provisional_years.is_empty(),
             provisional_years,
             explanation,

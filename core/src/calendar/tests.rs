@@ -223,3 +223,26 @@ proptest! {
         }
     }
 }
+
+/// Issue 13, `until:`: a date set outright ends that day, or the next
+/// working day when it is a rest day (民法典 第二百零三条), at 24:00 or
+/// at the business-hours cut-off; a year without a schedule is provisional.
+#[test]
+fn a_date_set_outright_moves_off_rest_days() {
+    let cal = Calendar::builtin();
+    let d = cal.until(date("2025-11-28"), None, Bound::Within);
+    assert_eq!(d.last_day, date("2025-11-28"), "{}", d.explanation);
+    assert_eq!(d.deadline.to_rfc3339(), "2025-11-29T00:00:00+08:00");
+    let d = cal.until(date("2025-10-01"), None, Bound::Within);
+    assert_eq!(d.last_day, date("2025-10-09"), "{}", d.explanation);
+    assert!(d.explanation.contains("国庆节"), "{}", d.explanation);
+    let d = cal.until(
+        date("2025-11-30"),
+        Some(NaiveTime::from_hms_opt(17, 30, 0).unwrap()),
+        Bound::Within,
+    );
+    assert_eq!(d.deadline.to_rfc3339(), "2025-12-01T17:30:00+08:00");
+    assert!(!d.provisional);
+    let d = cal.until(date("2031-06-02"), None, Bound::Within);
+    assert!(d.provisional, "{}", d.explanation);
+}

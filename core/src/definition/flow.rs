@@ -50,6 +50,7 @@ pub fn describe_deadline(d: &DeadlineDef) -> String {
         PeriodRef::Literal(p) => p.to_string(),
         PeriodRef::Param(p) => format!("profile.{p}"),
         PeriodRef::Variable(v) => format!("var.{v}"),
+        PeriodRef::Until(v) => format!("until var.{v}"),
     };
     let bound = match d.bound {
         Bound::Within => "within",

@@ -219,6 +219,9 @@ pub enum PeriodRef {
     Param(String),
     /// `var.reply_period`.
     Variable(String),
+    /// `until: var.rectify_by`: not a period but the date (or instant) a
+    /// variable holds, e.g. the rectification deadline an agency set.
+    Until(String),
 }
 
 /// What a deadline is counted from.
@@ -430,6 +433,8 @@ pub enum StepKind {
         inputs: Vec<(String, Expr)>,
         /// Parent variable receiving the child's result.
         result: Option<String>,
+        /// Parent variable ← the child's variable, copied when it ends.
+        outputs: Vec<(String, String)>,
         /// The step after the call.
         next: String,
         /// Wait for the child to end (`wait: false`: start it and go on at

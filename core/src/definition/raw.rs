@@ -126,7 +126,10 @@ pub struct RawParty {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeadline {
-    pub period: String,
+    #[serde(default)]
+    pub period: Option<String>,
+    #[serde(default)]
+    pub until: Option<String>,
     #[serde(default)]
     pub from: Option<String>,
     #[serde(default)]
@@ -358,6 +361,8 @@ pub struct RawCall {
     pub inputs: IndexMap<String, String>,
     #[serde(default)]
     pub result: Option<String>,
+    #[serde(default)]
+    pub outputs: IndexMap<String, String>,
     pub next: String,
     #[serde(default)]
     pub wait: Option<bool>,

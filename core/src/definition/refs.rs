@@ -126,6 +126,31 @@ impl Checker<'_> {
         ids.to_vec()
     }
 
+    /// `until: var.NAME`: a date or datetime variable.
+    fn until_ref(&mut self, path: &Path, text: &str) -> Option<PeriodRef> {
+        let Some(v) = text.strip_prefix("var.") else {
+            self.err(
+                path,
+                Code::BadValue,
+                format!("`until: {text}` is not a variable"),
+                Some("write `until: var.NAME`, naming a date or datetime variable (e.g. the rectification deadline an agency set)".into()),
+            );
+            return None;
+        };
+        match self.var_ref(path, v)? {
+            Some(t) if !t.is_temporal() => {
+                self.err(
+                    path,
+                    Code::TypeMismatch,
+                    format!("variable `{v}` is a {t}; `until:` needs a date or datetime"),
+                    Some(format!("declare `{v}` with `type: date`")),
+                );
+                None
+            }
+            _ => Some(PeriodRef::Until(v.into())),
+        }
+    }
+
     pub(super) fn period_ref(&mut self, path: &Path, text: &str) -> Option<PeriodRef> {
         if let Some(p) = text.strip_prefix("profile.") {
             return self
@@ -376,7 +401,43 @@ impl Checker<'_> {
         r: &RawDeadline,
         is_notice: bool,
     ) -> Option<DeadlineDef> {
-        let period = self.period_ref(&path.key("period"), &r.period);
+        let period = match (&r.period, &r.until) {
+            (Some(p), None) => self.period_ref(&path.key("period"), p),
+            (None, Some(u)) => self.until_ref(&path.key("until"), u),
+            (Some(_), Some(_)) => {
+                self.err(
+                    &path.key("until"),
+                    Code::BadValue,
+                    "a deadline gives `period:` or `until:`, not both".into(),
+                    Some("`period: 30日` counts a period; `until: var.rectify_by` ends on the date a variable holds".into()),
+                );
+                None
+            }
+            (None, None) => {
+                self.err(
+                    path,
+                    Code::MissingKey,
+                    "missing required key `period` (or `until`)".into(),
+                    Some("`period: 30日` counts a period; `until: var.rectify_by` ends on the date a variable holds".into()),
+                );
+                None
+            }
+        };
+        if r.until.is_some() {
+            for (key, given) in [
+                ("from", r.from.is_some()),
+                ("include_start_day", r.include_start_day.is_some()),
+            ] {
+                if given {
+                    self.err_key(
+                        &path.key(key),
+                        Code::NotSupported,
+                        format!("`{key}` has no effect with `until:`: the deadline is the date itself, counted from nothing"),
+                        Some(format!("remove `{key}`")),
+                    );
+                }
+            }
+        }
         let from = match r.from.as_deref() {
             None | Some("opened") => Some(StartRef::Opened),
             Some("receipt") if is_notice => Some(StartRef::Receipt),

@@ -516,6 +516,8 @@ impl Checker<'_> {
         }
         self.call_contract(p, r, &inputs);
         let wait = r.wait.unwrap_or(true);
+        let outputs = self.call_outputs(p, r, wait);
+        ok &= outputs.is_some();
         if let (false, Some(res)) = (wait, &r.result) {
             self.err_key(
                 &p.key("result"),
@@ -567,7 +569,70 @@ impl Checker<'_> {
             next: r.next.clone(),
             wait,
             deadline,
+            outputs: outputs.unwrap_or_default(),
         })
+    }
+
+    /// `outputs:` of a call: each our declared variable ← a variable the
+    /// child declares, of the same type.
+    fn call_outputs(&mut self, p: &Path, r: &RawCall, wait: bool) -> Option<Vec<(String, String)>> {
+        let op = p.key("outputs");
+        if r.outputs.is_empty() {
+            return Some(Vec::new());
+        }
+        if !wait || r.for_each.is_some() {
+            self.err_key(
+                &op,
+                Code::NotSupported,
+                if wait {
+                    "a call with `for_each` has one child per item: their results are collected with `collect`, not copied with `outputs`".into()
+                } else {
+                    "a call with `wait: false` does not wait for the child, so `outputs` would never be copied".into()
+                },
+                Some("remove `outputs`".into()),
+            );
+            return None;
+        }
+        let child_vars = self
+            .ctx
+            .interfaces
+            .get(&r.process)
+            .and_then(|i| i.variables.clone());
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (ours, theirs) in &r.outputs {
+            let ty = self.var_ref(&op.key(ours), ours);
+            ok &= ty.is_some();
+            if let Some(vars) = &child_vars {
+                match vars.get(theirs) {
+                    None => {
+                        let hint = suggest(theirs, "variable", vars.keys().map(String::as_str));
+                        self.err(
+                            &op.key(ours),
+                            Code::CallUnknownInput,
+                            format!("process `{}` declares no variable `{theirs}` to copy into `{ours}`", r.process),
+                            Some(hint),
+                        );
+                        ok = false;
+                    }
+                    Some(v) => {
+                        if let (Some(Some(t)), Some(c)) = (&ty, &v.ty) {
+                            if t != c {
+                                self.err(
+                                    &op.key(ours),
+                                    Code::ValueTypeMismatch,
+                                    format!("`{ours}` is of type {t}, but variable `{theirs}` of process `{}` is of type {c}", r.process),
+                                    Some(format!("declare `{ours}` with `type: {c}`, or copy a variable of type {t}")),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+            }
+            out.push((ours.clone(), theirs.clone()));
+        }
+        ok.then_some(out)
     }
 
     fn send_message(&mut self, p: &Path, r: &RawSendMessage) -> Option<StepKind> {

@@ -368,7 +368,8 @@ impl<'a> Run<'a> {
                 step,
                 result,
                 child,
-            } => self.child_ended(step, result, child.as_deref()),
+                variables,
+            } => self.child_ended(step, result, child.as_deref(), variables),
             Event::Recompute => self.recount(),
             Event::SetVariables { variables, actor } => self.set_variables(variables, actor),
             Event::Cancel { reason, actor } => {

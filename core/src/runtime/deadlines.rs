@@ -37,6 +37,14 @@ impl Run<'_> {
         d: &DeadlineDef,
         opened: Option<DateTime<Utc>>,
     ) -> Result<Start, EngineError> {
+        if let PeriodRef::Until(v) = &d.period {
+            if self.var(v).and_then(Json::as_str).is_none() {
+                return Err(EngineError::StartUnset {
+                    step: step.into(),
+                    variable: v.clone(),
+                });
+            }
+        }
         Ok(match &d.from {
             StartRef::Opened | StartRef::Receipt => {
                 Start::Instant(opened.unwrap_or(self.now).with_timezone(&LEGAL_TZ))
@@ -63,6 +71,23 @@ impl Run<'_> {
     }
 
     pub(crate) fn count(&self, d: &DeadlineDef, start: Start) -> Result<Deadline, EngineError> {
+        if let PeriodRef::Until(v) = &d.period {
+            let s = self
+                .var(v)
+                .and_then(Json::as_str)
+                .ok_or_else(|| EngineError::MissingVariable(v.clone()))?;
+            let date = match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                Ok(date) => date,
+                Err(_) => DateTime::parse_from_rfc3339(s)
+                    .map_err(|_| EngineError::BadValue {
+                        name: v.clone(),
+                        why: format!("`{s}` is not a date"),
+                    })?
+                    .with_timezone(&LEGAL_TZ)
+                    .date_naive(),
+            };
+            return Ok(self.env.calendar.until(date, d.cutoff, d.bound));
+        }
         let period = self.period(&d.period)?;
         let spec = PeriodSpec {
             period,
@@ -80,6 +105,7 @@ impl Run<'_> {
                 Some(Value::Period(p)) => Ok(p),
                 _ => Err(EngineError::NoPeriod(name.clone())),
             },
+            PeriodRef::Until(v) => Err(EngineError::NoPeriod(format!("var.{v}"))),
             PeriodRef::Variable(v) => {
                 let s = self
                     .var(v)

@@ -124,7 +124,9 @@ pub enum EngineError {
         step: String,
     },
     /// A deadline counts from a date variable that is not set.
-    #[error("R016 the deadline of `{step}` counts from `{variable}`, which is not set")]
+    #[error(
+        "R016 the deadline of `{step}` counts from (or ends on) `{variable}`, which is not set"
+    )]
     StartUnset {
         /// The step whose deadline it is.
         step: String,

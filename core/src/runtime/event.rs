@@ -71,6 +71,9 @@ pub enum Event {
         /// The child (needed when a `for_each` call started several).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         child: Option<String>,
+        /// The child's variables as it ended (what `outputs:` copies).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        variables: BTreeMap<String, serde_json::Value>,
     },
     /// The calendar changed (a year's schedule was loaded): recount every
     /// provisional deadline of the open tasks.

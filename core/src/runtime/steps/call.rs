@@ -170,12 +170,16 @@ impl Run<'_> {
         step: &str,
         result: &str,
         child: Option<&str>,
+        variables: &std::collections::BTreeMap<String, Json>,
     ) -> Result<(), EngineError> {
         if !self.state.waits.contains_key(step) {
             return Err(EngineError::NotWaitingForChild(step.into()));
         }
         let StepKind::Call {
-            result: var, next, ..
+            result: var,
+            next,
+            outputs,
+            ..
         } = &self.def().steps[step].kind
         else {
             return Err(EngineError::NotWaitingForChild(step.into()));
@@ -189,6 +193,14 @@ impl Run<'_> {
             self.state
                 .variables
                 .insert(v.clone(), Json::String(result.into()));
+        }
+        // The child's variables `outputs:` names, checked as ours.
+        for (ours, theirs) in outputs {
+            if let Some(v) = variables.get(theirs).filter(|v| !v.is_null()) {
+                let v = crate::runtime::values::check(ours, &self.def().variables[ours], v)?;
+                self.state.variables.insert(ours.clone(), v.clone());
+                changed.insert(ours.clone(), v);
+            }
         }
         self.end_wait(step);
         let line = self
