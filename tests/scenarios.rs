@@ -176,3 +176,32 @@ async fn issue13_two_absences_in_a_row_start_a_dismissal_and_an_attendance_reset
 async fn issue13_a_call_not_done_in_time_is_given_up_and_escalated() {
     assert_eq!(failures("call_deadline.yaml").await, []);
 }
+
+/// Issue 13, recurring starts per member: each occurrence starts one
+/// instance per holder of the role, with that holder in its variable, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_recurring_start_starts_one_instance_per_member() {
+    assert_eq!(failures("per_member_recurring.yaml").await, []);
+}
+
+/// Issue 13, recusal at runtime: a person who declared a conflict cannot
+/// act on the task while the decision is pending, nor after it is granted
+/// (the task goes to the role's other holder); a recusal the agency asked
+/// for and the office refused leaves the person on the task; a recusal
+/// asked by someone who is neither the person nor a party is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_recused_person_cannot_complete_the_task() {
+    let failed = failures("recusal.yaml").await;
+    let lines: Vec<usize> = failed.iter().map(|f| f.0).collect();
+    assert_eq!(lines, [14, 17, 25], "{failed:#?}");
+    assert!(
+        failed[0].2.starts_with("R035 `r1` may not act"),
+        "{failed:#?}"
+    );
+    assert!(failed[0].2.contains("awaits its decision"), "{failed:#?}");
+    assert!(failed[1].2.contains("was granted"), "{failed:#?}");
+    assert!(
+        failed[2].2.starts_with("R029 `zhang` may not act"),
+        "{failed:#?}"
+    );
+}

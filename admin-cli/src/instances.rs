@@ -130,6 +130,38 @@ pub enum Cmd {
         #[arg(long = "as", required = true)]
         actor: String,
     },
+    /// Request a recusal (回避) from a task: the person declares a
+    /// conflict (`--as` themself), or a supervised party asks for it.
+    Recuse {
+        /// The task id.
+        task: String,
+        /// Who is to be recused.
+        #[arg(long)]
+        person: String,
+        /// Why: the conflict, or the grounds of the request.
+        #[arg(long)]
+        reason: String,
+        /// Who asks.
+        #[arg(long = "as", required = true)]
+        actor: String,
+    },
+    /// Decide a pending recusal (a holder of the step's `recusal.decided_by`).
+    DecideRecusal {
+        /// The task id.
+        task: String,
+        /// Whose recusal.
+        #[arg(long)]
+        person: String,
+        /// Grant it: the person leaves the task.
+        #[arg(long, conflicts_with = "refuse", required_unless_present = "refuse")]
+        grant: bool,
+        /// Refuse it: the person acts on the task again.
+        #[arg(long)]
+        refuse: bool,
+        /// Who decides.
+        #[arg(long = "as", required = true)]
+        actor: String,
+    },
     /// Deliver a message to the instances waiting for it.
     Message {
         /// The message name.
@@ -493,6 +525,34 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 ),
                 None => println!("received {task}"),
             }
+        }
+        Cmd::Recuse {
+            task,
+            person,
+            reason,
+            actor,
+        } => {
+            let t = engine
+                .request_recusal(&task, &person, &reason, &actor, now)
+                .await
+                .map_err(fail)?;
+            println!("recusal of {person} from {task} requested; it awaits its decision");
+            println!("{}", open_tasks_line(&t.state));
+        }
+        Cmd::DecideRecusal {
+            task,
+            person,
+            grant,
+            refuse: _,
+            actor,
+        } => {
+            let t = engine
+                .decide_recusal(&task, &person, grant, &actor, now)
+                .await
+                .map_err(fail)?;
+            let what = if grant { "granted" } else { "refused" };
+            println!("recusal of {person} from {task} {what}");
+            println!("{}", open_tasks_line(&t.state));
         }
         Cmd::Message { name, key, vars } => {
             let ids = engine

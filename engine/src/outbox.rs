@@ -191,26 +191,39 @@ pub async fn drain_live<S: Store>(
         }
         let begin_by = claimed_at + policy.lease / 2;
         live.claims.add(rows.iter().map(|r| r.id));
+        // Each row's outcome is recorded inside its own future, not by
+        // this loop: a worker may write to the store itself (the email
+        // dispatcher records a notice's delivery), and a loop awaiting one
+        // row's write while it does not poll another row's future, that
+        // is halfway through a transaction holding SQLite's write lock,
+        // would wait for that lock until the busy timeout.
         let mut done = stream::iter(rows)
             .map(|row| async move {
                 let now = (live.now)();
-                if (live.stop)() || now > begin_by {
-                    return (row, None);
-                }
-                let result = worker.handle(&row, now).await;
-                (row, Some(result))
+                let mut one = Round::default();
+                let r = if (live.stop)() || now > begin_by {
+                    store.release_outbox(Some(&[row.id])).await.map(drop)
+                } else {
+                    let result = worker.handle(&row, now).await;
+                    record(store, policy, &row, result, (live.now)(), &mut one).await
+                };
+                (row.id, r.map(|()| one))
             })
             .buffer_unordered(width);
-        while let Some((row, result)) = done.next().await {
-            match result {
-                Some(result) => {
-                    record(store, policy, &row, result, (live.now)(), &mut round).await?
+        let mut failed = None;
+        while let Some((id, r)) = done.next().await {
+            match r {
+                Ok(one) => {
+                    round.sent += one.sent;
+                    round.retried += one.retried;
+                    round.dead += one.dead;
                 }
-                None => {
-                    store.release_outbox(Some(&[row.id])).await?;
-                }
+                Err(e) => failed = failed.or(Some(e)),
             }
-            live.claims.remove(row.id);
+            live.claims.remove(id);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
 }

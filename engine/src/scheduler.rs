@@ -16,14 +16,15 @@
 //! Time is an argument everywhere here: `duban serve` passes the clock, the
 //! simulator a virtual one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{debug, info, warn};
 
-use crate::definition::Definition;
+use crate::definition::{Definition, MemberSet};
 use crate::outbox::{drain, CallReplay, Policy};
-use crate::runtime::{values, Event};
+use crate::runtime::{values, Directory, Event};
 use crate::service::{Engine, Fired, ServiceError};
 use crate::store::{OutboxKind, Store, StoreError};
 
@@ -250,19 +251,57 @@ impl<S: Store> Scheduler<S> {
     ) -> Result<bool, ServiceError> {
         let e = &def.schedule[entry as usize];
         let id = occurrence_id(def, entry, at);
-        let variables = e
+        let variables: BTreeMap<String, serde_json::Value> = e
             .variables
             .iter()
             .map(|(k, v)| (k.clone(), values::to_json(v)))
             .collect();
-        let started = self
-            .engine
-            .start_once(&id, &def.id, e.profile.as_deref(), variables, at)
-            .await?;
-        if started.is_some() {
-            info!(instance = %id, process = %def.id, "recurring start");
+        let Some(members) = &e.for_each else {
+            let started = self
+                .engine
+                .start_once(&id, &def.id, e.profile.as_deref(), variables, at)
+                .await?;
+            if started.is_some() {
+                info!(instance = %id, process = %def.id, "recurring start");
+            }
+            return Ok(started.is_some());
+        };
+        // One instance per member, as the directory lists them at the
+        // occurrence: `PROCESS-ENTRY-YYYYMMDDHHMM-MEMBER`, so each is
+        // started once however often this is tried.
+        let ids: Vec<String> = {
+            let dir = self.engine.directory();
+            match &members.of {
+                MemberSet::Role(role) => {
+                    dir.holders(role, None).into_iter().map(|p| p.id).collect()
+                }
+                MemberSet::Agencies(level) => Directory::agencies(dir.as_ref(), level.as_deref())
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect(),
+            }
+        };
+        if ids.is_empty() {
+            warn!(instance = %id, process = %def.id, "per-member recurring start: the directory has no member; nothing started");
         }
-        Ok(started.is_some())
+        let mut any = false;
+        for member in ids {
+            let mut vars = variables.clone();
+            vars.insert(
+                members.var.clone(),
+                serde_json::Value::String(member.clone()),
+            );
+            let one = format!("{id}-{member}");
+            let started = self
+                .engine
+                .start_once(&one, &def.id, e.profile.as_deref(), vars, at)
+                .await?;
+            if started.is_some() {
+                info!(instance = %one, process = %def.id, "recurring start");
+                any = true;
+            }
+        }
+        Ok(any)
     }
 
     /// When to look again: the next due timer, but at least every `poll`.

@@ -501,6 +501,44 @@ impl<S: Store> Engine<S> {
         self.apply(task_instance(task)?, &event, now).await
     }
 
+    /// Requests the recusal (回避) of `person` from `task`: asked by the
+    /// person themself or by a supervised party of the instance.
+    pub async fn request_recusal(
+        &self,
+        task: &str,
+        person: &str,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let event = Event::RequestRecusal {
+            task: task.into(),
+            person: person.into(),
+            reason: reason.into(),
+            actor: actor.into(),
+        };
+        self.apply(task_instance(task)?, &event, now).await
+    }
+
+    /// Decides the pending recusal of `person` from `task` (a holder of the
+    /// step's `recusal.decided_by` role).
+    pub async fn decide_recusal(
+        &self,
+        task: &str,
+        person: &str,
+        granted: bool,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let event = Event::DecideRecusal {
+            task: task.into(),
+            person: person.into(),
+            granted,
+            actor: actor.into(),
+        };
+        self.apply(task_instance(task)?, &event, now).await
+    }
+
     /// Cancels instance `id`, and with it every running (or stuck)
     /// descendant its `call` steps started: each is cancelled in its own
     /// transaction, recorded in its own history as cancelled by `actor`

@@ -181,10 +181,21 @@ pub fn config(dir: &Path, port: u16) -> PathBuf {
 pub struct Serve {
     pub child: Child,
     pub log: PathBuf,
+    /// How many `serving` lines the log held before this start.
+    pub before: usize,
+}
+
+/// The `serving` lines of a log (one per start that got that far).
+fn servings(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("serving")
+        .count()
 }
 
 impl Serve {
     pub fn start(db: &str, now: &str, config: &Path, log: &Path) -> Serve {
+        let before = servings(log);
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -207,6 +218,7 @@ impl Serve {
         Serve {
             child,
             log: log.to_path_buf(),
+            before,
         }
     }
 
@@ -217,6 +229,17 @@ impl Serve {
 
     /// SIGTERM: `serve` must stop by itself, with exit code 0.
     pub fn stop(mut self) {
+        // A SIGTERM that arrives before `serve` has installed its handlers
+        // (a start just before the end of the window, on a loaded machine)
+        // kills it by the default action, which is no test of shutdown:
+        // wait until it says `serving`, which it logs after installing them.
+        let began = std::time::Instant::now();
+        while servings(&self.log) <= self.before
+            && began.elapsed() < std::time::Duration::from_secs(60)
+            && self.child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])

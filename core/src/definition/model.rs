@@ -384,8 +384,8 @@ pub enum StepKind {
         deadline: Option<DeadlineDef>,
         /// Documents rendered when it opens.
         documents: Vec<String>,
-        /// Who decides a recusal raised on it.
-        recusal: Option<RoleRef>,
+        /// Recusal (回避) on it: who decides a request, and how they hear of it.
+        recusal: Option<RecusalDef>,
     },
     /// A notice to an external party who answers through a link.
     Notice {
@@ -513,6 +513,17 @@ impl StepKind {
             _ => None,
         }
     }
+}
+
+/// `recusal:` on a task: a participant may declare a conflict, or a
+/// supervised party request a participant's recusal; the holders of
+/// `decided_by` decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecusalDef {
+    /// The role that decides a request.
+    pub decided_by: RoleRef,
+    /// The template that tells the deciders of a request (email and SMS).
+    pub template: Option<String>,
 }
 
 /// A branch of a decision.
@@ -656,4 +667,25 @@ pub struct RecurringStart {
     pub variables: IndexMap<String, Value>,
     /// What the recurring start is for.
     pub description: Option<String>,
+    /// One instance per member, instead of one per occurrence.
+    pub for_each: Option<Members>,
+}
+
+/// Who a recurring start starts one instance for (`for_each:` on a
+/// `schedule:` entry), each with itself in the variable `var`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Members {
+    /// Whom.
+    pub of: MemberSet,
+    /// The person or agency variable that holds the member.
+    pub var: String,
+}
+
+/// The members of a per-member recurring start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberSet {
+    /// Every holder of a role (each serving supervisor).
+    Role(String),
+    /// Every agency of the directory, or of one level (`县级`).
+    Agencies(Option<String>),
 }

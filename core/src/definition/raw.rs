@@ -187,13 +187,13 @@ pub struct RawOutcome {
     pub documents: Vec<String>,
 }
 
-/// Recusal (回避) on a task. Parsed so its shape is known, then refused as
-/// not supported yet (E036) until the runtime carries recusals out.
+/// Recusal (回避) on a task.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecusal {
-    #[allow(dead_code)] // resolved again (a role) once recusal is supported
     pub decided_by: String,
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 /// `for_each:` on a task, notice or call.
@@ -487,4 +487,18 @@ pub struct RawSchedule {
     pub variables: IndexMap<String, serde_json::Value>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub for_each: Option<RawScheduleForEach>,
+}
+
+/// `for_each:` on a recurring start: one instance per member.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduleForEach {
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub agencies: Option<String>,
+    #[serde(rename = "as")]
+    pub var: String,
 }

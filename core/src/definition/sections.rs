@@ -525,6 +525,66 @@ impl Checker<'_> {
         out
     }
 
+    /// `for_each:` of a recurring start: a role's holders, each in a
+    /// person variable, or the agencies (of a level), each in an agency
+    /// variable.
+    fn members(&mut self, p: &Path, f: &RawScheduleForEach) -> Option<Members> {
+        let fp = p.key("for_each");
+        let (of, wanted) = match (&f.role, &f.agencies) {
+            (Some(role), None) => match self.role_ref(&fp.key("role"), role)? {
+                RoleRef::Role(r) => (MemberSet::Role(r), ValueType::Person),
+                RoleRef::Param(_) => {
+                    self.err(
+                        &fp.key("role"),
+                        Code::NotSupported,
+                        "a per-member recurring start names a role of the process, not a profile parameter".into(),
+                        Some("write the role id itself, e.g. `role: people_supervisor`".into()),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(level)) => {
+                let level = match level.trim() {
+                    "" | "all" => None,
+                    l => Some(l.to_string()),
+                };
+                (MemberSet::Agencies(level), ValueType::Agency)
+            }
+            _ => {
+                self.err(
+                    &fp,
+                    Code::BadValue,
+                    "`for_each` of a recurring start gives exactly one of `role:` or `agencies:`".into(),
+                    Some("`{ role: people_supervisor, as: supervisor }` starts one instance per holder; `{ agencies: 县级, as: agency }` one per agency of that level (`all`: every agency)".into()),
+                );
+                return None;
+            }
+        };
+        match self.var_ref(&fp.key("as"), &f.var)? {
+            Some(t) if t != wanted => {
+                self.err(
+                    &fp.key("as"),
+                    Code::TypeMismatch,
+                    format!(
+                        "`as` variable `{}` is of type {t}, but the members are {}",
+                        f.var,
+                        if wanted == ValueType::Person {
+                            "people (type person)"
+                        } else {
+                            "agencies (type agency)"
+                        }
+                    ),
+                    Some(format!("declare `{}` with `type: {wanted}`", f.var)),
+                );
+                None
+            }
+            _ => Some(Members {
+                of,
+                var: f.var.clone(),
+            }),
+        }
+    }
+
     pub(super) fn schedule_section(&mut self, node: Option<&Node>) -> Vec<RecurringStart> {
         let path = Path::root().key("schedule");
         let mut out = Vec::new();
@@ -581,15 +641,53 @@ impl Checker<'_> {
                     }
                 }
             }
+            let members = r.for_each.as_ref().and_then(|f| self.members(&p, f));
+            // Every variable a start needs is given, or the start is
+            // refused at each occurrence, long after validation.
+            let member_var = r.for_each.as_ref().map(|f| f.var.as_str());
+            let missing: Vec<String> = self
+                .src
+                .root
+                .as_ref()
+                .and_then(|root| root.as_mapping()?.get_mapping("variables"))
+                .map(|vars| {
+                    vars.iter()
+                        .filter_map(|(k, v)| {
+                            let v = v.as_mapping()?;
+                            let required =
+                                v.get_scalar("required").map(|s| s.as_str().trim()) == Some("true");
+                            let defaulted = v.get("default").is_some();
+                            let name = k.as_str();
+                            let given = r.variables.contains_key(name) || member_var == Some(name);
+                            (required && !defaulted && !given).then(|| name.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !missing.is_empty() {
+                self.err(
+                    &p,
+                    Code::CallMissingInput,
+                    format!(
+                        "this recurring start gives no value for the required variable{} {}: every start would be refused",
+                        if missing.len() > 1 { "s" } else { "" },
+                        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                    Some("give it under `variables:`, give the variable a `default:`, or start one instance per member with `for_each: { role: ROLE, as: VARIABLE }`".into()),
+                );
+            }
             if let (Some(schedule), Some(timezone)) = (schedule, timezone) {
-                out.push(RecurringStart {
-                    cron: expr,
-                    schedule,
-                    timezone,
-                    profile: r.profile,
-                    variables,
-                    description: r.description,
-                });
+                if r.for_each.is_none() || members.is_some() {
+                    out.push(RecurringStart {
+                        cron: expr,
+                        schedule,
+                        timezone,
+                        profile: r.profile,
+                        variables,
+                        description: r.description,
+                        for_each: members,
+                    });
+                }
             }
         }
         out

@@ -370,23 +370,27 @@ impl Checker<'_> {
             None => None,
         };
         let documents = self.document_refs(&p.key("documents"), &r.documents);
-        // Parsed, but the runtime does not carry recusals out yet: refused
-        // rather than accepted and silently ignored.
-        if r.recusal.is_some() {
-            self.err_key(
-                &p.key("recusal"),
-                Code::NotSupported,
-                "`recusal` is not supported yet: a recusal (回避) raised on this task would not be carried out".into(),
-                Some("remove `recusal`; until it is supported, model the recusal decision as an outcome of the task leading to a task for whoever decides it".into()),
-            );
-        }
+        let recusal = match &r.recusal {
+            Some(rc) => {
+                let rp = p.key("recusal");
+                let decided_by = self.role_ref(&rp.key("decided_by"), &rc.decided_by);
+                if let Some(t) = &rc.template {
+                    self.template_ref(&rp.key("template"), t);
+                }
+                Some(RecusalDef {
+                    decided_by: decided_by?,
+                    template: rc.template.clone(),
+                })
+            }
+            None => None,
+        };
         Some(StepKind::Task {
             assignee: assignee?,
             min_assignees: min,
             outcomes: outcomes?,
             deadline,
             documents,
-            recusal: None,
+            recusal,
         })
     }
 

@@ -208,6 +208,10 @@ impl Directory for SampleDirectory {
     fn holders(&self, _role: &str, _unit: Option<&str>) -> Vec<Person> {
         Vec::new()
     }
+
+    fn agencies(&self, _level: Option<&str>) -> Vec<Agency> {
+        Vec::new()
+    }
 }
 
 /// Why an evaluation error is a type error; `None` when it is not one.

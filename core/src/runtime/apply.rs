@@ -358,6 +358,18 @@ impl<'a> Run<'a> {
             } => self.complete(task, outcome, variables, actor),
             Event::Receive { task, actor } => self.receive(task, actor),
             Event::Delivered { task } => self.delivered(task),
+            Event::RequestRecusal {
+                task,
+                person,
+                reason,
+                actor,
+            } => self.request_recusal(task, person, reason, actor),
+            Event::DecideRecusal {
+                task,
+                person,
+                granted,
+                actor,
+            } => self.decide_recusal(task, person, *granted, actor),
             Event::Message {
                 name,
                 key,

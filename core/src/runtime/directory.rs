@@ -64,6 +64,8 @@ pub trait Directory {
     fn agency(&self, id: &str) -> Option<Agency>;
     /// The people holding `role`, only within `unit` (a county or `市本级`) when given.
     fn holders(&self, role: &str, unit: Option<&str>) -> Vec<Person>;
+    /// Every agency, or those of `level` (`市级`, `县级` …), in directory order.
+    fn agencies(&self, level: Option<&str>) -> Vec<Agency>;
 }
 
 /// A directory held in memory: for tests and the simulator.
@@ -89,6 +91,14 @@ impl Directory for MemoryDirectory {
             .iter()
             .filter(|p| p.roles.iter().any(|r| r == role))
             .filter(|p| unit.is_none_or(|u| p.county.as_deref() == Some(u)))
+            .cloned()
+            .collect()
+    }
+
+    fn agencies(&self, level: Option<&str>) -> Vec<Agency> {
+        self.agencies
+            .iter()
+            .filter(|a| level.is_none_or(|l| a.level.as_deref() == Some(l)))
             .cloned()
             .collect()
     }

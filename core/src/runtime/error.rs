@@ -225,6 +225,20 @@ pub enum EngineError {
     /// (closed, not a notice, or its delivery already recorded).
     #[error("R033 `{0}` is not a notice awaiting delivery")]
     NotAwaitingDelivery(String),
+    /// A recusal on a task whose step has no `recusal:`, of someone not on
+    /// it, asked twice, or decided when none is pending.
+    #[error("R034 {0}")]
+    Recusal(String),
+    /// Someone whose recusal on the task is pending or granted tried to act on it.
+    #[error("R035 `{actor}` may not act on `{task}`: {why}")]
+    Recused {
+        /// The task.
+        task: String,
+        /// Who tried.
+        actor: String,
+        /// Pending or granted, in words.
+        why: String,
+    },
 }
 
 /// How a caller treats an error; see the module docs.
@@ -276,6 +290,8 @@ impl EngineError {
             CallTooDeep { .. } => "R031",
             ForEachRunning(_) => "R032",
             NotAwaitingDelivery(_) => "R033",
+            Recusal(_) => "R034",
+            Recused { .. } => "R035",
         }
     }
 

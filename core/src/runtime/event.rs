@@ -48,6 +48,29 @@ pub enum Event {
         /// The notice's task id.
         task: String,
     },
+    /// A recusal (回避) is requested on a task: by the person themself (a
+    /// declared conflict) or by a supervised party of the instance.
+    RequestRecusal {
+        /// The task id.
+        task: String,
+        /// Who is to be recused.
+        person: String,
+        /// Why.
+        reason: String,
+        /// Who asks.
+        actor: String,
+    },
+    /// A holder of the task's `recusal.decided_by` role decides a request.
+    DecideRecusal {
+        /// The task id.
+        task: String,
+        /// Whose recusal.
+        person: String,
+        /// Granted or refused.
+        granted: bool,
+        /// Who decides.
+        actor: String,
+    },
     /// A message for a `wait_message` step.
     Message {
         /// The message name.
@@ -123,6 +146,12 @@ impl Event {
             }
             Event::Receive { task, .. } => format!("the receipt of `{task}`"),
             Event::Delivered { task } => format!("the delivery of `{task}`"),
+            Event::RequestRecusal { task, person, .. } => {
+                format!("the recusal of `{person}` from `{task}`")
+            }
+            Event::DecideRecusal { task, person, .. } => {
+                format!("the decision on the recusal of `{person}` from `{task}`")
+            }
             Event::Message { name, key, .. } => format!("message `{name}` ({key})"),
             Event::TimerFired { timer } => format!("timer `{timer}`"),
             Event::ChildEnded { step, result, .. } => {
@@ -161,6 +190,8 @@ pub enum NotifyEvent {
     Escalated,
     /// See [`RuleEvent::InstanceEnded`].
     InstanceEnded,
+    /// A recusal was requested: its deciders are told (`recusal.template`).
+    RecusalRequested,
 }
 
 impl From<RuleEvent> for NotifyEvent {
@@ -193,6 +224,7 @@ impl NotifyEvent {
             NotifyEvent::Expired => "expired",
             NotifyEvent::Escalated => "escalated",
             NotifyEvent::InstanceEnded => "instance_ended",
+            NotifyEvent::RecusalRequested => "recusal_requested",
         }
     }
 }
@@ -208,7 +240,8 @@ pub enum Command {
         /// Its step.
         step: String,
     },
-    /// A task's deadline became known (a notice was received).
+    /// A task's deadline became known (a notice was received), or its
+    /// assignees changed (a recusal granted): the store rewrites its row.
     UpdateTask {
         /// The task id.
         task: String,

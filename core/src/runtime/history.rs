@@ -30,6 +30,10 @@ pub enum HistoryKind {
     Received,
     /// A notice's email reached the recipient's mail server.
     Delivered,
+    /// A recusal (回避) was requested on a task.
+    RecusalRequested,
+    /// A recusal was decided.
+    RecusalDecided,
     /// A `wait_message` step received its message.
     Message,
     /// A called child ended and its result reached this instance.
@@ -68,7 +72,7 @@ pub enum HistoryKind {
 
 impl HistoryKind {
     /// Every kind.
-    pub const ALL: [HistoryKind; 24] = {
+    pub const ALL: [HistoryKind; 26] = {
         use HistoryKind::*;
         [
             Started,
@@ -78,6 +82,8 @@ impl HistoryKind {
             NoticeAnswered,
             Received,
             Delivered,
+            RecusalRequested,
+            RecusalDecided,
             Message,
             ChildEnded,
             Reminder,
@@ -109,6 +115,8 @@ impl HistoryKind {
             NoticeAnswered => "notice_answered",
             Received => "received",
             Delivered => "delivered",
+            RecusalRequested => "recusal_requested",
+            RecusalDecided => "recusal_decided",
             Message => "message",
             ChildEnded => "child_ended",
             Reminder => "reminder",

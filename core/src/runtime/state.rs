@@ -119,6 +119,49 @@ pub struct TaskState {
     /// The item of a `for_each` step it was opened for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<Item>,
+    /// Recusals (回避) requested on it, decided or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recusals: Vec<Recusal>,
+    /// People a granted recusal excluded: they may not act on it, even if
+    /// they hold its role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
+}
+
+/// A recusal (回避) requested on a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recusal {
+    /// Who is to be recused.
+    pub person: String,
+    /// Why (the conflict declared, or the party's grounds).
+    pub reason: String,
+    /// Who asked: the person themself, or a supervised party.
+    pub requested_by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The decision, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<RecusalDecision>,
+}
+
+/// How a recusal was decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecusalDecision {
+    /// Granted (the person leaves the task) or refused.
+    pub granted: bool,
+    /// Who decided (a holder of `decided_by`).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl TaskState {
+    /// The recusal of `person` still waiting for its decision.
+    pub fn pending_recusal(&self, person: &str) -> Option<&Recusal> {
+        self.recusals
+            .iter()
+            .find(|r| r.person == person && r.decision.is_none())
+    }
 }
 
 /// One item of a `for_each` step: which, and its value.

@@ -173,13 +173,15 @@ impl Scenario {
                 a.receive.is_some(),
                 a.message.is_some(),
                 a.cancel.is_some(),
+                a.recuse.is_some(),
+                a.decide_recusal.is_some(),
                 a.advance.is_some(),
                 a.expect.is_some(),
             ];
             if kinds.iter().filter(|k| **k).count() != 1 {
                 return Err(err(
                     line,
-                    "each step is exactly one of start, complete, receive, message, cancel, advance, expect (with an optional `at:`)".into(),
+                    "each step is exactly one of start, complete, receive, message, cancel, recuse, decide_recusal, advance, expect (with an optional `at:`)".into(),
                 ));
             }
             for t in [a.at.as_deref(), a.advance.as_deref()]
@@ -765,6 +767,20 @@ impl Sim<'_> {
             let actor = c.actor.as_deref().unwrap_or("admin");
             self.engine
                 .cancel(&id, reason, actor, at)
+                .await
+                .map_err(e)?;
+        } else if let Some(r) = &a.recuse {
+            let id = self.resolve(r.instance.as_deref()).await?;
+            let task = self.open_task(&id, &r.step, r.item.as_ref()).await?;
+            self.engine
+                .request_recusal(&task, &r.person, &r.reason, &r.actor, at)
+                .await
+                .map_err(e)?;
+        } else if let Some(d) = &a.decide_recusal {
+            let id = self.resolve(d.instance.as_deref()).await?;
+            let task = self.open_task(&id, &d.step, d.item.as_ref()).await?;
+            self.engine
+                .decide_recusal(&task, &d.person, d.granted, &d.actor, at)
                 .await
                 .map_err(e)?;
         }

@@ -36,6 +36,10 @@ pub(super) struct RawAction {
     #[serde(default)]
     pub cancel: Option<RawCancel>,
     #[serde(default)]
+    pub recuse: Option<RawRecuse>,
+    #[serde(default)]
+    pub decide_recusal: Option<RawDecideRecusal>,
+    #[serde(default)]
     pub advance: Option<String>,
     #[serde(default)]
     pub expect: Option<RawExpect>,
@@ -81,6 +85,34 @@ pub(super) struct RawReceive {
     pub item: Option<Json>,
     #[serde(default, rename = "as")]
     pub actor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecuse {
+    #[serde(default)]
+    pub instance: Option<String>,
+    pub step: String,
+    #[serde(default)]
+    pub item: Option<Json>,
+    pub person: String,
+    pub reason: String,
+    #[serde(rename = "as")]
+    pub actor: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDecideRecusal {
+    #[serde(default)]
+    pub instance: Option<String>,
+    pub step: String,
+    #[serde(default)]
+    pub item: Option<Json>,
+    pub person: String,
+    pub granted: bool,
+    #[serde(rename = "as")]
+    pub actor: String,
 }
 
 #[derive(Debug, Deserialize)]

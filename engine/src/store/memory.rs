@@ -181,6 +181,7 @@ enum Write {
         task: String,
         due: Option<i64>,
         last_day: Option<String>,
+        assignees: Vec<String>,
     },
     CloseTask(String),
     ScheduleTimer(String, TimerRecord),
@@ -253,11 +254,13 @@ impl Tables {
                     )
                 }
                 Command::UpdateTask { task } => {
-                    let (due, last_day) = task_values(task_in(s, task)?);
+                    let ts = task_in(s, task)?;
+                    let (due, last_day) = task_values(ts);
                     Write::UpdateTask {
                         task: task.clone(),
                         due,
                         last_day,
+                        assignees: ts.assignees.clone(),
                     }
                 }
                 Command::CloseTask { task } => Write::CloseTask(task.clone()),
@@ -369,10 +372,12 @@ impl Tables {
                     task,
                     due,
                     last_day,
+                    assignees,
                 } => {
                     if let Some(r) = self.tasks.get_mut(&task) {
                         r.due = due;
                         r.last_day = last_day;
+                        r.assignees = assignees;
                     }
                 }
                 Write::CloseTask(task) => {

@@ -924,13 +924,28 @@ impl SqlStore {
                         .tasks
                         .get(task)
                         .ok_or_else(|| corrupt(format!("task {task} not in state")))?;
-                    let (_, due, last_day) = task_values(ts);
-                    sqlx::query("UPDATE tasks SET due = $1, last_day = $2 WHERE id = $3")
-                        .bind(due)
-                        .bind(last_day)
+                    let (assignees, due, last_day) = task_values(ts);
+                    sqlx::query(
+                        "UPDATE tasks SET due = $1, last_day = $2, assignees = $3 WHERE id = $4",
+                    )
+                    .bind(due)
+                    .bind(last_day)
+                    .bind(assignees)
+                    .bind(task)
+                    .execute(&mut *tx)
+                    .await?;
+                    // The assignees may have changed (a recusal granted).
+                    sqlx::query("DELETE FROM task_assignees WHERE task = $1")
                         .bind(task)
                         .execute(&mut *tx)
                         .await?;
+                    for p in &ts.assignees {
+                        sqlx::query("INSERT INTO task_assignees (task, person) VALUES ($1, $2)")
+                            .bind(task)
+                            .bind(p)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 Command::CloseTask { task } => {
                     let outcome = s

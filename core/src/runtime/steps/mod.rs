@@ -12,6 +12,7 @@ mod decision;
 mod end;
 mod for_each;
 mod parallel;
+mod recusal;
 mod send;
 mod task;
 mod wait;

@@ -100,6 +100,8 @@ impl Run<'_> {
             deadline: None,
             closed: None,
             item: self.item.clone(),
+            recusals: Vec::new(),
+            excluded: Vec::new(),
         };
         self.state.tasks.insert(id.clone(), task);
         let computed = match deadline {
@@ -137,7 +139,21 @@ impl Run<'_> {
 
     /// Only an assignee, or someone who holds the role a task is assigned
     /// to (a holder who took the role after it opened), may act on it.
-    fn check_may_act(&self, task: &TaskState, actor: &str) -> Result<(), EngineError> {
+    pub(crate) fn check_may_act(&self, task: &TaskState, actor: &str) -> Result<(), EngineError> {
+        if task.excluded.iter().any(|a| a == actor) {
+            return Err(EngineError::Recused {
+                task: task.id.clone(),
+                actor: actor.into(),
+                why: "their recusal (回避) from it was granted".into(),
+            });
+        }
+        if task.pending_recusal(actor).is_some() {
+            return Err(EngineError::Recused {
+                task: task.id.clone(),
+                actor: actor.into(),
+                why: "their recusal (回避) from it awaits its decision".into(),
+            });
+        }
         if task.assignees.iter().any(|a| a == actor) {
             return Ok(());
         }
