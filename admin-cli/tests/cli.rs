@@ -714,7 +714,10 @@ fn directory_import_reports_bad_rows_and_imports_nothing() {
         err.contains("bad.csv:line 3: `b`: `b@example` is not an email address"),
         "{err}"
     );
-    assert!(err.contains("level `省级` must be 市级 or 县级"), "{err}");
+    assert!(
+        err.contains("level `省级` must be one of 市级, 县级, 乡级"),
+        "{err}"
+    );
     assert!(err.contains("nothing was imported"), "{err}");
     // The earlier directory is intact: li still takes the letter's first task.
     ok(on(

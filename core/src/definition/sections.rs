@@ -544,9 +544,22 @@ impl Checker<'_> {
                 }
             },
             (None, Some(level)) => {
+                let levels = crate::runtime::directory_file::LEVELS;
                 let level = match level.trim() {
                     "" | "all" => None,
-                    l => Some(l.to_string()),
+                    l if levels.contains(&l) => Some(l.to_string()),
+                    l => {
+                        self.err(
+                            &fp.key("agencies"),
+                            Code::BadValue,
+                            format!("unknown level `{l}`"),
+                            Some(format!(
+                                "one of {}, or `all` for every agency",
+                                levels.join(", ")
+                            )),
+                        );
+                        return None;
+                    }
                 };
                 (MemberSet::Agencies(level), ValueType::Agency)
             }

@@ -244,7 +244,8 @@ fn a_call_result_enum_must_hold_every_end_result() {
 #[test]
 fn a_stored_definition_reloads_without_the_checks_added_since() {
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/broken/e036_timer_on_expiry.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/broken/e036_timer_on_expiry.yaml"),
     )
     .unwrap();
     let d = load_str("t.yaml", &text, &LoadContext::default()).unwrap_err();

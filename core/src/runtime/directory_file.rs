@@ -41,7 +41,10 @@ impl std::fmt::Display for RowError {
     }
 }
 
-const LEVELS: &[&str] = &["市级", "县级"];
+/// The levels of government an agency or person belongs to: the city, the
+/// county (区/县), and the township (乡镇), whose supervision rooms pass
+/// clues up to their county (XT-3); a township's `county` is its county.
+pub const LEVELS: &[&str] = &["市级", "县级", "乡级"];
 
 /// Whether `s` holds a character that has no place in a name, an id or an
 /// address: a control character (line breaks, tabs, NUL, …) or a Unicode
@@ -122,7 +125,7 @@ fn check_contact(
         if !LEVELS.contains(&l) {
             errs.push(RowError {
                 line,
-                message: format!("`{id}`: level `{l}` must be 市级 or 县级"),
+                message: format!("`{id}`: level `{l}` must be one of {}", LEVELS.join(", ")),
             });
         }
     }
@@ -457,7 +460,7 @@ mod tests {
             got,
             [
                 "line 3: `scj`: `bad` is not an email address",
-                "line 3: `scj`: level `省级` must be 市级 or 县级",
+                "line 3: `scj`: level `省级` must be one of 市级, 县级, 乡级",
                 "line 4: duplicate id `li`",
             ]
         );
@@ -467,6 +470,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.people[0].roles, ["a", "b"]);
+    }
+
+    /// Issue 13 (XT-3): a township supervision room is an agency of the
+    /// township level, under its county.
+    #[test]
+    fn a_township_is_a_level() {
+        let text = "agencies:\n  - { id: dongcheng, name: 东城街道行政执法监督室, level: 乡级, county: 桥西区, email: dc@example.org }\n";
+        let d = parse(text, false).unwrap();
+        let a = d.agencies.iter().find(|a| a.id == "dongcheng").unwrap();
+        assert_eq!(a.level.as_deref(), Some("乡级"));
+        assert_eq!(a.county.as_deref(), Some("桥西区"));
     }
 
     #[test]
