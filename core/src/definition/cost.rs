@@ -37,9 +37,11 @@
 //! directory is the administrators' own file, not a value from outside.
 //!
 //! Only the cel crate's standard library is reachable (`Program::compile`
-//! builds no extension), so no function builds a value larger than its
-//! arguments; a function the estimate does not know is charged as reading
-//! all of its arguments and giving one of them.
+//! builds no extension), with the date functions the runtime adds to every
+//! context (`runtime::cel_dates`: `years_between`, `age_on`, `date`), so no
+//! function builds a value larger than its arguments; a function the
+//! estimate does not know is charged as reading all of its arguments and
+//! giving one of them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,6 +68,10 @@ pub const MAX_DEPTH: usize = 48;
 /// The charge for one `matches` call: a quarter of [`MAX_COST`], because
 /// the pattern is compiled anew on every call.
 pub const MATCHES_COST: u64 = MAX_COST / 4;
+
+/// The charge for one call of a date function (`years_between`, `age_on`,
+/// `date`): a few dates parsed and compared.
+pub const DATE_FUNCTION_COST: u64 = 4;
 
 /// The longest an expression's text may be: a condition is a line or two,
 /// and a literal list of a few hundred values fits.
@@ -719,6 +725,12 @@ fn call_cost(name: &str, args: &[(u64, Shape)]) -> (u64, Shape) {
             plus(MATCHES_COST.saturating_add(weight(0).saturating_mul(weight(1)))),
             Shape::scalar(),
         ),
+        // The date functions (`runtime::cel_dates`) read a date or an
+        // instant from the start of each argument (a parser stops at the
+        // first character out of place, so a long text costs no more) and
+        // give an int or a 10-byte date.
+        "years_between" | "age_on" => (plus(DATE_FUNCTION_COST), Shape::scalar()),
+        "date" => (plus(DATE_FUNCTION_COST), Shape::text(10)),
         "contains" | "startsWith" | "endsWith" | "int" | "uint" | "double" | "bool"
         | "timestamp" | "duration" | "type" | "hasValue" => (plus(read), Shape::scalar()),
         "string" | "bytes" => {
@@ -872,6 +884,22 @@ mod tests {
         assert!(cost(pairs, &short).is_ok());
         let triple = "candidates.all(a, candidates.all(b, candidates.all(c, a != c)))";
         assert!(matches!(cost(triple, &long), Err(TooCostly::Costly(_))));
+    }
+
+    /// The date functions cost a small constant each, however long the
+    /// texts they are given, and `date` gives a short text.
+    #[test]
+    fn date_functions_are_cheap() {
+        let vars = [("births", "list<string>", None), ("report", "text", None)];
+        let one = cost("age_on(report, date(now)) >= 23", &vars).unwrap();
+        assert!(one < 20, "{one}");
+        let all = cost(
+            "births.all(b, years_between(b, date(now)) >= 23 && date(b) + date(b) != '')",
+            &vars,
+        )
+        .unwrap();
+        // Mostly the copies of 1,000 items of 64 KiB each bound to `b`.
+        assert!(all < MAX_COST / 5, "{all}");
     }
 
     /// Building text is charged by its size, not only by the loops: 1,000

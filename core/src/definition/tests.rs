@@ -401,3 +401,63 @@ fn a_stored_definition_reloads_without_the_flow_check() {
     assert!(r.is_ok());
     assert_eq!(work, 0);
 }
+
+/// Issue 13, item 8: the date functions are known to the validator as
+/// they are to the runtime. An argument of the wrong type is a type error
+/// at load (E035); ages over date, datetime and text variables validate,
+/// and a date computed by `date` may be stored in a date variable.
+#[test]
+fn date_functions_are_typed_at_load() {
+    for c in [
+        "age_on(decided_on, 5) >= 23",
+        "years_between(rounds, now) >= 2",
+        "age_on(decided_on, inspectors) > 1",
+        "date(now, now) == ''",
+        "age_on(decided_on) > 1",
+        "decided_on.age_on(now) > 1",
+    ] {
+        let got = codes(&typed(&[c], &[]));
+        assert_eq!(got.len(), 1, "{c}: {got:?}");
+        assert_eq!(got[0].0, "E035", "{c}: {got:?}");
+    }
+    let got = codes(&typed(&["age_on(decided_on, 5) >= 23"], &[]));
+    assert!(
+        got[0]
+            .1
+            .contains("found no matching overload for 'age_on' applied to '(string, int)'"),
+        "{got:?}"
+    );
+    let fine = [
+        "age_on(decided_on, date(now)) >= 23",
+        "years_between(decided_on, now) < 2",
+        "years_between(started, date(started)) == 0",
+        "age_on(decided_on, '2025-06-01') > 0",
+        // A text the sample cannot read as a date fails for its value,
+        // not its type, as `timestamp(case_no)` does.
+        "age_on(case_no, now) >= 23",
+    ];
+    let sets = [
+        ("decided_on", "date(now)"),
+        ("rounds", "age_on(decided_on, now)"),
+    ];
+    let text = typed(&fine, &sets);
+    assert_eq!(codes(&text), Vec::<(String, String)>::new(), "{text}");
+    // `date` gives a date, not a timestamp; an int is no date.
+    let got = codes(&typed(&[], &[("decided_on", "age_on(decided_on, now)")]));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "E034", "{got:?}");
+}
+
+/// The regulations' age check over a `date` variable `birth` validates.
+#[test]
+fn an_age_check_over_a_birthdate_validates() {
+    let text = "id: p\nversion: 1\nname: 测试\nvariables:\n  birth: { type: date, label: 出生日期 }\n\
+                start: check\nsteps:\n  check:\n    kind: decision\n    name: 年龄审查\n    branches:\n      \
+                - when: \"age_on(birth, date(now)) >= 23\"\n        goto: done\n    default: done\n  \
+                done: { kind: end, name: 结束, result: ok }\n";
+    assert_eq!(codes(text), Vec::<(String, String)>::new(), "{text}");
+    let wrong = text.replace("date(now)) >= 23", "5) >= 23");
+    let got = codes(&wrong);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "E035", "{got:?}");
+}

@@ -25,6 +25,7 @@
 //! from YAML or CSV).
 
 mod apply;
+pub mod cel_dates;
 mod deadlines;
 pub mod directory;
 pub mod directory_file;

@@ -348,7 +348,9 @@ pub fn chinese_period(p: &Period) -> String {
 }
 
 /// The CEL context of an instance: its variables (agencies and people
-/// expanded into records so `applicant.level` works), `profile` and `now`.
+/// expanded into records so `applicant.level` works), `profile` and `now`,
+/// and the date functions of [`super::cel_dates`] (`years_between`,
+/// `age_on`, `date`).
 pub fn cel_context(
     def: &Definition,
     profile: Option<&str>,
@@ -376,6 +378,7 @@ pub fn cel_context(
     }
     ctx.add_variable_from_value("profile", to_cel(&Json::Object(p)));
     let _ = ctx.add_variable("now", cel::Value::Timestamp(now.fixed_offset()));
+    super::cel_dates::register(&mut ctx);
     ctx
 }
 
