@@ -461,3 +461,40 @@ fn an_age_check_over_a_birthdate_validates() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, "E035", "{got:?}");
 }
+
+/// The example proposed for the docs' date functions (issue 13, item 8)
+/// validates.
+#[test]
+fn the_date_functions_example_validates() {
+    let text = "id: p\nversion: 1\nname: 人民监督员任命\nroles: { office: 司法行政机关 }\n\
+variables:
+  birth:        { type: date, label: 候选人出生日期 }
+  appointed_on: { type: date, label: 拟任命日期 }
+  last_term_end: { type: datetime, label: 上次任期届满时间 }
+start: register
+steps:
+  register:
+    kind: task
+    name: 登记拟任命日期
+    assignee: { role: office }
+    outcomes:
+      done:
+        label: 已登记
+        set: { appointed_on: \"date(now)\" }      # today's date in Beijing time
+        next: check_age
+  check_age:
+    kind: decision
+    name: 审查候选人年龄和任职间隔
+    branches:
+      - when: age_on(birth, appointed_on) < 23   # 拟任命之日未满二十三周岁
+        goto: refused
+        note: 拟任命之日未满二十三周岁
+      - when: years_between(last_term_end, date(now)) < 2
+        goto: refused
+        note: 上次任期届满未满二年
+    default: appointed
+  refused:   { kind: end, name: 不予任命, result: refused }
+  appointed: { kind: end, name: 提请任命, result: appointed }
+";
+    assert_eq!(codes(text), Vec::<(String, String)>::new(), "{text}");
+}

@@ -528,6 +528,75 @@ steps:
         assert!(start(&[("note", json!("x".repeat(MAX_VALUE_BYTES)))]).is_ok());
     }
 
+    /// A 人民监督员 candidate's age on the day the event is applied
+    /// (`now`, 2025-09-26 in Beijing), as a decision checks it.
+    const AGE_CHECK: &str = "\
+id: age
+version: 1
+name: 年龄审查
+variables:
+  birth: { type: date }
+  birth_text: { type: string }
+start: check
+steps:
+  check:
+    kind: decision
+    name: 审查
+    branches:
+      - when: \"birth_text != '' && age_on(birth_text, now) >= 23 || birth_text == '' && age_on(birth, date(now)) >= 23\"
+        goto: eligible
+    default: too_young
+  eligible: { kind: end, name: 符合, result: eligible }
+  too_young: { kind: end, name: 不符合, result: too_young }
+";
+
+    /// Starts an instance of [`AGE_CHECK`]; its result, or the error.
+    fn age_check(variables: &[(&str, &str)]) -> Result<String, EngineError> {
+        let def = load_str("age.yaml", AGE_CHECK, &Default::default()).unwrap();
+        let env = Env {
+            definition: &def,
+            calendar: &Calendar::builtin(),
+            directory: &MemoryDirectory::default(),
+            processes: &NoProcesses,
+            call_depth: 0,
+        };
+        let event = Event::Start {
+            instance: "1".into(),
+            profile: None,
+            variables: variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+            actor: "li".into(),
+        };
+        let now = Utc.with_ymd_and_hms(2025, 9, 25, 16, 30, 0).unwrap();
+        let t = apply(&env, None, &event, now)?;
+        match t.state.status {
+            crate::runtime::Status::Completed { result } => Ok(result),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 13, item 8: the date functions in the runtime's context; `now`
+    /// is 2025-09-26 in Beijing though still the 25th in UTC, and a text
+    /// that is no date is R013 naming the argument.
+    #[test]
+    fn ages_are_checked_on_the_beijing_date() {
+        let result = |birth: &str| age_check(&[("birth", birth), ("birth_text", "")]).unwrap();
+        assert_eq!(result("2002-09-26"), "eligible");
+        assert_eq!(result("2002-09-27"), "too_young");
+        assert_eq!(result("2002-09-25"), "eligible");
+        let err =
+            age_check(&[("birth", "2000-01-01"), ("birth_text", "2000年1月1日")]).unwrap_err();
+        assert_eq!(err.code(), "R013");
+        assert!(
+            err.to_string().ends_with(
+                "failed: Error executing function 'age_on': the first argument (`birthdate`) is `2000年1月1日`, which is neither a date (YYYY-MM-DD) nor an RFC 3339 datetime"
+            ),
+            "{err}"
+        );
+    }
+
     /// Fuzzing found that counting 9999年 from `+262000-01-01` panicked the
     /// calendar: dates and instants need four-digit years.
     #[test]
