@@ -990,6 +990,30 @@ async fn cancelling_a_case_cancels_its_called_children<S: Store>(db: Db<S>) {
         .await
         .unwrap()
         .is_empty());
+    // The cancel is also a `cancel_child` row of the caller's transaction,
+    // so a crash before it was carried out only delays it; replaying the
+    // row once it was is nothing more.
+    let rows: Vec<_> = db
+        .engine
+        .outbox(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == duban_engine::store::OutboxKind::CancelChild)
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].instance, parent);
+    db.engine
+        .replay_call(&rows[0], at("2025-09-27T10:05:00+08:00"))
+        .await
+        .unwrap();
+    let h = db.engine.history(&child).await.unwrap();
+    assert_eq!(
+        h.iter()
+            .filter(|l| l.what == HistoryKind::Cancelled)
+            .count(),
+        1
+    );
 }
 
 async fn calls_and_messages<S: Store>(db: Db<S>) {

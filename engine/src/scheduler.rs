@@ -98,6 +98,7 @@ impl<S: Store> Scheduler<S> {
             OutboxKind::StartChild,
             OutboxKind::ChildEnded,
             OutboxKind::SendMessage,
+            OutboxKind::CancelChild,
         ] {
             let worker = CallReplay::new(self.engine.clone(), kind);
             let r = drain(self.engine.store(), &worker, &policy, now).await?;

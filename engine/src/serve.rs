@@ -235,6 +235,7 @@ pub async fn run<S: Store>(
             OutboxKind::StartChild,
             OutboxKind::ChildEnded,
             OutboxKind::SendMessage,
+            OutboxKind::CancelChild,
         ]
         .into_iter()
         .map(|k| CallReplay::new(engine.clone(), k))

@@ -922,6 +922,18 @@ impl<S: Store> Engine<S> {
                 let cmd: Command = serde_json::from_str(&row.payload).map_err(unreadable)?;
                 return self.deliver_message(&row.instance, &cmd, now).await;
             }
+            // Mostly a confirmation: the cancel ran right after the
+            // caller's commit, unless a crash came between.
+            crate::store::OutboxKind::CancelChild => {
+                match serde_json::from_str(&row.payload).map_err(unreadable)? {
+                    Command::CancelChild {
+                        child,
+                        reason,
+                        actor,
+                    } => self.cancel_child(&child, &reason, &actor, now).await?,
+                    _ => None,
+                }
+            }
             _ => {
                 let cmd: Command = serde_json::from_str(&row.payload).map_err(unreadable)?;
                 self.start_child(&row.instance, &cmd, now).await?

@@ -345,6 +345,8 @@ pub enum Command {
     },
     /// Cancel a child a `call` started that is no longer waited for: the
     /// caller ended, was cancelled, or its `for_each` completed without it.
+    /// The store writes a `cancel_child` outbox row in the transaction, so
+    /// a crash before the engine carries it out only delays it.
     CancelChild {
         /// The child instance.
         child: String,

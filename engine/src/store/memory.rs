@@ -227,8 +227,6 @@ impl Tables {
                 }
                 Command::HoldTimers => Write::HoldTimers,
                 Command::ReleaseTimers => Write::ReleaseTimers,
-                // Carried out by the engine once the transition is stored.
-                Command::CancelChild { .. } => continue,
                 Command::OpenTask { task, .. } => {
                     let ts = task_in(s, task)?;
                     if self.tasks.contains_key(task) || !tasks_added.insert(task) {
@@ -308,11 +306,13 @@ impl Tables {
                 Command::Notify { .. }
                 | Command::RenderDocument { .. }
                 | Command::StartChild { .. }
-                | Command::SendMessage { .. } => {
+                | Command::SendMessage { .. }
+                | Command::CancelChild { .. } => {
                     let kind = match cmd {
                         Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
                         Command::RenderDocument { .. } => OutboxKind::RenderDocument,
                         Command::SendMessage { .. } => OutboxKind::SendMessage,
+                        Command::CancelChild { .. } => OutboxKind::CancelChild,
                         _ => OutboxKind::StartChild,
                     };
                     Write::Outbox {

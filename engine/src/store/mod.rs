@@ -191,14 +191,18 @@ pub enum OutboxKind {
     /// A message to deliver to the instances waiting for it (a
     /// `SendMessage` command).
     SendMessage,
+    /// A called child no longer waited for, to cancel (a `CancelChild`
+    /// command).
+    CancelChild,
 }
 
 impl OutboxKind {
     /// Every kind, in the order `serve` drains them.
-    pub const ALL: [OutboxKind; 6] = [
+    pub const ALL: [OutboxKind; 7] = [
         OutboxKind::StartChild,
         OutboxKind::ChildEnded,
         OutboxKind::SendMessage,
+        OutboxKind::CancelChild,
         OutboxKind::RenderDocument,
         OutboxKind::Email,
         OutboxKind::Sms,
@@ -213,6 +217,7 @@ impl OutboxKind {
             OutboxKind::StartChild => "start_child",
             OutboxKind::ChildEnded => "child_ended",
             OutboxKind::SendMessage => "send_message",
+            OutboxKind::CancelChild => "cancel_child",
         }
     }
 

@@ -871,8 +871,6 @@ impl SqlStore {
                         .execute(&mut *tx)
                         .await?;
                 }
-                // Carried out by the engine once the transition is stored.
-                Command::CancelChild { .. } => {}
                 // A stuck instance's timers are leased to nobody, for ever,
                 // so no engine process claims them until a retry.
                 Command::HoldTimers => {
@@ -993,11 +991,13 @@ impl SqlStore {
                 Command::Notify { .. }
                 | Command::RenderDocument { .. }
                 | Command::StartChild { .. }
-                | Command::SendMessage { .. } => {
+                | Command::SendMessage { .. }
+                | Command::CancelChild { .. } => {
                     let kind = match cmd {
                         Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
                         Command::RenderDocument { .. } => OutboxKind::RenderDocument,
                         Command::SendMessage { .. } => OutboxKind::SendMessage,
+                        Command::CancelChild { .. } => OutboxKind::CancelChild,
                         _ => OutboxKind::StartChild,
                     };
                     let payload = serde_json::to_string(cmd).map_err(corrupt)?;
