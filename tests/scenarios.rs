@@ -205,3 +205,10 @@ async fn issue13_a_recused_person_cannot_complete_the_task() {
         "{failed:#?}"
     );
 }
+
+/// Issue 13, an inclusive choice: both branches taken and joined, one
+/// taken and joined, none taken and the default alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_an_inclusive_choice_takes_every_branch_that_holds_and_joins_them() {
+    assert_eq!(failures("inclusive_choice.yaml").await, []);
+}

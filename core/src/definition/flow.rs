@@ -123,7 +123,9 @@ pub fn step_edges(id: &str, step: &Step) -> Vec<Edge> {
             }
             expiry(deadline, &mut out);
         }
-        StepKind::Decision { branches, default } => {
+        StepKind::Decision {
+            branches, default, ..
+        } => {
             for b in branches {
                 out.push(e(&b.goto, b.when.source.clone(), EdgeKind::Branch));
             }
@@ -256,12 +258,31 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
     let mut stamp = vec![0u32; n];
     let mut walk = 0u32;
     for (id, step) in steps {
-        let Some(Step {
-            kind: StepKind::Parallel { branches, join },
-            ..
-        }) = step
-        else {
-            continue;
+        // A parallel split, or an inclusive decision (its branches and its
+        // default are the ways it may go).
+        let (branches, join, inclusive): (Vec<&String>, &String, bool) = match step {
+            Some(Step {
+                kind: StepKind::Parallel { branches, join },
+                ..
+            }) => (branches.iter().collect(), join, false),
+            Some(Step {
+                kind:
+                    StepKind::Decision {
+                        branches,
+                        default,
+                        join: Some(join),
+                    },
+                ..
+            }) => (
+                branches
+                    .iter()
+                    .map(|b| &b.goto)
+                    .chain(std::iter::once(default))
+                    .collect(),
+                join,
+                true,
+            ),
+            _ => continue,
         };
         let Some(join_ix) = steps.get_index_of(join.as_str()) else {
             continue;
@@ -291,11 +312,21 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
             };
             walk += 1;
             if !flow.reaches(b_ix, join_ix, &mut stamp, walk) {
+                let (path, what) = match inclusive {
+                    // The default is the last way an inclusive choice goes.
+                    true if i + 1 == branches.len() => (root.key(id).key("default"), "default"),
+                    true => (root.key(id).key("branches").index(i).key("goto"), "branch"),
+                    false => (root.key(id).key("branches").index(i), "parallel branch"),
+                };
                 c.err(
-                    &root.key(id).key("branches").index(i),
+                    &path,
                     Code::BadParallel,
-                    format!("parallel branch `{b}` never reaches the join `{join}`"),
-                    Some("every branch of a parallel split must lead to its join".into()),
+                    format!("{what} `{b}` never reaches the join `{join}`"),
+                    Some(if inclusive {
+                        "every way an inclusive choice (a decision with `join:`) may go, its default too, must lead to its join".into()
+                    } else {
+                        "every branch of a parallel split must lead to its join".into()
+                    }),
                 );
             }
         }

@@ -410,6 +410,9 @@ pub enum StepKind {
         branches: Vec<Branch>,
         /// Taken when none holds.
         default: String,
+        /// An inclusive choice: every branch that holds is taken, and
+        /// they meet again at this join.
+        join: Option<String>,
     },
     /// Starts branches that run in parallel.
     Parallel {

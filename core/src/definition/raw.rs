@@ -317,6 +317,8 @@ pub struct RawDecision {
     #[serde(default)]
     pub default: Option<String>,
     #[serde(default)]
+    pub join: Option<String>,
+    #[serde(default)]
     pub rules: Vec<String>,
 }
 

@@ -479,12 +479,16 @@ impl Checker<'_> {
                 None
             }
         };
+        if let Some(j) = &r.join {
+            self.step_ref(&p.key("join"), j);
+        }
         if !ok {
             return None;
         }
         Some(StepKind::Decision {
             branches,
             default: default?,
+            join: r.join.clone(),
         })
     }
 

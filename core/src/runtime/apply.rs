@@ -326,6 +326,7 @@ impl<'a> Run<'a> {
             timers: BTreeMap::new(),
             waits: BTreeMap::new(),
             joins: BTreeMap::new(),
+            join_expect: BTreeMap::new(),
             for_each: BTreeMap::new(),
             started_at: now,
             ended_at: None,

@@ -303,6 +303,9 @@ pub struct InstanceState {
     pub waits: BTreeMap<String, WaitState>,
     /// Arrivals at each join since it last fired.
     pub joins: BTreeMap<String, u32>,
+    /// Arrivals an inclusive choice made a join wait for, by join.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub join_expect: BTreeMap<String, u32>,
     /// The `for_each` steps running, by step id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub for_each: BTreeMap<String, ForEachState>,

@@ -1,4 +1,6 @@
-//! `decision`: the first branch whose `when` holds, else the default.
+//! `decision`: the first branch whose `when` holds, else the default; with
+//! `join:`, every branch that holds (an inclusive choice), met again at the
+//! join, which then waits for as many arrivals as branches were taken.
 
 use std::collections::BTreeMap;
 
@@ -42,5 +44,45 @@ impl Run<'_> {
             .note(note);
         self.record(line);
         Ok(vec![target])
+    }
+
+    pub(crate) fn enter_inclusive(
+        &mut self,
+        id: &str,
+        branches: &[Branch],
+        default: &str,
+        join: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut taken = Vec::new();
+        for b in branches {
+            if self.eval_bool(&b.when)? {
+                taken.push(b);
+            }
+        }
+        let mut changed = BTreeMap::new();
+        let mut notes = Vec::new();
+        let mut targets = Vec::new();
+        for b in &taken {
+            changed.extend(self.sets(&b.set)?);
+            notes.push(match &b.note {
+                Some(n) => format!("{}: {n}", b.when.source),
+                None => b.when.source.clone(),
+            });
+            targets.push(b.goto.clone());
+        }
+        if targets.is_empty() {
+            targets.push(default.to_string());
+            notes.push("default".into());
+        }
+        self.state
+            .join_expect
+            .insert(join.to_string(), targets.len() as u32);
+        let line = self
+            .line("engine", HistoryKind::Split)
+            .from(id)
+            .changed(changed)
+            .note(format!("{} → {}", notes.join("; "), targets.join(", ")));
+        self.record(line);
+        Ok(targets)
     }
 }

@@ -48,9 +48,16 @@ impl Run<'_> {
             let next = match &step.kind {
                 StepKind::Task { .. } => self.enter_task(&id, step)?,
                 StepKind::Notice { .. } => self.enter_notice(&id, step)?,
-                StepKind::Decision { branches, default } => {
-                    self.enter_decision(&id, branches, default)?
-                }
+                StepKind::Decision {
+                    branches,
+                    default,
+                    join: None,
+                } => self.enter_decision(&id, branches, default)?,
+                StepKind::Decision {
+                    branches,
+                    default,
+                    join: Some(join),
+                } => self.enter_inclusive(&id, branches, default, join)?,
                 StepKind::Parallel { branches, .. } => self.enter_parallel(&id, branches),
                 StepKind::Join { next } => self.enter_join(&id, next),
                 StepKind::Call { .. } => self.enter_call(&id, step)?,
