@@ -1,6 +1,6 @@
 //! Recusal (回避) on a task with `recusal: { decided_by }`: a participant
-//! declares a conflict, or a supervised party of the instance requests a
-//! participant's recusal; until a holder of `decided_by` decides, the
+//! declares a conflict, a supervised party of the instance requests a
+//! participant's recusal, or a decider raises it ex officio (XC-16); until a holder of `decided_by` decides, the
 //! person may not act on the task; granted, they are excluded from it (also
 //! as a holder of its role) and it goes to the others, or to the role's
 //! other holders when they were the only one; refused, they act again.
@@ -46,14 +46,17 @@ impl Run<'_> {
                 )))
             }
         }
-        // The person themself, or a supervised party of this instance.
-        if actor != person && !self.is_party(actor) {
+        // The person themself, a supervised party of this instance, or a
+        // decider raising it ex officio where nobody asked although
+        // recusal was due (XC-16: 行政执法监督机关应当决定其回避).
+        let decider = actor != person && self.deciders(&def.0).iter().any(|d| d == actor);
+        if actor != person && !decider && !self.is_party(actor) {
             return Err(EngineError::NotPermitted {
                 task: task_id.into(),
                 actor: actor.into(),
                 assignees: format!(
-                    "`{person}` themself or a supervised party of {}",
-                    self.state.id
+                    "`{person}` themself, a supervised party of {} or a holder of `{}`",
+                    self.state.id, def.0
                 ),
             });
         }
@@ -67,6 +70,8 @@ impl Run<'_> {
         });
         let who = if actor == person {
             "本人申请回避".to_string()
+        } else if decider {
+            format!("{actor}依职权提出{person}回避")
         } else {
             format!("{actor}申请{person}回避")
         };
@@ -104,13 +109,7 @@ impl Run<'_> {
                 "no recusal of `{person}` from `{task_id}` awaits a decision"
             )));
         }
-        let deciders = self.resolve(
-            &Party::Role {
-                role: crate::definition::RoleRef::Role(role.clone()),
-                within: None,
-            },
-            None,
-        );
+        let deciders = self.deciders(&role);
         if actor == person || !deciders.iter().any(|d| d == actor) {
             return Err(EngineError::NotPermitted {
                 task: task_id.into(),
@@ -178,6 +177,17 @@ impl Run<'_> {
             .people(vec![person.into()]);
         self.record(line);
         Ok(())
+    }
+
+    /// The holders of the role that decides recusals.
+    fn deciders(&self, role: &str) -> Vec<String> {
+        self.resolve(
+            &Party::Role {
+                role: crate::definition::RoleRef::Role(role.into()),
+                within: None,
+            },
+            None,
+        )
     }
 
     /// The role deciding recusals on `task`'s step, and its template.
