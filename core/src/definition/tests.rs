@@ -498,3 +498,29 @@ steps:
 ";
     assert_eq!(codes(text), Vec::<(String, String)>::new(), "{text}");
 }
+
+/// A function CEL does not have (`sizee`), or one given the wrong number of
+/// arguments, failed every evaluation at run time and passed validation:
+/// both are E035 now, while the functions that exist validate.
+#[test]
+fn unknown_functions_and_wrong_argument_counts_are_found_at_validation() {
+    for c in [
+        "sizee(tags) > 0",
+        "case_no.startWith('许')",
+        "size(tags, tags) > 0",
+    ] {
+        let got = codes(&typed(&[c], &[]));
+        assert_eq!(got.len(), 1, "{c}: {got:?}");
+        assert_eq!(got[0].0, "E035", "{c}: {got:?}");
+    }
+    let got = codes(&typed(&["sizee(tags) > 0"], &[]));
+    assert!(got[0].1.contains("`sizee` is no function"), "{got:?}");
+    for c in [
+        "size(tags) > 0",
+        "tags.exists(t, t == 'a')",
+        "case_no.startsWith('许')",
+        "age_on(decided_on, date(now)) >= 23",
+    ] {
+        assert_eq!(codes(&typed(&[c], &[])), [], "{c}");
+    }
+}

@@ -78,11 +78,20 @@ impl Samples {
     }
 
     /// The values `e` gives on the samples, or why its types are wrong.
-    fn eval(&self, e: &Expr) -> Result<Vec<cel::Value>, String> {
+    /// `declared` tells the names the definition declares: one the samples
+    /// lack (its type is broken, and reported as such) is not an unknown
+    /// function.
+    fn eval(&self, e: &Expr, declared: &dyn Fn(&str) -> bool) -> Result<Vec<cel::Value>, String> {
         let mut out = Vec::new();
         for ctx in &self.contexts {
             match e.program.execute(ctx) {
                 Ok(v) => out.push(v),
+                // Undeclared variables are E017 before this: what is left
+                // is a function that does not exist (`sizee(x)`), which
+                // would fail every evaluation at run time.
+                Err(cel::ExecutionError::UndeclaredReference(name)) if !declared(&name) => {
+                    return Err(format!("`{name}` is no function or name CEL knows"));
+                }
                 Err(err) => {
                     if let Some(why) = type_error(&err) {
                         return Err(why);
@@ -233,6 +242,9 @@ fn type_error(err: &cel::ExecutionError) -> Option<String> {
             format!("{} cannot be compared with {}", kind(a), kind(b))
         }
         E::NoSuchOverload(o) => o.to_string(),
+        E::InvalidArgumentCount { expected, actual } => {
+            format!("a function given {actual} argument(s) takes {expected}")
+        }
         E::UnexpectedType { got, want } => format!("expected a {want}, got a {got}"),
         E::UnsupportedTargetType { target } => format!("{} is not accepted here", kind(target)),
         E::NotSupportedAsMethod { method, target } => {
@@ -357,7 +369,13 @@ impl Checker<'_> {
             return None;
         }
         let samples = self.samples.as_ref()?;
-        match samples.eval(e) {
+        let declared = |n: &str| {
+            self.variables.contains_key(n)
+                || self.params.contains_key(n)
+                || n == "now"
+                || n == "profile"
+        };
+        match samples.eval(e, &declared) {
             Ok(values) => Some(values),
             Err(why) => {
                 self.err(
