@@ -165,11 +165,9 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
     /// delivery is never lost; a stale event (answered meanwhile, already
     /// recorded) is nothing to do.
     async fn record_delivery(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<(), SendError> {
-        let Ok(Command::Notify {
-            event: NotifyEvent::Notice,
-            task: Some(task),
-            ..
-        }) = serde_json::from_str::<Command>(&row.payload)
+        let Some(task) = serde_json::from_str::<Command>(&row.payload)
+            .ok()
+            .and_then(|c| c.notice_task().map(str::to_string))
         else {
             return Ok(());
         };

@@ -89,7 +89,8 @@ pub enum Start {
 }
 
 impl Start {
-    fn date(self) -> NaiveDate {
+    /// Its day (an instant's, in Beijing time).
+    pub fn date(self) -> NaiveDate {
         match self {
             Start::Date(d) => d,
             Start::Instant(t) => t.date_naive(),

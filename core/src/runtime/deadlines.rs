@@ -37,56 +37,43 @@ impl Run<'_> {
         d: &DeadlineDef,
         opened: Option<DateTime<Utc>>,
     ) -> Result<Start, EngineError> {
+        // `until:` ends on the date its variable holds, which is then what
+        // the deadline counts from (`from` has no effect with it).
         if let PeriodRef::Until(v) = &d.period {
-            if self.var(v).and_then(Json::as_str).is_none() {
-                return Err(EngineError::StartUnset {
-                    step: step.into(),
-                    variable: v.clone(),
-                });
-            }
+            return self.temporal_var(step, v);
         }
         Ok(match &d.from {
             StartRef::Opened | StartRef::Receipt => {
                 Start::Instant(opened.unwrap_or(self.now).with_timezone(&LEGAL_TZ))
             }
-            StartRef::Variable(v) => {
-                let s =
-                    self.var(v)
-                        .and_then(Json::as_str)
-                        .ok_or_else(|| EngineError::StartUnset {
-                            step: step.into(),
-                            variable: v.clone(),
-                        })?;
-                if let Ok(date) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                    Start::Date(date)
-                } else {
-                    let t = DateTime::parse_from_rfc3339(s).map_err(|_| EngineError::BadValue {
-                        name: v.clone(),
-                        why: format!("`{s}` is not a date"),
-                    })?;
-                    Start::Instant(t.with_timezone(&LEGAL_TZ))
-                }
-            }
+            StartRef::Variable(v) => self.temporal_var(step, v)?,
         })
     }
 
+    /// The date or instant date/datetime variable `v` holds, for the
+    /// deadline of `step`.
+    fn temporal_var(&self, step: &str, v: &str) -> Result<Start, EngineError> {
+        let s = self
+            .var(v)
+            .and_then(Json::as_str)
+            .ok_or_else(|| EngineError::StartUnset {
+                step: step.into(),
+                variable: v.into(),
+            })?;
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(Start::Date(date));
+        }
+        let t = DateTime::parse_from_rfc3339(s).map_err(|_| EngineError::BadValue {
+            name: v.into(),
+            why: format!("`{s}` is not a date"),
+        })?;
+        Ok(Start::Instant(t.with_timezone(&LEGAL_TZ)))
+    }
+
     pub(crate) fn count(&self, d: &DeadlineDef, start: Start) -> Result<Deadline, EngineError> {
-        if let PeriodRef::Until(v) = &d.period {
-            let s = self
-                .var(v)
-                .and_then(Json::as_str)
-                .ok_or_else(|| EngineError::MissingVariable(v.clone()))?;
-            let date = match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                Ok(date) => date,
-                Err(_) => DateTime::parse_from_rfc3339(s)
-                    .map_err(|_| EngineError::BadValue {
-                        name: v.clone(),
-                        why: format!("`{s}` is not a date"),
-                    })?
-                    .with_timezone(&LEGAL_TZ)
-                    .date_naive(),
-            };
-            return Ok(self.env.calendar.until(date, d.cutoff, d.bound));
+        if let PeriodRef::Until(_) = &d.period {
+            // `start` is the date set (see `start_of`).
+            return Ok(self.env.calendar.until(start.date(), d.cutoff, d.bound));
         }
         let period = self.period(&d.period)?;
         let spec = PeriodSpec {

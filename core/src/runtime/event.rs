@@ -361,6 +361,21 @@ pub enum Command {
     ReleaseTimers,
 }
 
+impl Command {
+    /// The task of a notice's own message (`Notify` of [`NotifyEvent::Notice`]):
+    /// what is delivered once its email reaches the recipient's server.
+    pub fn notice_task(&self) -> Option<&str> {
+        match self {
+            Command::Notify {
+                event: NotifyEvent::Notice,
+                task: Some(task),
+                ..
+            } => Some(task),
+            _ => None,
+        }
+    }
+}
+
 /// The result of applying an event.
 #[derive(Clone, Debug)]
 pub struct Transition {

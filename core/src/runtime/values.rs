@@ -471,9 +471,13 @@ steps:
   done: { kind: end, name: 结束, result: ok }
 ";
 
-    /// Starts an instance of [`BOUNDED`] with `variables`.
-    fn start(variables: &[(&str, Json)]) -> Result<(), EngineError> {
-        let def = load_str("bounded.yaml", BOUNDED, &Default::default()).unwrap();
+    /// Starts an instance of the definition `text` with `variables` at `now`.
+    fn start_on(
+        text: &str,
+        variables: &[(&str, Json)],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<crate::runtime::Transition, EngineError> {
+        let def = load_str("t.yaml", text, &Default::default()).unwrap();
         let env = Env {
             definition: &def,
             calendar: &Calendar::builtin(),
@@ -490,8 +494,13 @@ steps:
                 .collect(),
             actor: "li".into(),
         };
+        apply(&env, None, &event, now)
+    }
+
+    /// Starts an instance of [`BOUNDED`] with `variables`.
+    fn start(variables: &[(&str, Json)]) -> Result<(), EngineError> {
         let now = Utc.with_ymd_and_hms(2025, 9, 26, 2, 0, 0).unwrap();
-        apply(&env, None, &event, now).map(|_| ())
+        start_on(BOUNDED, variables, now).map(|_| ())
     }
 
     /// Issue 12, finding 9: the cost bound of every expression counts a
@@ -552,25 +561,9 @@ steps:
 
     /// Starts an instance of [`AGE_CHECK`]; its result, or the error.
     fn age_check(variables: &[(&str, &str)]) -> Result<String, EngineError> {
-        let def = load_str("age.yaml", AGE_CHECK, &Default::default()).unwrap();
-        let env = Env {
-            definition: &def,
-            calendar: &Calendar::builtin(),
-            directory: &MemoryDirectory::default(),
-            processes: &NoProcesses,
-            call_depth: 0,
-        };
-        let event = Event::Start {
-            instance: "1".into(),
-            profile: None,
-            variables: variables
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect(),
-            actor: "li".into(),
-        };
+        let variables: Vec<(&str, Json)> = variables.iter().map(|(k, v)| (*k, json!(v))).collect();
         let now = Utc.with_ymd_and_hms(2025, 9, 25, 16, 30, 0).unwrap();
-        let t = apply(&env, None, &event, now)?;
+        let t = start_on(AGE_CHECK, &variables, now)?;
         match t.state.status {
             crate::runtime::Status::Completed { result } => Ok(result),
             other => panic!("{other:?}"),

@@ -587,11 +587,9 @@ impl Sim<'_> {
                 continue;
             }
             if row.kind == OutboxKind::Email && self.seen_rows.insert(row.id) {
-                if let Ok(Command::Notify {
-                    event: crate::runtime::NotifyEvent::Notice,
-                    task: Some(task),
-                    ..
-                }) = serde_json::from_str::<Command>(&row.payload)
+                if let Some(task) = serde_json::from_str::<Command>(&row.payload)
+                    .ok()
+                    .and_then(|c| c.notice_task().map(str::to_string))
                 {
                     let event = Event::Delivered { task };
                     self.engine

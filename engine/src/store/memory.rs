@@ -308,13 +308,7 @@ impl Tables {
                 | Command::StartChild { .. }
                 | Command::SendMessage { .. }
                 | Command::CancelChild { .. } => {
-                    let kind = match cmd {
-                        Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
-                        Command::RenderDocument { .. } => OutboxKind::RenderDocument,
-                        Command::SendMessage { .. } => OutboxKind::SendMessage,
-                        Command::CancelChild { .. } => OutboxKind::CancelChild,
-                        _ => OutboxKind::StartChild,
-                    };
+                    let kind = OutboxKind::of_command(cmd).expect("an outbox command");
                     Write::Outbox {
                         instance: s.id.clone(),
                         kind,

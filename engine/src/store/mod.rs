@@ -226,6 +226,20 @@ impl OutboxKind {
         OutboxKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// The outbox row a command is written as in its transition's
+    /// transaction, if it is one (both stores ask this).
+    pub fn of_command(cmd: &crate::runtime::Command) -> Option<OutboxKind> {
+        use crate::runtime::Command;
+        Some(match cmd {
+            Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
+            Command::RenderDocument { .. } => OutboxKind::RenderDocument,
+            Command::StartChild { .. } => OutboxKind::StartChild,
+            Command::SendMessage { .. } => OutboxKind::SendMessage,
+            Command::CancelChild { .. } => OutboxKind::CancelChild,
+            _ => return None,
+        })
+    }
+
     /// The kind of a channel's notifications.
     pub fn of_channel(c: crate::definition::Channel) -> OutboxKind {
         match c {

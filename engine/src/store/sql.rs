@@ -993,13 +993,7 @@ impl SqlStore {
                 | Command::StartChild { .. }
                 | Command::SendMessage { .. }
                 | Command::CancelChild { .. } => {
-                    let kind = match cmd {
-                        Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
-                        Command::RenderDocument { .. } => OutboxKind::RenderDocument,
-                        Command::SendMessage { .. } => OutboxKind::SendMessage,
-                        Command::CancelChild { .. } => OutboxKind::CancelChild,
-                        _ => OutboxKind::StartChild,
-                    };
+                    let kind = OutboxKind::of_command(cmd).expect("an outbox command");
                     let payload = serde_json::to_string(cmd).map_err(corrupt)?;
                     sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) VALUES ($1, $2, $3, 'pending', 0, $4)")
                         .bind(&s.id)

@@ -92,10 +92,7 @@ impl Run<'_> {
             }
             self.state.waits.remove(id);
             self.state.for_each.remove(id);
-            let next = match &step.kind {
-                StepKind::Call { next, .. } => next.clone(),
-                _ => unreachable!("matched above"),
-            };
+            let next = step_next(step);
             let line = self
                 .line("engine", HistoryKind::Joined)
                 .from(id)
@@ -244,15 +241,7 @@ impl Run<'_> {
         if matches!(step.kind, StepKind::Call { .. }) {
             self.end_wait(id);
         }
-        let next = match &step.kind {
-            StepKind::Call { next, .. } => next.clone(),
-            StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. } => outcomes
-                .values()
-                .next()
-                .map(|o| o.next.clone())
-                .expect("a task has outcomes"),
-            _ => unreachable!("for_each is checked to be on tasks, notices and calls"),
-        };
+        let next = step_next(step);
         let rest = f.items.len() - f.results.len();
         let mut note = format!("逐项办理完毕：{}/{}项", f.results.len(), f.items.len());
         if rest > 0 {
@@ -266,5 +255,19 @@ impl Run<'_> {
             .note(note);
         self.record(line);
         Ok(vec![next])
+    }
+}
+
+/// Where a `for_each` step goes once it is done: a call's `next`, or a
+/// task's or notice's (every outcome of one carries the step's `next`).
+fn step_next(step: &Step) -> String {
+    match &step.kind {
+        StepKind::Call { next, .. } => next.clone(),
+        StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. } => outcomes
+            .values()
+            .next()
+            .map(|o| o.next.clone())
+            .expect("a task has outcomes"),
+        _ => unreachable!("for_each is checked to be on tasks, notices and calls"),
     }
 }
