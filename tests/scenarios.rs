@@ -167,6 +167,17 @@ async fn issue13_two_absences_in_a_row_start_a_dismissal_and_an_attendance_reset
     assert_eq!(failures("messages_absences.yaml").await, []);
 }
 
+/// Issue 13, facts about a person (一人一档): meetings record attendance
+/// as facts about each member (`record:` on a `for_each` item's outcome);
+/// the term instances read them (`streak`) after every meeting. Two
+/// absences in a row across two meeting instances start the dismissal,
+/// whose proposal counts them (`facts(…).filter(…)`); an absence then an
+/// attendance does not, and an excused absence is not an absence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_facts_two_absences_in_a_row_across_meetings_start_a_dismissal() {
+    assert_eq!(failures("facts_absences.yaml").await, []);
+}
+
 /// Issue 13, a deadline on a call: a child that has not ended in time is
 /// cancelled and the caller goes on where `on_expiry` says, escalating; a
 /// child that ends in time ends the call as before, its promised date is

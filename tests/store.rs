@@ -669,6 +669,7 @@ async fn fifty_parallel_commits_one_wins_49_conflict<S: Backend>(db: Db<S>) {
         directory: dir.as_ref(),
         processes: &duban_engine::runtime::NoProcesses,
         call_depth: 0,
+        facts: &duban_engine::runtime::facts::Facts::none(),
     };
     let mut handles = Vec::new();
     for _ in 0..50 {
@@ -1593,6 +1594,123 @@ async fn an_interrupted_call_is_finished_from_the_outbox<S: Store>(db: Db<S>) {
 }
 
 /// One `#[tokio::test]` per name, on a fresh store from `$backend()`.
+/// Issue 13, facts about a person: a meeting's outcome records a fact in
+/// its own transaction; the term of the same person, another process,
+/// reads it after the next meeting; `facts_about` and the person's history
+/// show it. A definition that reads facts about an id none of its person
+/// or agency variables holds gets them loaded on demand.
+async fn facts_are_kept_with_their_transition_and_read_across_processes<S: Store>(db: Db<S>) {
+    let probe = tempfile::tempdir().unwrap();
+    std::fs::write(
+        probe.path().join("probe.yaml"),
+        "id: facts_probe\nversion: 1\nname: 探查\nroles: { supervision_office: 监督机构 }\n\
+         variables: { who: { type: string, required: true }, absences: { type: int } }\n\
+         start: look\nsteps:\n  look:\n    kind: decision\n    name: 看\n    branches:\n\
+         \x20     - { when: \"true\", goto: done, set: { absences: \"streak(who, 'attendance', 'absent')\" } }\n\
+         \x20   default: done\n  done: { kind: end, name: 完, result: done }\n",
+    )
+    .unwrap();
+    db.engine
+        .deploy(
+            &[
+                duban_tests::root().join("tests/data/facts"),
+                probe.path().to_path_buf(),
+            ],
+            at("2025-09-01T09:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let t0 = at("2025-09-22T10:00:00+08:00");
+    let term = db
+        .engine
+        .start(
+            "facts_term",
+            None,
+            vars(&[("supervisor", json!("wang"))]),
+            "li",
+            t0,
+        )
+        .await
+        .unwrap()
+        .state
+        .id;
+    for (n, day) in [(1, "2025-10-09"), (2, "2026-01-15")] {
+        let now = at(&format!("{day}T10:00:00+08:00"));
+        let m = db
+            .engine
+            .start(
+                "facts_meeting",
+                None,
+                vars(&[("members", json!(["wang", "zhao"]))]),
+                "li",
+                now,
+            )
+            .await
+            .unwrap();
+        let mut tasks: Vec<_> = m.state.tasks.values().collect();
+        tasks.sort_by_key(|t| t.id.clone());
+        for (t, outcome) in tasks.iter().zip(["absent", "present"]) {
+            db.engine
+                .complete(&t.id, outcome, BTreeMap::new(), "li", now)
+                .await
+                .unwrap();
+        }
+        // The meeting's message to the terms, as serve's worker delivers it.
+        for row in db.engine.outbox(None).await.unwrap() {
+            if row.kind == OutboxKind::SendMessage && row.instance == m.state.id {
+                db.engine.replay_call(&row, now).await.unwrap();
+            }
+        }
+        let facts = db.engine.facts_about("wang").await.unwrap();
+        assert_eq!(facts[n - 1].name, "attendance", "{facts:?}");
+        assert_eq!(facts[n - 1].value, json!("absent"));
+        assert_eq!(facts[n - 1].process, "facts_meeting");
+        assert_eq!(facts[n - 1].instance, m.state.id);
+        assert_eq!(facts[n - 1].actor, "li");
+    }
+    let state = db.engine.instance(&term).await.unwrap();
+    assert_eq!(
+        state.status,
+        Status::Completed {
+            result: "dismissed".into()
+        },
+        "two absences in a row end the term"
+    );
+    let facts = db.engine.facts_about("wang").await.unwrap();
+    assert_eq!(
+        facts.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["attendance", "attendance", "dismissal_started"]
+    );
+    assert_eq!(facts[2].value, json!("2026-01-15"));
+    let zhao = db.engine.facts_about("zhao").await.unwrap();
+    assert_eq!(zhao.len(), 2);
+    assert!(zhao.iter().all(|f| f.value == json!("present")));
+    let lines = db.engine.person_history("wang").await.unwrap();
+    let recorded: Vec<_> = lines
+        .iter()
+        .filter(|r| r.entry.what == HistoryKind::FactRecorded)
+        .collect();
+    assert_eq!(recorded.len(), 3, "{lines:?}");
+    assert!(
+        recorded[0].entry.note.as_deref().unwrap().contains("王芳"),
+        "{:?}",
+        recorded[0].entry.note
+    );
+    // `who` is a text: its facts are loaded when the core asks for them.
+    let p = db
+        .engine
+        .start(
+            "facts_probe",
+            None,
+            vars(&[("who", json!("wang"))]),
+            "li",
+            at("2026-01-16T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.state.variables["absences"], json!(2));
+}
+
 macro_rules! tests_on {
     ($backend:ident: $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1640,6 +1758,7 @@ conformance!(
         dead_outbox_rows_can_be_retried,
         an_interrupted_call_is_finished_from_the_outbox,
         recurring_starts_over_a_year,
+        facts_are_kept_with_their_transition_and_read_across_processes,
     ],
     // About SQL itself: faults injected between two SQL statements of a
     // commit (`SqlStore::inject_fault_after`); the in-memory store has no

@@ -219,7 +219,9 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Everything recorded about one person across all processes (一人一档, RC-14).
+    /// Everything recorded about one person (or agency) across all
+    /// processes (一人一档, RC-14): the history lines naming them, then the
+    /// facts recorded about them (`record:`).
     History {
         /// The person's id.
         #[arg(long)]
@@ -661,8 +663,9 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
         }
         Cmd::History { person, json } => {
             let rows = engine.person_history(&person).await.map_err(fail)?;
+            let facts = engine.facts_about(&person).await.map_err(fail)?;
             if json {
-                print_json(&rows);
+                print_json(&serde_json::json!({ "history": rows, "facts": facts }));
             } else {
                 for r in rows {
                     let at = r
@@ -680,6 +683,24 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         r.instance,
                         r.entry.what,
                         r.entry.note.unwrap_or_default()
+                    );
+                }
+                if !facts.is_empty() {
+                    println!("\nfacts about {person}:");
+                }
+                for f in facts {
+                    let at =
+                        f.at.with_timezone(&duban_engine::calendar::LEGAL_TZ)
+                            .format("%Y-%m-%d %H:%M");
+                    let value = match &f.value {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => format!(" = {s}"),
+                        v => format!(" = {v}"),
+                    };
+                    let note = f.note.map(|n| format!("  {n}")).unwrap_or_default();
+                    println!(
+                        "{at}  {}{value}  ({} instance {}, step {}, by {}){note}",
+                        f.name, f.process, f.instance, f.step, f.actor
                     );
                 }
             }

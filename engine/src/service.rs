@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::calendar::Calendar;
 use crate::definition::{self, Definition, Diagnostic, LoadContext};
 use crate::runtime::directory::MemoryDirectory;
+use crate::runtime::facts::{self, Facts};
 use crate::runtime::{
     self, values, Command, EngineError, Env, Event, HistoryEntry, InstanceState, Status, Transition,
 };
@@ -121,6 +122,12 @@ pub struct DeployReport {
 /// The definitions a definition's calls may start, by process id
 /// ([`Engine::callees`]); one that is deployed but cannot be loaded says why.
 pub type Callees = BTreeMap<String, Result<Arc<Definition>, String>>;
+
+/// The most times an event is applied while the facts it reads are loaded
+/// (`Engine::apply_with_facts`): each round loads the subjects the one
+/// before asked for, and a chain of facts naming other subjects is not a
+/// thing CEL can express, so two rounds suffice in practice.
+const FACT_ROUNDS: usize = 4;
 
 /// The engine over a store.
 pub struct Engine<S> {
@@ -293,10 +300,12 @@ impl<S: Store> Engine<S> {
     /// Applies `event` on the core. `calls` are the definitions the
     /// definition's calls may start ([`Engine::callees`]); `depth` is the
     /// call depth of an instance a start starts.
+    #[allow(clippy::too_many_arguments)]
     fn apply_core(
         &self,
         def: &Definition,
         calls: &Callees,
+        facts: &Arc<Facts>,
         state: Option<&InstanceState>,
         event: &Event,
         now: DateTime<Utc>,
@@ -310,8 +319,55 @@ impl<S: Store> Engine<S> {
             directory: dir.as_ref(),
             processes: calls,
             call_depth: depth,
+            facts,
         };
         runtime::apply(&env, state, event, now)
+    }
+
+    /// Applies `event` on the core with the facts it reads loaded
+    /// (`runtime::facts`): first those about the people and agencies of
+    /// the instance's variables; a subject the core asked for beyond them
+    /// is loaded and the event applied again (the core is deterministic),
+    /// at most [`FACT_ROUNDS`] times. Returns the facts the result was
+    /// computed on, for a commit that applies it once more. A definition
+    /// whose expressions read no facts (nor those of its calls) loads none.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_with_facts(
+        &self,
+        def: &Definition,
+        calls: &Callees,
+        state: Option<&InstanceState>,
+        event: &Event,
+        now: DateTime<Utc>,
+        depth: u32,
+    ) -> Result<(Arc<Facts>, Result<Transition, EngineError>), ServiceError> {
+        let reads = !def.facts_read.is_empty()
+            || calls
+                .values()
+                .any(|d| d.as_ref().is_ok_and(|d| !d.facts_read.is_empty()));
+        if !reads {
+            let none = Facts::none();
+            let t = self.apply_core(def, calls, &none, state, event, now, depth);
+            return Ok((none, t));
+        }
+        let mut subjects = state
+            .map(|s| facts::subjects(def, &s.variables))
+            .unwrap_or_default();
+        if let Event::Start { variables, .. } = event {
+            subjects.extend(facts::subjects(def, variables));
+        }
+        let mut round = 0;
+        loop {
+            let loaded = self.store.facts(&subjects).await?;
+            let f = Arc::new(Facts::loaded(subjects.iter().cloned(), loaded));
+            let t = self.apply_core(def, calls, &f, state, event, now, depth);
+            let missing = f.take_missing();
+            round += 1;
+            if missing.is_empty() || round == FACT_ROUNDS {
+                return Ok((f, t));
+            }
+            subjects.extend(missing);
+        }
     }
 
     /// The latest deployed definition of every process `def`'s `call` steps
@@ -362,7 +418,10 @@ impl<S: Store> Engine<S> {
         depth: u32,
     ) -> Result<Result<Transition, EngineError>, ServiceError> {
         let calls = self.callees(def).await?;
-        Ok(self.apply_core(def, &calls, state, event, now, depth))
+        Ok(self
+            .apply_with_facts(def, &calls, state, event, now, depth)
+            .await?
+            .1)
     }
 
     /// The transition `event` makes on `state` (or a new top-level
@@ -401,7 +460,10 @@ impl<S: Store> Engine<S> {
             actor: actor.into(),
         };
         let calls = self.callees(&def).await?;
-        self.apply_core(&def, &calls, None, &event, now, 0)?;
+        let (facts, checked) = self
+            .apply_with_facts(&def, &calls, None, &event, now, 0)
+            .await?;
+        checked?;
         // The id is taken in the start's own transaction.
         let t = self
             .store
@@ -409,7 +471,7 @@ impl<S: Store> Engine<S> {
                 if let Event::Start { instance, .. } = &mut event {
                     *instance = id;
                 }
-                Ok::<_, ServiceError>(self.apply_core(&def, &calls, None, &event, now, 0)?)
+                Ok::<_, ServiceError>(self.apply_core(&def, &calls, &facts, None, &event, now, 0)?)
             })
             .await?;
         self.settle(&t, now).await;
@@ -1033,6 +1095,16 @@ impl<S: Store> Engine<S> {
     /// Everything recorded about a person across all instances (RC-14).
     pub async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, ServiceError> {
         Ok(self.store.person_history(person).await?)
+    }
+
+    /// Every fact recorded about a person or agency, oldest first
+    /// (`runtime::facts`).
+    pub async fn facts_about(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<runtime::facts::Fact>, ServiceError> {
+        let one = std::collections::BTreeSet::from([subject.to_string()]);
+        Ok(self.store.facts(&one).await?)
     }
 
     /// Outbox rows, optionally by status.

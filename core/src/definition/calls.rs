@@ -40,6 +40,8 @@ pub struct ProcessInterface {
     pub results: Option<Vec<String>>,
     /// The messages its `wait_message` steps wait for.
     pub messages: Vec<String>,
+    /// The facts its `record:` entries record (outcomes, decision branches).
+    pub facts: Vec<String>,
 }
 
 /// A variable as a caller sees it.
@@ -115,6 +117,10 @@ pub fn peek_interface(text: &str) -> Option<(String, ProcessInterface)> {
             .collect(),
         _ => Vec::new(),
     };
+    let facts = match top.get("steps") {
+        Some(Node::Mapping(steps)) => steps.iter().flat_map(|(_, s)| recorded_facts(s)).collect(),
+        _ => Vec::new(),
+    };
     Some((
         id,
         ProcessInterface {
@@ -122,8 +128,41 @@ pub fn peek_interface(text: &str) -> Option<(String, ProcessInterface)> {
             profiles,
             results,
             messages,
+            facts,
         },
     ))
+}
+
+/// The `fact:` names of the `record:` entries of a step's outcomes and
+/// decision branches, read leniently.
+fn recorded_facts(step: &Node) -> Vec<String> {
+    let records = |holder: &Node| -> Vec<String> {
+        holder
+            .as_mapping()
+            .and_then(|m| m.get_sequence("record"))
+            .map(|seq| {
+                seq.iter()
+                    .filter_map(|r| r.as_mapping()?.get_scalar("fact"))
+                    .map(|f| f.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let Some(s) = step.as_mapping() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(outcomes) = s.get_mapping("outcomes") {
+        for (_, o) in outcomes.iter() {
+            out.extend(records(o));
+        }
+    }
+    if let Some(branches) = s.get_sequence("branches") {
+        for b in branches.iter() {
+            out.extend(records(b));
+        }
+    }
+    out
 }
 
 impl Checker<'_> {

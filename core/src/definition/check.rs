@@ -83,6 +83,8 @@ pub(super) struct Checker<'a> {
     /// Sample values of the declared variables and parameters, on which
     /// expressions are evaluated for their types (set after the name pass).
     pub samples: Option<Samples>,
+    /// The fact names the expressions read so far.
+    pub facts_read: BTreeSet<String>,
 }
 
 /// Checks a parsed source. Returns the definition only when there is no
@@ -105,6 +107,7 @@ pub(super) fn check(
         profiles: IndexSet::new(),
         src_dups,
         samples: None,
+        facts_read: BTreeSet::new(),
     };
     let def = c.document();
     let mut diags = c.diags;
@@ -362,6 +365,7 @@ impl Checker<'_> {
             documents,
             templates,
             schedule,
+            facts_read: std::mem::take(&mut self.facts_read),
         })
     }
 

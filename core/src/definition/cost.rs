@@ -38,7 +38,8 @@
 //!
 //! Only the cel crate's standard library is reachable (`Program::compile`
 //! builds no extension), with the date functions the runtime adds to every
-//! context (`runtime::cel_dates`: `years_between`, `age_on`, `date`), so no
+//! context (`runtime::cel_dates`: `years_between`, `age_on`, `date`) and the
+//! fact functions (`runtime::facts`: `facts`, `last_fact`, `streak`), so no
 //! function builds a value larger than its arguments; a function the
 //! estimate does not know is charged as reading all of its arguments and
 //! giving one of them.
@@ -51,6 +52,7 @@ use cel::common::ast::{operators as op, ComprehensionExpr, EntryExpr, Expr as As
 use cel::IdedExpr;
 
 use super::model::{Definition, ValueType};
+use crate::runtime::facts::{MAX_FACTS_READ, MAX_FACT_VALUE_BYTES};
 use crate::runtime::values::{MAX_LIST_ITEMS, MAX_VALUE_BYTES};
 
 /// The most cost an expression may have. Real conditions are far below it:
@@ -179,6 +181,17 @@ impl Shape {
             ["id", "name", "level", "county", "email", "mobile"]
                 .into_iter()
                 .map(|n| (n, Shape::text(DIRECTORY_FIELD_BYTES))),
+        )
+    }
+
+    /// A fact as CEL sees it (`runtime::facts`).
+    fn fact() -> Shape {
+        Shape::record(
+            [
+                "name", "value", "date", "at", "process", "instance", "step", "actor",
+            ]
+            .into_iter()
+            .map(|n| (n, Shape::text(MAX_FACT_VALUE_BYTES as u64))),
         )
     }
 
@@ -729,6 +742,15 @@ fn call_cost(name: &str, args: &[(u64, Shape)]) -> (u64, Shape) {
         // instant from the start of each argument (a parser stops at the
         // first character out of place, so a long text costs no more) and
         // give an int or a 10-byte date.
+        // The fact functions (`runtime::facts`) filter the facts loaded
+        // about one subject, at most `MAX_FACTS_READ` of a name, and copy
+        // them as records.
+        "facts" => {
+            let list = Shape::list(MAX_FACTS_READ as u64, Shape::fact());
+            (plus(list.weight()), list)
+        }
+        "last_fact" => (plus(MAX_FACTS_READ as u64), Shape::fact()),
+        "streak" => (plus(MAX_FACTS_READ as u64), Shape::scalar()),
         "years_between" | "age_on" => (plus(DATE_FUNCTION_COST), Shape::scalar()),
         "date" => (plus(DATE_FUNCTION_COST), Shape::text(10)),
         "contains" | "startsWith" | "endsWith" | "int" | "uint" | "double" | "bool"

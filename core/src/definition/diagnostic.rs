@@ -1,7 +1,7 @@
 //! Diagnostics: what is wrong in a definition, where, and what to do.
 //!
 //! Every problem the loader finds becomes one [`Diagnostic`] with a stable
-//! [`Code`] (`E001`…`E037`, listed in docs/process-language.md), the file,
+//! [`Code`] (`E001`…`E041`, listed in docs/process-language.md), the file,
 //! 1-based line and column, the path inside the document
 //! (`steps.await_reply.deadline.period`), a plain message and, where one
 //! helps, a hint. The loader collects them all instead of stopping at the
@@ -101,6 +101,12 @@ pub enum Code {
     ForEach,
     /// A `send_message` of a message no process of the library waits for.
     UnknownMessage,
+    /// A `record:` about something that is not a person or agency
+    /// variable, a value that is not a text, int or bool, a fact function
+    /// given a name that is not a literal text.
+    FactMisuse,
+    /// A fact read that no process of the library records.
+    UnknownFact,
 }
 
 impl Code {
@@ -147,6 +153,8 @@ impl Code {
             CelTooCostly => "E037",
             ForEach => "E038",
             UnknownMessage => "E039",
+            FactMisuse => "E040",
+            UnknownFact => "E041",
         }
     }
 

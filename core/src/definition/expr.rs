@@ -125,6 +125,72 @@ fn collect_bound(e: &IdedExpr, out: &mut BTreeSet<String>) {
     }
 }
 
+/// Every sub-expression of `e`, `e` first.
+fn walk<'e>(e: &'e IdedExpr, out: &mut Vec<&'e IdedExpr>) {
+    out.push(e);
+    match &e.expr {
+        Ast::Comprehension(c) => {
+            for sub in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                walk(sub, out);
+            }
+        }
+        Ast::Call(call) => {
+            if let Some(t) = &call.target {
+                walk(t, out);
+            }
+            call.args.iter().for_each(|a| walk(a, out));
+        }
+        Ast::List(l) => l.elements.iter().for_each(|a| walk(a, out)),
+        Ast::Select(s) => walk(&s.operand, out),
+        Ast::Map(m) => m.entries.iter().for_each(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => {
+                walk(&me.key, out);
+                walk(&me.value, out);
+            }
+            EntryExpr::StructField(f) => walk(&f.value, out),
+        }),
+        Ast::Struct(s) => s.entries.iter().for_each(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => {
+                walk(&me.key, out);
+                walk(&me.value, out);
+            }
+            EntryExpr::StructField(f) => walk(&f.value, out),
+        }),
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
+    }
+}
+
+/// The fact names `e` reads: for each call of a fact function
+/// (`runtime::facts`: `facts`, `last_fact`, `streak`), its function and the
+/// name it gives as a literal text, or `None` when the name is not a
+/// literal (the validator then cannot tell which fact is meant).
+pub fn fact_reads(e: &Expr) -> Vec<(String, Option<String>)> {
+    use cel::common::ast::LiteralValue;
+    let mut all = Vec::new();
+    walk(e.program.expression(), &mut all);
+    all.into_iter()
+        .filter_map(|x| match &x.expr {
+            Ast::Call(c)
+                if c.target.is_none()
+                    && crate::runtime::facts::FUNCTIONS.contains(&c.func_name.as_str()) =>
+            {
+                let name = match c.args.get(1).map(|a| &a.expr) {
+                    Some(Ast::Literal(LiteralValue::String(s))) => Some(s.inner().to_string()),
+                    _ => None,
+                };
+                Some((c.func_name.clone(), name))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,9 @@ pub struct Definition {
     pub templates: IndexMap<String, Template>,
     /// Recurring starts.
     pub schedule: Vec<RecurringStart>,
+    /// The facts its CEL expressions read (`facts(s, 'NAME')`, `last_fact`,
+    /// `streak`): when empty, the engine loads no facts for its events.
+    pub facts_read: std::collections::BTreeSet<String>,
 }
 
 /// A role, e.g. `supervision_office: 行政执法监督机构`.
@@ -311,6 +314,23 @@ pub struct Outcome {
     pub guards: Vec<Guard>,
     /// Documents rendered on completion.
     pub documents: Vec<String>,
+    /// Facts recorded on completion.
+    pub record: Vec<RecordFact>,
+}
+
+/// A `record:` entry of an outcome or a decision branch: a fact about a
+/// person or agency, kept across processes (`runtime::facts`).
+#[derive(Clone, Debug)]
+pub struct RecordFact {
+    /// The fact's name.
+    pub fact: String,
+    /// The person or agency variable it is about (a `for_each` step's `as`
+    /// variable is its item).
+    pub about: String,
+    /// What is recorded: a text, int or bool; nothing when `None`.
+    pub value: Option<Expr>,
+    /// A note for the history, in Chinese.
+    pub note: Option<String>,
 }
 
 /// A step of the process.
@@ -542,6 +562,8 @@ pub struct Branch {
     pub note: Option<String>,
     /// The rule it implements.
     pub rule: Option<String>,
+    /// Facts recorded when it is taken.
+    pub record: Vec<RecordFact>,
 }
 
 /// Events a notification can be sent on.

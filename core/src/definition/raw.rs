@@ -185,6 +185,20 @@ pub struct RawOutcome {
     pub guards: Vec<RawGuard>,
     #[serde(default)]
     pub documents: Vec<String>,
+    #[serde(default)]
+    pub record: Vec<RawRecord>,
+}
+
+/// A `record:` entry: a fact about a person or agency.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    pub fact: String,
+    pub about: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Recusal (回避) on a task.
@@ -302,6 +316,8 @@ pub struct RawBranch {
     pub note: Option<String>,
     #[serde(default)]
     pub rule: Option<String>,
+    #[serde(default)]
+    pub record: Vec<RawRecord>,
 }
 
 /// `kind: decision`.

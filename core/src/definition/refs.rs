@@ -209,7 +209,7 @@ impl Checker<'_> {
                 None
             }
             Ok((e, free)) => {
-                let mut ok = true;
+                let mut ok = self.fact_reads(path, text, &e);
                 for name in free {
                     if !self.variables.contains_key(&name)
                         && !expr::BUILTIN_NAMES.contains(&name.as_str())
@@ -267,6 +267,135 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// Notes the facts `e` reads, and checks each name: a literal text
+    /// (E040), recorded by some process of the library when the library is
+    /// known (E041).
+    fn fact_reads(&mut self, path: &Path, text: &str, e: &Expr) -> bool {
+        let mut ok = true;
+        for (function, name) in expr::fact_reads(e) {
+            let Some(name) = name else {
+                self.err(
+                    path,
+                    Code::FactMisuse,
+                    format!(
+                        "`{function}` in `{text}` is given a fact name that is not a literal text"
+                    ),
+                    Some(format!(
+                        "name the fact as a quoted text: `{function}(supervisor, 'attendance'…)`"
+                    )),
+                );
+                ok = false;
+                continue;
+            };
+            if let Some(known) = self.recorded_facts() {
+                if !known.contains(&name) {
+                    let hint = suggest(&name, "fact", known.iter().map(String::as_str));
+                    self.err(
+                        path,
+                        Code::UnknownFact,
+                        format!("no process of the library records fact `{name}`, which `{text}` reads"),
+                        Some(format!("a `record:` entry with `fact: {name}` on an outcome or a decision branch records it; {hint}")),
+                    );
+                    ok = false;
+                }
+            }
+            self.facts_read.insert(name);
+        }
+        ok
+    }
+
+    /// The facts the processes of the library record; `None` when the
+    /// definition is checked on its own.
+    fn recorded_facts(&self) -> Option<std::collections::BTreeSet<String>> {
+        self.ctx.processes.as_ref()?;
+        Some(
+            self.ctx
+                .interfaces
+                .values()
+                .flat_map(|i| i.facts.iter().cloned())
+                .collect(),
+        )
+    }
+
+    /// `record:` entries: each fact named by an identifier, about a person
+    /// or agency variable, with a value CEL gives as a text, int or bool.
+    pub(super) fn records(&mut self, path: &Path, raw: &[RawRecord]) -> Option<Vec<RecordFact>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, r) in raw.iter().enumerate() {
+            let p = path.index(i);
+            if !super::check_is_id(&r.fact) {
+                self.err(
+                    &p.key("fact"),
+                    Code::BadId,
+                    format!("fact name `{}` is not a valid identifier", r.fact),
+                    Some(
+                        "a fact is named like a variable: `attendance`, `evaluation_result`".into(),
+                    ),
+                );
+                ok = false;
+            }
+            match self.var_ref(&p.key("about"), &r.about) {
+                Some(Some(ValueType::Person | ValueType::Agency)) | Some(None) => {}
+                Some(Some(t)) => {
+                    self.err(
+                        &p.key("about"),
+                        Code::FactMisuse,
+                        format!("a fact is about a person or an agency, but variable `{}` is of type {t}", r.about),
+                        Some("name a variable of type person or agency; for each member of a list, record on the outcome of a `for_each` step, about its `as` variable".into()),
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            }
+            let value = match &r.value {
+                None => None,
+                Some(text) => {
+                    let vp = p.key("value");
+                    match self.expr(&vp, text) {
+                        Some(e) => {
+                            if self.judges_cel() {
+                                if let Some(values) = self.check_cel_types(&vp, &e) {
+                                    let scalar = |v: &cel::Value| {
+                                        matches!(
+                                            v,
+                                            cel::Value::String(_)
+                                                | cel::Value::Int(_)
+                                                | cel::Value::UInt(_)
+                                                | cel::Value::Bool(_)
+                                                | cel::Value::Null
+                                        )
+                                    };
+                                    if !values.iter().all(scalar) {
+                                        self.err(
+                                            &vp,
+                                            Code::FactMisuse,
+                                            format!("the value `{text}` of fact `{}` is not a text, an int or a bool", r.fact),
+                                            Some("a fact holds a text (`'absent'`), an int or a bool; a date as its text (`date(now)`)".into()),
+                                        );
+                                        ok = false;
+                                    }
+                                }
+                            }
+                            Some(e)
+                        }
+                        None => {
+                            ok = false;
+                            None
+                        }
+                    }
+                }
+            };
+            out.push(RecordFact {
+                fact: r.fact.clone(),
+                about: r.about.clone(),
+                value,
+                note: r.note.clone(),
+            });
+        }
+        ok.then_some(out)
     }
 
     // ----- values -----------------------------------------------------

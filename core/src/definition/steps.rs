@@ -301,6 +301,8 @@ impl Checker<'_> {
                 }
             }
             let documents = self.document_refs(&p.key("documents"), &o.documents);
+            let record = self.records(&p.key("record"), &o.record);
+            ok &= record.is_some();
             out.insert(
                 id.clone(),
                 Outcome {
@@ -311,6 +313,7 @@ impl Checker<'_> {
                     set,
                     guards,
                     documents,
+                    record: record.unwrap_or_default(),
                 },
             );
         }
@@ -453,13 +456,15 @@ impl Checker<'_> {
             }
             let when = self.condition(&bp.key("when"), &b.when, "condition");
             let set = self.sets(&bp.key("set"), &b.set);
-            match when {
-                Some(when) if set.len() == b.set.len() => branches.push(Branch {
+            let record = self.records(&bp.key("record"), &b.record);
+            match (when, record) {
+                (Some(when), Some(record)) if set.len() == b.set.len() => branches.push(Branch {
                     when,
                     goto: b.goto.clone(),
                     set,
                     note: b.note.clone(),
                     rule: b.rule.clone(),
+                    record,
                 }),
                 _ => ok = false,
             }

@@ -34,6 +34,7 @@ use super::model::*;
 use super::source::Path;
 use crate::calendar::{Period, Unit};
 use crate::runtime::directory::{Agency, Directory, Person};
+use crate::runtime::facts::{FactView, Facts};
 use crate::runtime::values::{cel_context, cel_to_json, check as check_value, to_json};
 use crate::runtime::EngineError;
 
@@ -68,7 +69,14 @@ impl Samples {
                     .iter()
                     .map(|(k, v)| (k.clone(), to_json(&sample(&v.ty, flag))))
                     .collect();
-                cel_context(&def, None, &values, &SampleDirectory, now)
+                cel_context(
+                    &def,
+                    None,
+                    &values,
+                    &SampleDirectory,
+                    FactView::of(&Facts::none()),
+                    now,
+                )
             })
             .collect();
         Samples {
@@ -157,6 +165,7 @@ fn sample_definition(
         documents: IndexMap::new(),
         templates: IndexMap::new(),
         schedule: Vec::new(),
+        facts_read: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@
 //! stores [`stuck`] instead, and [`Event::Retry`] applies it again later.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
@@ -20,11 +21,12 @@ use serde_json::Value as Json;
 use super::directory::Directory;
 use super::error::EngineError;
 use super::event::{Command, Event, Transition};
+use super::facts::{self, Fact, FactView, Facts};
 use super::history::{HistoryEntry, HistoryKind};
 use super::state::*;
 use super::values::{self, cel_context, cel_to_json};
 use crate::calendar::{Calendar, LEGAL_TZ};
-use crate::definition::{Definition, Expr, Party, RoleRef, Value};
+use crate::definition::{Definition, Expr, Party, RecordFact, RoleRef, Value};
 
 /// What a transition may read besides the state: the definition the
 /// instance runs on, the calendar, the directory, and the processes its
@@ -44,6 +46,10 @@ pub struct Env<'a> {
     /// The call depth of an instance this event starts: 0 for a start of
     /// its own, the caller's depth plus one for a called child.
     pub call_depth: u32,
+    /// The facts about people and agencies the service loaded for this
+    /// event ([`super::facts`]); [`Facts::none`] for a definition that
+    /// reads none.
+    pub facts: &'a Arc<Facts>,
 }
 
 /// The deepest a chain of calls may nest: a process that calls itself
@@ -684,6 +690,7 @@ impl<'a> Run<'a> {
             self.state.profile.as_deref(),
             variables,
             self.env.directory,
+            self.fact_view(),
             self.now,
         );
         let v = e
@@ -694,6 +701,87 @@ impl<'a> Run<'a> {
                 why: err.to_string(),
             })?;
         Ok(cel_to_json(&v))
+    }
+
+    /// The facts CEL reads: those loaded, and those recorded earlier in
+    /// this transition.
+    fn fact_view(&self) -> FactView {
+        let recorded: Vec<Fact> = if self.def().facts_read.is_empty() {
+            Vec::new()
+        } else {
+            self.commands
+                .iter()
+                .filter_map(|c| match c {
+                    Command::RecordFact { fact } => Some(fact.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        FactView {
+            facts: self.env.facts.clone(),
+            recorded: Arc::new(recorded),
+        }
+    }
+
+    /// Records the facts of `entries` (a `record:` of an outcome or a
+    /// branch taken at `step` by `actor`): a [`Command::RecordFact`] each,
+    /// and a history line naming the subject.
+    pub(crate) fn record_facts(
+        &mut self,
+        entries: &[RecordFact],
+        step: &str,
+        actor: &str,
+    ) -> Result<(), EngineError> {
+        for r in entries {
+            let subject = match self.var(&r.about) {
+                Some(Json::String(id)) => id.clone(),
+                _ => return Err(EngineError::MissingVariable(r.about.clone())),
+            };
+            let value = match &r.value {
+                Some(e) => {
+                    facts::fact_value(self.eval(e)?).map_err(|why| EngineError::BadFact {
+                        fact: r.fact.clone(),
+                        why,
+                    })?
+                }
+                None => Json::Null,
+            };
+            let who = self
+                .env
+                .directory
+                .person(&subject)
+                .map(|p| p.name)
+                .or_else(|| self.env.directory.agency(&subject).map(|a| a.name))
+                .map_or_else(|| subject.clone(), |n| format!("{n}（{subject}）"));
+            let shown = match &value {
+                Json::Null => String::new(),
+                Json::String(s) => format!("：{s}"),
+                other => format!("：{other}"),
+            };
+            let mut note = format!("记录{who}的事实 {}{shown}", r.fact);
+            if let Some(n) = &r.note {
+                note.push_str(&format!("（{n}）"));
+            }
+            let fact = Fact {
+                subject: subject.clone(),
+                name: r.fact.clone(),
+                value,
+                at: self.now,
+                process: self.def().id.clone(),
+                instance: self.state.id.clone(),
+                step: step.to_string(),
+                actor: actor.to_string(),
+                note: r.note.clone(),
+            };
+            self.commands.push(Command::RecordFact { fact });
+            let line = self
+                .line(actor, HistoryKind::FactRecorded)
+                .at_step(step)
+                .note(note)
+                .people(vec![subject]);
+            self.record(line);
+        }
+        Ok(())
     }
 
     pub(crate) fn eval_bool(&self, e: &Expr) -> Result<bool, EngineError> {

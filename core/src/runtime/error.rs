@@ -239,6 +239,14 @@ pub enum EngineError {
         /// Pending or granted, in words.
         why: String,
     },
+    /// A `record:` entry's value cannot be a fact's.
+    #[error("R036 fact `{fact}` cannot be recorded: {why}")]
+    BadFact {
+        /// The fact.
+        fact: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// How a caller treats an error; see the module docs.
@@ -292,6 +300,7 @@ impl EngineError {
             NotAwaitingDelivery(_) => "R033",
             Recusal(_) => "R034",
             Recused { .. } => "R035",
+            BadFact { .. } => "R036",
         }
     }
 
@@ -313,7 +322,8 @@ impl EngineError {
             | AutomaticLoop(_)
             | CallCannotStart { .. }
             | CallTooDeep { .. }
-            | ForEachRunning(_) => ErrorClass::Fault,
+            | ForEachRunning(_)
+            | BadFact { .. } => ErrorClass::Fault,
             _ => ErrorClass::Refused,
         }
     }

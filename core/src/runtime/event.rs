@@ -355,6 +355,12 @@ pub enum Command {
         /// Who: the person who cancelled the caller, or `engine`.
         actor: String,
     },
+    /// Record a fact about a person or agency (a `record:` entry): the
+    /// store writes it in the transition's transaction.
+    RecordFact {
+        /// The fact.
+        fact: crate::runtime::facts::Fact,
+    },
     /// The instance is stuck: its timers must not be claimed until a retry.
     HoldTimers,
     /// A retry: the instance's held timers may be claimed again.

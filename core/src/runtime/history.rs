@@ -68,11 +68,13 @@ pub enum HistoryKind {
     Retried,
     /// An administrator set variables.
     VariablesSet,
+    /// A fact about a person or agency was recorded (`record:`).
+    FactRecorded,
 }
 
 impl HistoryKind {
     /// Every kind.
-    pub const ALL: [HistoryKind; 26] = {
+    pub const ALL: [HistoryKind; 27] = {
         use HistoryKind::*;
         [
             Started,
@@ -101,6 +103,7 @@ impl HistoryKind {
             Stuck,
             Retried,
             VariablesSet,
+            FactRecorded,
         ]
     };
 
@@ -134,6 +137,7 @@ impl HistoryKind {
             Stuck => "stuck",
             Retried => "retried",
             VariablesSet => "variables_set",
+            FactRecorded => "fact_recorded",
         }
     }
 

@@ -21,8 +21,9 @@
 //! per step kind), `deadlines.rs` (counting, recounting, expiry and
 //! reminders), `notify.rs` (notification rules), [`values`] (typing the
 //! values events carry, and the CEL context), [`directory`] (the people and
-//! agencies the core may look up) and [`directory_file`] (reading them
-//! from YAML or CSV).
+//! agencies the core may look up), [`directory_file`] (reading them
+//! from YAML or CSV) and [`facts`] (facts about a person or agency,
+//! recorded by one process and read by any).
 
 mod apply;
 pub mod cel_dates;
@@ -31,6 +32,7 @@ pub mod directory;
 pub mod directory_file;
 pub mod error;
 pub mod event;
+pub mod facts;
 pub mod history;
 mod notify;
 pub mod state;

@@ -81,6 +81,7 @@ impl H {
             directory: &self.dir,
             processes: &self.procs,
             call_depth: 0,
+            facts: &crate::runtime::facts::Facts::none(),
         };
         let t = apply(&env, self.state.as_ref(), &e, at(now))?;
         self.history.extend(t.history);

@@ -350,12 +350,14 @@ pub fn chinese_period(p: &Period) -> String {
 /// The CEL context of an instance: its variables (agencies and people
 /// expanded into records so `applicant.level` works), `profile` and `now`,
 /// and the date functions of [`super::cel_dates`] (`years_between`,
-/// `age_on`, `date`).
+/// `age_on`, `date`) and the fact functions of [`super::facts`] (`facts`,
+/// `last_fact`, `streak`) reading `facts`.
 pub fn cel_context(
     def: &Definition,
     profile: Option<&str>,
     vars: &BTreeMap<String, Json>,
     dir: &dyn Directory,
+    facts: super::facts::FactView,
     now: DateTime<chrono::Utc>,
 ) -> cel::Context<'static, 'static> {
     let mut ctx = cel::Context::default();
@@ -379,6 +381,7 @@ pub fn cel_context(
     ctx.add_variable_from_value("profile", to_cel(&Json::Object(p)));
     let _ = ctx.add_variable("now", cel::Value::Timestamp(now.fixed_offset()));
     super::cel_dates::register(&mut ctx);
+    super::facts::register(&mut ctx, facts);
     ctx
 }
 
@@ -484,6 +487,7 @@ steps:
             directory: &MemoryDirectory::default(),
             processes: &NoProcesses,
             call_depth: 0,
+            facts: &crate::runtime::facts::Facts::none(),
         };
         let event = Event::Start {
             instance: "1".into(),

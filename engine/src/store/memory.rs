@@ -23,6 +23,7 @@ use super::{
     StoreError, StoredDefinition, TaskFilter, TaskRow,
 };
 use crate::runtime::directory::{Agency, MemoryDirectory, Person};
+use crate::runtime::facts::Fact;
 use crate::runtime::{
     Command, HistoryEntry, HistoryKind, InstanceState, TaskKind, TaskState, Transition,
 };
@@ -165,6 +166,8 @@ struct Tables {
     cron: BTreeMap<(String, u32), i64>,
     people: BTreeMap<String, Person>,
     agencies: BTreeMap<String, Agency>,
+    /// Facts about people and agencies, in the order they were recorded.
+    facts: Vec<Fact>,
 }
 
 /// One write of a commit, checked and prepared: carrying it out cannot fail.
@@ -188,6 +191,7 @@ enum Write {
     CancelTimer(String),
     Await(Awaited),
     StopAwaiting(Awaited),
+    Fact(Fact),
 }
 
 fn task_values(t: &TaskState) -> (Option<i64>, Option<String>) {
@@ -303,6 +307,7 @@ impl Tables {
                     awaited.insert(row.clone(), false);
                     Write::StopAwaiting(row)
                 }
+                Command::RecordFact { fact } => Write::Fact(fact.clone()),
                 Command::Notify { .. }
                 | Command::RenderDocument { .. }
                 | Command::StartChild { .. }
@@ -391,6 +396,7 @@ impl Tables {
                 Write::StopAwaiting(row) => {
                     self.awaited.remove(&row);
                 }
+                Write::Fact(f) => self.facts.push(f),
             }
         }
     }
@@ -593,6 +599,15 @@ impl Store for MemoryStore {
                 })
             })
             .collect()
+    }
+
+    async fn facts(&self, subjects: &BTreeSet<String>) -> Result<Vec<Fact>, StoreError> {
+        let t = self.lock();
+        Ok(t.facts
+            .iter()
+            .filter(|f| subjects.contains(&f.subject))
+            .cloned()
+            .collect())
     }
 
     async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError> {

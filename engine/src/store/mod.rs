@@ -387,6 +387,12 @@ pub trait Store {
     async fn history(&self, instance: &str) -> Result<Vec<HistoryEntry>, StoreError>;
     /// Everything recorded about a person across all instances (RC-14).
     async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, StoreError>;
+    /// Every fact recorded about any of `subjects` (people or agencies), in
+    /// the order they were recorded (`runtime::facts`).
+    async fn facts(
+        &self,
+        subjects: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<crate::runtime::facts::Fact>, StoreError>;
     /// The instances waiting for a message.
     async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError>;
     /// Replaces the directory with these people and agencies, atomically.

@@ -18,6 +18,7 @@
 //! after SQLite undid a transaction by itself (a full disk) such a
 //! connection would hold the write lock for good (issue 12, found 7).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use super::*;
 use super::{corrupt, from_ms, ms, HELD};
 use crate::runtime::directory::{Agency, Person};
+use crate::runtime::facts::Fact;
 use crate::runtime::{Command, HistoryKind, TaskState};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -422,6 +424,44 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn facts(&self, subjects: &BTreeSet<String>) -> Result<Vec<Fact>, StoreError> {
+        // In chunks, each one query with a placeholder per subject.
+        let subjects: Vec<&String> = subjects.iter().collect();
+        let mut rows = Vec::new();
+        for chunk in subjects.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT * FROM facts WHERE subject IN ({}) ORDER BY id",
+                marks.join(", ")
+            );
+            // Only placeholders are formatted in; the subjects are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q.bind(s.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let value: String = r.try_get("value")?;
+                let id: i64 = r.try_get("id")?;
+                rows.push((
+                    id,
+                    Fact {
+                        subject: r.try_get("subject")?,
+                        name: r.try_get("name")?,
+                        value: serde_json::from_str(&value).map_err(corrupt)?,
+                        at: from_ms(r.try_get("at")?),
+                        process: r.try_get("process")?,
+                        instance: r.try_get("instance")?,
+                        step: r.try_get("step")?,
+                        actor: r.try_get("actor")?,
+                        note: r.try_get("note")?,
+                    },
+                ));
+            }
+        }
+        rows.sort_by_key(|(id, _)| *id);
+        Ok(rows.into_iter().map(|(_, f)| f).collect())
     }
 
     async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError> {
@@ -987,6 +1027,20 @@ impl SqlStore {
                 }
                 Command::StopAwaiting { name, key } => {
                     sqlx::query("DELETE FROM awaited_messages WHERE name = $1 AND key = $2 AND instance = $3").bind(name).bind(key).bind(&s.id).execute(&mut *tx).await?;
+                }
+                Command::RecordFact { fact } => {
+                    sqlx::query("INSERT INTO facts (subject, name, value, at, process, instance, step, actor, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(&fact.subject)
+                        .bind(&fact.name)
+                        .bind(fact.value.to_string())
+                        .bind(ms(fact.at))
+                        .bind(&fact.process)
+                        .bind(&fact.instance)
+                        .bind(&fact.step)
+                        .bind(&fact.actor)
+                        .bind(fact.note.clone())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Command::Notify { .. }
                 | Command::RenderDocument { .. }

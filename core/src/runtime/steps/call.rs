@@ -154,6 +154,7 @@ impl Run<'_> {
             directory: self.env.directory,
             processes: self.env.processes,
             call_depth: depth,
+            facts: self.env.facts,
         };
         match Run::start(&env, child, profile, vars, "engine", self.now) {
             Ok(_) => Ok(definition.version),

@@ -43,6 +43,9 @@ impl Run<'_> {
             .changed(changed)
             .note(note);
         self.record(line);
+        if let Some(b) = taken {
+            self.record_facts(&b.record, id, "engine")?;
+        }
         Ok(vec![target])
     }
 
@@ -83,6 +86,9 @@ impl Run<'_> {
             .changed(changed)
             .note(format!("{} → {}", notes.join("; "), targets.join(", ")));
         self.record(line);
+        for b in &taken {
+            self.record_facts(&b.record, id, "engine")?;
+        }
         Ok(targets)
     }
 }

@@ -253,6 +253,7 @@ impl Run<'_> {
             line = line.to(outcome.next.clone());
         }
         self.record(line);
+        self.record_facts(&outcome.record, &task.step, actor)?;
         for d in &outcome.documents {
             self.commands.push(Command::RenderDocument {
                 document: d.clone(),
