@@ -178,6 +178,15 @@ async fn issue13_facts_two_absences_in_a_row_across_meetings_start_a_dismissal()
     assert_eq!(failures("facts_absences.yaml").await, []);
 }
 
+/// Issue 13, enum values set by a profile: a candidate's source category
+/// `其他` is taken under 荣昌区's open list (RC-4) and refused under 武汉市's
+/// closed one (WH-6), the task staying open; a value no profile has is
+/// refused at the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_enum_values_set_by_a_profile_differ_per_jurisdiction() {
+    assert_eq!(failures("profile_enum.yaml").await, []);
+}
+
 /// Issue 13, a deadline on a call: a child that has not ended in time is
 /// cancelled and the caller goes on where `on_expiry` says, escalating; a
 /// child that ends in time ends the call as before, its promised date is

@@ -324,7 +324,7 @@ impl Checker<'_> {
         if let Some(p) = &default_profile {
             self.profile_ref(&here.key("default_profile"), p);
         }
-        let variables = self.variables_section(get("variables"));
+        let variables = self.variables_section(get("variables"), &parameters, &profiles);
         let templates = self.templates_section(get("templates"));
         let documents = self.documents_section(get("documents"));
         let start: Option<String> = get("start").and_then(|n| self.de(&here.key("start"), n));
@@ -397,12 +397,19 @@ impl Checker<'_> {
                 let ty = m
                     .and_then(|m| m.get_scalar("type"))
                     .map(|s| s.as_str().to_string());
-                let values: Option<Vec<String>> =
-                    m.and_then(|m| m.get_sequence("values")).map(|s| {
+                let values: Option<Vec<String>> = match m.and_then(|m| m.get("values")) {
+                    Some(Node::Sequence(s)) => Some(
                         s.iter()
                             .filter_map(|n| n.as_scalar().map(|x| x.as_str().to_string()))
-                            .collect()
-                    });
+                            .collect(),
+                    ),
+                    // `values: profile.PARAM`: what any profile may allow.
+                    Some(Node::Scalar(x)) => x
+                        .as_str()
+                        .strip_prefix("profile.")
+                        .map(|param| profile_values(get, param.trim())),
+                    _ => None,
+                };
                 let parsed = ty.and_then(|t| quiet_type(&t, values.as_deref()));
                 if is_var {
                     self.variables.insert(k, parsed);
@@ -412,6 +419,42 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Every value any profile gives parameter `param` (a list of texts), and
+/// its default's, in order of first appearance, read leniently: the values
+/// an enum with `values: profile.PARAM` may take in some profile.
+fn profile_values<'n>(get: &impl Fn(&str) -> Option<&'n Node>, param: &str) -> Vec<String> {
+    let list = |n: Option<&Node>| -> Vec<String> {
+        n.and_then(Node::as_sequence)
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x.as_scalar().map(|x| x.as_str().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out: Vec<String> = Vec::new();
+    let default = get("parameters")
+        .and_then(Node::as_mapping)
+        .and_then(|m| m.get_mapping(param))
+        .and_then(|m| m.get("default"));
+    let mut all = list(default);
+    if let Some(profiles) = get("profiles").and_then(Node::as_mapping) {
+        for (_, prof) in profiles.iter() {
+            let v = prof
+                .as_mapping()
+                .and_then(|m| m.get_mapping("values"))
+                .and_then(|m| m.get(param));
+            all.extend(list(v));
+        }
+    }
+    for v in all {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// Maps a serde error to (code, message, hint, path).

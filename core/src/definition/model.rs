@@ -160,6 +160,11 @@ pub struct Variable {
     pub min_items: Option<u32>,
     /// For lists: the most items allowed.
     pub max_items: Option<u32>,
+    /// For an enum whose values a profile sets (`values: profile.PARAM`):
+    /// the parameter. `ty` then holds every value of any profile, and a
+    /// value must be one of the instance's profile's
+    /// (`runtime::values::in_profile`).
+    pub values_from: Option<String>,
 }
 
 /// A profile parameter.

@@ -75,11 +75,20 @@ pub struct RawVariable {
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
-    pub values: Option<Vec<String>>,
+    pub values: Option<RawValues>,
     #[serde(default)]
     pub min_items: Option<u32>,
     #[serde(default)]
     pub max_items: Option<u32>,
+}
+
+/// An enum's `values:`: the list, or `profile.PARAM`, a parameter of type
+/// `list<string>` whose value in the instance's profile is the list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawValues {
+    List(Vec<String>),
+    FromProfile(String),
 }
 
 /// A profile parameter: a named, typed slot each profile fills.

@@ -137,7 +137,88 @@ impl Checker<'_> {
         out
     }
 
-    pub(super) fn variables_section(&mut self, node: Option<&Node>) -> IndexMap<String, Variable> {
+    /// `values: profile.PARAM` of enum variable `var`: the parameter, a
+    /// `list<string>` or `list<text>` every profile gives at least one
+    /// value; returns every value any profile allows (the enum's values
+    /// for the checks at load) and the parameter.
+    fn enum_from_profile(
+        &mut self,
+        path: &Path,
+        var: &str,
+        text: &str,
+        params: &IndexMap<String, Parameter>,
+        profiles: &IndexMap<String, Profile>,
+    ) -> Option<(Vec<String>, String)> {
+        let Some(name) = text.trim().strip_prefix("profile.").map(str::trim) else {
+            self.err(
+                path,
+                Code::BadValue,
+                format!("`values:` of `{var}` is `{text}`, neither a list of values nor `profile.PARAM`"),
+                Some("list the values (`values: [个人申请, 单位推荐]`), or let each profile set them: `values: profile.candidate_sources`".into()),
+            );
+            return None;
+        };
+        let Some(param) = params.get(name) else {
+            if !self.params.contains_key(name) {
+                let hint = suggest(name, "parameter", self.params.keys().map(String::as_str));
+                self.err(
+                    path,
+                    Code::UnknownParameter,
+                    format!("unknown profile parameter `{name}`"),
+                    Some(hint),
+                );
+            }
+            return None;
+        };
+        if !matches!(&param.ty, ValueType::List(t) if matches!(**t, ValueType::String | ValueType::Text))
+        {
+            self.err(
+                path,
+                Code::TypeMismatch,
+                format!("parameter `{name}` is of type {}, but the values of an enum are a list<string>", param.ty),
+                Some(format!("declare `{name}` with `type: list<string>`")),
+            );
+            return None;
+        }
+        let mut all: Vec<String> = Vec::new();
+        let mut lists: Vec<(String, Vec<String>)> = Vec::new();
+        if profiles.is_empty() {
+            lists.push(("(default)".into(), profile_list(param.default.as_ref())));
+        }
+        for (pid, prof) in profiles {
+            lists.push((
+                format!("profile `{pid}`"),
+                profile_list(prof.values.get(name)),
+            ));
+        }
+        let mut ok = true;
+        for (who, list) in lists {
+            if list.is_empty() {
+                self.err(
+                    path,
+                    Code::BadValue,
+                    format!(
+                        "{who} gives parameter `{name}` no values, so enum `{var}` could take none"
+                    ),
+                    Some(format!("give `{name}` at least one value in every profile")),
+                );
+                ok = false;
+            }
+            for v in list {
+                if !all.contains(&v) {
+                    all.push(v);
+                }
+            }
+        }
+        ok.then(|| (all, name.to_string()))
+    }
+
+    pub(super) fn variables_section(
+        &mut self,
+        node: Option<&Node>,
+        params: &IndexMap<String, Parameter>,
+        profiles: &IndexMap<String, Profile>,
+    ) -> IndexMap<String, Variable> {
         let path = Path::root().key("variables");
         let mut out = IndexMap::new();
         let Some(node) = node else { return out };
@@ -155,7 +236,17 @@ impl Checker<'_> {
             let Some(r) = self.de::<RawVariable>(&p, n) else {
                 continue;
             };
-            let Some(ty) = self.value_type(&p.key("type"), &r.ty, r.values.as_deref()) else {
+            let (values, values_from) = match &r.values {
+                None => (None, None),
+                Some(RawValues::List(v)) => (Some(v.clone()), None),
+                Some(RawValues::FromProfile(text)) => {
+                    match self.enum_from_profile(&p.key("values"), &id, text, params, profiles) {
+                        Some((all, param)) => (Some(all), Some(param)),
+                        None => continue,
+                    }
+                }
+            };
+            let Some(ty) = self.value_type(&p.key("type"), &r.ty, values.as_deref()) else {
                 continue;
             };
             if r.values.is_some()
@@ -200,6 +291,27 @@ impl Checker<'_> {
                 Some(v) => self.value(&p.key("default"), &ty, v),
                 None => None,
             };
+            if let (Some(param), Some(d)) = (&values_from, &default) {
+                for (pid, prof) in profiles {
+                    let allowed = profile_list(prof.values.get(param));
+                    let refused: Vec<String> = texts_of(d)
+                        .into_iter()
+                        .filter(|x| !allowed.contains(x))
+                        .collect();
+                    if !refused.is_empty() {
+                        self.err(
+                            &p.key("default"),
+                            Code::BadValue,
+                            format!(
+                                "default `{}` of `{id}` is not among the values profile `{pid}` allows ({})",
+                                refused.join("`, `"),
+                                allowed.join("、")
+                            ),
+                            Some(format!("add it to `{param}` of profile `{pid}`, or choose a default every profile allows")),
+                        );
+                    }
+                }
+            }
             out.insert(
                 id,
                 Variable {
@@ -210,6 +322,7 @@ impl Checker<'_> {
                     description: r.description,
                     min_items: r.min_items,
                     max_items: r.max_items,
+                    values_from,
                 },
             );
         }
@@ -755,6 +868,23 @@ pub(super) fn cron_problem(expr: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The texts of a `list<string>` profile value.
+fn profile_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::List(items)) => items.iter().flat_map(texts_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The texts of a value: itself, or its items.
+fn texts_of(v: &Value) -> Vec<String> {
+    match v {
+        Value::Text(s) => vec![s.clone()],
+        Value::List(items) => items.iter().flat_map(texts_of).collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

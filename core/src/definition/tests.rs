@@ -524,3 +524,59 @@ fn unknown_functions_and_wrong_argument_counts_are_found_at_validation() {
         assert_eq!(codes(&typed(&[c], &[])), [], "{c}");
     }
 }
+
+/// Issue 13, enum values set by a profile: `values: profile.PARAM` takes
+/// every value any profile gives as the enum's at load (a comparison with
+/// one of them is no mismatch), and refuses a parameter that is unknown or
+/// not a list of texts, a profile that gives no values, a default some
+/// profile does not allow, and a text that is not `profile.PARAM`.
+#[test]
+fn enum_values_a_profile_sets() {
+    let text = |values: &str, default: &str| {
+        format!(
+            "id: p\nversion: 1\nname: 测试\n\
+             parameters:\n  sources: {{ type: list<string> }}\n  one: {{ type: string, default: x }}\n\
+             profiles:\n  a: {{ name: 甲, values: {{ sources: [人大代表, 其他] }} }}\n  b: {{ name: 乙, values: {{ sources: [人大代表, 律师] }} }}\n\
+             variables:\n  source: {{ type: enum, values: {values}{default} }}\n\
+             start: d\nsteps:\n  d:\n    kind: decision\n    name: 判断\n    branches:\n      - {{ when: \"source == '律师'\", goto: e }}\n    default: e\n  e: {{ kind: end, name: 结束, result: ok }}\n"
+        )
+    };
+    let def = load(&text("profile.sources", "")).unwrap();
+    let v = &def.variables["source"];
+    assert_eq!(
+        v.ty,
+        ValueType::Enum(vec!["人大代表".into(), "其他".into(), "律师".into()])
+    );
+    assert_eq!(v.values_from.as_deref(), Some("sources"));
+    for (values, default, code, says) in [
+        (
+            "profile.nope",
+            "",
+            "E010",
+            "unknown profile parameter `nope`",
+        ),
+        (
+            "profile.one",
+            "",
+            "E028",
+            "parameter `one` is of type string",
+        ),
+        (
+            "sources",
+            "",
+            "E023",
+            "neither a list of values nor `profile.PARAM`",
+        ),
+        (
+            "profile.sources",
+            ", default: 其他",
+            "E023",
+            "profile `b` allows",
+        ),
+    ] {
+        let got = codes(&text(values, default));
+        assert_eq!(got.len(), 1, "{values}{default}: {got:?}");
+        assert_eq!(got[0].0, code, "{values}{default}: {got:?}");
+        assert!(got[0].1.contains(says), "{values}{default}: {got:?}");
+    }
+}

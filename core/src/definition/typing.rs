@@ -155,6 +155,7 @@ fn sample_definition(
                         description: None,
                         min_items: None,
                         max_items: None,
+                        values_from: None,
                     },
                 ))
             })
@@ -515,6 +516,7 @@ impl Checker<'_> {
                     description: None,
                     min_items: None,
                     max_items: None,
+                    values_from: None,
                 };
                 if let Err(err) = check_value(name, &var, &cel_to_json(v)) {
                     let why = match err {

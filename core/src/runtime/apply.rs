@@ -304,10 +304,9 @@ impl<'a> Run<'a> {
                 .variables
                 .get(name)
                 .ok_or_else(|| EngineError::UnknownVariable(name.clone()))?;
-            variables.insert(
-                name.clone(),
-                values::check_given(name, var, v, env.directory)?,
-            );
+            let v = values::check_given(name, var, v, env.directory)?;
+            values::in_profile(def, profile.as_deref(), name, var, &v)?;
+            variables.insert(name.clone(), v);
         }
         for (name, var) in &def.variables {
             if variables.contains_key(name) {
@@ -417,10 +416,9 @@ impl<'a> Run<'a> {
                 .variables
                 .get(name)
                 .ok_or_else(|| EngineError::UnknownVariable(name.clone()))?;
-            changed.insert(
-                name.clone(),
-                values::check_given(name, var, v, self.env.directory)?,
-            );
+            let v = values::check_given(name, var, v, self.env.directory)?;
+            self.in_profile(name, &v)?;
+            changed.insert(name.clone(), v);
         }
         self.state.variables.extend(changed.clone());
         let line = self
@@ -703,6 +701,18 @@ impl<'a> Run<'a> {
         Ok(cel_to_json(&v))
     }
 
+    /// That `v` of variable `name` is allowed by the instance's profile
+    /// ([`values::in_profile`]).
+    pub(crate) fn in_profile(&self, name: &str, v: &Json) -> Result<(), EngineError> {
+        values::in_profile(
+            self.def(),
+            self.state.profile.as_deref(),
+            name,
+            &self.def().variables[name],
+            v,
+        )
+    }
+
     /// The facts CEL reads: those loaded, and those recorded earlier in
     /// this transition.
     fn fact_view(&self) -> FactView {
@@ -802,6 +812,7 @@ impl<'a> Run<'a> {
         for (name, e) in set {
             let v = self.eval(e)?;
             let v = values::check(name, &self.def().variables[name], &v)?;
+            self.in_profile(name, &v)?;
             self.state.variables.insert(name.clone(), v.clone());
             changed.insert(name.clone(), v);
         }

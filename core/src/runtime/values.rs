@@ -91,6 +91,58 @@ pub fn check_given(
     Ok(out)
 }
 
+/// For an enum whose values a profile sets (`values: profile.PARAM`), that
+/// `v` (checked by [`check`]) is among those of the instance's `profile`
+/// (its parameter default when the instance has none); any other variable
+/// passes. The enum's type at load holds the values of every profile, so
+/// this is where a value one profile allows is refused in another.
+pub fn in_profile(
+    def: &Definition,
+    profile: Option<&str>,
+    name: &str,
+    var: &Variable,
+    v: &Json,
+) -> Result<(), EngineError> {
+    let Some(param) = &var.values_from else {
+        return Ok(());
+    };
+    let value = match profile.and_then(|p| def.profiles.get(p)) {
+        Some(prof) => prof.values.get(param),
+        None => def.parameters.get(param).and_then(|p| p.default.as_ref()),
+    };
+    let allowed: Vec<&str> = match value {
+        Some(Value::List(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::Text(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let given: Vec<&str> = match v {
+        Json::String(s) => vec![s.as_str()],
+        Json::Array(items) => items.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for g in given {
+        if !allowed.contains(&g) {
+            let whose = match profile {
+                Some(p) => format!("profile `{p}`"),
+                None => "the default profile values".into(),
+            };
+            return Err(bad(
+                name,
+                format!(
+                    "`{g}` is not one of the values {whose} allows: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every person or agency id of a value names one of the directory.
 fn in_directory(
     name: &str,
@@ -624,6 +676,7 @@ steps:
             description: None,
             min_items: None,
             max_items: None,
+            values_from: None,
         };
         for given in ["三十日", "10个工作日", " 2个月 ", "5 working days"] {
             assert_eq!(

@@ -725,7 +725,11 @@ impl Sim<'_> {
             let def = self.engine.definition(which, None).await.map_err(e)?;
             let vars = typed(&def, &s.variables);
             let actor = s.actor.as_deref().unwrap_or("admin");
-            let profile = if which == process { profile } else { None };
+            let profile = match &s.profile {
+                Some(p) => Some(p.as_str()),
+                None if which == process => profile,
+                None => None,
+            };
             let t = self
                 .engine
                 .start(which, profile, vars, actor, at)

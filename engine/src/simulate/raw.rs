@@ -54,6 +54,9 @@ pub(super) struct RawStart {
     /// The name later steps use for this instance (`instance: NAME`).
     #[serde(default)]
     pub instance: Option<String>,
+    /// The instance's profile, instead of the scenario's.
+    #[serde(default)]
+    pub profile: Option<String>,
     #[serde(default)]
     pub variables: BTreeMap<String, Json>,
     #[serde(default, rename = "as")]

@@ -199,6 +199,7 @@ impl Run<'_> {
         for (ours, theirs) in outputs {
             if let Some(v) = variables.get(theirs).filter(|v| !v.is_null()) {
                 let v = crate::runtime::values::check(ours, &self.def().variables[ours], v)?;
+                self.in_profile(ours, &v)?;
                 self.state.variables.insert(ours.clone(), v.clone());
                 changed.insert(ours.clone(), v);
             }

@@ -222,7 +222,9 @@ impl Run<'_> {
                 });
             }
             let var = &self.def().variables[name];
-            changed.insert(name.clone(), values::check(name, var, v)?);
+            let v = values::check(name, var, v)?;
+            self.in_profile(name, &v)?;
+            changed.insert(name.clone(), v);
         }
         self.state.variables.extend(changed.clone());
         changed.extend(self.sets(&outcome.set)?);

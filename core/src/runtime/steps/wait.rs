@@ -119,7 +119,9 @@ impl Run<'_> {
                     field: n.clone(),
                 });
             }
-            changed.insert(n.clone(), values::check(n, &self.def().variables[n], v)?);
+            let v = values::check(n, &self.def().variables[n], v)?;
+            self.in_profile(n, &v)?;
+            changed.insert(n.clone(), v);
         }
         self.state.variables.extend(changed.clone());
         self.end_wait(&step_id);
