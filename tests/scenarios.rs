@@ -187,6 +187,16 @@ async fn issue13_enum_values_set_by_a_profile_differ_per_jurisdiction() {
     assert_eq!(failures("profile_enum.yaml").await, []);
 }
 
+/// Issue 13, reports over instances: each agency's annual evaluation
+/// counts its letters of the year — sent, answered, on time, overdue (one
+/// answered after its escalation), escalated, average days — into
+/// variables its record renders; all agencies together count every letter
+/// of the year and none of the next; a letter not yet due is not overdue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue13_a_report_counts_how_each_agency_answered_the_years_letters() {
+    assert_eq!(failures("reports.yaml").await, []);
+}
+
 /// Issue 13, a deadline on a call: a child that has not ended in time is
 /// cancelled and the caller goes on where `on_expiry` says, escalating; a
 /// child that ends in time ends the call as before, its promised date is

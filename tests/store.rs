@@ -670,6 +670,7 @@ async fn fifty_parallel_commits_one_wins_49_conflict<S: Backend>(db: Db<S>) {
         processes: &duban_engine::runtime::NoProcesses,
         call_depth: 0,
         facts: &duban_engine::runtime::facts::Facts::none(),
+        reports: &Default::default(),
     };
     let mut handles = Vec::new();
     for _ in 0..50 {
@@ -1711,6 +1712,115 @@ async fn facts_are_kept_with_their_transition_and_read_across_processes<S: Store
     assert_eq!(p.state.variables["absences"], json!(2));
 }
 
+/// Issue 13, reports over instances: the notices a `report` step and
+/// `duban report` count come from the store's tasks and history — sent,
+/// answered on time, answered after an escalation, open past the cut-off —
+/// and an evaluation started on the store counts them into its variables.
+async fn reports_count_the_notices_of_a_period<S: Store>(db: Db<S>) {
+    use duban_engine::runtime::reports::ReportQuery;
+    use duban_engine::scheduler::{Scheduler, SchedulerOptions};
+    db.engine
+        .deploy(
+            &[duban_tests::root().join("tests/data/reports")],
+            at("2025-01-01T09:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let letter = |agency: &'static str, day: &'static str| {
+        let engine = db.engine.clone();
+        async move {
+            let t = engine
+                .start(
+                    "report_letter",
+                    None,
+                    vars(&[("agency", json!(agency))]),
+                    "li",
+                    at(&format!("{day}T10:00:00+08:00")),
+                )
+                .await
+                .unwrap();
+            let id = t.state.open_tasks().next().unwrap().id.clone();
+            id
+        }
+    };
+    let reply = |task: String, agency: &'static str, day: &'static str| {
+        let engine = db.engine.clone();
+        async move {
+            engine
+                .complete(
+                    &task,
+                    "replied",
+                    BTreeMap::new(),
+                    agency,
+                    at(&format!("{day}T10:00:00+08:00")),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let t1 = letter("market_bureau", "2025-03-03").await;
+    reply(t1, "market_bureau", "2025-03-06").await;
+    let t2 = letter("market_bureau", "2025-06-02").await;
+    let s = Scheduler::new(db.engine.clone(), SchedulerOptions::default());
+    s.fire_due(at("2025-06-20T10:00:00+08:00"), None)
+        .await
+        .unwrap();
+    reply(t2, "market_bureau", "2025-06-30").await;
+    let _open = letter("qiaoxi_env", "2025-11-03").await;
+    let _next_year = letter("market_bureau", "2026-01-02").await;
+    let q = ReportQuery {
+        process: Some("report_letter".into()),
+        step: Some("letter".into()),
+        from: "2025-01-01".parse().unwrap(),
+        until: "2025-12-31".parse().unwrap(),
+    };
+    let per = db
+        .engine
+        .report(&q, at("2026-01-05T10:00:00+08:00"))
+        .await
+        .unwrap();
+    let m = &per["market_bureau"];
+    assert_eq!(
+        (m.opened, m.answered, m.on_time, m.overdue, m.escalated),
+        (2, 2, 1, 1, 1),
+        "{per:?}"
+    );
+    assert_eq!(m.average_days(), Some(15.5));
+    let q2 = &per["qiaoxi_env"];
+    assert_eq!(
+        (q2.opened, q2.answered, q2.overdue),
+        (1, 0, 1),
+        "open past its cut-off"
+    );
+    assert_eq!(per.len(), 2);
+    let e = db
+        .engine
+        .start(
+            "report_evaluation",
+            None,
+            vars(&[
+                ("agency", json!("market_bureau")),
+                ("year_start", json!("2025-01-01")),
+                ("year_end", json!("2025-12-31")),
+            ]),
+            "li",
+            at("2026-01-05T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let v = &e.state.variables;
+    assert_eq!(
+        (
+            &v["sent"],
+            &v["overdue"],
+            &v["escalated"],
+            &v["average_days"],
+            &v["all_sent"]
+        ),
+        (&json!(2), &json!(1), &json!(1), &json!("15.5"), &json!(3))
+    );
+}
+
 macro_rules! tests_on {
     ($backend:ident: $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1759,6 +1869,7 @@ conformance!(
         an_interrupted_call_is_finished_from_the_outbox,
         recurring_starts_over_a_year,
         facts_are_kept_with_their_transition_and_read_across_processes,
+        reports_count_the_notices_of_a_period,
     ],
     // About SQL itself: faults injected between two SQL statements of a
     // commit (`SqlStore::inject_fault_after`); the in-memory store has no

@@ -219,6 +219,29 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// How the notices of a period were answered, per agency (XT-15,
+    /// XT-16): sent, answered, on time, overdue, escalated, average days to
+    /// an answer, as of now; what a `report` step counts.
+    Report {
+        /// The period's first day (YYYY-MM-DD, Beijing time).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Its last day, included.
+        #[arg(long)]
+        until: chrono::NaiveDate,
+        /// Only instances of this process.
+        #[arg(long)]
+        process: Option<String>,
+        /// Only notices of this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Only this agency.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything recorded about one person (or agency) across all
     /// processes (一人一档, RC-14): the history lines naming them, then the
     /// facts recorded about them (`record:`).
@@ -659,6 +682,92 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         r.id, r.status, r.kind, r.instance, r.attempts
                     );
                 }
+            }
+        }
+        Cmd::Report {
+            from,
+            until,
+            process,
+            step,
+            agency,
+            json,
+        } => {
+            if until < from {
+                eprintln!(
+                    "duban: --until {until} is before --from {from}: the period would be empty"
+                );
+                return Err(1);
+            }
+            let q = duban_engine::runtime::reports::ReportQuery {
+                process,
+                step,
+                from,
+                until,
+            };
+            let mut per = engine.report(&q, now).await.map_err(fail)?;
+            if let Some(a) = &agency {
+                per.retain(|k, _| k == a);
+            }
+            let total = duban_engine::runtime::reports::Stats::total(per.values());
+            let dir = engine.directory();
+            let name = |id: &str| {
+                use duban_engine::runtime::Directory;
+                dir.agency(id).map_or_else(|| id.to_string(), |a| a.name)
+            };
+            let row = |s: &duban_engine::runtime::reports::Stats| {
+                serde_json::json!({
+                    "opened": s.opened,
+                    "answered": s.answered,
+                    "on_time": s.on_time,
+                    "overdue": s.overdue,
+                    "escalated": s.escalated,
+                    "average_days": s.average_days(),
+                })
+            };
+            if json {
+                let agencies: Vec<serde_json::Value> = per
+                    .iter()
+                    .map(|(id, s)| {
+                        let mut r = row(s);
+                        r["agency"] = serde_json::json!(id);
+                        r["name"] = serde_json::json!(name(id));
+                        r
+                    })
+                    .collect();
+                print_json(&serde_json::json!({
+                    "from": q.from.to_string(),
+                    "until": q.until.to_string(),
+                    "process": q.process,
+                    "step": q.step,
+                    "as_of": now.to_rfc3339(),
+                    "agencies": agencies,
+                    "total": row(&total),
+                }));
+            } else {
+                println!(
+                    "notices dispatched {} to {} (Beijing time), as of {}",
+                    q.from,
+                    q.until,
+                    now.with_timezone(&duban_engine::calendar::LEGAL_TZ)
+                        .format("%Y-%m-%d %H:%M")
+                );
+                println!(
+                    "{:<20} {:>6} {:>8} {:>7} {:>7} {:>9} {:>8}  name",
+                    "agency", "sent", "answered", "on_time", "overdue", "escalated", "avg_days"
+                );
+                let line = |id: &str, s: &duban_engine::runtime::reports::Stats, n: &str| {
+                    let avg = s
+                        .average_days()
+                        .map_or_else(|| "-".to_string(), |d| format!("{d:.1}"));
+                    println!(
+                        "{id:<20} {:>6} {:>8} {:>7} {:>7} {:>9} {avg:>8}  {n}",
+                        s.opened, s.answered, s.on_time, s.overdue, s.escalated
+                    );
+                };
+                for (id, s) in &per {
+                    line(id, s, &name(id));
+                }
+                line("total", &total, "");
             }
         }
         Cmd::History { person, json } => {

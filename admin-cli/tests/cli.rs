@@ -1095,3 +1095,89 @@ fn issue12_a_vars_file_is_bounded_in_size_and_depth() {
         ],
     ));
 }
+
+/// Issue 13, reports over instances: `duban report` prints, per agency,
+/// how the notices of a period were answered, as a table and as JSON; a
+/// period that ends before it starts is refused.
+#[test]
+fn report_prints_how_each_agency_answered_the_notices_of_a_period() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap();
+    let t = "2025-03-03T10:00:00+08:00";
+    ok(on(
+        db,
+        t,
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    ok(on(db, t, &["deploy", "tests/data/reports/"]));
+    ok(on(
+        db,
+        t,
+        &[
+            "start",
+            "report_letter",
+            "--var",
+            "agency=market_bureau",
+            "--as",
+            "li",
+        ],
+    ));
+    ok(on(
+        db,
+        "2025-03-06T10:00:00+08:00",
+        &[
+            "complete",
+            "1.1",
+            "--outcome",
+            "replied",
+            "--as",
+            "market_bureau",
+        ],
+    ));
+    ok(on(
+        db,
+        t,
+        &[
+            "start",
+            "report_letter",
+            "--var",
+            "agency=qiaoxi_env",
+            "--as",
+            "li",
+        ],
+    ));
+    let now = "2026-01-05T10:00:00+08:00";
+    let args = ["report", "--from", "2025-01-01", "--until", "2025-12-31"];
+    let table = ok(on(db, now, &args));
+    assert!(table.contains("market_bureau"), "{table}");
+    assert!(table.contains("许昌市市场监督管理局"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(on(db, now, &[&args[..], &["--json"]].concat()))).unwrap();
+    let agencies = json["agencies"].as_array().unwrap();
+    assert_eq!(agencies.len(), 2, "{json}");
+    assert_eq!(agencies[0]["agency"], "market_bureau");
+    assert_eq!(
+        (&agencies[0]["on_time"], &agencies[0]["average_days"]),
+        (&serde_json::json!(1), &serde_json::json!(3.0))
+    );
+    assert_eq!(
+        (&agencies[1]["answered"], &agencies[1]["overdue"]),
+        (&serde_json::json!(0), &serde_json::json!(1)),
+        "open past its cut-off"
+    );
+    assert_eq!(json["total"]["opened"], 2);
+    let one = ok(on(
+        db,
+        now,
+        &[&args[..], &["--agency", "qiaoxi_env", "--json"]].concat(),
+    ));
+    assert!(!one.contains("market_bureau"), "{one}");
+    let o = on(
+        db,
+        now,
+        &["report", "--from", "2025-12-31", "--until", "2025-01-01"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is before --from"), "{}", stderr(&o));
+}

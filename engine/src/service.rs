@@ -17,7 +17,7 @@
 //! that `serve` replays, so it never turns a committed operation into a
 //! reported refusal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -29,6 +29,7 @@ use crate::calendar::Calendar;
 use crate::definition::{self, Definition, Diagnostic, LoadContext};
 use crate::runtime::directory::MemoryDirectory;
 use crate::runtime::facts::{self, Facts};
+use crate::runtime::reports::{NoticeRecord, ReportQuery, Reports};
 use crate::runtime::{
     self, values, Command, EngineError, Env, Event, HistoryEntry, InstanceState, Status, Transition,
 };
@@ -123,11 +124,18 @@ pub struct DeployReport {
 /// ([`Engine::callees`]); one that is deployed but cannot be loaded says why.
 pub type Callees = BTreeMap<String, Result<Arc<Definition>, String>>;
 
-/// The most times an event is applied while the facts it reads are loaded
-/// (`Engine::apply_with_facts`): each round loads the subjects the one
-/// before asked for, and a chain of facts naming other subjects is not a
-/// thing CEL can express, so two rounds suffice in practice.
-const FACT_ROUNDS: usize = 4;
+/// The most times an event is applied while what it reads from the store
+/// is loaded (`Engine::apply_loaded`): each round loads the fact subjects
+/// and report queries the one before asked for; a chain of facts naming
+/// other subjects is not a thing CEL can express, so two or three rounds
+/// suffice in practice.
+const LOAD_ROUNDS: usize = 4;
+
+/// What the core read from the store for one event.
+struct Loaded {
+    facts: Arc<Facts>,
+    reports: Reports,
+}
 
 /// The engine over a store.
 pub struct Engine<S> {
@@ -305,7 +313,7 @@ impl<S: Store> Engine<S> {
         &self,
         def: &Definition,
         calls: &Callees,
-        facts: &Arc<Facts>,
+        loaded: &Loaded,
         state: Option<&InstanceState>,
         event: &Event,
         now: DateTime<Utc>,
@@ -319,20 +327,23 @@ impl<S: Store> Engine<S> {
             directory: dir.as_ref(),
             processes: calls,
             call_depth: depth,
-            facts,
+            facts: &loaded.facts,
+            reports: &loaded.reports,
         };
         runtime::apply(&env, state, event, now)
     }
 
-    /// Applies `event` on the core with the facts it reads loaded
-    /// (`runtime::facts`): first those about the people and agencies of
-    /// the instance's variables; a subject the core asked for beyond them
-    /// is loaded and the event applied again (the core is deterministic),
-    /// at most [`FACT_ROUNDS`] times. Returns the facts the result was
-    /// computed on, for a commit that applies it once more. A definition
-    /// whose expressions read no facts (nor those of its calls) loads none.
+    /// Applies `event` on the core with what it reads from the store
+    /// loaded: the facts (`runtime::facts`), first those about the people
+    /// and agencies of the instance's variables, and the notices of the
+    /// `report` steps it enters (`runtime::reports`). Whatever the core
+    /// asked for beyond what was loaded is loaded and the event applied
+    /// again (the core is deterministic), at most [`LOAD_ROUNDS`] times.
+    /// Returns what the result was computed on, for a commit that applies
+    /// it once more. A definition (with those its calls may start) whose
+    /// expressions read no fact and that has no `report` step loads nothing.
     #[allow(clippy::too_many_arguments)]
-    async fn apply_with_facts(
+    async fn apply_loaded(
         &self,
         def: &Definition,
         calls: &Callees,
@@ -340,33 +351,58 @@ impl<S: Store> Engine<S> {
         event: &Event,
         now: DateTime<Utc>,
         depth: u32,
-    ) -> Result<(Arc<Facts>, Result<Transition, EngineError>), ServiceError> {
-        let reads = !def.facts_read.is_empty()
-            || calls
+    ) -> Result<(Loaded, Result<Transition, EngineError>), ServiceError> {
+        let defs = || {
+            std::iter::once(def).chain(calls.values().filter_map(|d| d.as_ref().ok().map(|d| &**d)))
+        };
+        let reads_facts = defs().any(|d| !d.facts_read.is_empty());
+        let reports = defs().any(|d| {
+            d.steps
                 .values()
-                .any(|d| d.as_ref().is_ok_and(|d| !d.facts_read.is_empty()));
-        if !reads {
-            let none = Facts::none();
+                .any(|s| matches!(s.kind, definition::StepKind::Report { .. }))
+        });
+        if !reads_facts && !reports {
+            let none = Loaded {
+                facts: Facts::none(),
+                reports: Reports::default(),
+            };
             let t = self.apply_core(def, calls, &none, state, event, now, depth);
             return Ok((none, t));
         }
-        let mut subjects = state
-            .map(|s| facts::subjects(def, &s.variables))
-            .unwrap_or_default();
-        if let Event::Start { variables, .. } = event {
-            subjects.extend(facts::subjects(def, variables));
+        let mut subjects = BTreeSet::new();
+        if reads_facts {
+            if let Some(s) = state {
+                subjects.extend(facts::subjects(def, &s.variables));
+            }
+            if let Event::Start { variables, .. } = event {
+                subjects.extend(facts::subjects(def, variables));
+            }
         }
+        let mut queries: BTreeMap<ReportQuery, Vec<NoticeRecord>> = BTreeMap::new();
         let mut round = 0;
         loop {
-            let loaded = self.store.facts(&subjects).await?;
-            let f = Arc::new(Facts::loaded(subjects.iter().cloned(), loaded));
-            let t = self.apply_core(def, calls, &f, state, event, now, depth);
-            let missing = f.take_missing();
+            let facts = if reads_facts {
+                let loaded = self.store.facts(&subjects).await?;
+                Arc::new(Facts::loaded(subjects.iter().cloned(), loaded))
+            } else {
+                Facts::none()
+            };
+            let l = Loaded {
+                facts,
+                reports: Reports::loaded(queries.clone()),
+            };
+            let t = self.apply_core(def, calls, &l, state, event, now, depth);
+            let missing_subjects = l.facts.take_missing();
+            let missing_queries = l.reports.take_missing();
             round += 1;
-            if missing.is_empty() || round == FACT_ROUNDS {
-                return Ok((f, t));
+            if (missing_subjects.is_empty() && missing_queries.is_empty()) || round == LOAD_ROUNDS {
+                return Ok((l, t));
             }
-            subjects.extend(missing);
+            subjects.extend(missing_subjects);
+            for q in missing_queries {
+                let rows = self.store.notices(&q).await?;
+                queries.insert(q, rows);
+            }
         }
     }
 
@@ -419,7 +455,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<Result<Transition, EngineError>, ServiceError> {
         let calls = self.callees(def).await?;
         Ok(self
-            .apply_with_facts(def, &calls, state, event, now, depth)
+            .apply_loaded(def, &calls, state, event, now, depth)
             .await?
             .1)
     }
@@ -460,8 +496,8 @@ impl<S: Store> Engine<S> {
             actor: actor.into(),
         };
         let calls = self.callees(&def).await?;
-        let (facts, checked) = self
-            .apply_with_facts(&def, &calls, None, &event, now, 0)
+        let (loaded, checked) = self
+            .apply_loaded(&def, &calls, None, &event, now, 0)
             .await?;
         checked?;
         // The id is taken in the start's own transaction.
@@ -471,7 +507,7 @@ impl<S: Store> Engine<S> {
                 if let Event::Start { instance, .. } = &mut event {
                     *instance = id;
                 }
-                Ok::<_, ServiceError>(self.apply_core(&def, &calls, &facts, None, &event, now, 0)?)
+                Ok::<_, ServiceError>(self.apply_core(&def, &calls, &loaded, None, &event, now, 0)?)
             })
             .await?;
         self.settle(&t, now).await;
@@ -1095,6 +1131,17 @@ impl<S: Store> Engine<S> {
     /// Everything recorded about a person across all instances (RC-14).
     pub async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, ServiceError> {
         Ok(self.store.person_history(person).await?)
+    }
+
+    /// How the notices of `q` were answered, per agency, as at `now`: what
+    /// a `report` step reads (`runtime::reports`), for `duban report`.
+    pub async fn report(
+        &self,
+        q: &ReportQuery,
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, runtime::reports::Stats>, ServiceError> {
+        let rows = self.store.notices(q).await?;
+        Ok(runtime::reports::tally(q, &rows, now))
     }
 
     /// Every fact recorded about a person or agency, oldest first

@@ -42,6 +42,8 @@ pub struct ProcessInterface {
     pub messages: Vec<String>,
     /// The facts its `record:` entries record (outcomes, decision branches).
     pub facts: Vec<String>,
+    /// Its `notice` steps, which a `report` may count.
+    pub notice_steps: Vec<String>,
 }
 
 /// A variable as a caller sees it.
@@ -117,6 +119,18 @@ pub fn peek_interface(text: &str) -> Option<(String, ProcessInterface)> {
             .collect(),
         _ => Vec::new(),
     };
+    let notice_steps = match top.get("steps") {
+        Some(Node::Mapping(steps)) => steps
+            .iter()
+            .filter(|(_, s)| {
+                s.as_mapping()
+                    .and_then(|m| m.get_scalar("kind"))
+                    .is_some_and(|k| k.as_str() == "notice")
+            })
+            .map(|(k, _)| k.as_str().to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
     let facts = match top.get("steps") {
         Some(Node::Mapping(steps)) => steps.iter().flat_map(|(_, s)| recorded_facts(s)).collect(),
         _ => Vec::new(),
@@ -129,6 +143,7 @@ pub fn peek_interface(text: &str) -> Option<(String, ProcessInterface)> {
             results,
             messages,
             facts,
+            notice_steps,
         },
     ))
 }

@@ -153,6 +153,7 @@ pub fn step_edges(id: &str, step: &Step) -> Vec<Edge> {
         StepKind::SendMessage { message, next, .. } => {
             out.push(e(next, format!("sent {message}"), EdgeKind::Next))
         }
+        StepKind::Report { next, .. } => out.push(e(next, "counted".into(), EdgeKind::Next)),
         StepKind::WaitMessage {
             message,
             next,

@@ -117,6 +117,7 @@ pub fn to_mermaid(def: &Definition) -> String {
             Some(StepKind::Parallel { .. }) | Some(StepKind::Join { .. }) => ("[[", "]]"),
             Some(StepKind::Call { .. }) => ("[[", "]]"),
             Some(StepKind::SendMessage { .. }) => (">", "]"),
+            Some(StepKind::Report { .. }) => ("[(", ")]"),
             Some(StepKind::WaitMessage { .. }) | Some(StepKind::WaitTimer { .. }) => ("(", ")"),
             Some(StepKind::End { .. }) => ("([", "])"),
             None => ("[\\", "\\]"),

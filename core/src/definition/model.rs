@@ -484,6 +484,25 @@ pub enum StepKind {
         /// The step after it.
         next: String,
     },
+    /// Counts how the notices of a period were answered
+    /// (`runtime::reports`) into variables.
+    Report {
+        /// Only instances of this process (every process when `None`).
+        process: Option<String>,
+        /// Only notices of this step (every notice step when `None`).
+        step: Option<String>,
+        /// The date or datetime variable of the period's first day.
+        from: String,
+        /// The date or datetime variable of its last day.
+        until: String,
+        /// The agency variable whose numbers are taken; all agencies'
+        /// together when `None`.
+        agency: Option<String>,
+        /// Measure (`runtime::reports::MEASURES`) → variable.
+        into: Vec<(String, String)>,
+        /// The step after it.
+        next: String,
+    },
     /// Waits for a message correlated by key.
     WaitMessage {
         /// The message name.
@@ -524,6 +543,7 @@ impl StepKind {
             StepKind::Join { .. } => "join",
             StepKind::Call { .. } => "call",
             StepKind::SendMessage { .. } => "send_message",
+            StepKind::Report { .. } => "report",
             StepKind::WaitMessage { .. } => "wait_message",
             StepKind::WaitTimer { .. } => "wait_timer",
             StepKind::End { .. } => "end",

@@ -46,6 +46,7 @@ pub const STEP_KINDS: &[&str] = &[
     "join",
     "call",
     "send_message",
+    "report",
     "wait_message",
     "wait_timer",
     "end",
@@ -412,6 +413,29 @@ pub struct RawSendMessage {
     pub key: String,
     #[serde(default)]
     pub variables: IndexMap<String, String>,
+    pub next: String,
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+/// `kind: report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    #[serde(rename = "kind")]
+    pub _kind: serde::de::IgnoredAny,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub process: Option<String>,
+    #[serde(default)]
+    pub step: Option<String>,
+    pub from: String,
+    pub until: String,
+    #[serde(default)]
+    pub agency: Option<String>,
+    pub into: IndexMap<String, String>,
     pub next: String,
     #[serde(default)]
     pub rules: Vec<String>,

@@ -132,6 +132,11 @@ impl Checker<'_> {
                 let k = self.send_message(p, &r);
                 (r.name, r.description, r.rules, k.map(|k| (k, None)))
             }
+            "report" => {
+                let r: RawReport = self.de(p, n)?;
+                let k = self.report(p, &r);
+                (r.name, r.description, r.rules, k.map(|k| (k, None)))
+            }
             "wait_message" => {
                 let r: RawWaitMessage = self.de(p, n)?;
                 let k = self.wait_message(p, &r);
@@ -646,6 +651,158 @@ impl Checker<'_> {
             out.push((ours.clone(), theirs.clone()));
         }
         ok.then_some(out)
+    }
+
+    /// `kind: report`: the period from two date variables, an optional
+    /// agency variable, each measure into a variable that can hold it (an
+    /// int; `average_days` a number with one decimal, so also a string or
+    /// text), the process known to the library.
+    fn report(&mut self, p: &Path, r: &RawReport) -> Option<StepKind> {
+        use crate::runtime::reports::MEASURES;
+        self.step_ref(&p.key("next"), &r.next);
+        let mut ok = true;
+        if let (Some(proc_), Some(known)) = (&r.process, &self.ctx.processes) {
+            if !known.contains(proc_) {
+                let hint = suggest(proc_, "process", known.iter().map(String::as_str));
+                self.err(
+                    &p.key("process"),
+                    Code::UnknownProcess,
+                    format!("unknown process `{proc_}`"),
+                    Some(hint),
+                );
+                ok = false;
+            }
+        }
+        if let (Some(step), Some(iface)) = (
+            &r.step,
+            r.process.as_ref().and_then(|p| self.ctx.interfaces.get(p)),
+        ) {
+            if !iface.notice_steps.contains(step) {
+                let hint = suggest(step, "step", iface.notice_steps.iter().map(String::as_str));
+                self.err(
+                    &p.key("step"),
+                    Code::UnknownStep,
+                    format!(
+                        "process `{}` has no notice step `{step}`",
+                        r.process.as_deref().unwrap_or_default()
+                    ),
+                    Some(format!(
+                        "a report counts the notices of a `notice` step; {hint}"
+                    )),
+                );
+                ok = false;
+            }
+        }
+        let mut dates = Vec::new();
+        for (key, text) in [("from", &r.from), ("until", &r.until)] {
+            let kp = p.key(key);
+            let Some(v) = text.strip_prefix("var.") else {
+                self.err(
+                    &kp,
+                    Code::BadValue,
+                    format!("`{key}: {text}` is not a variable"),
+                    Some(format!("write `{key}: var.NAME`, naming a date variable (the period's first or last day)")),
+                );
+                ok = false;
+                continue;
+            };
+            match self.var_ref(&kp, v) {
+                Some(Some(t)) if !t.is_temporal() => {
+                    self.err(
+                        &kp,
+                        Code::TypeMismatch,
+                        format!("variable `{v}` is a {t}; `{key}:` needs a date"),
+                        Some(format!("declare `{v}` with `type: date`")),
+                    );
+                    ok = false;
+                }
+                Some(_) => dates.push(v.to_string()),
+                None => ok = false,
+            }
+        }
+        if let Some(a) = &r.agency {
+            match self.var_ref(&p.key("agency"), a) {
+                Some(Some(ValueType::Agency)) | Some(None) => {}
+                Some(Some(t)) => {
+                    self.err(
+                        &p.key("agency"),
+                        Code::TypeMismatch,
+                        format!("variable `{a}` is a {t}; `agency:` needs an agency"),
+                        Some(format!("declare `{a}` with `type: agency`, or leave `agency:` out for every agency together")),
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        if r.into.is_empty() {
+            self.err(
+                &p.key("into"),
+                Code::MissingKey,
+                "a report needs `into:`, the variables its numbers go to".into(),
+                Some(format!(
+                    "e.g. `into: {{ opened: letters_sent }}`; measures: {}",
+                    MEASURES.join(", ")
+                )),
+            );
+            ok = false;
+        }
+        let mut into = Vec::new();
+        for (measure, var) in &r.into {
+            let mp = p.key("into").key(measure);
+            if !MEASURES.contains(&measure.as_str()) {
+                let hint = suggest(measure, "measure", MEASURES.iter().copied());
+                self.err_key(
+                    &mp,
+                    Code::BadValue,
+                    format!("a report has no measure `{measure}`"),
+                    Some(format!("{hint} (measures: {})", MEASURES.join(", "))),
+                );
+                ok = false;
+                continue;
+            }
+            let fits = |t: &ValueType| match measure.as_str() {
+                "average_days" => matches!(t, ValueType::String | ValueType::Text),
+                _ => matches!(t, ValueType::Int),
+            };
+            match self.var_ref(&mp, var) {
+                Some(Some(t)) if !fits(&t) => {
+                    let want = if measure == "average_days" {
+                        "string"
+                    } else {
+                        "int"
+                    };
+                    self.err(
+                        &mp,
+                        Code::TypeMismatch,
+                        format!(
+                            "variable `{var}` is a {t}, but `{measure}` is a {}",
+                            if want == "int" {
+                                "count"
+                            } else {
+                                "number of days with one decimal"
+                            }
+                        ),
+                        Some(format!("declare `{var}` with `type: {want}`")),
+                    );
+                    ok = false;
+                }
+                Some(_) => into.push((measure.clone(), var.clone())),
+                None => ok = false,
+            }
+        }
+        let (Some(from), Some(until)) = (dates.first(), dates.get(1)) else {
+            return None;
+        };
+        ok.then(|| StepKind::Report {
+            process: r.process.clone(),
+            step: r.step.clone(),
+            from: from.clone(),
+            until: until.clone(),
+            agency: r.agency.clone(),
+            into,
+            next: r.next.clone(),
+        })
     }
 
     fn send_message(&mut self, p: &Path, r: &RawSendMessage) -> Option<StepKind> {

@@ -23,6 +23,7 @@ use super::error::EngineError;
 use super::event::{Command, Event, Transition};
 use super::facts::{self, Fact, FactView, Facts};
 use super::history::{HistoryEntry, HistoryKind};
+use super::reports::Reports;
 use super::state::*;
 use super::values::{self, cel_context, cel_to_json};
 use crate::calendar::{Calendar, LEGAL_TZ};
@@ -50,6 +51,9 @@ pub struct Env<'a> {
     /// event ([`super::facts`]); [`Facts::none`] for a definition that
     /// reads none.
     pub facts: &'a Arc<Facts>,
+    /// The notices the service loaded for the `report` steps this event
+    /// may enter ([`super::reports`]).
+    pub reports: &'a Reports,
 }
 
 /// The deepest a chain of calls may nest: a process that calls itself

@@ -52,7 +52,7 @@ impl Run<'_> {
 
     /// The date or instant date/datetime variable `v` holds, for the
     /// deadline of `step`.
-    fn temporal_var(&self, step: &str, v: &str) -> Result<Start, EngineError> {
+    pub(crate) fn temporal_var(&self, step: &str, v: &str) -> Result<Start, EngineError> {
         let s = self
             .var(v)
             .and_then(Json::as_str)

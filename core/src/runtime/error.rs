@@ -239,6 +239,11 @@ pub enum EngineError {
         /// Pending or granted, in words.
         why: String,
     },
+    /// A `report` step's notices were not loaded for the event: the
+    /// service loads them and applies the event again, so this reaches
+    /// nobody unless the store fails to give them.
+    #[error("R037 the notices report step `{0}` counts were not loaded")]
+    ReportNotLoaded(String),
     /// A `record:` entry's value cannot be a fact's.
     #[error("R036 fact `{fact}` cannot be recorded: {why}")]
     BadFact {
@@ -301,6 +306,7 @@ impl EngineError {
             Recusal(_) => "R034",
             Recused { .. } => "R035",
             BadFact { .. } => "R036",
+            ReportNotLoaded(_) => "R037",
         }
     }
 
@@ -323,7 +329,8 @@ impl EngineError {
             | CallCannotStart { .. }
             | CallTooDeep { .. }
             | ForEachRunning(_)
-            | BadFact { .. } => ErrorClass::Fault,
+            | BadFact { .. }
+            | ReportNotLoaded(_) => ErrorClass::Fault,
             _ => ErrorClass::Refused,
         }
     }

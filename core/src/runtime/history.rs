@@ -70,11 +70,13 @@ pub enum HistoryKind {
     VariablesSet,
     /// A fact about a person or agency was recorded (`record:`).
     FactRecorded,
+    /// A `report` step counted the notices of a period.
+    Counted,
 }
 
 impl HistoryKind {
     /// Every kind.
-    pub const ALL: [HistoryKind; 27] = {
+    pub const ALL: [HistoryKind; 28] = {
         use HistoryKind::*;
         [
             Started,
@@ -104,6 +106,7 @@ impl HistoryKind {
             Retried,
             VariablesSet,
             FactRecorded,
+            Counted,
         ]
     };
 
@@ -138,6 +141,7 @@ impl HistoryKind {
             Retried => "retried",
             VariablesSet => "variables_set",
             FactRecorded => "fact_recorded",
+            Counted => "counted",
         }
     }
 

@@ -22,8 +22,9 @@
 //! reminders), `notify.rs` (notification rules), [`values`] (typing the
 //! values events carry, and the CEL context), [`directory`] (the people and
 //! agencies the core may look up), [`directory_file`] (reading them
-//! from YAML or CSV) and [`facts`] (facts about a person or agency,
-//! recorded by one process and read by any).
+//! from YAML or CSV), [`facts`] (facts about a person or agency,
+//! recorded by one process and read by any) and [`reports`] (how the
+//! notices of a period were answered, for `report` steps).
 
 mod apply;
 pub mod cel_dates;
@@ -35,6 +36,7 @@ pub mod event;
 pub mod facts;
 pub mod history;
 mod notify;
+pub mod reports;
 pub mod state;
 mod steps;
 pub mod values;

@@ -82,6 +82,7 @@ impl H {
             processes: &self.procs,
             call_depth: 0,
             facts: &crate::runtime::facts::Facts::none(),
+            reports: &Default::default(),
         };
         let t = apply(&env, self.state.as_ref(), &e, at(now))?;
         self.history.extend(t.history);

@@ -540,6 +540,7 @@ steps:
             processes: &NoProcesses,
             call_depth: 0,
             facts: &crate::runtime::facts::Facts::none(),
+            reports: &Default::default(),
         };
         let event = Event::Start {
             instance: "1".into(),

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::runtime::directory::{Agency, MemoryDirectory, Person};
 use crate::runtime::facts::Fact;
+use crate::runtime::reports::{NoticeRecord, ReportQuery};
 use crate::runtime::{
     Command, HistoryEntry, HistoryKind, InstanceState, TaskKind, TaskState, Transition,
 };
@@ -47,8 +48,7 @@ struct InstanceRecord {
     started_at: i64,
 }
 
-/// A row of `tasks`, with its `task_assignees`. (The SQL store also keeps
-/// the outcome of a closed task; no method of the trait reads it back.)
+/// A row of `tasks`, with its `task_assignees`.
 struct TaskRecord {
     instance: String,
     step: String,
@@ -58,6 +58,8 @@ struct TaskRecord {
     due: Option<i64>,
     last_day: Option<String>,
     closed_at: Option<i64>,
+    /// How it closed (an outcome, or how the engine closed it).
+    outcome: Option<String>,
 }
 
 /// A row of `timers`. (The SQL store also keeps the timer's kind; no method
@@ -186,7 +188,7 @@ enum Write {
         last_day: Option<String>,
         assignees: Vec<String>,
     },
-    CloseTask(String),
+    CloseTask(String, Option<String>),
     ScheduleTimer(String, TimerRecord),
     CancelTimer(String),
     Await(Awaited),
@@ -252,6 +254,7 @@ impl Tables {
                             due,
                             last_day,
                             closed_at: None,
+                            outcome: None,
                         },
                     )
                 }
@@ -265,7 +268,14 @@ impl Tables {
                         assignees: ts.assignees.clone(),
                     }
                 }
-                Command::CloseTask { task } => Write::CloseTask(task.clone()),
+                Command::CloseTask { task } => {
+                    let outcome = s
+                        .tasks
+                        .get(task)
+                        .and_then(|t| t.closed.as_ref())
+                        .map(|c| c.outcome.clone());
+                    Write::CloseTask(task.clone(), outcome)
+                }
                 Command::ScheduleTimer { timer } => {
                     let exists = timers
                         .get(timer.id.as_str())
@@ -379,9 +389,10 @@ impl Tables {
                         r.assignees = assignees;
                     }
                 }
-                Write::CloseTask(task) => {
+                Write::CloseTask(task, outcome) => {
                     if let Some(r) = self.tasks.get_mut(&task) {
                         r.closed_at = Some(now);
+                        r.outcome = outcome;
                     }
                 }
                 Write::ScheduleTimer(id, row) => {
@@ -599,6 +610,48 @@ impl Store for MemoryStore {
                 })
             })
             .collect()
+    }
+
+    async fn notices(&self, q: &ReportQuery) -> Result<Vec<NoticeRecord>, StoreError> {
+        let t = self.lock();
+        let (start, end) = q.window();
+        let (start, end) = (ms(start), ms(end));
+        let mut out: Vec<(i64, &String, NoticeRecord)> = Vec::new();
+        for (id, r) in &t.tasks {
+            if r.kind != TaskKind::Notice || r.opened_at < start || r.opened_at >= end {
+                continue;
+            }
+            let Some(inst) = t.instances.get(&r.instance) else {
+                continue;
+            };
+            if q.process.as_ref().is_some_and(|p| *p != inst.definition)
+                || q.step.as_ref().is_some_and(|s| *s != r.step)
+            {
+                continue;
+            }
+            let escalated = t.history.values().any(|h| {
+                h.instance == r.instance
+                    && h.what == HistoryKind::Escalated
+                    && h.step_before.as_deref() == Some(r.step.as_str())
+            });
+            out.push((
+                r.opened_at,
+                id,
+                NoticeRecord {
+                    instance: r.instance.clone(),
+                    process: inst.definition.clone(),
+                    step: r.step.clone(),
+                    to: r.assignees.clone(),
+                    opened_at: from_ms(r.opened_at),
+                    due: r.due.map(from_ms),
+                    closed_at: r.closed_at.map(from_ms),
+                    outcome: r.outcome.clone(),
+                    escalated,
+                },
+            ));
+        }
+        out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        Ok(out.into_iter().map(|(_, _, r)| r).collect())
     }
 
     async fn facts(&self, subjects: &BTreeSet<String>) -> Result<Vec<Fact>, StoreError> {

@@ -387,6 +387,12 @@ pub trait Store {
     async fn history(&self, instance: &str) -> Result<Vec<HistoryEntry>, StoreError>;
     /// Everything recorded about a person across all instances (RC-14).
     async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, StoreError>;
+    /// The notices dispatched in `q`'s period, of its process and step when
+    /// it names them, oldest first (`runtime::reports`).
+    async fn notices(
+        &self,
+        q: &crate::runtime::reports::ReportQuery,
+    ) -> Result<Vec<crate::runtime::reports::NoticeRecord>, StoreError>;
     /// Every fact recorded about any of `subjects` (people or agencies), in
     /// the order they were recorded (`runtime::facts`).
     async fn facts(

@@ -30,6 +30,7 @@ use super::*;
 use super::{corrupt, from_ms, ms, HELD};
 use crate::runtime::directory::{Agency, Person};
 use crate::runtime::facts::Fact;
+use crate::runtime::reports::{NoticeRecord, ReportQuery};
 use crate::runtime::{Command, HistoryKind, TaskState};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -421,6 +422,48 @@ impl Store for SqlStore {
                 Ok(HistoryRow {
                     instance: r.try_get("instance")?,
                     entry: history_entry(r, vec![person.to_string()])?,
+                })
+            })
+            .collect()
+    }
+
+    async fn notices(&self, q: &ReportQuery) -> Result<Vec<NoticeRecord>, StoreError> {
+        let (start, end) = q.window();
+        let mut sql = String::from(
+            "SELECT t.instance, i.definition AS process, t.step, t.assignees, t.opened_at, t.due, t.closed_at, t.outcome, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM history h WHERE h.instance = t.instance AND h.what = 'escalated' AND h.step_before = t.step) THEN 1 ELSE 0 END AS BIGINT) AS escalated \
+             FROM tasks t JOIN instances i ON i.id = t.instance \
+             WHERE t.kind = 'notice' AND t.opened_at >= $1 AND t.opened_at < $2",
+        );
+        let mut n = 2;
+        for (col, v) in [("i.definition", &q.process), ("t.step", &q.step)] {
+            if v.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND {col} = ${n}"));
+            }
+        }
+        sql.push_str(" ORDER BY t.opened_at, t.id");
+        // Only fixed column names and placeholders are formatted in.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(start))
+            .bind(ms(end));
+        for v in [&q.process, &q.step].into_iter().flatten() {
+            query = query.bind(v.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let to: String = r.try_get("assignees")?;
+                Ok(NoticeRecord {
+                    instance: r.try_get("instance")?,
+                    process: r.try_get("process")?,
+                    step: r.try_get("step")?,
+                    to: serde_json::from_str(&to).map_err(corrupt)?,
+                    opened_at: from_ms(r.try_get("opened_at")?),
+                    due: r.try_get::<Option<i64>, _>("due")?.map(from_ms),
+                    closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(from_ms),
+                    outcome: r.try_get("outcome")?,
+                    escalated: r.try_get::<i64, _>("escalated")? != 0,
                 })
             })
             .collect()

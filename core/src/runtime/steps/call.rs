@@ -155,6 +155,7 @@ impl Run<'_> {
             processes: self.env.processes,
             call_depth: depth,
             facts: self.env.facts,
+            reports: self.env.reports,
         };
         match Run::start(&env, child, profile, vars, "engine", self.now) {
             Ok(_) => Ok(definition.version),

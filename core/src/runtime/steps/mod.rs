@@ -13,6 +13,7 @@ mod end;
 mod for_each;
 mod parallel;
 mod recusal;
+mod report;
 mod send;
 mod task;
 mod wait;
@@ -62,6 +63,7 @@ impl Run<'_> {
                 StepKind::Join { next } => self.enter_join(&id, next),
                 StepKind::Call { .. } => self.enter_call(&id, step)?,
                 StepKind::SendMessage { .. } => self.enter_send_message(&id, step)?,
+                StepKind::Report { .. } => self.enter_report(&id, step)?,
                 StepKind::WaitMessage { .. } => self.enter_wait_message(&id, step)?,
                 StepKind::WaitTimer { timer, .. } => self.enter_wait_timer(&id, timer)?,
                 StepKind::End { result, documents } => {
