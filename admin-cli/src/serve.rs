@@ -26,7 +26,6 @@ use duban_engine::store::SqlStore;
 use duban_notifiers::dispatch::Dispatcher;
 use duban_notifiers::documents::DocumentWriter;
 use duban_notifiers::email::EmailNotifier;
-use duban_notifiers::links::NoPortal;
 use duban_notifiers::sms::SmsNotifier;
 use tracing::info;
 
@@ -189,12 +188,19 @@ pub fn serve(
             eprintln!("duban: the configuration has errors (see `duban config check`)");
             return exit::INVALID;
         };
+        // Links are signed on the engine's clock (a rehearsal's runs from
+        // `DUBAN_NOW`), so they expire on the calendar they are checked on.
+        let mut cfg = cfg;
+        if let Some(p) = &mut cfg.portal {
+            let offset = duban_engine::serve::Clock::now(&clock) - Utc::now();
+            p.links = p.links.clone().shifted(offset);
+        }
         let email = match &cfg.email {
             Some(e) => match EmailNotifier::new(e) {
                 Ok(n) => Some(Dispatcher::new(
                     engine.clone(),
                     n,
-                    NoPortal,
+                    cfg.answer_links(),
                     cfg.policy.clone(),
                 )),
                 Err(e) => {
@@ -209,7 +215,7 @@ pub fn serve(
                 Ok(n) => Some(Dispatcher::new(
                     engine.clone(),
                     n,
-                    NoPortal,
+                    cfg.answer_links(),
                     cfg.policy.clone(),
                 )),
                 Err(e) => {
@@ -246,8 +252,48 @@ pub fn serve(
             // crashed predecessor claimed is ours to take at once.
             sole_owner: lock.is_some(),
         };
+        // The answer portal stops with the engine: the signal is passed on.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let portal = match &cfg.portal {
+            Some(p) => {
+                let listener = match tokio::net::TcpListener::bind(p.listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("duban: portal: cannot listen on {}: {e}", p.listen);
+                        return exit::INVALID;
+                    }
+                };
+                let now = clock;
+                let app = duban_portal::app(
+                    engine.clone(),
+                    p.links.clone(),
+                    Arc::new(move || duban_engine::serve::Clock::now(&now)),
+                );
+                let mut rx = stop_rx.clone();
+                info!(listen = %p.listen, base_url = %p.links.base_url(), "portal: answer links are signed and served");
+                Some(tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                        tracing::error!(error = %e, "portal: the server stopped");
+                    }
+                }))
+            }
+            None => {
+                info!("portal: off (no [portal] in the configuration); notices carry no answer link");
+                None
+            }
+        };
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
         info!(owner = %options.scheduler.owner, db = %db.db, "serving");
         duban_engine::serve::run(engine.clone(), &workers, &options, &clock, shutdown, None).await;
+        if let Some(p) = portal {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p).await;
+        }
         engine.store().close().await;
         exit::OK
     })

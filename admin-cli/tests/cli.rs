@@ -880,7 +880,8 @@ fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
         &good,
         "[email]\nhost = \"smtp.example.gov.cn\"\ntls = \"implicit\"\nfrom = \"督办系统 <duban@sfj.example.gov.cn>\"\n\n\
          [sms]\nprovider = \"aliyun\"\n[sms.aliyun]\naccess_key_id = \"LTAI\"\nsign_name = \"许昌市司法局\"\n\
-         templates = { task_opened = \"SMS_1\", reminder = \"SMS_2\", escalation = \"SMS_3\" }\n",
+         templates = { task_opened = \"SMS_1\", reminder = \"SMS_2\", escalation = \"SMS_3\" }\n\n\
+         [portal]\nbase_url = \"https://duban.example.gov.cn\"\nkey_id = \"2026a\"\n",
     )
     .unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_duban"))
@@ -893,6 +894,7 @@ fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
         ])
         .current_dir(root())
         .env("DUBAN_ALIYUN_ACCESS_KEY_SECRET", "s")
+        .env("DUBAN_PORTAL_KEY", "k".repeat(40))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -906,6 +908,7 @@ fn the_documented_example_configuration_passes_its_check() {
         .current_dir(root())
         .env("DUBAN_SMTP_PASSWORD", "x")
         .env("DUBAN_ALIYUN_ACCESS_KEY_SECRET", "y")
+        .env("DUBAN_PORTAL_KEY", "k".repeat(40))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));

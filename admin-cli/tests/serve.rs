@@ -430,3 +430,124 @@ async fn sigterm_behind_a_silent_smtp_server_stops_in_time_and_gives_claims_back
         .unwrap();
     assert_eq!(rows.len(), 20, "rows still leased after the stop");
 }
+
+/// Issue 14, tried as a user would: with `[portal]` in `duban.toml`, the
+/// notice email a real SMTP server receives carries a signed link; opening
+/// it on the portal `serve` runs shows the notice and records receipt (签收)
+/// by the agency; the portal stops with `serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notice_email_carries_a_link_the_portal_serves() {
+    use duban_engine::store::directory;
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap().to_string();
+    let t0 = at("2026-01-05T09:00:00+08:00");
+    let instance = {
+        let store = SqlStore::open(&db).await.unwrap();
+        let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+        let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+        engine
+            .import_directory(directory::parse(&text, false).unwrap())
+            .await
+            .unwrap();
+        engine
+            .deploy(&[root().join("tests/data/receipt")], t0)
+            .await
+            .unwrap();
+        let mut vars = BTreeMap::new();
+        vars.insert("agency".to_string(), serde_json::json!("market_bureau"));
+        let t = engine
+            .start("receipt_letter", None, vars, "wang", t0)
+            .await
+            .unwrap();
+        engine.store().close().await;
+        t.state.id
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (smtp, http) = (free_port(), free_port());
+    let mails = tmp.path().join("mails.txt");
+    let mut sink = Command::new("/usr/bin/python3")
+        .arg(root().join("tests/data/smtp_text_sink.py"))
+        .args([&smtp.to_string(), mails.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3-aiosmtpd is installed");
+    let waited = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", smtp)).is_err() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "the SMTP sink did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let config = tmp.path().join("duban.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[email]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\nfrom = \"督办系统 <duban@sfj.example.org>\"\n\n\
+             [portal]\nlisten = \"127.0.0.1:{http}\"\nbase_url = \"http://127.0.0.1:{http}\"\nkey_id = \"k1\"\n"
+        ),
+    )
+    .unwrap();
+    let child = serve_command(&db, "2026-01-05T09:01:00+08:00", "tests/data/receipt")
+        .arg("--config")
+        .arg(&config)
+        .env(
+            "DUBAN_PORTAL_KEY",
+            "a signing key of more than thirty-two bytes",
+        )
+        .spawn()
+        .expect("duban serve starts");
+    let waited = std::time::Instant::now();
+    let link = loop {
+        let text = std::fs::read_to_string(&mails).unwrap_or_default();
+        if let Some(i) = text.find(&format!("http://127.0.0.1:{http}/n/")) {
+            let rest = &text[i..];
+            let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+            assert!(text.contains("scj@example.org"), "{text}");
+            break rest[..end].to_string();
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "no email with a link: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let path = link
+        .strip_prefix(&format!("http://127.0.0.1:{http}"))
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("签收时间"), "{response}");
+    assert!(response.contains("许昌市市场监督管理局"), "{response}");
+    let err = stop(child);
+    assert!(
+        err.contains("portal: answer links are signed and served"),
+        "{err}"
+    );
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let store = SqlStore::open(&db).await.unwrap();
+    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+    let history = engine.history(&instance).await.unwrap();
+    let received = history
+        .iter()
+        .find(|h| h.what == duban_engine::runtime::HistoryKind::Received)
+        .expect("receipt recorded at the first opening");
+    assert_eq!(received.actor, "market_bureau");
+}

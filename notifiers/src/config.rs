@@ -11,6 +11,8 @@
 //! | SMTP password | `DUBAN_SMTP_PASSWORD` |
 //! | Aliyun AccessKey secret | `DUBAN_ALIYUN_ACCESS_KEY_SECRET` |
 //! | SMS webhook HMAC key | `DUBAN_SMS_WEBHOOK_SECRET` |
+//! | answer portal signing key (`portal.key_id`) | `DUBAN_PORTAL_KEY` |
+//! | retired portal keys, still verifying | `DUBAN_PORTAL_OLD_KEYS` (`ID=SECRET;ID=SECRET`) |
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,12 @@ pub const SMTP_PASSWORD: &str = "DUBAN_SMTP_PASSWORD";
 pub const ALIYUN_SECRET: &str = "DUBAN_ALIYUN_ACCESS_KEY_SECRET";
 /// The environment variable of the webhook's HMAC key.
 pub const WEBHOOK_SECRET: &str = "DUBAN_SMS_WEBHOOK_SECRET";
+/// The environment variable of the portal's current signing key.
+pub const PORTAL_KEY: &str = "DUBAN_PORTAL_KEY";
+/// The environment variable of retired portal keys that still verify.
+pub const PORTAL_OLD_KEYS: &str = "DUBAN_PORTAL_OLD_KEYS";
+/// The shortest signing key accepted, in bytes.
+pub const PORTAL_KEY_MIN_BYTES: usize = 32;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +46,17 @@ struct FileConfig {
     #[serde(default)]
     outbox: OutboxSection,
     documents: Option<DocumentsSection>,
+    portal: Option<PortalSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalSection {
+    listen: Option<String>,
+    base_url: String,
+    key_id: String,
+    key: Option<toml::Value>,
+    link_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +144,27 @@ pub struct Config {
     pub policy: Policy,
     /// Where documents are written (`documents` beside the database unless set).
     pub documents_dir: Option<PathBuf>,
+    /// The answer portal, when configured.
+    pub portal: Option<PortalSettings>,
+}
+
+/// The answer portal's settings (`[portal]`).
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    /// The address it listens on.
+    pub listen: std::net::SocketAddr,
+    /// Signs and checks the links.
+    pub links: crate::links::SignedLinks,
+}
+
+impl Config {
+    /// The links notices carry: signed when the portal is configured.
+    pub fn answer_links(&self) -> crate::links::AnswerLinks {
+        match &self.portal {
+            Some(p) => crate::links::AnswerLinks::Signed(p.links.clone()),
+            None => crate::links::AnswerLinks::None(crate::links::NoPortal),
+        }
+    }
 }
 
 /// The SMS provider's settings.
@@ -269,6 +309,80 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
         file: text.is_some().then(|| path.to_path_buf()),
         ..Default::default()
     };
+
+    match raw.portal {
+        Some(p) => {
+            c.secret_in_file("portal.key", p.key.is_some(), PORTAL_KEY);
+            c.http_url("portal.base_url", &p.base_url);
+            let listen = p.listen.as_deref().unwrap_or("127.0.0.1:8080");
+            let addr = match listen.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    c.error(
+                        "portal.listen",
+                        format!("`{listen}` is not an address and port ({e}); write e.g. `127.0.0.1:8080`"),
+                    );
+                    None
+                }
+            };
+            let kid_ok = |k: &str| {
+                !k.is_empty() && k.len() <= 32 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            };
+            if !kid_ok(&p.key_id) {
+                c.error(
+                    "portal.key_id",
+                    format!("`{}` must be 1 to 32 letters, digits, `-` or `_` (it is written into every link)", p.key_id),
+                );
+            }
+            let mut keys = BTreeMap::new();
+            let current = c.secret("portal.key_id", env, PORTAL_KEY);
+            if !current.is_empty() && current.len() < PORTAL_KEY_MIN_BYTES {
+                c.error(
+                    "portal.key_id",
+                    format!("{PORTAL_KEY} is {} bytes; a signing key needs at least {PORTAL_KEY_MIN_BYTES} (e.g. `openssl rand -base64 48`)", current.len()),
+                );
+            }
+            keys.insert(p.key_id.clone(), current.into_bytes());
+            if let Some(old) = env.get(PORTAL_OLD_KEYS) {
+                for pair in old.split(';').filter(|x| !x.trim().is_empty()) {
+                    match pair.split_once('=') {
+                        Some((id, secret)) if kid_ok(id.trim()) && secret.len() >= PORTAL_KEY_MIN_BYTES => {
+                            if id.trim() == p.key_id {
+                                c.error("portal.key_id", format!("{PORTAL_OLD_KEYS} holds key `{}` again, which is the current key", p.key_id));
+                            }
+                            keys.entry(id.trim().to_string())
+                                .or_insert_with(|| secret.as_bytes().to_vec());
+                        }
+                        _ => c.error(
+                            "portal",
+                            format!("{PORTAL_OLD_KEYS}: an entry is not `ID=SECRET` with a secret of at least {PORTAL_KEY_MIN_BYTES} bytes"),
+                        ),
+                    }
+                }
+            }
+            let days = match p.link_days {
+                Some(0) => {
+                    c.error("portal.link_days", "0 would make every link expire at once");
+                    60
+                }
+                Some(d) => d,
+                None => 60,
+            };
+            let links = crate::links::SignedLinks::new(
+                &p.base_url,
+                &p.key_id,
+                keys,
+                Duration::days(days.into()),
+            );
+            if let (Some(listen), Some(links)) = (addr, links) {
+                cfg.portal = Some(PortalSettings { listen, links });
+            }
+        }
+        None => c.warn(
+            "portal",
+            "not configured: notices say the answer portal is not enabled, and agencies answer through the office (add `[portal]` with `base_url` and `key_id`, and set DUBAN_PORTAL_KEY)",
+        ),
+    }
 
     match raw.email {
         Some(e) => {
@@ -696,5 +810,69 @@ max_attempts = 0
             &[],
         );
         assert_eq!(errors(&l).len(), 1);
+    }
+
+    /// Issue 14: `[portal]` turns signed answer links on; its key comes
+    /// from the environment, long enough, and retired keys still verify.
+    #[test]
+    fn the_portal_signs_links_with_a_key_from_the_environment() {
+        use crate::links::LinkBuilder;
+        let key = "k".repeat(40);
+        let old = "o".repeat(40);
+        let file = "[portal]\nlisten = \"127.0.0.1:18080\"\nbase_url = \"https://duban.example.gov.cn\"\nkey_id = \"2026a\"\n";
+        let l = check(
+            file,
+            &[
+                (PORTAL_KEY, &key),
+                (PORTAL_OLD_KEYS, &format!("2025b={old}")),
+            ],
+        );
+        assert_eq!(errors(&l), Vec::<String>::new());
+        let cfg = l.config.unwrap();
+        let p = cfg.portal.as_ref().unwrap();
+        assert_eq!(p.listen.port(), 18080);
+        let link = cfg.answer_links().answer_link("7", "7.1", "market_bureau");
+        assert!(
+            link.starts_with("https://duban.example.gov.cn/n/v1.2026a."),
+            "{link}"
+        );
+        // Without a portal, the sentence, and a warning that says how.
+        let l = check("", &[]);
+        assert!(l.problems.iter().any(|p| p.key == "portal" && p.warning));
+        let link = l
+            .config
+            .unwrap()
+            .answer_links()
+            .answer_link("7", "7.1", "a");
+        assert!(link.contains("答复门户尚未启用"), "{link}");
+        for (text, env, says) in [
+            (file.to_string(), vec![], "DUBAN_PORTAL_KEY is not set"),
+            (file.to_string(), vec![(PORTAL_KEY, "short")], "at least 32"),
+            (
+                format!("{file}key = \"x\"\n"),
+                vec![(PORTAL_KEY, key.as_str())],
+                "secrets are not read from the file",
+            ),
+            (
+                file.replace("127.0.0.1:18080", "nowhere"),
+                vec![(PORTAL_KEY, key.as_str())],
+                "not an address",
+            ),
+            (
+                file.replace("2026a", "a b"),
+                vec![(PORTAL_KEY, key.as_str())],
+                "letters, digits",
+            ),
+            (
+                file.replace("https://duban", "ftp://duban"),
+                vec![(PORTAL_KEY, key.as_str())],
+                "http(s) URL",
+            ),
+        ] {
+            let l = check(&text, &env);
+            let e = errors(&l).join("\n");
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(l.config.is_none());
+        }
     }
 }

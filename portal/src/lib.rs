@@ -1,0 +1,535 @@
+//! The answer portal: the page an agency answers a notice on, reached by
+//! the signed link in the notice's email, without an account (issue 14).
+//!
+//! [`app`] is the axum [`Router`]; `duban serve` mounts it on the address
+//! of `[portal]` in `duban.toml`, and tests call it without a socket.
+//!
+//! - `GET /n/TOKEN` checks the link ([`SignedLinks::verify`]): damaged,
+//!   altered, signed by a key this server does not hold, expired, of a task
+//!   that is not a notice to the link's recipient, or of a case that is
+//!   over — each gets a page saying so in Chinese, and nothing changes. A
+//!   valid link of an open notice records **receipt** (签收) the first time
+//!   it is opened (`Event::Receive` by the recipient, which starts a `from:
+//!   receipt` deadline), then shows the notice, its deadline with how it was
+//!   counted, and a form with the outcomes its step allows, each field as
+//!   its type says (an enum a list to choose from, a date a date field). An
+//!   answered notice shows the answer given and when.
+//! - `POST /n/TOKEN` applies the chosen outcome as `Engine::complete` with
+//!   the recipient as actor, so the history names the agency. The form
+//!   carries a secret bound to the link (CSRF). A refused answer (a guard,
+//!   a missing field, a value of the wrong type) shows the engine's message
+//!   on the form with the values kept; a field no outcome has, or a form
+//!   over [`MAX_FORM_BYTES`], is refused with 4xx before anything is
+//!   applied.
+//!
+//! Pages are server-rendered HTML in Chinese, readable on a phone, without
+//! JavaScript. No response carries a stack trace, SQL, or the text of an
+//! internal error: a store failure is a 503 page and a log line.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use chrono::{DateTime, Utc};
+use duban_engine::calendar::LEGAL_TZ;
+use duban_engine::definition::{Definition, StepKind, ValueType};
+use duban_engine::runtime::{Directory, Event, InstanceState, Status, TaskKind, TaskState};
+use duban_engine::service::{Engine, ServiceError, Values};
+use duban_engine::store::SqlStore;
+use duban_notifiers::links::{Claims, LinkError, SignedLinks};
+
+/// The largest form body accepted: an answer is a few fields of text.
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// What the current instant is: the clock, or a fixed one in tests and
+/// rehearsals (`DUBAN_NOW`).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Portal {
+    engine: Arc<Engine<SqlStore>>,
+    links: SignedLinks,
+    clock: Clock,
+}
+
+/// The portal's routes over `engine`, checking links with `links`.
+pub fn app(engine: Arc<Engine<SqlStore>>, links: SignedLinks, clock: Clock) -> Router {
+    Router::new()
+        .route("/n/{token}", get(show).post(answer))
+        .fallback(|| async {
+            page(
+                StatusCode::NOT_FOUND,
+                "页面不存在",
+                "<p>没有这个页面。请使用通知邮件中的链接。</p>",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .with_state(Portal {
+            engine,
+            links,
+            clock,
+        })
+}
+
+// ----- pages ------------------------------------------------------------
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem;line-height:1.6}\
+label{display:block;margin-top:.8rem;font-weight:bold}input,select,textarea{width:100%;font-size:1rem;padding:.3rem;box-sizing:border-box}\
+textarea{min-height:6rem}.outcome{margin:.4rem 0}.outcome input{width:auto}button{margin-top:1rem;font-size:1.1rem;padding:.5rem 1.5rem}\
+.error{color:#a00;border:1px solid #a00;padding:.5rem}.due{background:#f4f4f4;padding:.5rem}";
+
+/// A whole page: `body` is HTML already escaped.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{}</title><style>{STYLE}</style></head>\
+         <body><h1>{}</h1>{body}</body></html>",
+        esc(title),
+        esc(title)
+    );
+    let mut r = (status, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn beijing(t: DateTime<Utc>) -> String {
+    t.with_timezone(&LEGAL_TZ)
+        .format("%Y年%-m月%-d日 %H:%M")
+        .to_string()
+}
+
+/// The page of a link that cannot be used.
+fn refused(e: &LinkError) -> Response {
+    match e {
+        LinkError::Expired(at) => page(
+            StatusCode::GONE,
+            "链接已过期",
+            &format!(
+                "<p>此链接已于{}过期。请联系发出通知的监督机构，取得新的链接。</p>",
+                esc(&beijing(*at))
+            ),
+        ),
+        LinkError::UnknownKey(_) => page(
+            StatusCode::GONE,
+            "链接已失效",
+            "<p>此链接已失效。请联系发出通知的监督机构，取得新的链接。</p>",
+        ),
+        LinkError::Malformed | LinkError::BadSignature => page(
+            StatusCode::BAD_REQUEST,
+            "链接无效",
+            "<p>此链接不完整或已被改动。请从通知邮件中完整复制链接后再打开。</p>",
+        ),
+    }
+}
+
+/// A store failure: logged, and a page that says to try again.
+fn unavailable(e: &ServiceError) -> Response {
+    tracing::error!(error = %e, "portal: the store failed");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "暂时无法办理",
+        "<p>系统暂时无法处理您的请求，未作任何更改。请稍后再试。</p>",
+    )
+}
+
+fn not_for_you() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "无权办理",
+        "<p>此链接与所要办理的事项不符。请使用通知邮件中的链接。</p>",
+    )
+}
+
+// ----- what a link stands for -------------------------------------------
+
+/// The notice a valid link names, with its instance and definition.
+struct Notice {
+    claims: Claims,
+    state: InstanceState,
+    def: Arc<Definition>,
+}
+
+impl Notice {
+    fn task(&self) -> &TaskState {
+        &self.state.tasks[&self.claims.task]
+    }
+}
+
+/// Checks `token` and loads what it names, or the page to answer with.
+async fn notice(p: &Portal, token: &str, now: DateTime<Utc>) -> Result<Notice, Response> {
+    let claims = p.links.verify(token, now).map_err(|e| refused(&e))?;
+    let state = match p.engine.instance(&claims.instance).await {
+        Ok(s) => s,
+        Err(ServiceError::UnknownInstance(_)) => {
+            return Err(page(
+                StatusCode::NOT_FOUND,
+                "事项不存在",
+                "<p>找不到此链接所指的事项。请联系发出通知的监督机构。</p>",
+            ))
+        }
+        Err(e) => return Err(unavailable(&e)),
+    };
+    let ours = state
+        .tasks
+        .get(&claims.task)
+        .is_some_and(|t| t.kind == TaskKind::Notice && t.assignees.contains(&claims.recipient));
+    if !ours {
+        return Err(not_for_you());
+    }
+    let def = p
+        .engine
+        .definition(&state.definition, Some(state.version))
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok(Notice { claims, state, def })
+}
+
+/// The page of a notice that is closed: the answer given, or why none is
+/// needed any more.
+fn closed_page(n: &Notice) -> Response {
+    let t = n.task();
+    let c = t.closed.as_ref().expect("closed");
+    let outcomes = match &n.def.steps[&t.step].kind {
+        StepKind::Notice { outcomes, .. } => Some(outcomes),
+        _ => None,
+    };
+    match outcomes.and_then(|o| o.get(&c.outcome)) {
+        Some(o) => page(
+            StatusCode::OK,
+            "已答复",
+            &format!(
+                "<p>本事项（{}）已于{}答复：<strong>{}</strong>。</p><p>无需再次办理。</p>",
+                esc(&n.def.steps[&t.step].name),
+                esc(&beijing(c.at)),
+                esc(&o.label)
+            ),
+        ),
+        None => {
+            let why = match (&n.state.status, c.outcome.as_str()) {
+                (Status::Cancelled { .. }, _) | (_, "cancelled") => "本事项已撤销",
+                (_, "expired") => "本事项的办理期限已届满，已转入后续程序",
+                _ => "本事项已办结",
+            };
+            page(
+                StatusCode::GONE,
+                "无需办理",
+                &format!(
+                    "<p>{why}，无需再通过此链接答复。如有疑问，请联系发出通知的监督机构。</p>"
+                ),
+            )
+        }
+    }
+}
+
+/// The form's HTML for the notice's outcomes, with `values` filled in and
+/// `error` above it.
+fn form_page(
+    p: &Portal,
+    token: &str,
+    n: &Notice,
+    values: &BTreeMap<String, String>,
+    error: Option<&str>,
+) -> Response {
+    let t = n.task();
+    let step = &n.def.steps[&t.step];
+    let StepKind::Notice { outcomes, .. } = &step.kind else {
+        return not_for_you();
+    };
+    let recipient = n.claims.recipient.as_str();
+    let who = p
+        .engine
+        .directory()
+        .agency(recipient)
+        .map_or_else(|| recipient.to_string(), |a| a.name);
+    let mut body = format!("<p>{}：</p>", esc(&who));
+    if let Some(d) = &step.description {
+        body.push_str(&format!("<p>{}</p>", esc(d)));
+    }
+    if let Some(r) = t.received_at {
+        body.push_str(&format!("<p>签收时间：{}</p>", esc(&beijing(r))));
+    }
+    match &t.deadline {
+        Some(d) => body.push_str(&format!(
+            "<div class=\"due\"><p>办理期限：<strong>{}</strong>前</p><p>{}</p></div>",
+            esc(&d.last_day.format("%Y年%-m月%-d日").to_string()),
+            esc(&d.explanation)
+        )),
+        None if t.received_at.is_some() => {}
+        None => body.push_str("<div class=\"due\"><p>办理期限自签收之日起计算。</p></div>"),
+    }
+    if let Some(e) = error {
+        body.push_str(&format!(
+            "<p class=\"error\" role=\"alert\">未能提交：{}</p>",
+            esc(e)
+        ));
+    }
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/n/{}\"><input type=\"hidden\" name=\"_form\" value=\"{}\">",
+        esc(token),
+        esc(&p.links.form_secret(token))
+    ));
+    body.push_str("<fieldset><legend>办理结果</legend>");
+    let chosen = values.get("_outcome").map(String::as_str);
+    for (id, o) in outcomes {
+        let checked = if chosen == Some(id.as_str()) || (chosen.is_none() && outcomes.len() == 1) {
+            " checked"
+        } else {
+            ""
+        };
+        body.push_str(&format!(
+            "<div class=\"outcome\"><input type=\"radio\" name=\"_outcome\" id=\"o_{0}\" value=\"{0}\" required{checked}> <label for=\"o_{0}\" style=\"display:inline\">{1}</label></div>",
+            esc(id),
+            esc(&o.label)
+        ));
+    }
+    body.push_str("</fieldset>");
+    let mut fields: Vec<(&String, bool)> = Vec::new();
+    for o in outcomes.values() {
+        for (list, required) in [(&o.fields, true), (&o.optional_fields, false)] {
+            for f in list {
+                if !fields.iter().any(|(x, _)| *x == f) {
+                    fields.push((f, required));
+                }
+            }
+        }
+    }
+    for (f, required) in fields {
+        let var = &n.def.variables[f];
+        let label = var.label.clone().unwrap_or_else(|| f.clone());
+        let which: Vec<&str> = outcomes
+            .values()
+            .filter(|o| o.fields.contains(f) || o.optional_fields.contains(f))
+            .map(|o| o.label.as_str())
+            .collect();
+        let note = if outcomes.len() > 1 {
+            format!(
+                "（{}{}）",
+                which.join("、"),
+                if required { "时必填" } else { "时可填" }
+            )
+        } else if required {
+            "（必填）".into()
+        } else {
+            String::new()
+        };
+        let v = values.get(f.as_str()).map(String::as_str).unwrap_or("");
+        body.push_str(&format!(
+            "<label for=\"f_{0}\">{1}{2}</label>",
+            esc(f),
+            esc(&label),
+            esc(&note)
+        ));
+        body.push_str(&input(f, &var.ty, v));
+    }
+    body.push_str("<button type=\"submit\">提交</button></form>");
+    page(StatusCode::OK, &step.name, &body)
+}
+
+/// The input of field `name` of type `ty`, holding `v`.
+fn input(name: &str, ty: &ValueType, v: &str) -> String {
+    let n = esc(name);
+    match ty {
+        ValueType::Enum(values) => {
+            let mut s = format!("<select name=\"{n}\" id=\"f_{n}\"><option value=\"\"></option>");
+            for x in values {
+                let sel = if x == v { " selected" } else { "" };
+                s.push_str(&format!("<option value=\"{0}\"{sel}>{0}</option>", esc(x)));
+            }
+            s.push_str("</select>");
+            s
+        }
+        ValueType::Text => format!("<textarea name=\"{n}\" id=\"f_{n}\">{}</textarea>", esc(v)),
+        ValueType::Bool => {
+            let opt = |x: &str, l: &str| {
+                let sel = if x == v { " selected" } else { "" };
+                format!("<option value=\"{x}\"{sel}>{l}</option>")
+            };
+            format!(
+                "<select name=\"{n}\" id=\"f_{n}\"><option value=\"\"></option>{}{}</select>",
+                opt("true", "是"),
+                opt("false", "否")
+            )
+        }
+        other => {
+            let kind = match other {
+                ValueType::Date => "date",
+                ValueType::Int => "number",
+                ValueType::Email => "email",
+                ValueType::Phone => "tel",
+                _ => "text",
+            };
+            format!(
+                "<input type=\"{kind}\" name=\"{n}\" id=\"f_{n}\" value=\"{}\">",
+                esc(v)
+            )
+        }
+    }
+}
+
+// ----- handlers -----------------------------------------------------------
+
+async fn show(State(p): State<Portal>, Path(token): Path<String>) -> Response {
+    let now = (p.clock)();
+    let mut n = match notice(&p, &token, now).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if n.task().closed.is_some() {
+        return closed_page(&n);
+    }
+    // The first opening is the receipt (签收).
+    if n.task().received_at.is_none() {
+        let event = Event::Receive {
+            task: n.claims.task.clone(),
+            actor: n.claims.recipient.clone(),
+        };
+        match p.engine.apply(&n.claims.instance, &event, now).await {
+            Ok(t) => n.state = t.state,
+            // Received meanwhile (a second tab): the page shows it.
+            Err(ServiceError::Engine(e)) => {
+                tracing::info!(task = %n.claims.task, error = %e, "portal: receipt not recorded");
+                match p.engine.instance(&n.claims.instance).await {
+                    Ok(s) => n.state = s,
+                    Err(e) => return unavailable(&e),
+                }
+            }
+            Err(e) => return unavailable(&e),
+        }
+    }
+    form_page(&p, &token, &n, &BTreeMap::new(), None)
+}
+
+async fn answer(
+    State(p): State<Portal>,
+    Path(token): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let now = (p.clock)();
+    let n = match notice(&p, &token, now).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in form {
+        if values.insert(k.clone(), v).is_some() {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "表单有误",
+                "<p>表单中有重复的项目。请返回后重新填写。</p>",
+            );
+        }
+    }
+    if !values
+        .get("_form")
+        .is_some_and(|s| p.links.form_secret_ok(&token, s))
+    {
+        return page(
+            StatusCode::FORBIDDEN,
+            "表单已失效",
+            "<p>此表单不是由本系统为此链接生成的，或已失效。请重新打开通知邮件中的链接后填写。</p>",
+        );
+    }
+    if n.task().closed.is_some() {
+        return closed_page(&n);
+    }
+    let step = &n.def.steps[&n.task().step];
+    let StepKind::Notice { outcomes, .. } = &step.kind else {
+        return not_for_you();
+    };
+    let Some(outcome) = values
+        .get("_outcome")
+        .cloned()
+        .filter(|o| outcomes.contains_key(o))
+    else {
+        return form_page(&p, &token, &n, &values, Some("请选择办理结果"));
+    };
+    let o = &outcomes[&outcome];
+    let mut given = Vec::new();
+    for (k, v) in &values {
+        if k.starts_with('_') {
+            continue;
+        }
+        let any = outcomes
+            .values()
+            .any(|x| x.fields.contains(k) || x.optional_fields.contains(k));
+        if !any {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "表单有误",
+                "<p>表单中有本事项没有的项目。请重新打开通知邮件中的链接后填写。</p>",
+            );
+        }
+        // A field of another outcome, or left empty, is not given.
+        if v.trim().is_empty() || !(o.fields.contains(k) || o.optional_fields.contains(k)) {
+            continue;
+        }
+        given.push((k.clone(), v.clone()));
+    }
+    if let Some(f) = o
+        .fields
+        .iter()
+        .find(|f| !given.iter().any(|(k, _)| k == *f))
+    {
+        let label = n.def.variables[f]
+            .label
+            .clone()
+            .unwrap_or_else(|| f.clone());
+        return form_page(&p, &token, &n, &values, Some(&format!("请填写“{label}”")));
+    }
+    match p
+        .engine
+        .complete(&n.claims.task, &outcome, Values::Text(given), &n.claims.recipient, now)
+        .await
+    {
+        Ok(_) => page(
+            StatusCode::OK,
+            "已提交",
+            &format!(
+                "<p>您的答复（{}）已于{}提交，已记录在案。</p><p>此链接可再次打开以查看答复情况。</p>",
+                esc(&o.label),
+                esc(&beijing(now))
+            ),
+        ),
+        Err(ServiceError::Engine(e)) => form_page(&p, &token, &n, &values, Some(&e.message())),
+        Err(e) => unavailable(&e),
+    }
+}
