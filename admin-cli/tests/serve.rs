@@ -431,100 +431,140 @@ async fn sigterm_behind_a_silent_smtp_server_stops_in_time_and_gives_claims_back
     assert_eq!(rows.len(), 20, "rows still leased after the stop");
 }
 
+/// `duban serve` with email to a real SMTP server (aiosmtpd) and the
+/// answer portal on, after a letter to market_bureau was started: what the
+/// portal tests share.
+struct PortalServe {
+    _tmp: tempfile::TempDir,
+    db: String,
+    instance: String,
+    serve: Child,
+    sink: Child,
+    http: u16,
+    /// The answer link the notice email carried.
+    link: String,
+}
+
+impl PortalServe {
+    async fn start() -> PortalServe {
+        use duban_engine::store::directory;
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("duban.db").to_str().unwrap().to_string();
+        let t0 = at("2026-01-05T09:00:00+08:00");
+        let instance = {
+            let store = SqlStore::open(&db).await.unwrap();
+            let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+            let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+            engine
+                .import_directory(directory::parse(&text, false).unwrap())
+                .await
+                .unwrap();
+            engine
+                .deploy(&[root().join("tests/data/receipt")], t0)
+                .await
+                .unwrap();
+            let mut vars = BTreeMap::new();
+            vars.insert("agency".to_string(), serde_json::json!("market_bureau"));
+            let t = engine
+                .start("receipt_letter", None, vars, "wang", t0)
+                .await
+                .unwrap();
+            engine.store().close().await;
+            t.state.id
+        };
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (smtp, http) = (free_port(), free_port());
+        let mails = tmp.path().join("mails.txt");
+        let sink = Command::new("/usr/bin/python3")
+            .arg(root().join("tests/data/smtp_text_sink.py"))
+            .args([&smtp.to_string(), mails.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd is installed");
+        let waited = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", smtp)).is_err() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the SMTP sink did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let config = tmp.path().join("duban.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[email]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\nfrom = \"督办系统 <duban@sfj.example.org>\"\n\n\
+                 [portal]\nlisten = \"127.0.0.1:{http}\"\nbase_url = \"http://127.0.0.1:{http}\"\nkey_id = \"k1\"\n"
+            ),
+        )
+        .unwrap();
+        let serve = serve_command(&db, "2026-01-05T09:01:00+08:00", "tests/data/receipt")
+            .arg("--config")
+            .arg(&config)
+            .env(
+                "DUBAN_PORTAL_KEY",
+                "a signing key of more than thirty-two bytes",
+            )
+            .spawn()
+            .expect("duban serve starts");
+        let waited = std::time::Instant::now();
+        let link = loop {
+            let text = std::fs::read_to_string(&mails).unwrap_or_default();
+            if let Some(i) = text.find(&format!("http://127.0.0.1:{http}/n/")) {
+                let rest = &text[i..];
+                let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+                assert!(text.contains("scj@example.org"), "{text}");
+                break rest[..end].to_string();
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "no email with a link: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        PortalServe {
+            _tmp: tmp,
+            db,
+            instance,
+            serve,
+            sink,
+            http,
+            link,
+        }
+    }
+
+    /// Stops serve and the sink; the instance's history.
+    async fn stop(mut self) -> (String, Vec<duban_engine::runtime::HistoryEntry>) {
+        let err = stop(self.serve);
+        let _ = self.sink.kill();
+        let _ = self.sink.wait();
+        let store = SqlStore::open(&self.db).await.unwrap();
+        let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+        (err, engine.history(&self.instance).await.unwrap())
+    }
+}
+
 /// Issue 14, tried as a user would: with `[portal]` in `duban.toml`, the
 /// notice email a real SMTP server receives carries a signed link; opening
 /// it on the portal `serve` runs shows the notice and records receipt (签收)
 /// by the agency; the portal stops with `serve`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_notice_email_carries_a_link_the_portal_serves() {
-    use duban_engine::store::directory;
     use std::io::{Read, Write};
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("duban.db");
-    let db = db.to_str().unwrap().to_string();
-    let t0 = at("2026-01-05T09:00:00+08:00");
-    let instance = {
-        let store = SqlStore::open(&db).await.unwrap();
-        let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-        let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-        engine
-            .import_directory(directory::parse(&text, false).unwrap())
-            .await
-            .unwrap();
-        engine
-            .deploy(&[root().join("tests/data/receipt")], t0)
-            .await
-            .unwrap();
-        let mut vars = BTreeMap::new();
-        vars.insert("agency".to_string(), serde_json::json!("market_bureau"));
-        let t = engine
-            .start("receipt_letter", None, vars, "wang", t0)
-            .await
-            .unwrap();
-        engine.store().close().await;
-        t.state.id
-    };
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (smtp, http) = (free_port(), free_port());
-    let mails = tmp.path().join("mails.txt");
-    let mut sink = Command::new("/usr/bin/python3")
-        .arg(root().join("tests/data/smtp_text_sink.py"))
-        .args([&smtp.to_string(), mails.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3-aiosmtpd is installed");
-    let waited = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", smtp)).is_err() {
-        assert!(
-            waited.elapsed() < Duration::from_secs(30),
-            "the SMTP sink did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let config = tmp.path().join("duban.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[email]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\nfrom = \"督办系统 <duban@sfj.example.org>\"\n\n\
-             [portal]\nlisten = \"127.0.0.1:{http}\"\nbase_url = \"http://127.0.0.1:{http}\"\nkey_id = \"k1\"\n"
-        ),
-    )
-    .unwrap();
-    let child = serve_command(&db, "2026-01-05T09:01:00+08:00", "tests/data/receipt")
-        .arg("--config")
-        .arg(&config)
-        .env(
-            "DUBAN_PORTAL_KEY",
-            "a signing key of more than thirty-two bytes",
-        )
-        .spawn()
-        .expect("duban serve starts");
-    let waited = std::time::Instant::now();
-    let link = loop {
-        let text = std::fs::read_to_string(&mails).unwrap_or_default();
-        if let Some(i) = text.find(&format!("http://127.0.0.1:{http}/n/")) {
-            let rest = &text[i..];
-            let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-            assert!(text.contains("scj@example.org"), "{text}");
-            break rest[..end].to_string();
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(60),
-            "no email with a link: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let path = link
-        .strip_prefix(&format!("http://127.0.0.1:{http}"))
-        .unwrap();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    let w = PortalServe::start().await;
+    let path = w
+        .link
+        .strip_prefix(&format!("http://127.0.0.1:{}", w.http))
+        .unwrap()
+        .to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", w.http)).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -535,19 +575,63 @@ async fn the_notice_email_carries_a_link_the_portal_serves() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("签收时间"), "{response}");
     assert!(response.contains("许昌市市场监督管理局"), "{response}");
-    let err = stop(child);
+    let (err, history) = w.stop().await;
     assert!(
         err.contains("portal: answer links are signed and served"),
         "{err}"
     );
-    let _ = sink.kill();
-    let _ = sink.wait();
-    let store = SqlStore::open(&db).await.unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let history = engine.history(&instance).await.unwrap();
     let received = history
         .iter()
-        .find(|h| h.what == duban_engine::runtime::HistoryKind::Received)
+        .find(|h| h.what == HistoryKind::Received)
         .expect("receipt recorded at the first opening");
     assert_eq!(received.actor, "market_bureau");
+}
+
+/// Issue 14's browser test: headless Chromium (Debian's `chromium`, which
+/// `.ci/run` installs) opens the link from the email a real SMTP server
+/// received, sees the notice and its deadline, fills in the form, submits,
+/// and sees the confirmation; the instance has moved on, its history names
+/// the agency, and receipt was recorded at the first opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_answers_in_a_browser_from_its_email() {
+    let w = PortalServe::start().await;
+    let out = Command::new("/usr/bin/python3")
+        .arg(root().join("tests/browser/answer.py"))
+        .args([
+            w.link.as_str(),
+            "report",
+            "已依法责令改正，并处罚款。",
+            "handled",
+        ])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "the browser run failed (is `chromium` installed? .ci/run installs it): {stdout}{stderr}"
+    );
+    let pages: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let first = pages["first"].as_str().unwrap();
+    assert!(first.contains("被监督机关书面报告处理情况"), "{first}");
+    assert!(first.contains("签收时间"), "{first}");
+    assert!(first.contains("办理期限"), "{first}");
+    let after = pages["after"].as_str().unwrap();
+    assert!(after.contains("已提交"), "{after}");
+    let (_, history) = w.stop().await;
+    let what: Vec<_> = history.iter().map(|h| (h.what, h.actor.as_str())).collect();
+    let received = what
+        .iter()
+        .position(|(k, a)| *k == HistoryKind::Received && *a == "market_bureau");
+    let answered = what
+        .iter()
+        .position(|(k, a)| *k == HistoryKind::NoticeAnswered && *a == "market_bureau");
+    assert!(
+        matches!((received, answered), (Some(r), Some(a)) if r < a),
+        "{what:?}"
+    );
+    assert!(
+        what.iter().any(|(k, _)| *k == HistoryKind::Ended),
+        "the case moved on to its end: {what:?}"
+    );
 }
