@@ -1821,6 +1821,43 @@ async fn reports_count_the_notices_of_a_period<S: Store>(db: Db<S>) {
     );
 }
 
+/// Issue 14: API tokens are kept as hashes, authenticate until revoked,
+/// and are refused at once after.
+async fn api_tokens_authenticate_until_revoked<S: Store>(db: Db<S>) {
+    let now = at("2026-01-05T10:00:00+08:00");
+    let (t, secret) = db
+        .engine
+        .create_token(Some("li"), None, Some("办案系统"), now)
+        .await
+        .unwrap();
+    assert!(secret.starts_with(&format!("dbn.{}.", t.id)));
+    let got = db.engine.authenticate(&secret).await.unwrap().unwrap();
+    assert_eq!(
+        (got.person.as_deref(), got.note.as_deref()),
+        (Some("li"), Some("办案系统"))
+    );
+    assert!(db
+        .engine
+        .authenticate(&secret.replace("dbn.", "dbx."))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(db
+        .engine
+        .create_token(Some("nobody"), None, None, now)
+        .await
+        .is_err());
+    assert!(db.engine.revoke_token(&t.id, now).await.unwrap());
+    assert!(db.engine.authenticate(&secret).await.unwrap().is_none());
+    assert!(!db.engine.revoke_token(&t.id, now).await.unwrap());
+    let all = db.engine.tokens().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        all[0].revoked_at.map(|r| r.timestamp()),
+        Some(now.timestamp())
+    );
+}
+
 macro_rules! tests_on {
     ($backend:ident: $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1870,6 +1907,7 @@ conformance!(
         recurring_starts_over_a_year,
         facts_are_kept_with_their_transition_and_read_across_processes,
         reports_count_the_notices_of_a_period,
+        api_tokens_authenticate_until_revoked,
     ],
     // About SQL itself: faults injected between two SQL statements of a
     // commit (`SqlStore::inject_fault_after`); the in-memory store has no

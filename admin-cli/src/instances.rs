@@ -203,6 +203,11 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// Bearer tokens of the JSON API (`/api/v1`, docs/api.md).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// The people and agencies of the directory.
     Directory {
         #[command(subcommand)]
@@ -252,6 +257,34 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a bearer token of the JSON API; it is printed once, and only
+    /// its hash is kept.
+    Create {
+        /// The person it acts as (their tasks, completed in their name).
+        #[arg(long, conflicts_with = "role", required_unless_present = "role")]
+        person: Option<String>,
+        /// The role whose holders' tasks it reads (it completes nothing).
+        #[arg(long)]
+        role: Option<String>,
+        /// What it is for (which system uses it).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The tokens, without their secrets.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: refused from the next request on.
+    Revoke {
+        /// The token's id (its middle part, `dbn.ID.…`).
+        id: String,
     },
 }
 
@@ -644,6 +677,55 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     eprintln!("duban: {} problem(s); nothing was imported", errs.len());
                     return Err(exit::INVALID);
                 }
+            }
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Create { person, role, note },
+        } => {
+            let (t, secret) = engine
+                .create_token(person.as_deref(), role.as_deref(), note.as_deref(), now)
+                .await
+                .map_err(fail)?;
+            let what = match (&t.person, &t.role) {
+                (Some(p), _) => format!("acts as {p}"),
+                (_, Some(r)) => format!("reads the tasks of role {r}"),
+                _ => String::new(),
+            };
+            eprintln!("token {} {what}; it is shown once, keep it secret:", t.id);
+            println!("{secret}");
+        }
+        Cmd::Token {
+            cmd: TokenCmd::List { json },
+        } => {
+            let all = engine.tokens().await.map_err(fail)?;
+            if json {
+                print_json(&all);
+            } else {
+                for t in all {
+                    let state = match t.revoked_at {
+                        Some(at) => format!("revoked {}", at.to_rfc3339()),
+                        None => "active".into(),
+                    };
+                    println!(
+                        "{}  {:<24} {state}  {}",
+                        t.id,
+                        t.person
+                            .map(|p| format!("person {p}"))
+                            .or(t.role.map(|r| format!("role {r}")))
+                            .unwrap_or_default(),
+                        t.note.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Revoke { id },
+        } => {
+            if engine.revoke_token(&id, now).await.map_err(fail)? {
+                println!("token {id} revoked");
+            } else {
+                eprintln!("duban: no active token {id}");
+                return Err(1);
             }
         }
         Cmd::Outbox {

@@ -1184,3 +1184,48 @@ fn report_prints_how_each_agency_answered_the_notices_of_a_period() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is before --from"), "{}", stderr(&o));
 }
+
+/// Issue 14: `duban token` creates a token shown once, lists tokens without
+/// their secrets, revokes one once; a token for nobody is refused.
+#[test]
+fn tokens_are_created_listed_and_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap();
+    let t = "2026-01-05T10:00:00+08:00";
+    ok(on(
+        db,
+        t,
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    let token = ok(on(
+        db,
+        t,
+        &["token", "create", "--person", "li", "--note", "办案系统"],
+    ));
+    let token = token.trim();
+    assert!(
+        token.starts_with("dbn.") && token.len() == 4 + 12 + 1 + 64,
+        "{token}"
+    );
+    let id = token.split('.').nth(1).unwrap();
+    let list = ok(on(db, t, &["token", "list", "--json"]));
+    assert!(list.contains(id) && list.contains("办案系统"), "{list}");
+    assert!(
+        !list.contains(token.split('.').nth(2).unwrap()),
+        "the secret is not kept: {list}"
+    );
+    ok(on(db, t, &["token", "revoke", id]));
+    let o = on(db, t, &["token", "revoke", id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(ok(on(db, t, &["token", "list"])).contains("revoked"));
+    let o = on(db, t, &["token", "create", "--person", "nobody"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no person `nobody`"), "{}", stderr(&o));
+    let o = on(db, t, &["token", "create"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "one of --person, --role is required"
+    );
+}

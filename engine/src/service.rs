@@ -34,7 +34,7 @@ use crate::runtime::{
     self, values, Command, EngineError, Env, Event, HistoryEntry, InstanceState, Status, Transition,
 };
 use crate::store::{
-    Deployed, HistoryRow, InstanceRow, OutboxRow, OutboxStatus, Store, StoreError,
+    ApiToken, Deployed, HistoryRow, InstanceRow, OutboxRow, OutboxStatus, Store, StoreError,
     StoredDefinition, TaskFilter, TaskRow,
 };
 
@@ -1131,6 +1131,120 @@ impl<S: Store> Engine<S> {
     /// Everything recorded about a person across all instances (RC-14).
     pub async fn person_history(&self, person: &str) -> Result<Vec<HistoryRow>, ServiceError> {
         Ok(self.store.person_history(person).await?)
+    }
+
+    // ----- API tokens -------------------------------------------------
+
+    /// Creates a bearer token of the JSON API acting as `person`, or
+    /// reading for `role` (exactly one), and returns it with the token
+    /// itself, `dbn.ID.SECRET`, which is shown once: only a SHA-256 of the
+    /// secret is stored.
+    pub async fn create_token(
+        &self,
+        person: Option<&str>,
+        role: Option<&str>,
+        note: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiToken, String), ServiceError> {
+        use crate::runtime::Directory as _;
+        match (person, role) {
+            (Some(p), None) => {
+                if self.directory().person(p).is_none() {
+                    return Err(ServiceError::Io(format!(
+                        "no person `{p}` in the directory (`duban directory import`)"
+                    )));
+                }
+            }
+            (None, Some(r)) if !r.trim().is_empty() => {}
+            _ => {
+                return Err(ServiceError::Io(
+                    "a token acts for one person (--person) or reads for one role (--role)".into(),
+                ))
+            }
+        }
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut id).map_err(|e| ServiceError::Io(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| ServiceError::Io(format!("no randomness: {e}")))?;
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let id = hex(&id);
+        let secret = hex(&secret);
+        let t = ApiToken {
+            id: id.clone(),
+            hash: hex(&Sha256::digest(secret.as_bytes())),
+            person: person.map(str::to_string),
+            role: role.map(str::to_string),
+            note: note.map(str::to_string),
+            created_at: now,
+            revoked_at: None,
+        };
+        self.store.create_token(&t).await?;
+        Ok((t, format!("dbn.{id}.{secret}")))
+    }
+
+    /// The token `bearer` (`dbn.ID.SECRET`) stands for, when it is one of
+    /// ours and not revoked; `None` otherwise. The secret's hash is
+    /// compared in constant time.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Option<ApiToken>, ServiceError> {
+        let mut parts = bearer.split('.');
+        let (Some("dbn"), Some(id), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(None);
+        };
+        if id.len() != 12 || secret.len() != 64 {
+            return Ok(None);
+        }
+        let Some(t) = self.store.token(id).await? else {
+            return Ok(None);
+        };
+        let given = Sha256::digest(secret.as_bytes());
+        let want: Vec<u8> = (0..t.hash.len() / 2)
+            .filter_map(|i| u8::from_str_radix(t.hash.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        let same = want.len() == given.len()
+            && want
+                .iter()
+                .zip(given.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        Ok((same && t.revoked_at.is_none()).then_some(t))
+    }
+
+    /// Every API token (without secrets).
+    pub async fn tokens(&self) -> Result<Vec<ApiToken>, ServiceError> {
+        Ok(self.store.tokens().await?)
+    }
+
+    /// Revokes a token; false if there is none with that id or it was
+    /// revoked already.
+    pub async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+        Ok(self.store.revoke_token(id, now).await?)
+    }
+
+    /// The open tasks `token` may see: its person's, or those of its
+    /// role's holders.
+    pub async fn tasks_of(&self, token: &ApiToken) -> Result<Vec<TaskRow>, ServiceError> {
+        use crate::runtime::Directory as _;
+        let filter = match (&token.person, &token.role) {
+            (Some(p), _) => TaskFilter {
+                assignee: Some(p.clone()),
+                ..Default::default()
+            },
+            (None, Some(r)) => TaskFilter {
+                role_holders: Some(
+                    self.directory()
+                        .holders(r, None)
+                        .into_iter()
+                        .map(|p| p.id)
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            (None, None) => return Ok(Vec::new()),
+        };
+        Ok(self.store.tasks(&filter).await?)
     }
 
     /// How the notices of `q` were answered, per agency, as at `now`: what

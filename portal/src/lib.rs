@@ -22,9 +22,16 @@
 //!   over [`MAX_FORM_BYTES`], is refused with 4xx before anything is
 //!   applied.
 //!
+//! - `/api/v1/…` is the JSON API for other systems ([`api`]), with bearer
+//!   tokens.
+//!
 //! Pages are server-rendered HTML in Chinese, readable on a phone, without
 //! JavaScript. No response carries a stack trace, SQL, or the text of an
 //! internal error: a store failure is a 503 page and a log line.
+
+// A handler's early answer is a whole `Response` (a page, a JSON error):
+// the `Err` of the helpers that find it is one, as axum's own extractors'.
+#![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +48,8 @@ use duban_engine::runtime::{Directory, Event, InstanceState, Status, TaskKind, T
 use duban_engine::service::{Engine, ServiceError, Values};
 use duban_engine::store::SqlStore;
 use duban_notifiers::links::{Claims, LinkError, SignedLinks};
+
+mod api;
 
 /// The largest form body accepted: an answer is a few fields of text.
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
@@ -61,6 +70,7 @@ struct Portal {
 pub fn app(engine: Arc<Engine<SqlStore>>, links: SignedLinks, clock: Clock) -> Router {
     Router::new()
         .route("/n/{token}", get(show).post(answer))
+        .merge(api::routes())
         .fallback(|| async {
             page(
                 StatusCode::NOT_FOUND,

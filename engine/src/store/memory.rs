@@ -170,6 +170,8 @@ struct Tables {
     agencies: BTreeMap<String, Agency>,
     /// Facts about people and agencies, in the order they were recorded.
     facts: Vec<Fact>,
+    /// API tokens by id.
+    tokens: BTreeMap<String, super::ApiToken>,
 }
 
 /// One write of a commit, checked and prepared: carrying it out cannot fail.
@@ -610,6 +612,37 @@ impl Store for MemoryStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_token(&self, t: &super::ApiToken) -> Result<(), StoreError> {
+        let mut tables = self.lock();
+        if tables.tokens.contains_key(&t.id) {
+            return Err(StoreError::Conflict(t.id.clone()));
+        }
+        tables.tokens.insert(t.id.clone(), t.clone());
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<super::ApiToken>, StoreError> {
+        Ok(self.lock().tokens.get(id).cloned())
+    }
+
+    async fn tokens(&self) -> Result<Vec<super::ApiToken>, StoreError> {
+        let mut all: Vec<_> = self.lock().tokens.values().cloned().collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tables = self.lock();
+        match tables.tokens.get_mut(id) {
+            Some(t) if t.revoked_at.is_none() => {
+                // Stored at the store's precision, as SQL keeps it.
+                t.revoked_at = Some(from_ms(ms(at)));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn notices(&self, q: &ReportQuery) -> Result<Vec<NoticeRecord>, StoreError> {

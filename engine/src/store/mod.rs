@@ -132,6 +132,26 @@ pub struct InstanceRow {
     pub started_at: DateTime<Utc>,
 }
 
+/// A bearer token of the JSON API, as stored: its secret only as a hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ApiToken {
+    /// The public part of the token, which names it (`duban token revoke ID`).
+    pub id: String,
+    /// The SHA-256 of its secret, hex.
+    #[serde(skip_serializing)]
+    pub hash: String,
+    /// The person it acts as.
+    pub person: Option<String>,
+    /// The role whose tasks it reads (a role token completes nothing).
+    pub role: Option<String>,
+    /// What it is for.
+    pub note: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; refused from then on.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// A row of `duban tasks`.
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskRow {
@@ -401,6 +421,15 @@ pub trait Store {
     ) -> Result<Vec<crate::runtime::facts::Fact>, StoreError>;
     /// The instances waiting for a message.
     async fn awaiting(&self, name: &str, key: &str) -> Result<Vec<String>, StoreError>;
+    /// Stores a new API token.
+    async fn create_token(&self, t: &ApiToken) -> Result<(), StoreError>;
+    /// The API token with this id, revoked or not.
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every API token, oldest first.
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes a token at `at`; false if there is none with that id or it
+    /// was revoked already.
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Replaces the directory with these people and agencies, atomically.
     async fn import_directory(&self, dir: &MemoryDirectory) -> Result<(), StoreError>;
     /// The whole directory.

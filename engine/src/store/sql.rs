@@ -427,6 +427,51 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn create_token(&self, t: &ApiToken) -> Result<(), StoreError> {
+        let done = sqlx::query("INSERT INTO api_tokens (id, hash, person, role, note, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
+            .bind(&t.id)
+            .bind(&t.hash)
+            .bind(t.person.clone())
+            .bind(t.role.clone())
+            .bind(t.note.clone())
+            .bind(ms(t.created_at))
+            .execute(&self.pool)
+            .await;
+        match done {
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                Err(StoreError::Conflict(t.id.clone()))
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_token).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_token).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ms(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn notices(&self, q: &ReportQuery) -> Result<Vec<NoticeRecord>, StoreError> {
         let (start, end) = q.window();
         let mut sql = String::from(
@@ -1141,6 +1186,18 @@ impl SqlStore {
         self.tick(&mut n)?;
         Ok(())
     }
+}
+
+fn api_token(r: &AnyRow) -> Result<ApiToken, StoreError> {
+    Ok(ApiToken {
+        id: r.try_get("id")?,
+        hash: r.try_get("hash")?,
+        person: r.try_get("person")?,
+        role: r.try_get("role")?,
+        note: r.try_get("note")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms),
+    })
 }
 
 fn outbox_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {

@@ -1,0 +1,342 @@
+//! The JSON API through the router, on a real SQLite store: bearer tokens,
+//! a person acting only on their own tasks, a role's token reading only,
+//! revocation at once, and bad requests answered 4xx in JSON (issue 14).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, Duration, Utc};
+use duban_engine::calendar::Calendar;
+use duban_engine::service::Engine;
+use duban_engine::store::SqlStore;
+use duban_notifiers::links::SignedLinks;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Two reviews: one for the supervision office (li), one for the office
+/// head (wang).
+const REVIEW: &str = r#"id: api_review
+version: 1
+name: 审查（测试）
+roles: { supervision_office: 监督机构, office_head: 负责人 }
+variables:
+  opinion: { type: text, label: 审查意见 }
+  who: { type: string, required: true }
+start: route
+steps:
+  route:
+    kind: decision
+    name: 分派
+    branches:
+      - { when: "who == 'head'", goto: head_review }
+    default: review
+  review:
+    kind: task
+    name: 审查
+    assignee: { role: supervision_office }
+    deadline: { period: 5日 }
+    outcomes:
+      approve: { label: 同意, fields: [opinion], next: done }
+  head_review:
+    kind: task
+    name: 负责人审查
+    assignee: { role: office_head }
+    outcomes:
+      approve: { label: 同意, next: done }
+  done: { kind: end, name: 结束, result: done }
+"#;
+
+struct World {
+    engine: Arc<Engine<SqlStore>>,
+    app: Router,
+    li_task: String,
+    wang_task: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(dir.path().join("duban.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
+    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
+    engine
+        .import_directory(duban_engine::store::directory::parse(&text, false).unwrap())
+        .await
+        .unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("review.yaml"), REVIEW).unwrap();
+    let t0 = at("2026-01-05T10:00:00+08:00");
+    engine.deploy(&[lib], t0).await.unwrap();
+    let mut first = None;
+    for who in ["office", "head"] {
+        let mut vars = BTreeMap::new();
+        vars.insert("who".to_string(), json!(who));
+        let t = engine
+            .start("api_review", None, vars, "admin", t0)
+            .await
+            .unwrap();
+        first
+            .get_or_insert_with(Vec::new)
+            .push(t.state.open_tasks().next().unwrap().id.clone());
+    }
+    let tasks = first.unwrap();
+    let engine = Arc::new(engine);
+    let links = SignedLinks::new(
+        "https://duban.example",
+        "k1",
+        [(
+            "k1".to_string(),
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        )]
+        .into(),
+        Duration::days(60),
+    )
+    .unwrap();
+    let app = duban_portal::app(
+        engine.clone(),
+        links,
+        Arc::new(|| at("2026-01-14T10:00:00+08:00")),
+    );
+    World {
+        engine,
+        app,
+        li_task: tasks[0].clone(),
+        wang_task: tasks[1].clone(),
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        let r = r
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = self.app.clone().oneshot(r).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+        (status, v)
+    }
+
+    async fn dump(&self) -> String {
+        let mut out = String::new();
+        for t in [&self.li_task, &self.wang_task] {
+            let id = t.split('.').next().unwrap();
+            let s = self.engine.instance(id).await.unwrap();
+            let h = self.engine.history(id).await.unwrap();
+            out.push_str(&format!(
+                "{}\n{}\n",
+                serde_json::to_string(&s).unwrap(),
+                h.len()
+            ));
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_acts_only_on_their_tasks_and_a_revoked_token_is_refused_at_once() {
+    let w = world().await;
+    let now = at("2026-01-05T11:00:00+08:00");
+    let (_, li) = w
+        .engine
+        .create_token(Some("li"), None, Some("办案系统"), now)
+        .await
+        .unwrap();
+    let (_, office) = w
+        .engine
+        .create_token(None, Some("supervision_office"), None, now)
+        .await
+        .unwrap();
+    // No token, a malformed one, one never made: 401.
+    for t in [
+        None,
+        Some("nonsense"),
+        Some("dbn.000000000000.0000000000000000000000000000000000000000000000000000000000000000"),
+    ] {
+        let (s, v) = w.call("GET", "/api/v1/tasks", t, "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{t:?}: {v}");
+        assert_eq!(v["code"], "unauthorized");
+    }
+    // li sees li's task, not wang's; it is overdue on 01-14 (5日 from 01-05 ends on Saturday 01-10, so Monday 01-12).
+    let (s, v) = w.call("GET", "/api/v1/tasks", Some(&li), "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [w.li_task.as_str()]);
+    let (_, late) = w.call("GET", "/api/v1/overdue", Some(&li), "").await;
+    assert_eq!(late[0]["id"], w.li_task.as_str(), "{late}");
+    assert!(late[0]["days_overdue"].as_i64().unwrap() >= 1, "{late}");
+    let before = w.dump().await;
+    // wang's task and instance: 403, nothing written.
+    let path = format!("/api/v1/tasks/{}/complete", w.wang_task);
+    let (s, v) = w
+        .call("POST", &path, Some(&li), r#"{"outcome": "approve"}"#)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["code"], "R029");
+    let wang_instance = w.wang_task.split('.').next().unwrap();
+    let (s, _) = w
+        .call(
+            "GET",
+            &format!("/api/v1/instances/{wang_instance}"),
+            Some(&li),
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Bad bodies: 4xx in JSON, nothing written.
+    let own = format!("/api/v1/tasks/{}/complete", w.li_task);
+    for (body, status, code) in [
+        ("not json", StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            r#"{"outcome": "approve", "extra": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            r#"{"outcome": "approve"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "R008",
+        ),
+        (
+            r#"{"outcome": "nope"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "R007",
+        ),
+        (
+            r#"{"outcome": "approve", "variables": {"opinion": 5}}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "R003",
+        ),
+    ] {
+        let (s, v) = w.call("POST", &own, Some(&li), body).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap_or_default()),
+            (status, code),
+            "{body}: {v}"
+        );
+    }
+    let (s, _) = w
+        .call(
+            "POST",
+            &own,
+            Some(&li),
+            &format!(
+                r#"{{"outcome": "approve", "variables": {{"opinion": "{}"}}}}"#,
+                "x".repeat(300 * 1024)
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = w
+        .call(
+            "POST",
+            "/api/v1/tasks/nonsense/complete",
+            Some(&li),
+            r#"{"outcome": "approve"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The role's token reads, and completes nothing.
+    let (s, v) = w.call("GET", "/api/v1/tasks", Some(&office), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let (s, v) = w
+        .call(
+            "POST",
+            &own,
+            Some(&office),
+            r#"{"outcome": "approve", "variables": {"opinion": "同意"}}"#,
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str().unwrap()),
+        (StatusCode::FORBIDDEN, "read_only")
+    );
+    assert_eq!(w.dump().await, before, "no refused request wrote anything");
+    // li completes li's task, in li's name.
+    let (s, v) = w
+        .call(
+            "POST",
+            &own,
+            Some(&li),
+            r#"{"outcome": "approve", "variables": {"opinion": "同意"}}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+    let li_instance = w.li_task.split('.').next().unwrap();
+    let h = w.engine.history(li_instance).await.unwrap();
+    assert!(h
+        .iter()
+        .any(|l| l.what == duban_engine::runtime::HistoryKind::TaskCompleted && l.actor == "li"));
+    let (s, v) = w
+        .call(
+            "GET",
+            &format!("/api/v1/instances/{li_instance}"),
+            Some(&li),
+            "",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["variables"]["opinion"], "同意");
+    // Revoked: refused on the very next request.
+    let id = li.split('.').nth(1).unwrap();
+    assert!(w.engine.revoke_token(id, now).await.unwrap());
+    let (s, _) = w.call("GET", "/api/v1/tasks", Some(&li), "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        !w.engine.revoke_token(id, now).await.unwrap(),
+        "revoked once"
+    );
+    // A tampered secret of a real id: 401.
+    let (_, li2) = w
+        .engine
+        .create_token(Some("li"), None, None, now)
+        .await
+        .unwrap();
+    let mut forged = li2.clone();
+    forged.pop();
+    forged.push(if li2.ends_with('0') { '1' } else { '0' });
+    let (s, _) = w.call("GET", "/api/v1/tasks", Some(&forged), "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Only the hash is kept.
+    let stored = w.engine.tokens().await.unwrap();
+    assert_eq!(stored.len(), 3);
+    let listed = serde_json::to_string(&stored).unwrap();
+    assert!(!listed.contains(li2.split('.').nth(2).unwrap()), "{listed}");
+    assert!(!listed.contains("hash"), "{listed}");
+}
