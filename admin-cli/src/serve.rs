@@ -275,7 +275,13 @@ pub fn serve(
                     let stop = async move {
                         let _ = rx.wait_for(|s| *s).await;
                     };
-                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                    if let Err(e) = axum::serve(
+                        listener,
+                        // The client's address, for the portal's rate limit.
+                        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stop)
+                    .await {
                         tracing::error!(error = %e, "portal: the server stopped");
                     }
                 }))

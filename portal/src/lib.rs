@@ -58,16 +58,108 @@ pub const MAX_FORM_BYTES: usize = 256 * 1024;
 /// rehearsals (`DUBAN_NOW`).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// The most requests one address may make in a minute, by default: a
+/// person answering a notice makes a handful; a script guessing links
+/// makes thousands.
+pub const REQUESTS_PER_MINUTE: u32 = 120;
+
 /// What the handlers share.
 #[derive(Clone)]
 struct Portal {
     engine: Arc<Engine<SqlStore>>,
     links: SignedLinks,
     clock: Clock,
+    limiter: Arc<Limiter>,
 }
 
-/// The portal's routes over `engine`, checking links with `links`.
+/// Requests per client address in the current minute (a fixed window, on
+/// the machine's monotonic clock: it limits load, it is not legal time).
+struct Limiter {
+    per_minute: u32,
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+impl Limiter {
+    /// Whether `addr` may make one more request now; when not, the seconds
+    /// until it may.
+    fn admit(&self, addr: std::net::IpAddr) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let window = std::time::Duration::from_secs(60);
+        let mut seen = self.seen.lock().expect("not poisoned");
+        if seen.len() > 10_000 {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let e = seen.entry(addr).or_insert((now, 0));
+        if now.duration_since(e.0) >= window {
+            *e = (now, 0);
+        }
+        if e.1 >= self.per_minute {
+            return Err((window - now.duration_since(e.0)).as_secs() + 1);
+        }
+        e.1 += 1;
+        Ok(())
+    }
+}
+
+/// Refuses a client address over its rate with 429 (a page, or JSON under
+/// `/api/`). The address is the connection's (`duban serve` passes it);
+/// without one (a test calling the router) nothing is limited.
+async fn limit(
+    State(p): State<Portal>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(Err(wait)) = addr.map(|a| p.limiter.admit(a)) {
+        let mut r = if req.uri().path().starts_with("/api/") {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(serde_json::json!({
+                    "code": "rate_limited",
+                    "message": format!("too many requests from this address; retry in {wait} s"),
+                })),
+            )
+                .into_response()
+        } else {
+            page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "请求过于频繁",
+                &format!("<p>来自您所在地址的请求过多，请{wait}秒后再试。</p>"),
+            )
+        };
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    next.run(req).await
+}
+
+/// The portal's routes over `engine`, checking links with `links`, each
+/// client address limited to [`REQUESTS_PER_MINUTE`].
 pub fn app(engine: Arc<Engine<SqlStore>>, links: SignedLinks, clock: Clock) -> Router {
+    app_limited(engine, links, clock, REQUESTS_PER_MINUTE)
+}
+
+/// [`app`] with another rate per address.
+pub fn app_limited(
+    engine: Arc<Engine<SqlStore>>,
+    links: SignedLinks,
+    clock: Clock,
+    per_minute: u32,
+) -> Router {
+    let state = Portal {
+        engine,
+        links,
+        clock,
+        limiter: Arc::new(Limiter {
+            per_minute,
+            seen: Default::default(),
+        }),
+    };
     Router::new()
         .route("/n/{token}", get(show).post(answer))
         .merge(api::routes())
@@ -79,11 +171,8 @@ pub fn app(engine: Arc<Engine<SqlStore>>, links: SignedLinks, clock: Clock) -> R
             )
         })
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .with_state(Portal {
-            engine,
-            links,
-            clock,
-        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit))
+        .with_state(state)
 }
 
 // ----- pages ------------------------------------------------------------

@@ -423,3 +423,39 @@ async fn bad_links_get_their_page_and_change_nothing() {
     assert_eq!(got, StatusCode::GONE);
     assert_eq!(w.dump().await, cancelled);
 }
+
+/// A client address over its rate gets 429 with Retry-After, and other
+/// addresses are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_over_its_rate_is_refused_for_a_while() {
+    let w = world().await;
+    let app = duban_portal::app_limited(
+        w.engine.clone(),
+        w.links.clone(),
+        Arc::new(|| at("2025-09-23T09:00:00+08:00")),
+        3,
+    );
+    let from = |ip: [u8; 4]| {
+        let mut r = Request::get("/elsewhere").body(Body::empty()).unwrap();
+        r.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 40000,
+            ))));
+        r
+    };
+    for _ in 0..3 {
+        let r = app.clone().oneshot(from([10, 0, 0, 1])).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let r = app.clone().oneshot(from([10, 0, 0, 1])).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("请求过于频繁"));
+    let r = app.clone().oneshot(from([10, 0, 0, 2])).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "another address is not limited"
+    );
+}
