@@ -504,6 +504,33 @@ fn input(name: &str, ty: &ValueType, v: &str) -> String {
     }
 }
 
+/// Why the engine refused an answer, in Chinese for the agency: the
+/// definition's own words where it has them (a guard's message, a field's
+/// label), the stable code always, so the office can look it up.
+fn refusal(e: &duban_engine::runtime::EngineError, def: &Definition) -> String {
+    use duban_engine::runtime::EngineError as E;
+    let label = |name: &str| {
+        def.variables
+            .get(name)
+            .and_then(|v| v.label.clone())
+            .unwrap_or_else(|| name.to_string())
+    };
+    let text = match e {
+        E::GuardFailed { message, .. } => message.clone(),
+        E::MissingField { field, .. } => format!("请填写“{}”", label(field)),
+        E::BadValue { name, .. } => format!("“{}”的填写不符合要求，请检查后重新提交", label(name)),
+        E::UnknownVariable(name) | E::NotAField { field: name, .. } => {
+            format!("表单中的“{name}”不属于此办理结果")
+        }
+        E::TooEarly { until, .. } => format!("法定期间尚未届满，{until}后方可提交"),
+        E::NotPermitted { .. } | E::Recused { .. } => "您无权办理此事项".into(),
+        E::TaskClosed { .. } | E::Ended(_) => "此事项已办结，无需再次提交".into(),
+        E::Stuck { .. } => "此事项正在由监督机构核查，暂时无法提交，请稍后再试".into(),
+        _ => "系统未能受理此答复，请联系发出通知的监督机构".into(),
+    };
+    format!("{text}（{}）", e.code())
+}
+
 // ----- handlers -----------------------------------------------------------
 
 async fn show(State(p): State<Portal>, Path(token): Path<String>) -> Response {
@@ -628,7 +655,9 @@ async fn answer(
                 esc(&beijing(now))
             ),
         ),
-        Err(ServiceError::Engine(e)) => form_page(&p, &token, &n, &values, Some(&e.message())),
+        Err(ServiceError::Engine(e)) => {
+            form_page(&p, &token, &n, &values, Some(&refusal(&e, &n.def)))
+        }
         Err(e) => unavailable(&e),
     }
 }

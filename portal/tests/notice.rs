@@ -459,3 +459,33 @@ async fn an_address_over_its_rate_is_refused_for_a_while() {
         "another address is not limited"
     );
 }
+
+/// A refused answer says why in Chinese, with the stable code, keeps what
+/// was typed, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_answer_says_why_in_chinese_and_keeps_the_values() {
+    let w = world().await;
+    let path = format!("/n/{}", w.token());
+    let (_, page) = w.get(&path).await;
+    let secret = form_secret(&page);
+    let before = w.dump().await;
+    let long = "x".repeat(70_000);
+    let (status, page) = w
+        .post(
+            &path,
+            &[
+                ("_form", &secret),
+                ("_outcome", "handled"),
+                ("report", &long),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("“report”的填写不符合要求，请检查后重新提交（R003）"),
+        "{:.300}",
+        &page[page.find("未能提交").unwrap_or(0)..]
+    );
+    assert!(page.contains(&long[..300]), "the value is kept");
+    assert_eq!(w.dump().await, before);
+}
