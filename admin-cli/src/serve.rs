@@ -264,10 +264,18 @@ pub fn serve(
                     }
                 };
                 let now = clock;
-                let app = duban_portal::app(
+                // The staff's sign-in links go out by the configured SMTP server.
+                let mailer = cfg
+                    .email
+                    .as_ref()
+                    .and_then(|e| EmailNotifier::new(e).ok())
+                    .map(Arc::new);
+                let app = duban_portal::app_full(
                     engine.clone(),
                     p.links.clone(),
                     Arc::new(move || duban_engine::serve::Clock::now(&now)),
+                    duban_portal::REQUESTS_PER_MINUTE,
+                    mailer,
                 );
                 let mut rx = stop_rx.clone();
                 info!(listen = %p.listen, base_url = %p.links.base_url(), "portal: answer links are signed and served");

@@ -635,3 +635,59 @@ async fn an_agency_answers_in_a_browser_from_its_email() {
         "the case moved on to its end: {what:?}"
     );
 }
+
+/// Issue 14: a member of staff asks for a sign-in link on the portal; it
+/// arrives by email through the configured SMTP server, and opening it
+/// gives a session whose inbox greets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_arrives_by_email_and_opens_the_inbox() {
+    use std::io::{Read, Write};
+    let w = PortalServe::start().await;
+    let http = |req: String| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", w.http)).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    };
+    let form = "email=li%40example.org";
+    let r = http(format!(
+        "POST /staff/signin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    ));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let mails = w._tmp.path().join("mails.txt");
+    let waited = std::time::Instant::now();
+    let link = loop {
+        let text = std::fs::read_to_string(&mails).unwrap_or_default();
+        if let Some(i) = text.find("/staff/s/") {
+            let rest = &text[i..];
+            let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+            assert!(text.contains("li@example.org"), "{text}");
+            break rest[..end].to_string();
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no sign-in email: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let r = http(format!(
+        "GET {link} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    let cookie = r
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = http(format!(
+        "GET /staff/inbox HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("李明"), "{r}");
+    w.stop().await;
+}

@@ -64,7 +64,7 @@ impl LinkBuilder for AnswerLinks {
 }
 
 /// What a verified token says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The instance.
     #[serde(rename = "i")]
@@ -78,6 +78,11 @@ pub struct Claims {
     /// When the link stops working, unix seconds.
     #[serde(rename = "e")]
     pub expires: i64,
+    /// What the token is for: empty for a notice's answer link, `signin`
+    /// for a staff sign-in link, `session` for a staff session; a token of
+    /// one purpose is refused for another.
+    #[serde(rename = "p", default, skip_serializing_if = "String::is_empty")]
+    pub purpose: String,
 }
 
 /// Why a token was refused.
@@ -257,6 +262,7 @@ impl LinkBuilder for SignedLinks {
             task: task.into(),
             recipient: recipient.into(),
             expires: (now + self.lifetime).timestamp(),
+            purpose: String::new(),
         };
         format!("{}/n/{}", self.base_url, self.sign(&claims))
     }
@@ -313,6 +319,7 @@ mod tests {
                 task: "7.2".into(),
                 recipient: "market_bureau".into(),
                 expires: 4_000_000_000,
+                purpose: String::new(),
             })
             .unwrap(),
         );

@@ -22,6 +22,8 @@
 //!   over [`MAX_FORM_BYTES`], is refused with 4xx before anything is
 //!   applied.
 //!
+//! - `/staff/…` are the staff's pages ([`staff`]): sign-in by an emailed
+//!   link, the inbox, the task page.
 //! - `/api/v1/…` is the JSON API for other systems ([`api`]), with bearer
 //!   tokens.
 //!
@@ -50,6 +52,7 @@ use duban_engine::store::SqlStore;
 use duban_notifiers::links::{Claims, LinkError, SignedLinks};
 
 mod api;
+mod staff;
 
 /// The largest form body accepted: an answer is a few fields of text.
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
@@ -70,6 +73,8 @@ struct Portal {
     links: SignedLinks,
     clock: Clock,
     limiter: Arc<Limiter>,
+    /// Sends the staff's sign-in links; `None` without `[email]`.
+    mailer: Option<Arc<duban_notifiers::email::EmailNotifier>>,
 }
 
 /// Requests per client address in the current minute (a fixed window, on
@@ -151,6 +156,18 @@ pub fn app_limited(
     clock: Clock,
     per_minute: u32,
 ) -> Router {
+    app_full(engine, links, clock, per_minute, None)
+}
+
+/// [`app`] with another rate per address and the mailer that sends the
+/// staff's sign-in links (`duban serve` gives the one of `[email]`).
+pub fn app_full(
+    engine: Arc<Engine<SqlStore>>,
+    links: SignedLinks,
+    clock: Clock,
+    per_minute: u32,
+    mailer: Option<Arc<duban_notifiers::email::EmailNotifier>>,
+) -> Router {
     let state = Portal {
         engine,
         links,
@@ -159,10 +176,12 @@ pub fn app_limited(
             per_minute,
             seen: Default::default(),
         }),
+        mailer,
     };
     Router::new()
         .route("/n/{token}", get(show).post(answer))
         .merge(api::routes())
+        .merge(staff::routes())
         .fallback(|| async {
             page(
                 StatusCode::NOT_FOUND,
@@ -296,6 +315,10 @@ impl Notice {
 /// Checks `token` and loads what it names, or the page to answer with.
 async fn notice(p: &Portal, token: &str, now: DateTime<Utc>) -> Result<Notice, Response> {
     let claims = p.links.verify(token, now).map_err(|e| refused(&e))?;
+    // A sign-in link or a session is no answer link.
+    if !claims.purpose.is_empty() {
+        return Err(refused(&LinkError::Malformed));
+    }
     let state = match p.engine.instance(&claims.instance).await {
         Ok(s) => s,
         Err(ServiceError::UnknownInstance(_)) => {
@@ -370,7 +393,7 @@ fn form_page(
 ) -> Response {
     let t = n.task();
     let step = &n.def.steps[&t.step];
-    let StepKind::Notice { outcomes, .. } = &step.kind else {
+    let StepKind::Notice { .. } = &step.kind else {
         return not_for_you();
     };
     let recipient = n.claims.recipient.as_str();
@@ -395,6 +418,31 @@ fn form_page(
         None if t.received_at.is_some() => {}
         None => body.push_str("<div class=\"due\"><p>办理期限自签收之日起计算。</p></div>"),
     }
+    body.push_str(&outcome_form(
+        &format!("/n/{token}"),
+        &p.links.form_secret(token),
+        &n.def,
+        step,
+        values,
+        error,
+    ));
+    page(StatusCode::OK, &step.name, &body)
+}
+
+/// The form of a task's or notice's outcomes and their fields, posting to
+/// `action` with the CSRF `secret`, holding `values`, with `error` above it.
+pub(crate) fn outcome_form(
+    action: &str,
+    secret: &str,
+    def: &Definition,
+    step: &duban_engine::definition::Step,
+    values: &BTreeMap<String, String>,
+    error: Option<&str>,
+) -> String {
+    let (StepKind::Notice { outcomes, .. } | StepKind::Task { outcomes, .. }) = &step.kind else {
+        return String::new();
+    };
+    let mut body = String::new();
     if let Some(e) = error {
         body.push_str(&format!(
             "<p class=\"error\" role=\"alert\">未能提交：{}</p>",
@@ -402,9 +450,9 @@ fn form_page(
         ));
     }
     body.push_str(&format!(
-        "<form method=\"post\" action=\"/n/{}\"><input type=\"hidden\" name=\"_form\" value=\"{}\">",
-        esc(token),
-        esc(&p.links.form_secret(token))
+        "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"_form\" value=\"{}\">",
+        esc(action),
+        esc(secret)
     ));
     body.push_str("<fieldset><legend>办理结果</legend>");
     let chosen = values.get("_outcome").map(String::as_str);
@@ -432,7 +480,7 @@ fn form_page(
         }
     }
     for (f, required) in fields {
-        let var = &n.def.variables[f];
+        let var = &def.variables[f];
         let label = var.label.clone().unwrap_or_else(|| f.clone());
         let which: Vec<&str> = outcomes
             .values()
@@ -460,7 +508,7 @@ fn form_page(
         body.push_str(&input(f, &var.ty, v));
     }
     body.push_str("<button type=\"submit\">提交</button></form>");
-    page(StatusCode::OK, &step.name, &body)
+    body
 }
 
 /// The input of field `name` of type `ty`, holding `v`.

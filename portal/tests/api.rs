@@ -340,3 +340,170 @@ async fn a_person_acts_only_on_their_tasks_and_a_revoked_token_is_refused_at_onc
     assert!(!listed.contains(li2.split('.').nth(2).unwrap()), "{listed}");
     assert!(!listed.contains("hash"), "{listed}");
 }
+
+/// A request with the session cookie of `token`'s session.
+async fn staff(
+    w: &World,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> (StatusCode, String, axum::http::HeaderMap) {
+    let mut r = Request::builder().method(method).uri(path);
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    let r = r
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap();
+    let resp = w.app.clone().oneshot(r).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).to_string(), headers)
+}
+
+/// Issue 14, the staff's pages: a sign-in link becomes a session cookie;
+/// the inbox lists only the person's tasks; another person's task is 403
+/// to see and to complete, and nothing is written; their own is completed
+/// in their name; a session or sign-in token is no answer link, and a
+/// notice link no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_see_and_complete_only_their_own_tasks() {
+    use duban_notifiers::links::{Claims, LinkBuilder};
+    let w = world().await;
+    let links = SignedLinks::new(
+        "https://duban.example",
+        "k1",
+        [(
+            "k1".to_string(),
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        )]
+        .into(),
+        Duration::days(60),
+    )
+    .unwrap();
+    let signin = links.sign(&Claims {
+        recipient: "li".into(),
+        expires: at("2026-01-14T10:10:00+08:00").timestamp(),
+        purpose: "signin".into(),
+        ..Default::default()
+    });
+    // Without a session: the sign-in page.
+    let (s, page, _) = staff(&w, "GET", "/staff/inbox", None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{page}");
+    // Without `[email]` no sign-in link can be sent, and it says so.
+    let (s, _, _) = staff(&w, "POST", "/staff/signin", None, "email=li%40example.org").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let (s, _, h) = staff(&w, "GET", &format!("/staff/s/{signin}"), None, "").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let set = h["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (s, inbox, _) = staff(&w, "GET", "/staff/inbox", Some(&cookie), "").await;
+    assert_eq!(s, StatusCode::OK, "{inbox}");
+    assert!(
+        inbox.contains(&format!("/staff/t/{}", w.li_task)),
+        "{inbox}"
+    );
+    assert!(
+        !inbox.contains(&format!("/staff/t/{}", w.wang_task)),
+        "{inbox}"
+    );
+    assert!(
+        inbox.contains("background:#fdd"),
+        "li's task is overdue on 01-14: {inbox}"
+    );
+    let before = w.dump().await;
+    let (s, _, _) = staff(
+        &w,
+        "GET",
+        &format!("/staff/t/{}", w.wang_task),
+        Some(&cookie),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = staff(
+        &w,
+        "POST",
+        &format!("/staff/t/{}", w.wang_task),
+        Some(&cookie),
+        "_outcome=approve",
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "without the form secret, and not li's"
+    );
+    assert_eq!(w.dump().await, before);
+    // li's own task: the form, then completed in li's name.
+    let (s, page, _) = staff(
+        &w,
+        "GET",
+        &format!("/staff/t/{}", w.li_task),
+        Some(&cookie),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("办理经过"), "{page}");
+    let at_ = page.find("name=\"_form\" value=\"").unwrap() + "name=\"_form\" value=\"".len();
+    let secret = &page[at_..at_ + page[at_..].find('"').unwrap()];
+    // The secret of li's form does not open wang's.
+    let (s, _, _) = staff(
+        &w,
+        "POST",
+        &format!("/staff/t/{}", w.wang_task),
+        Some(&cookie),
+        &format!("_form={secret}&_outcome=approve"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, page, _) = staff(
+        &w,
+        "POST",
+        &format!("/staff/t/{}", w.li_task),
+        Some(&cookie),
+        &format!("_form={secret}&_outcome=approve"),
+    )
+    .await;
+    assert!(page.contains("请填写“审查意见”（R008）"), "{s} {page}");
+    assert_eq!(w.dump().await, before);
+    let (s, page, _) = staff(
+        &w,
+        "POST",
+        &format!("/staff/t/{}", w.li_task),
+        Some(&cookie),
+        &format!("_form={secret}&_outcome=approve&opinion=%E5%90%8C%E6%84%8F"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("已办理"), "{page}");
+    let li_instance = w.li_task.split('.').next().unwrap();
+    let h = w.engine.history(li_instance).await.unwrap();
+    assert!(h
+        .iter()
+        .any(|l| l.what == duban_engine::runtime::HistoryKind::TaskCompleted && l.actor == "li"));
+    // Purposes do not mix.
+    let session = cookie.strip_prefix("duban_session=").unwrap();
+    let (s, _, _) = staff(&w, "GET", &format!("/n/{session}"), None, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a session is no answer link");
+    let notice = links.answer_link("1", "1.1", "li");
+    let notice = notice.rsplit('/').next().unwrap();
+    let (s, _, _) = staff(
+        &w,
+        "GET",
+        "/staff/inbox",
+        Some(&format!("duban_session={notice}")),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "an answer link is no session");
+    let (s, _, _) = staff(&w, "GET", &format!("/staff/s/{notice}"), None, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "nor a sign-in link");
+}

@@ -283,24 +283,28 @@ async fn bad_links_get_their_page_and_change_nothing() {
         task: format!("{}.9", w.instance),
         recipient: "market_bureau".into(),
         expires: 4_000_000_000,
+        purpose: String::new(),
     });
     let another_recipient = w.links.sign(&Claims {
         instance: w.instance.clone(),
         task: w.task.clone(),
         recipient: "qiaoxi_env".into(),
         expires: 4_000_000_000,
+        purpose: String::new(),
     });
     let no_instance = w.links.sign(&Claims {
         instance: "999".into(),
         task: "999.1".into(),
         recipient: "market_bureau".into(),
         expires: 4_000_000_000,
+        purpose: String::new(),
     });
     let expired = w.links.sign(&Claims {
         instance: w.instance.clone(),
         task: w.task.clone(),
         recipient: "market_bureau".into(),
         expires: at("2025-09-23T00:00:00+08:00").timestamp(),
+        purpose: String::new(),
     });
     for (path, status, says) in [
         (

@@ -1,0 +1,409 @@
+//! The staff's pages: sign-in by a short-lived link sent to the person's
+//! email, an inbox of their open tasks, and the task page with its form and
+//! the instance's timeline (issue 14).
+//!
+//! - `GET /staff` asks for the email address; `POST /staff/signin` sends, if
+//!   the address is a person's of the directory, a link valid for
+//!   [`SIGNIN_MINUTES`] (the answer is the same either way, so the page
+//!   tells nobody which addresses exist).
+//! - `GET /staff/s/TOKEN` turns a valid sign-in link into a session: a
+//!   cookie `duban_session` holding a signed token of purpose `session`
+//!   ([`SESSION_HOURS`]), HttpOnly, SameSite=Strict, Secure under https,
+//!   limited to `/staff`.
+//! - `GET /staff/inbox` lists the person's open tasks with their last day,
+//!   yellow when it is at most [`SOON_DAYS`] days away, red when past.
+//! - `GET|POST /staff/t/TASK` shows and completes a task of theirs; anyone
+//!   else's is 403, and the engine, which checks every actor, refuses it too.
+//!
+//! Tokens of one purpose (a notice's answer link, a sign-in link, a
+//! session) are refused for another.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::Duration;
+use duban_engine::runtime::Directory;
+use duban_engine::service::{ServiceError, Values};
+use duban_engine::store::TaskFilter;
+use duban_notifiers::links::Claims;
+
+use crate::{beijing, esc, outcome_form, page, refusal, unavailable, Portal};
+
+/// How long a sign-in link works.
+pub const SIGNIN_MINUTES: i64 = 15;
+/// How long a session lasts.
+pub const SESSION_HOURS: i64 = 8;
+/// A task whose last day is this close shows yellow in the inbox.
+pub const SOON_DAYS: i64 = 3;
+
+const COOKIE: &str = "duban_session";
+
+pub(crate) fn routes() -> Router<Portal> {
+    Router::new()
+        .route("/staff", get(signin_page))
+        .route("/staff/signin", post(signin))
+        .route("/staff/s/{token}", get(session))
+        .route("/staff/inbox", get(inbox))
+        .route("/staff/t/{task}", get(task).post(complete))
+}
+
+async fn signin_page() -> Response {
+    page(
+        StatusCode::OK,
+        "工作人员登录",
+        "<form method=\"post\" action=\"/staff/signin\"><label for=\"email\">电子邮箱</label>\
+         <input type=\"email\" name=\"email\" id=\"email\" required><button type=\"submit\">发送登录链接</button></form>",
+    )
+}
+
+fn please_sign_in() -> Response {
+    page(
+        StatusCode::UNAUTHORIZED,
+        "请先登录",
+        "<p>登录已失效或尚未登录。<a href=\"/staff\">点此登录</a>。</p>",
+    )
+}
+
+async fn signin(State(p): State<Portal>, Form(form): Form<BTreeMap<String, String>>) -> Response {
+    let Some(mailer) = p.mailer.clone() else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "无法发送登录链接",
+            "<p>本系统未配置电子邮件，无法发送登录链接。请联系系统管理员。</p>",
+        );
+    };
+    let email = form
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default();
+    let person = p
+        .engine
+        .directory()
+        .people
+        .iter()
+        .find(|x| x.email.as_deref().map(str::to_lowercase) == Some(email.clone()))
+        .cloned();
+    if let Some(person) = person.filter(|_| !email.is_empty()) {
+        let now = (p.clock)();
+        let token = p.links.sign(&Claims {
+            recipient: person.id.clone(),
+            expires: (now + Duration::minutes(SIGNIN_MINUTES)).timestamp(),
+            purpose: "signin".into(),
+            ..Default::default()
+        });
+        let link = format!("{}/staff/s/{token}", p.links.base_url());
+        let text = format!(
+            "{}：\n\n请在{SIGNIN_MINUTES}分钟内打开以下链接登录督办系统：\n{link}\n\n如非本人操作，请忽略本邮件。",
+            person.name
+        );
+        let m = duban_notifiers::Message {
+            key: format!("signin-{}-{}", person.id, now.timestamp_millis()),
+            template: "staff_signin".into(),
+            to: vec![duban_notifiers::Recipient {
+                id: person.id.clone(),
+                name: person.name.clone(),
+                email: person.email.clone(),
+                mobile: None,
+            }],
+            subject: "督办系统登录链接".into(),
+            html: format!("<p>{}</p>", esc(&text).replace('\n', "<br>")),
+            text,
+            sms: String::new(),
+            sms_params: BTreeMap::new(),
+            attachments: Vec::new(),
+        };
+        if let Err(e) = duban_notifiers::Notifier::send(mailer.as_ref(), &m).await {
+            tracing::warn!(person = %person.id, error = %e, "portal: the sign-in email was not sent");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "暂时无法发送",
+                "<p>登录链接暂时无法发送，请稍后再试。</p>",
+            );
+        }
+    }
+    page(
+        StatusCode::OK,
+        "登录链接已发送",
+        &format!(
+            "<p>如该邮箱已在本系统登记，登录链接已发送至该邮箱，{SIGNIN_MINUTES}分钟内有效。</p>"
+        ),
+    )
+}
+
+async fn session(State(p): State<Portal>, Path(token): Path<String>) -> Response {
+    let now = (p.clock)();
+    match p.links.verify(&token, now) {
+        Ok(c) if c.purpose == "signin" => {
+            let s = p.links.sign(&Claims {
+                recipient: c.recipient,
+                expires: (now + Duration::hours(SESSION_HOURS)).timestamp(),
+                purpose: "session".into(),
+                ..Default::default()
+            });
+            let secure = if p.links.base_url().starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = format!(
+                "{COOKIE}={s}; HttpOnly; SameSite=Strict; Path=/staff; Max-Age={}{secure}",
+                SESSION_HOURS * 3600
+            );
+            let mut r = (StatusCode::SEE_OTHER, "").into_response();
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/staff/inbox"));
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        _ => page(
+            StatusCode::BAD_REQUEST,
+            "登录链接无效",
+            "<p>登录链接无效或已过期。<a href=\"/staff\">重新获取登录链接</a>。</p>",
+        ),
+    }
+}
+
+/// The person of the request's session, or the page to answer with.
+fn person(p: &Portal, headers: &HeaderMap) -> Result<String, Response> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+        .next()
+        .ok_or_else(please_sign_in)?;
+    match p.links.verify(&token, (p.clock)()) {
+        Ok(c) if c.purpose == "session" => Ok(c.recipient),
+        _ => Err(please_sign_in()),
+    }
+}
+
+async fn inbox(State(p): State<Portal>, headers: HeaderMap) -> Response {
+    let who = match person(&p, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let rows = match p
+        .engine
+        .tasks(&TaskFilter {
+            assignee: Some(who.clone()),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
+    };
+    let now = (p.clock)();
+    let today = now
+        .with_timezone(&duban_engine::calendar::LEGAL_TZ)
+        .date_naive();
+    let name = p
+        .engine
+        .directory()
+        .person(&who)
+        .map_or_else(|| who.clone(), |x| x.name);
+    let mut body = format!("<p>{}，您有{}项待办事项。</p><ul>", esc(&name), rows.len());
+    for r in &rows {
+        let (style, due) = match (r.due, &r.last_day) {
+            (Some(d), Some(last)) => {
+                let last_day = chrono::NaiveDate::parse_from_str(last, "%Y-%m-%d").ok();
+                let style = if d < now {
+                    " style=\"background:#fdd\""
+                } else if last_day.is_some_and(|l| (l - today).num_days() <= SOON_DAYS) {
+                    " style=\"background:#ffc\""
+                } else {
+                    ""
+                };
+                (style, format!("，期限{}", esc(last)))
+            }
+            _ => ("", String::new()),
+        };
+        body.push_str(&format!(
+            "<li{style}><a href=\"/staff/t/{0}\">{1}</a>（事项{2}{due}）</li>",
+            esc(&r.id),
+            esc(&r.step),
+            esc(&r.instance)
+        ));
+    }
+    body.push_str("</ul>");
+    page(StatusCode::OK, "待办事项", &body)
+}
+
+fn forbidden() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "无权办理",
+        "<p>此事项不属于您，或您无权办理。<a href=\"/staff/inbox\">返回待办事项</a>。</p>",
+    )
+}
+
+/// The task page of `task` for `who`: 403 unless it is theirs.
+async fn task_page(
+    p: &Portal,
+    who: &str,
+    task: &str,
+    values: &BTreeMap<String, String>,
+    error: Option<&str>,
+) -> Response {
+    let Some((instance, _)) = task.split_once('.') else {
+        return forbidden();
+    };
+    let state = match p.engine.instance(instance).await {
+        Ok(s) => s,
+        Err(ServiceError::UnknownInstance(_)) => return forbidden(),
+        Err(e) => return unavailable(&e),
+    };
+    let Some(t) = state
+        .tasks
+        .get(task)
+        .filter(|t| t.assignees.iter().any(|a| a == who))
+    else {
+        return forbidden();
+    };
+    let def = match p
+        .engine
+        .definition(&state.definition, Some(state.version))
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return unavailable(&e),
+    };
+    let step = &def.steps[&t.step];
+    let mut body = String::new();
+    if let Some(d) = &step.description {
+        body.push_str(&format!("<p>{}</p>", esc(d)));
+    }
+    if let Some(d) = &t.deadline {
+        body.push_str(&format!(
+            "<div class=\"due\"><p>办理期限：<strong>{}</strong>前</p><p>{}</p></div>",
+            esc(&d.last_day.format("%Y年%-m月%-d日").to_string()),
+            esc(&d.explanation)
+        ));
+    }
+    match &t.closed {
+        Some(c) => body.push_str(&format!(
+            "<p>已于{}办结（{}）。</p>",
+            esc(&beijing(c.at)),
+            esc(&c.outcome)
+        )),
+        None => body.push_str(&outcome_form(
+            &format!("/staff/t/{task}"),
+            &p.links.form_secret(&format!("staff:{task}:{who}")),
+            &def,
+            step,
+            values,
+            error,
+        )),
+    }
+    match p.engine.history(instance).await {
+        Ok(h) => {
+            body.push_str("<h2>办理经过</h2><ul>");
+            for l in h {
+                body.push_str(&format!(
+                    "<li>{} {} {}</li>",
+                    esc(&beijing(l.at)),
+                    esc(l.what.as_str()),
+                    esc(l.note.as_deref().unwrap_or(""))
+                ));
+            }
+            body.push_str("</ul>");
+        }
+        Err(e) => return unavailable(&e),
+    }
+    page(StatusCode::OK, &step.name, &body)
+}
+
+async fn task(State(p): State<Portal>, Path(task): Path<String>, headers: HeaderMap) -> Response {
+    match person(&p, &headers) {
+        Ok(who) => task_page(&p, &who, &task, &BTreeMap::new(), None).await,
+        Err(r) => r,
+    }
+}
+
+async fn complete(
+    State(p): State<Portal>,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let who = match person(&p, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let mut values = BTreeMap::new();
+    for (k, v) in form {
+        if values.insert(k, v).is_some() {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "表单有误",
+                "<p>表单中有重复的项目。</p>",
+            );
+        }
+    }
+    if !values
+        .get("_form")
+        .is_some_and(|s| p.links.form_secret_ok(&format!("staff:{task}:{who}"), s))
+    {
+        return page(
+            StatusCode::FORBIDDEN,
+            "表单已失效",
+            "<p>此表单不是由本系统为您生成的，或已失效。请重新打开事项后填写。</p>",
+        );
+    }
+    let Some(outcome) = values.get("_outcome").cloned() else {
+        return task_page(&p, &who, &task, &values, Some("请选择办理结果")).await;
+    };
+    let given: Vec<(String, String)> = values
+        .iter()
+        .filter(|(k, v)| !k.starts_with('_') && !v.trim().is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    match p
+        .engine
+        .complete(&task, &outcome, Values::Text(given), &who, (p.clock)())
+        .await
+    {
+        Ok(_) => page(
+            StatusCode::OK,
+            "已办理",
+            "<p>已提交，已记录在案。<a href=\"/staff/inbox\">返回待办事项</a>。</p>",
+        ),
+        Err(ServiceError::Engine(e)) => match e {
+            duban_engine::runtime::EngineError::NotPermitted { .. }
+            | duban_engine::runtime::EngineError::Recused { .. } => forbidden(),
+            e => {
+                let def = match p
+                    .engine
+                    .instance(task.split('.').next().unwrap_or(""))
+                    .await
+                {
+                    Ok(s) => p
+                        .engine
+                        .definition(&s.definition, Some(s.version))
+                        .await
+                        .ok(),
+                    Err(_) => None,
+                };
+                let why = match def {
+                    Some(d) => refusal(&e, &d),
+                    None => e.code().to_string(),
+                };
+                task_page(&p, &who, &task, &values, Some(&why)).await
+            }
+        },
+        Err(ServiceError::UnknownInstance(_) | ServiceError::BadTaskId(_)) => forbidden(),
+        Err(e) => unavailable(&e),
+    }
+}
