@@ -139,7 +139,7 @@ async fn overdue(State(p): State<Portal>, headers: HeaderMap) -> Response {
                 .into_iter()
                 .filter(|r| r.due.is_some_and(|d| d < now))
                 .map(|r| {
-                    let days = r.due.map(|d| (now - d).num_days()).unwrap_or_default();
+                    let days = crate::days_overdue(r.last_day.as_deref(), now);
                     let mut v = json!(r);
                     v["days_overdue"] = json!(days);
                     v

@@ -255,6 +255,15 @@ fn beijing(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+/// The days a task is overdue at `now`: the calendar days in Beijing time
+/// since its last day (`YYYY-MM-DD`), 1 on the day after it.
+pub(crate) fn days_overdue(last_day: Option<&str>, now: DateTime<Utc>) -> i64 {
+    let today = now.with_timezone(&LEGAL_TZ).date_naive();
+    last_day
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map_or(0, |d| (today - d).num_days().max(0))
+}
+
 /// The page of a link that cannot be used.
 fn refused(e: &LinkError) -> Response {
     match e {

@@ -49,6 +49,152 @@ pub(crate) fn routes() -> Router<Portal> {
         .route("/staff/s/{token}", get(session))
         .route("/staff/inbox", get(inbox))
         .route("/staff/t/{task}", get(task).post(complete))
+        .route("/staff/overdue", get(overdue_page))
+        .route("/staff/overdue.csv", get(overdue_csv))
+}
+
+/// The role whose holders see the overdue-warning page (超期预警): the
+/// supervision office of the process library.
+pub const OFFICE_ROLE: &str = "supervision_office";
+
+/// One overdue item of the warning page.
+struct Late {
+    agency: String,
+    name: String,
+    step: String,
+    instance: String,
+    task: String,
+    last_day: String,
+    days: i64,
+}
+
+/// Every open task past its cut-off, by recipient (agency or person) and
+/// step, longest overdue first; 403 unless the person holds [`OFFICE_ROLE`].
+async fn overdue_items(p: &Portal, headers: &HeaderMap) -> Result<Vec<Late>, Response> {
+    let who = person(p, headers)?;
+    let dir = p.engine.directory();
+    let office = dir
+        .person(&who)
+        .is_some_and(|x| x.roles.iter().any(|r| r == OFFICE_ROLE));
+    if !office {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            "无权查看",
+            "<p>超期预警仅供行政执法监督机构查看。</p>",
+        ));
+    }
+    let now = (p.clock)();
+    let rows = p
+        .engine
+        .tasks(&TaskFilter {
+            overdue_at: Some(now),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let days = crate::days_overdue(r.last_day.as_deref(), now);
+        for a in &r.assignees {
+            let name = dir
+                .agency(a)
+                .map(|x| x.name)
+                .or_else(|| dir.person(a).map(|x| x.name))
+                .unwrap_or_else(|| a.clone());
+            out.push(Late {
+                agency: a.clone(),
+                name,
+                step: r.step.clone(),
+                instance: r.instance.clone(),
+                task: r.id.clone(),
+                last_day: r.last_day.clone().unwrap_or_default(),
+                days,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.agency, &a.step, -a.days).cmp(&(&b.agency, &b.step, -b.days)));
+    Ok(out)
+}
+
+async fn overdue_page(State(p): State<Portal>, headers: HeaderMap) -> Response {
+    let items = match overdue_items(&p, &headers).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let mut body = format!(
+        "<p>共{}项超期未办结。<a href=\"/staff/overdue.csv\">下载CSV</a></p>",
+        items.len()
+    );
+    let mut current = None;
+    for i in &items {
+        if current != Some(&i.agency) {
+            if current.is_some() {
+                body.push_str("</ul>");
+            }
+            body.push_str(&format!("<h2>{}</h2><ul>", esc(&i.name)));
+            current = Some(&i.agency);
+        }
+        body.push_str(&format!(
+            "<li style=\"background:#fdd\">{}：事项{}（{}），期限{}，已超期{}日</li>",
+            esc(&i.step),
+            esc(&i.instance),
+            esc(&i.task),
+            esc(&i.last_day),
+            i.days
+        ));
+    }
+    if current.is_some() {
+        body.push_str("</ul>");
+    }
+    page(StatusCode::OK, "超期预警", &body)
+}
+
+/// A CSV field, quoted when it must be, and never read as a formula by a
+/// spreadsheet.
+fn csv(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+async fn overdue_csv(State(p): State<Portal>, headers: HeaderMap) -> Response {
+    let items = match overdue_items(&p, &headers).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    // A byte-order mark, so spreadsheet programs read the Chinese as UTF-8.
+    let mut out = String::from("\u{feff}单位编号,单位,步骤,事项,任务,期限,超期天数\r\n");
+    for i in &items {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\r\n",
+            csv(&i.agency),
+            csv(&i.name),
+            csv(&i.step),
+            csv(&i.instance),
+            csv(&i.task),
+            csv(&i.last_day),
+            i.days
+        ));
+    }
+    let mut r = (StatusCode::OK, out).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"overdue.csv\""),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn signin_page() -> Response {

@@ -198,7 +198,10 @@ async fn a_person_acts_only_on_their_tasks_and_a_revoked_token_is_refused_at_onc
     assert_eq!(ids, [w.li_task.as_str()]);
     let (_, late) = w.call("GET", "/api/v1/overdue", Some(&li), "").await;
     assert_eq!(late[0]["id"], w.li_task.as_str(), "{late}");
-    assert!(late[0]["days_overdue"].as_i64().unwrap() >= 1, "{late}");
+    assert_eq!(
+        late[0]["days_overdue"], 2,
+        "the last day was Monday 01-12: {late}"
+    );
     let before = w.dump().await;
     // wang's task and instance: 403, nothing written.
     let path = format!("/api/v1/tasks/{}/complete", w.wang_task);
@@ -506,4 +509,60 @@ async fn staff_see_and_complete_only_their_own_tasks() {
     assert_eq!(s, StatusCode::UNAUTHORIZED, "an answer link is no session");
     let (s, _, _) = staff(&w, "GET", &format!("/staff/s/{notice}"), None, "").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "nor a sign-in link");
+}
+
+/// Issue 14, the office's overdue warning (超期预警): for holders of the
+/// supervision office only; the overdue tasks by recipient and step with
+/// days overdue, and the same as CSV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_office_sees_what_is_overdue_and_others_do_not() {
+    use duban_notifiers::links::Claims;
+    let w = world().await;
+    let links = SignedLinks::new(
+        "https://duban.example",
+        "k1",
+        [(
+            "k1".to_string(),
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        )]
+        .into(),
+        Duration::days(60),
+    )
+    .unwrap();
+    let session = |who: &str| {
+        format!(
+            "duban_session={}",
+            links.sign(&Claims {
+                recipient: who.into(),
+                expires: at("2026-01-14T18:00:00+08:00").timestamp(),
+                purpose: "session".into(),
+                ..Default::default()
+            })
+        )
+    };
+    let (s, page, _) = staff(&w, "GET", "/staff/overdue", Some(&session("li")), "").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("共1项超期未办结"),
+        "li's review is overdue since 01-12: {page}"
+    );
+    assert!(page.contains("李明"), "{page}");
+    assert!(page.contains("已超期2日"), "{page}");
+    let (s, csv, h) = staff(&w, "GET", "/staff/overdue.csv", Some(&session("li")), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].starts_with(&format!(
+            "li,李明,review,{}",
+            w.li_task.split('.').next().unwrap()
+        )),
+        "{csv}"
+    );
+    // wang is no supervision office.
+    let (s, _, _) = staff(&w, "GET", "/staff/overdue", Some(&session("wang")), "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = staff(&w, "GET", "/staff/overdue.csv", None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
