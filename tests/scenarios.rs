@@ -242,3 +242,20 @@ async fn issue13_a_recused_person_cannot_complete_the_task() {
 async fn issue13_an_inclusive_choice_takes_every_branch_that_holds_and_joins_them() {
     assert_eq!(failures("inclusive_choice.yaml").await, []);
 }
+
+/// The workflow patterns the docs promise (sequence, exclusive and
+/// parallel gateways, loops, races, deferred choice, for_each, called
+/// children, messages by correlation, cancellation, cron starts), each a
+/// definition of `tests/data/wfpatterns/` with a scenario that fails when
+/// the engine does not keep the documented semantics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_workflow_pattern_runs_as_the_docs_say() {
+    let dir = duban_tests::root().join("tests/data/sim/scenarios/wfpatterns");
+    let files = yaml_files(&dir);
+    assert!(files.len() >= 12, "{files:?}");
+    for f in files {
+        let name = format!("wfpatterns/{}", f.file_name().unwrap().to_string_lossy());
+        let failed = failures(&name).await;
+        assert!(failed.is_empty(), "{name}: {failed:#?}");
+    }
+}

@@ -131,6 +131,11 @@ pub type Callees = BTreeMap<String, Result<Arc<Definition>, String>>;
 /// suffice in practice.
 const LOAD_ROUNDS: usize = 4;
 
+/// Bytes as lowercase hex.
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// What the core read from the store for one event.
 struct Loaded {
     facts: Arc<Facts>,
@@ -356,11 +361,7 @@ impl<S: Store> Engine<S> {
             std::iter::once(def).chain(calls.values().filter_map(|d| d.as_ref().ok().map(|d| &**d)))
         };
         let reads_facts = defs().any(|d| !d.facts_read.is_empty());
-        let reports = defs().any(|d| {
-            d.steps
-                .values()
-                .any(|s| matches!(s.kind, definition::StepKind::Report { .. }))
-        });
+        let reports = defs().any(|d| d.has_reports);
         if !reads_facts && !reports {
             let none = Loaded {
                 facts: Facts::none(),
@@ -1167,7 +1168,6 @@ impl<S: Store> Engine<S> {
         getrandom::fill(&mut id).map_err(|e| ServiceError::Io(format!("no randomness: {e}")))?;
         getrandom::fill(&mut secret)
             .map_err(|e| ServiceError::Io(format!("no randomness: {e}")))?;
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let id = hex(&id);
         let secret = hex(&secret);
         let t = ApiToken {
@@ -1199,14 +1199,12 @@ impl<S: Store> Engine<S> {
         let Some(t) = self.store.token(id).await? else {
             return Ok(None);
         };
-        let given = Sha256::digest(secret.as_bytes());
-        let want: Vec<u8> = (0..t.hash.len() / 2)
-            .filter_map(|i| u8::from_str_radix(t.hash.get(2 * i..2 * i + 2)?, 16).ok())
-            .collect();
-        let same = want.len() == given.len()
-            && want
-                .iter()
-                .zip(given.iter())
+        // Compared in constant time: the hashes are of equal length.
+        let given = hex(&Sha256::digest(secret.as_bytes()));
+        let same = given.len() == t.hash.len()
+            && given
+                .bytes()
+                .zip(t.hash.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
         Ok((same && t.revoked_at.is_none()).then_some(t))

@@ -105,9 +105,11 @@ async fn token(p: &Portal, headers: &HeaderMap) -> Result<ApiToken, Response> {
     }
 }
 
-/// The person a token acts as, or the 403 of a role's token.
-fn actor(t: &ApiToken) -> Result<&str, Response> {
-    t.person.as_deref().ok_or_else(|| {
+/// The person the request's token acts as: 401 without a valid token,
+/// 403 for a role's token, which reads only.
+async fn acting(p: &Portal, headers: &HeaderMap) -> Result<String, Response> {
+    let t = token(p, headers).await?;
+    t.person.ok_or_else(|| {
         error(
             StatusCode::FORBIDDEN,
             "read_only",
@@ -157,12 +159,8 @@ async fn complete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let t = match token(&p, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let who = match actor(&t) {
-        Ok(a) => a.to_string(),
+    let who = match acting(&p, &headers).await {
+        Ok(w) => w,
         Err(r) => return r,
     };
     #[derive(serde::Deserialize)]
@@ -199,12 +197,8 @@ async fn receive(
     Path(task): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let t = match token(&p, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let who = match actor(&t) {
-        Ok(a) => a.to_string(),
+    let who = match acting(&p, &headers).await {
+        Ok(w) => w,
         Err(r) => return r,
     };
     let Some((instance, _)) = task.split_once('.') else {

@@ -3,28 +3,19 @@
 //! revocation at once, and bad requests answered 4xx in JSON (issue 14).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use chrono::{DateTime, Duration, Utc};
-use duban_engine::calendar::Calendar;
 use duban_engine::service::Engine;
 use duban_engine::store::SqlStore;
-use duban_notifiers::links::SignedLinks;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
+mod common;
+use common::{at, engine_in};
 
 /// Two reviews: one for the supervision office (li), one for the office
 /// head (wang).
@@ -69,15 +60,7 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(dir.path().join("duban.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-    engine
-        .import_directory(duban_engine::store::directory::parse(&text, false).unwrap())
-        .await
-        .unwrap();
+    let engine = engine_in(&dir).await;
     let lib = dir.path().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     std::fs::write(lib.join("review.yaml"), REVIEW).unwrap();
@@ -97,17 +80,7 @@ async fn world() -> World {
     }
     let tasks = first.unwrap();
     let engine = Arc::new(engine);
-    let links = SignedLinks::new(
-        "https://duban.example",
-        "k1",
-        [(
-            "k1".to_string(),
-            b"0123456789abcdef0123456789abcdef".to_vec(),
-        )]
-        .into(),
-        Duration::days(60),
-    )
-    .unwrap();
+    let links = common::links();
     let app = duban_portal::app(
         engine.clone(),
         links,
@@ -375,17 +348,7 @@ async fn staff(
 async fn staff_see_and_complete_only_their_own_tasks() {
     use duban_notifiers::links::{Claims, LinkBuilder};
     let w = world().await;
-    let links = SignedLinks::new(
-        "https://duban.example",
-        "k1",
-        [(
-            "k1".to_string(),
-            b"0123456789abcdef0123456789abcdef".to_vec(),
-        )]
-        .into(),
-        Duration::days(60),
-    )
-    .unwrap();
+    let links = common::links();
     let signin = links.sign(&Claims {
         recipient: "li".into(),
         expires: at("2026-01-14T10:10:00+08:00").timestamp(),
@@ -518,17 +481,7 @@ async fn staff_see_and_complete_only_their_own_tasks() {
 async fn the_office_sees_what_is_overdue_and_others_do_not() {
     use duban_notifiers::links::Claims;
     let w = world().await;
-    let links = SignedLinks::new(
-        "https://duban.example",
-        "k1",
-        [(
-            "k1".to_string(),
-            b"0123456789abcdef0123456789abcdef".to_vec(),
-        )]
-        .into(),
-        Duration::days(60),
-    )
-    .unwrap();
+    let links = common::links();
     let session = |who: &str| {
         format!(
             "duban_session={}",

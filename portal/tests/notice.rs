@@ -3,14 +3,12 @@
 //! bad link or bad form refused with its page and nothing written (issue 14).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use duban_engine::calendar::Calendar;
 use duban_engine::runtime::HistoryKind;
 use duban_engine::service::Engine;
 use duban_engine::store::SqlStore;
@@ -18,13 +16,8 @@ use duban_notifiers::links::{Claims, LinkBuilder, SignedLinks};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
+mod common;
+use common::{at, engine_in, root};
 
 fn keys(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
     pairs
@@ -47,15 +40,7 @@ struct World {
 /// sent to market_bureau on 2025-09-22.
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(dir.path().join("duban.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::new(store, Calendar::builtin()).await.unwrap();
-    let text = std::fs::read_to_string(root().join("tests/data/directory.yaml")).unwrap();
-    engine
-        .import_directory(duban_engine::store::directory::parse(&text, false).unwrap())
-        .await
-        .unwrap();
+    let engine = engine_in(&dir).await;
     let t0 = at("2025-09-22T10:00:00+08:00");
     engine
         .deploy(&[root().join("tests/data/receipt")], t0)

@@ -345,6 +345,13 @@ impl Checker<'_> {
             super::flow::check_flow(self, start, steps);
         }
 
+        let steps: IndexMap<String, Step> = steps?
+            .into_iter()
+            .map(|(k, v)| v.map(|v| (k, v)))
+            .collect::<Option<_>>()?;
+        let has_reports = steps
+            .values()
+            .any(|s| matches!(s.kind, StepKind::Report { .. }));
         Some(Definition {
             id: id?,
             version: version?,
@@ -357,15 +364,13 @@ impl Checker<'_> {
             default_profile,
             variables,
             start: start?,
-            steps: steps?
-                .into_iter()
-                .map(|(k, v)| v.map(|v| (k, v)))
-                .collect::<Option<_>>()?,
+            steps,
             notifications,
             documents,
             templates,
             schedule,
             facts_read: std::mem::take(&mut self.facts_read),
+            has_reports,
         })
     }
 

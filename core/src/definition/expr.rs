@@ -82,46 +82,16 @@ pub fn compile(source: &str) -> Result<(Expr, BTreeSet<String>), ExprError> {
 
 /// The names bound by comprehensions (`list.filter(c, …)` binds `c`).
 fn collect_bound(e: &IdedExpr, out: &mut BTreeSet<String>) {
-    match &e.expr {
-        Ast::Comprehension(c) => {
+    let mut all = Vec::new();
+    walk(e, &mut all);
+    for x in all {
+        if let Ast::Comprehension(c) = &x.expr {
             out.insert(c.iter_var.clone());
             if let Some(v) = &c.iter_var2 {
                 out.insert(v.clone());
             }
             out.insert(c.accu_var.clone());
-            for sub in [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ] {
-                collect_bound(sub, out);
-            }
         }
-        Ast::Call(call) => {
-            if let Some(t) = &call.target {
-                collect_bound(t, out);
-            }
-            call.args.iter().for_each(|a| collect_bound(a, out));
-        }
-        Ast::List(l) => l.elements.iter().for_each(|a| collect_bound(a, out)),
-        Ast::Select(s) => collect_bound(&s.operand, out),
-        Ast::Map(m) => m.entries.iter().for_each(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => {
-                collect_bound(&me.key, out);
-                collect_bound(&me.value, out);
-            }
-            EntryExpr::StructField(f) => collect_bound(&f.value, out),
-        }),
-        Ast::Struct(s) => s.entries.iter().for_each(|en| match &en.expr {
-            EntryExpr::MapEntry(me) => {
-                collect_bound(&me.key, out);
-                collect_bound(&me.value, out);
-            }
-            EntryExpr::StructField(f) => collect_bound(&f.value, out),
-        }),
-        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
     }
 }
 

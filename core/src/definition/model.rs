@@ -52,6 +52,9 @@ pub struct Definition {
     /// The facts its CEL expressions read (`facts(s, 'NAME')`, `last_fact`,
     /// `streak`): when empty, the engine loads no facts for its events.
     pub facts_read: std::collections::BTreeSet<String>,
+    /// Whether a step is a `report`: when not, the engine loads no notices
+    /// for its events.
+    pub has_reports: bool,
 }
 
 /// A role, e.g. `supervision_office: 行政执法监督机构`.

@@ -128,12 +128,33 @@ impl Checker<'_> {
 
     /// `until: var.NAME`: a date or datetime variable.
     fn until_ref(&mut self, path: &Path, text: &str) -> Option<PeriodRef> {
+        self.date_var_ref(
+            path,
+            "until",
+            text,
+            "e.g. the rectification deadline an agency set",
+        )
+        .map(PeriodRef::Until)
+    }
+
+    /// `KEY: var.NAME` naming a date or datetime variable (`until:` of a
+    /// deadline, `from:`/`until:` of a report); `what` says in the hint
+    /// what the date is. The variable's name, or `None` when reported.
+    pub(super) fn date_var_ref(
+        &mut self,
+        path: &Path,
+        key: &str,
+        text: &str,
+        what: &str,
+    ) -> Option<String> {
         let Some(v) = text.strip_prefix("var.") else {
             self.err(
                 path,
                 Code::BadValue,
-                format!("`until: {text}` is not a variable"),
-                Some("write `until: var.NAME`, naming a date or datetime variable (e.g. the rectification deadline an agency set)".into()),
+                format!("`{key}: {text}` is not a variable"),
+                Some(format!(
+                    "write `{key}: var.NAME`, naming a date or datetime variable ({what})"
+                )),
             );
             return None;
         };
@@ -142,12 +163,12 @@ impl Checker<'_> {
                 self.err(
                     path,
                     Code::TypeMismatch,
-                    format!("variable `{v}` is a {t}; `until:` needs a date or datetime"),
+                    format!("variable `{v}` is a {t}; `{key}:` needs a date or datetime"),
                     Some(format!("declare `{v}` with `type: date`")),
                 );
                 None
             }
-            _ => Some(PeriodRef::Until(v.into())),
+            _ => Some(v.into()),
         }
     }
 

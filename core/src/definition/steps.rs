@@ -693,33 +693,8 @@ impl Checker<'_> {
                 ok = false;
             }
         }
-        let mut dates = Vec::new();
-        for (key, text) in [("from", &r.from), ("until", &r.until)] {
-            let kp = p.key(key);
-            let Some(v) = text.strip_prefix("var.") else {
-                self.err(
-                    &kp,
-                    Code::BadValue,
-                    format!("`{key}: {text}` is not a variable"),
-                    Some(format!("write `{key}: var.NAME`, naming a date variable (the period's first or last day)")),
-                );
-                ok = false;
-                continue;
-            };
-            match self.var_ref(&kp, v) {
-                Some(Some(t)) if !t.is_temporal() => {
-                    self.err(
-                        &kp,
-                        Code::TypeMismatch,
-                        format!("variable `{v}` is a {t}; `{key}:` needs a date"),
-                        Some(format!("declare `{v}` with `type: date`")),
-                    );
-                    ok = false;
-                }
-                Some(_) => dates.push(v.to_string()),
-                None => ok = false,
-            }
-        }
+        let from = self.date_var_ref(&p.key("from"), "from", &r.from, "the period's first day");
+        let until = self.date_var_ref(&p.key("until"), "until", &r.until, "the period's last day");
         if let Some(a) = &r.agency {
             match self.var_ref(&p.key("agency"), a) {
                 Some(Some(ValueType::Agency)) | Some(None) => {}
@@ -791,14 +766,14 @@ impl Checker<'_> {
                 None => ok = false,
             }
         }
-        let (Some(from), Some(until)) = (dates.first(), dates.get(1)) else {
+        let (Some(from), Some(until)) = (from, until) else {
             return None;
         };
         ok.then(|| StepKind::Report {
             process: r.process.clone(),
             step: r.step.clone(),
-            from: from.clone(),
-            until: until.clone(),
+            from,
+            until,
             agency: r.agency.clone(),
             into,
             next: r.next.clone(),

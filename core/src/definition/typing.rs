@@ -167,6 +167,7 @@ fn sample_definition(
         templates: IndexMap::new(),
         schedule: Vec::new(),
         facts_read: Default::default(),
+        has_reports: false,
     }
 }
 
