@@ -225,13 +225,11 @@ pub fn serve(
             },
             None => None,
         };
-        let documents = DocumentWriter::new(
-            engine.clone(),
-            cfg.documents_dir
-                .clone()
-                .unwrap_or_else(|| default_documents_dir(&db.db)),
-            cfg.policy.clone(),
-        );
+        let documents_dir = cfg
+            .documents_dir
+            .clone()
+            .unwrap_or_else(|| default_documents_dir(&db.db));
+        let documents = DocumentWriter::new(engine.clone(), documents_dir.clone(), cfg.policy.clone());
         let mut workers: Vec<&dyn Worker> = vec![&documents];
         if let Some(d) = &email {
             workers.push(d);
@@ -270,12 +268,16 @@ pub fn serve(
                     .as_ref()
                     .and_then(|e| EmailNotifier::new(e).ok())
                     .map(Arc::new);
-                let app = duban_portal::app_full(
+                let app = duban_portal::app_with(
                     engine.clone(),
                     p.links.clone(),
                     Arc::new(move || duban_engine::serve::Clock::now(&now)),
-                    duban_portal::REQUESTS_PER_MINUTE,
-                    mailer,
+                    duban_portal::Options {
+                        mailer,
+                        // Agencies' attachments are kept beside the documents.
+                        files: Some(documents_dir.clone()),
+                        ..Default::default()
+                    },
                 );
                 let mut rx = stop_rx.clone();
                 info!(listen = %p.listen, base_url = %p.links.base_url(), "portal: answer links are signed and served");

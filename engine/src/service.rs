@@ -703,12 +703,27 @@ impl<S: Store> Engine<S> {
     }
 
     /// Delivers a message to every instance waiting for it, each with the
-    /// values typed by its own definition; returns their ids.
+    /// values typed by its own definition; returns their ids. The history
+    /// line names `engine` (a message of another process, or of an
+    /// administrator's tool); [`Engine::message_from`] names a sender.
     pub async fn message(
         &self,
         name: &str,
         key: &str,
         variables: impl Into<Values>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, ServiceError> {
+        self.message_from(name, key, variables, None, now).await
+    }
+
+    /// [`Engine::message`] sent by `sender` (a person of the directory,
+    /// through the API), whom the history lines name.
+    pub async fn message_from(
+        &self,
+        name: &str,
+        key: &str,
+        variables: impl Into<Values>,
+        sender: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, ServiceError> {
         let ids = self.store.awaiting(name, key).await?;
@@ -727,6 +742,7 @@ impl<S: Store> Engine<S> {
                     name: name.into(),
                     key: key.into(),
                     variables: self.typed(def, values)?,
+                    sender: sender.map(str::to_string),
                 })
             })
             .await?;

@@ -16,6 +16,7 @@
 //! | `POST /api/v1/tasks/TASK/complete` `{"outcome": …, "variables": {…}}` | complete a task |
 //! | `POST /api/v1/tasks/TASK/receive` | record receipt of a notice |
 //! | `GET /api/v1/instances/ID` | an instance the token's person (or role) has a task in |
+//! | `POST /api/v1/messages` `{"name": …, "key": …, "variables": {…}}` | deliver a message to the instances waiting for it (a person of `supervision_office`) |
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,7 @@ pub(crate) fn routes() -> Router<Portal> {
         .route("/api/v1/tasks/{task}/complete", post(complete))
         .route("/api/v1/tasks/{task}/receive", post(receive))
         .route("/api/v1/instances/{id}", get(instance))
+        .route("/api/v1/messages", post(message))
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -251,4 +253,64 @@ async fn instance(State(p): State<Portal>, Path(id): Path<String>, headers: Head
         );
     }
     Json(json!(s)).into_response()
+}
+
+/// Delivers a message (`wait_message` steps) as the token's person, who
+/// must hold the supervision office's role: a message moves a case on, as
+/// `duban message` does for an administrator. The history names the sender.
+async fn message(State(p): State<Portal>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match acting(&p, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let office = p
+        .engine
+        .directory()
+        .person(&who)
+        .is_some_and(|x| x.roles.iter().any(|r| r == crate::staff::OFFICE_ROLE));
+    if !office {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "sending a message takes a person of the role `{}`",
+                crate::staff::OFFICE_ROLE
+            ),
+        );
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        name: String,
+        key: String,
+        #[serde(default)]
+        variables: BTreeMap<String, Value>,
+    }
+    let b: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body is not {{\"name\": …, \"key\": …, \"variables\": {{…}}}}: {e}"),
+            )
+        }
+    };
+    match p
+        .engine
+        .message_from(
+            &b.name,
+            &b.key,
+            Values::Json(b.variables),
+            Some(&who),
+            (p.clock)(),
+        )
+        .await
+    {
+        Ok(ids) => Json(json!({ "delivered_to": ids })).into_response(),
+        Err(ServiceError::Engine(e @ EngineError::NotAwaited { .. })) => {
+            error(StatusCode::NOT_FOUND, e.code(), e.message())
+        }
+        Err(e) => failed(e),
+    }
 }

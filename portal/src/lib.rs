@@ -22,8 +22,14 @@
 //!   over [`MAX_FORM_BYTES`], is refused with 4xx before anything is
 //!   applied.
 //!
+//! - The form takes attachments (证明材料, [`files`]) when the portal has a
+//!   documents directory: checked by kind and size, stored beside the
+//!   documents, removed again if the answer is refused, and served back
+//!   only as downloads (`GET /n/TOKEN/a/N`). The notice's documents (督办函,
+//!   通知书, …) are shown at `GET /n/TOKEN/d/DOCUMENT`, rendered as they
+//!   were issued.
 //! - `/staff/…` are the staff's pages ([`staff`]): sign-in by an emailed
-//!   link, the inbox, the task page.
+//!   link, the inbox, the task page, the instance page with its steps.
 //! - `/api/v1/…` is the JSON API for other systems ([`api`]), with bearer
 //!   tokens.
 //!
@@ -42,7 +48,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use duban_engine::calendar::LEGAL_TZ;
 use duban_engine::definition::{Definition, StepKind, ValueType};
@@ -52,6 +58,7 @@ use duban_engine::store::SqlStore;
 use duban_notifiers::links::{Claims, LinkError, SignedLinks};
 
 mod api;
+pub mod files;
 mod staff;
 
 /// The largest form body accepted: an answer is a few fields of text.
@@ -75,6 +82,32 @@ struct Portal {
     limiter: Arc<Limiter>,
     /// Sends the staff's sign-in links; `None` without `[email]`.
     mailer: Option<Arc<duban_notifiers::email::EmailNotifier>>,
+    /// The documents directory, where attachments are stored; `None` takes
+    /// no attachments.
+    files: Option<std::path::PathBuf>,
+}
+
+/// What a portal is set up with beyond its engine, links and clock.
+#[derive(Clone)]
+pub struct Options {
+    /// The most requests one address may make in a minute.
+    pub per_minute: u32,
+    /// Sends the staff's sign-in links (`[email]`); without it, sign-in
+    /// says email is not configured.
+    pub mailer: Option<Arc<duban_notifiers::email::EmailNotifier>>,
+    /// The documents directory: attachments are stored under it; without
+    /// it, the forms take none.
+    pub files: Option<std::path::PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            per_minute: REQUESTS_PER_MINUTE,
+            mailer: None,
+            files: None,
+        }
+    }
 }
 
 /// Requests per client address in the current minute (a fixed window, on
@@ -168,18 +201,45 @@ pub fn app_full(
     per_minute: u32,
     mailer: Option<Arc<duban_notifiers::email::EmailNotifier>>,
 ) -> Router {
+    app_with(
+        engine,
+        links,
+        clock,
+        Options {
+            per_minute,
+            mailer,
+            files: None,
+        },
+    )
+}
+
+/// The portal's routes with every option given.
+pub fn app_with(
+    engine: Arc<Engine<SqlStore>>,
+    links: SignedLinks,
+    clock: Clock,
+    options: Options,
+) -> Router {
     let state = Portal {
         engine,
         links,
         clock,
         limiter: Arc::new(Limiter {
-            per_minute,
+            per_minute: options.per_minute,
             seen: Default::default(),
         }),
-        mailer,
+        mailer: options.mailer,
+        files: options.files,
     };
     Router::new()
-        .route("/n/{token}", get(show).post(answer))
+        .route(
+            "/n/{token}",
+            get(show)
+                .post(answer)
+                .layer(DefaultBodyLimit::max(files::MAX_UPLOAD_BYTES)),
+        )
+        .route("/n/{token}/d/{document}", get(document))
+        .route("/n/{token}/a/{n}", get(attachment))
         .merge(api::routes())
         .merge(staff::routes())
         .fallback(|| async {
@@ -356,9 +416,10 @@ async fn notice(p: &Portal, token: &str, now: DateTime<Utc>) -> Result<Notice, R
 
 /// The page of a notice that is closed: the answer given, or why none is
 /// needed any more.
-fn closed_page(n: &Notice) -> Response {
+fn closed_page(p: &Portal, token: &str, n: &Notice) -> Response {
     let t = n.task();
     let c = t.closed.as_ref().expect("closed");
+    let given = attachments_list(p, token, n);
     let outcomes = match &n.def.steps[&t.step].kind {
         StepKind::Notice { outcomes, .. } => Some(outcomes),
         _ => None,
@@ -368,7 +429,7 @@ fn closed_page(n: &Notice) -> Response {
             StatusCode::OK,
             "已答复",
             &format!(
-                "<p>本事项（{}）已于{}答复：<strong>{}</strong>。</p><p>无需再次办理。</p>",
+                "<p>本事项（{}）已于{}答复：<strong>{}</strong>。</p>{given}<p>无需再次办理。</p>",
                 esc(&n.def.steps[&t.step].name),
                 esc(&beijing(c.at)),
                 esc(&o.label)
@@ -389,6 +450,53 @@ fn closed_page(n: &Notice) -> Response {
             )
         }
     }
+}
+
+/// The attachments given with the notice's answer, as a list of downloads
+/// (empty without any).
+fn attachments_list(p: &Portal, token: &str, n: &Notice) -> String {
+    let Some(root) = &p.files else {
+        return String::new();
+    };
+    let given = files::list(root, &n.claims.instance, &n.claims.task);
+    if given.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("<p>随答复提交的附件：</p><ul>");
+    for a in given {
+        s.push_str(&format!(
+            "<li><a href=\"/n/{}/a/{}\" download>{}</a>（{}KB）</li>",
+            esc(token),
+            a.n,
+            esc(&a.name),
+            a.size.div_ceil(1024)
+        ));
+    }
+    s.push_str("</ul>");
+    s
+}
+
+/// The notice's documents (督办函, 通知书, …) as links to read them.
+fn documents_list(token: &str, n: &Notice) -> String {
+    let StepKind::Notice { documents, .. } = &n.def.steps[&n.task().step].kind else {
+        return String::new();
+    };
+    if documents.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("<p>文书：</p><ul>");
+    for id in documents {
+        if let Some(d) = n.def.documents.get(id) {
+            s.push_str(&format!(
+                "<li><a href=\"/n/{}/d/{}\">{}</a></li>",
+                esc(token),
+                esc(id),
+                esc(&d.title)
+            ));
+        }
+    }
+    s.push_str("</ul>");
+    s
 }
 
 /// The form's HTML for the notice's outcomes, with `values` filled in and
@@ -427,6 +535,7 @@ fn form_page(
         None if t.received_at.is_some() => {}
         None => body.push_str("<div class=\"due\"><p>办理期限自签收之日起计算。</p></div>"),
     }
+    body.push_str(&documents_list(token, n));
     body.push_str(&outcome_form(
         &format!("/n/{token}"),
         &p.links.form_secret(token),
@@ -434,12 +543,14 @@ fn form_page(
         step,
         values,
         error,
+        p.files.is_some(),
     ));
     page(StatusCode::OK, &step.name, &body)
 }
 
 /// The form of a task's or notice's outcomes and their fields, posting to
-/// `action` with the CSRF `secret`, holding `values`, with `error` above it.
+/// `action` with the CSRF `secret`, holding `values`, with `error` above it;
+/// with `attach`, it takes attachments too.
 pub(crate) fn outcome_form(
     action: &str,
     secret: &str,
@@ -447,6 +558,7 @@ pub(crate) fn outcome_form(
     step: &duban_engine::definition::Step,
     values: &BTreeMap<String, String>,
     error: Option<&str>,
+    attach: bool,
 ) -> String {
     let (StepKind::Notice { outcomes, .. } | StepKind::Task { outcomes, .. }) = &step.kind else {
         return String::new();
@@ -459,8 +571,13 @@ pub(crate) fn outcome_form(
         ));
     }
     body.push_str(&format!(
-        "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"_form\" value=\"{}\">",
+        "<form method=\"post\" action=\"{}\"{}><input type=\"hidden\" name=\"_form\" value=\"{}\">",
         esc(action),
+        if attach {
+            " enctype=\"multipart/form-data\""
+        } else {
+            ""
+        },
         esc(secret)
     ));
     body.push_str("<fieldset><legend>办理结果</legend>");
@@ -515,6 +632,15 @@ pub(crate) fn outcome_form(
             esc(&note)
         ));
         body.push_str(&input(f, &var.ty, v));
+    }
+    if attach {
+        body.push_str(&format!(
+            "<label for=\"f__attachment\">附件（可选，最多{}个，每个不超过{}MB，限{}）</label>\
+             <input type=\"file\" name=\"_attachment\" id=\"f__attachment\" multiple accept=\".pdf,.jpg,.jpeg,.png,.docx,.xlsx,.ofd\">",
+            files::MAX_FILES,
+            files::MAX_FILE_BYTES / 1024 / 1024,
+            files::ACCEPTED
+        ));
     }
     body.push_str("<button type=\"submit\">提交</button></form>");
     body
@@ -597,7 +723,7 @@ async fn show(State(p): State<Portal>, Path(token): Path<String>) -> Response {
         Err(r) => return r,
     };
     if n.task().closed.is_some() {
-        return closed_page(&n);
+        return closed_page(&p, &token, &n);
     }
     // The first opening is the receipt (签收).
     if n.task().received_at.is_none() {
@@ -621,24 +747,137 @@ async fn show(State(p): State<Portal>, Path(token): Path<String>) -> Response {
     form_page(&p, &token, &n, &BTreeMap::new(), None)
 }
 
+/// A form as posted: its text fields in order, and its files.
+struct Posted {
+    fields: Vec<(String, String)>,
+    files: Vec<files::Upload>,
+}
+
+fn bad_form(status: StatusCode, why: &str) -> Response {
+    page(
+        status,
+        "表单有误",
+        &format!("<p>{}。请返回后重新填写。</p>", esc(why)),
+    )
+}
+
+/// Reads a posted form, URL-encoded or multipart (with files), within the
+/// limits: text at most [`MAX_FORM_BYTES`], at most [`files::MAX_FILES`]
+/// files of [`files::MAX_FILE_BYTES`]. Any other body is 4xx, and nothing
+/// is read past a limit.
+async fn posted(p: &Portal, req: axum::extract::Request) -> Result<Posted, Response> {
+    use axum::extract::FromRequest as _;
+    let kind = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match kind.as_str() {
+        "application/x-www-form-urlencoded" => {
+            let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+                .await
+                .map_err(|_| bad_form(StatusCode::PAYLOAD_TOO_LARGE, "表单内容过多"))?;
+            Ok(Posted {
+                fields: form_urlencoded::parse(&body).into_owned().collect(),
+                files: Vec::new(),
+            })
+        }
+        "multipart/form-data" if p.files.is_some() => {
+            let mut m = axum::extract::Multipart::from_request(req, &())
+                .await
+                .map_err(|_| bad_form(StatusCode::BAD_REQUEST, "表单格式无法识别"))?;
+            let mut out = Posted {
+                fields: Vec::new(),
+                files: Vec::new(),
+            };
+            let mut text_bytes = 0usize;
+            let too_big = |e: axum::extract::multipart::MultipartError| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    bad_form(StatusCode::PAYLOAD_TOO_LARGE, "提交的内容过大")
+                } else {
+                    bad_form(StatusCode::BAD_REQUEST, "表单格式无法识别")
+                }
+            };
+            while let Some(mut f) = m.next_field().await.map_err(too_big)? {
+                let name = f.name().unwrap_or("").to_string();
+                match f.file_name().map(str::to_string) {
+                    Some(file) => {
+                        if name != "_attachment" {
+                            return Err(bad_form(
+                                StatusCode::BAD_REQUEST,
+                                "表单中有本事项没有的项目",
+                            ));
+                        }
+                        let mut bytes = Vec::new();
+                        while let Some(c) = f.chunk().await.map_err(too_big)? {
+                            bytes.extend_from_slice(&c);
+                            if bytes.len() > files::MAX_FILE_BYTES {
+                                return Err(bad_form(
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    &format!(
+                                        "附件“{}”超过{}MB",
+                                        files::display_name(&file),
+                                        files::MAX_FILE_BYTES / 1024 / 1024
+                                    ),
+                                ));
+                            }
+                        }
+                        // A file input left empty sends a part without a name or bytes.
+                        if file.is_empty() && bytes.is_empty() {
+                            continue;
+                        }
+                        if out.files.len() == files::MAX_FILES {
+                            return Err(bad_form(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                &format!("附件最多{}个", files::MAX_FILES),
+                            ));
+                        }
+                        out.files.push(files::Upload { name: file, bytes });
+                    }
+                    None => {
+                        let v = f.text().await.map_err(too_big)?;
+                        text_bytes += name.len() + v.len();
+                        if text_bytes > MAX_FORM_BYTES {
+                            return Err(bad_form(StatusCode::PAYLOAD_TOO_LARGE, "表单内容过多"));
+                        }
+                        out.fields.push((name, v));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(bad_form(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "提交的格式不受理",
+        )),
+    }
+}
+
 async fn answer(
     State(p): State<Portal>,
     Path(token): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    req: axum::extract::Request,
 ) -> Response {
     let now = (p.clock)();
     let n = match notice(&p, &token, now).await {
         Ok(n) => n,
         Err(r) => return r,
     };
+    let form = match posted(&p, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     let mut values: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in form {
+    for (k, v) in form.fields {
         if values.insert(k.clone(), v).is_some() {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "表单有误",
-                "<p>表单中有重复的项目。请返回后重新填写。</p>",
-            );
+            return bad_form(StatusCode::BAD_REQUEST, "表单中有重复的项目");
         }
     }
     if !values
@@ -652,7 +891,7 @@ async fn answer(
         );
     }
     if n.task().closed.is_some() {
-        return closed_page(&n);
+        return closed_page(&p, &token, &n);
     }
     let step = &n.def.steps[&n.task().step];
     let StepKind::Notice { outcomes, .. } = &step.kind else {
@@ -669,17 +908,16 @@ async fn answer(
     let mut given = Vec::new();
     for (k, v) in &values {
         if k.starts_with('_') {
-            continue;
+            if k == "_form" || k == "_outcome" {
+                continue;
+            }
+            return bad_form(StatusCode::BAD_REQUEST, "表单中有本事项没有的项目");
         }
         let any = outcomes
             .values()
             .any(|x| x.fields.contains(k) || x.optional_fields.contains(k));
         if !any {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "表单有误",
-                "<p>表单中有本事项没有的项目。请重新打开通知邮件中的链接后填写。</p>",
-            );
+            return bad_form(StatusCode::BAD_REQUEST, "表单中有本事项没有的项目");
         }
         // A field of another outcome, or left empty, is not given.
         if v.trim().is_empty() || !(o.fields.contains(k) || o.optional_fields.contains(k)) {
@@ -698,6 +936,36 @@ async fn answer(
             .unwrap_or_else(|| f.clone());
         return form_page(&p, &token, &n, &values, Some(&format!("请填写“{label}”")));
     }
+    // The files are checked, then stored before the answer is applied, and
+    // removed again if the engine refuses it.
+    let mut checked = Vec::new();
+    for u in form.files {
+        match files::check(&u) {
+            Ok(ext) => checked.push((u, ext)),
+            Err(why) => return form_page(&p, &token, &n, &values, Some(&why)),
+        }
+    }
+    let stored = match (&p.files, checked.is_empty()) {
+        (Some(root), false) => {
+            match files::store(root, &n.claims.instance, &n.claims.task, &checked) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, task = %n.claims.task, "portal: an attachment was not stored");
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "暂时无法办理",
+                        "<p>附件暂时无法保存，答复未提交，未作任何更改。请稍后再试。</p>",
+                    );
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
+    let undo = |p: &Portal| {
+        if let Some(root) = &p.files {
+            files::remove(root, &n.claims.instance, &n.claims.task, &stored);
+        }
+    };
     match p
         .engine
         .complete(&n.claims.task, &outcome, Values::Text(given), &n.claims.recipient, now)
@@ -707,14 +975,96 @@ async fn answer(
             StatusCode::OK,
             "已提交",
             &format!(
-                "<p>您的答复（{}）已于{}提交，已记录在案。</p><p>此链接可再次打开以查看答复情况。</p>",
+                "<p>您的答复（{}）已于{}提交，已记录在案。</p>{}<p>此链接可再次打开以查看答复情况。</p>",
                 esc(&o.label),
-                esc(&beijing(now))
+                esc(&beijing(now)),
+                if stored.is_empty() {
+                    String::new()
+                } else {
+                    format!("<p>附件{}个已一并提交。</p>", stored.len())
+                }
             ),
         ),
         Err(ServiceError::Engine(e)) => {
+            undo(&p);
             form_page(&p, &token, &n, &values, Some(&refusal(&e, &n.def)))
         }
-        Err(e) => unavailable(&e),
+        Err(e) => {
+            undo(&p);
+            unavailable(&e)
+        }
+    }
+}
+
+/// A document of the notice, rendered as it was issued (with the instance's
+/// values and the instant the notice was sent).
+async fn document(
+    State(p): State<Portal>,
+    Path((token, document)): Path<(String, String)>,
+) -> Response {
+    let now = (p.clock)();
+    let n = match notice(&p, &token, now).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let t = n.task();
+    let issued = match &n.def.steps[&t.step].kind {
+        StepKind::Notice { documents, .. } => documents.contains(&document),
+        _ => false,
+    };
+    if !issued {
+        return page(
+            StatusCode::NOT_FOUND,
+            "文书不存在",
+            "<p>此事项没有这份文书。</p>",
+        );
+    }
+    let dir = p.engine.directory();
+    match duban_notifiers::documents::render_document(
+        &n.def,
+        &n.state,
+        duban_engine::simulate::Issued {
+            document: &document,
+            step: &t.step,
+            task: Some(&n.claims.task),
+        },
+        dir.as_ref(),
+        t.opened_at,
+    ) {
+        Ok(r) => {
+            let mut resp = page(StatusCode::OK, "", "");
+            *resp.body_mut() = axum::body::Body::from(r.html);
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, document = %document, "portal: a document did not render");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "暂时无法显示",
+                "<p>文书暂时无法显示，请稍后再试，或查阅通知邮件所附文书。</p>",
+            )
+        }
+    }
+}
+
+/// An attachment given with the notice's answer, as a download.
+async fn attachment(
+    State(p): State<Portal>,
+    Path((token, number)): Path<(String, String)>,
+) -> Response {
+    let now = (p.clock)();
+    let n = match notice(&p, &token, now).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let found = p.files.as_ref().and_then(|root| {
+        number
+            .parse()
+            .ok()
+            .and_then(|k| files::read(root, &n.claims.instance, &n.claims.task, k))
+    });
+    match found {
+        Some((s, bytes)) => files::download(&s, bytes),
+        None => page(StatusCode::NOT_FOUND, "附件不存在", "<p>没有这个附件。</p>"),
     }
 }

@@ -14,6 +14,11 @@
 //!   yellow when it is at most [`SOON_DAYS`] days away, red when past.
 //! - `GET|POST /staff/t/TASK` shows and completes a task of theirs; anyone
 //!   else's is 403, and the engine, which checks every actor, refuses it too.
+//! - `GET /staff/i/INSTANCE` is the instance page: every step of its
+//!   process in order, marked done, open or not reached, with where each
+//!   leads (the process's graph as a list, readable without JavaScript), the
+//!   attachments the agencies gave, and the timeline. It is for a person
+//!   with a task in the instance and for holders of [`OFFICE_ROLE`].
 //!
 //! Tokens of one purpose (a notice's answer link, a sign-in link, a
 //! session) are refused for another.
@@ -49,6 +54,8 @@ pub(crate) fn routes() -> Router<Portal> {
         .route("/staff/s/{token}", get(session))
         .route("/staff/inbox", get(inbox))
         .route("/staff/t/{task}", get(task).post(complete))
+        .route("/staff/i/{instance}", get(instance_page))
+        .route("/staff/i/{instance}/a/{task}/{n}", get(instance_attachment))
         .route("/staff/overdue", get(overdue_page))
         .route("/staff/overdue.csv", get(overdue_csv))
 }
@@ -361,7 +368,28 @@ async fn inbox(State(p): State<Portal>, headers: HeaderMap) -> Response {
         .person(&who)
         .map_or_else(|| who.clone(), |x| x.name);
     let mut body = format!("<p>{}，您有{}项待办事项。</p><ul>", esc(&name), rows.len());
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
     for r in &rows {
+        if !names.contains_key(&r.instance) {
+            names.insert(r.instance.clone(), String::new());
+        }
+    }
+    let mut steps: BTreeMap<(String, String), String> = BTreeMap::new();
+    for id in names.keys() {
+        let Ok(s) = p.engine.instance(id).await else {
+            continue;
+        };
+        if let Ok(d) = p.engine.definition(&s.definition, Some(s.version)).await {
+            for (sid, st) in &d.steps {
+                steps.insert((id.clone(), sid.clone()), st.name.clone());
+            }
+        }
+    }
+    for r in &rows {
+        let step_name = steps
+            .get(&(r.instance.clone(), r.step.clone()))
+            .cloned()
+            .unwrap_or_else(|| r.step.clone());
         let (style, due) = match (r.due, &r.last_day) {
             (Some(d), Some(last)) => {
                 let last_day = chrono::NaiveDate::parse_from_str(last, "%Y-%m-%d").ok();
@@ -377,9 +405,9 @@ async fn inbox(State(p): State<Portal>, headers: HeaderMap) -> Response {
             _ => ("", String::new()),
         };
         body.push_str(&format!(
-            "<li{style}><a href=\"/staff/t/{0}\">{1}</a>（事项{2}{due}）</li>",
+            "<li{style}><a href=\"/staff/t/{0}\">{1}</a>（<a href=\"/staff/i/{2}\">事项{2}</a>{due}）</li>",
             esc(&r.id),
-            esc(&r.step),
+            esc(&step_name),
             esc(&r.instance)
         ));
     }
@@ -451,22 +479,16 @@ async fn task_page(
             step,
             values,
             error,
+            false,
         )),
     }
-    match p.engine.history(instance).await {
-        Ok(h) => {
-            body.push_str("<h2>办理经过</h2><ul>");
-            for l in h {
-                body.push_str(&format!(
-                    "<li>{} {} {}</li>",
-                    esc(&beijing(l.at)),
-                    esc(l.what.as_str()),
-                    esc(l.note.as_deref().unwrap_or(""))
-                ));
-            }
-            body.push_str("</ul>");
-        }
-        Err(e) => return unavailable(&e),
+    body.push_str(&format!(
+        "<p><a href=\"/staff/i/{0}\">查看事项{0}的全部步骤</a></p>",
+        esc(instance)
+    ));
+    match timeline(p, instance, &def).await {
+        Ok(t) => body.push_str(&t),
+        Err(r) => return r,
     }
     page(StatusCode::OK, &step.name, &body)
 }
@@ -551,5 +573,241 @@ async fn complete(
         },
         Err(ServiceError::UnknownInstance(_) | ServiceError::BadTaskId(_)) => forbidden(),
         Err(e) => unavailable(&e),
+    }
+}
+
+/// The instance's history as a list, in Chinese, naming who acted.
+async fn timeline(
+    p: &Portal,
+    instance: &str,
+    def: &duban_engine::definition::Definition,
+) -> Result<String, Response> {
+    let h = p
+        .engine
+        .history(instance)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let dir = p.engine.directory();
+    let mut out = String::from("<h2>办理经过</h2><ul>");
+    for l in h {
+        let who = match l.actor.as_str() {
+            "engine" => "系统".to_string(),
+            a => dir
+                .person(a)
+                .map(|x| x.name)
+                .or_else(|| dir.agency(a).map(|x| x.name))
+                .unwrap_or_else(|| a.to_string()),
+        };
+        let step = l
+            .step_after
+            .as_ref()
+            .or(l.step_before.as_ref())
+            .and_then(|s| def.steps.get(s))
+            .map(|s| format!("：{}", s.name))
+            .unwrap_or_default();
+        let note = l
+            .note
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(|n| format!("（{n}）"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "<li>{} {} {}{}{}</li>",
+            esc(&beijing(l.at)),
+            esc(&who),
+            esc(l.what.label()),
+            esc(&step),
+            esc(&note)
+        ));
+    }
+    out.push_str("</ul>");
+    Ok(out)
+}
+
+/// The instance `id` if `who` may see it: they have (or had) a task in it,
+/// or hold [`OFFICE_ROLE`]; 403 otherwise, the same page whether or not the
+/// instance exists.
+async fn visible_instance(
+    p: &Portal,
+    who: &str,
+    id: &str,
+) -> Result<duban_engine::runtime::InstanceState, Response> {
+    let state = match p.engine.instance(id).await {
+        Ok(s) => s,
+        Err(ServiceError::UnknownInstance(_)) => return Err(forbidden()),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    let office = p
+        .engine
+        .directory()
+        .person(who)
+        .is_some_and(|x| x.roles.iter().any(|r| r == OFFICE_ROLE));
+    let theirs = state
+        .tasks
+        .values()
+        .any(|t| t.assignees.iter().any(|a| a == who));
+    if office || theirs {
+        Ok(state)
+    } else {
+        Err(forbidden())
+    }
+}
+
+async fn instance_page(
+    State(p): State<Portal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    use duban_engine::definition::flow::{self, EdgeKind};
+    use duban_engine::definition::StepKind;
+    let who = match person(&p, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let state = match visible_instance(&p, &who, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let def = match p
+        .engine
+        .definition(&state.definition, Some(state.version))
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return unavailable(&e),
+    };
+    let history = match p.engine.history(&id).await {
+        Ok(h) => h,
+        Err(e) => return unavailable(&e),
+    };
+    let status = match &state.status {
+        duban_engine::runtime::Status::Running => "办理中".to_string(),
+        duban_engine::runtime::Status::Completed { .. } => "已办结".to_string(),
+        duban_engine::runtime::Status::Cancelled { reason } => format!("已撤销（{reason}）"),
+        duban_engine::runtime::Status::Stuck { .. } => "处理故障，待管理员处置".to_string(),
+    };
+    let mut body = format!(
+        "<p>{}（第{}版），事项{}：<strong>{}</strong></p>",
+        esc(&def.name),
+        state.version,
+        esc(&id),
+        esc(&status)
+    );
+    body.push_str("<h2>步骤</h2><ol class=\"steps\">");
+    let name = |s: &str| {
+        def.steps
+            .get(s)
+            .map_or_else(|| s.to_string(), |x| x.name.clone())
+    };
+    for (sid, step) in &def.steps {
+        let open = state
+            .tasks
+            .values()
+            .any(|t| &t.step == sid && t.closed.is_none())
+            || state.waits.contains_key(sid);
+        let done = history
+            .iter()
+            .any(|l| l.step_before.as_deref() == Some(sid) || l.step_after.as_deref() == Some(sid));
+        let (mark, style) = if open {
+            ("办理中", " style=\"background:#ffc\"")
+        } else if done {
+            ("已经过", "")
+        } else {
+            ("未到", " style=\"color:#777\"")
+        };
+        let mut leads = Vec::new();
+        match &step.kind {
+            StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. } => {
+                for o in outcomes.values() {
+                    leads.push(format!("{} → {}", o.label, name(&o.next)));
+                }
+                for e in flow::step_edges(sid, step) {
+                    if e.kind == EdgeKind::Expiry {
+                        leads.push(format!("期限届满 → {}", name(&e.to)));
+                    }
+                }
+            }
+            _ => {
+                for e in flow::step_edges(sid, step) {
+                    let why = match e.kind {
+                        EdgeKind::Branch => "条件成立时",
+                        EdgeKind::Default => "其他情形",
+                        EdgeKind::Split => "同时",
+                        EdgeKind::Expiry => "期限届满",
+                        _ => "然后",
+                    };
+                    leads.push(format!("{why} → {}", name(&e.to)));
+                }
+            }
+        }
+        body.push_str(&format!(
+            "<li{style}><strong>{}</strong>（{mark}）{}</li>",
+            esc(&step.name),
+            if leads.is_empty() {
+                String::new()
+            } else {
+                format!("<br>{}", esc(&leads.join("；")))
+            }
+        ));
+    }
+    body.push_str("</ol>");
+    if let Some(root) = &p.files {
+        let mut any = false;
+        for t in state.tasks.values() {
+            let given = crate::files::list(root, &id, &t.id);
+            if given.is_empty() {
+                continue;
+            }
+            if !any {
+                body.push_str("<h2>附件</h2><ul>");
+                any = true;
+            }
+            for a in given {
+                body.push_str(&format!(
+                    "<li>{}：<a href=\"/staff/i/{}/a/{}/{}\" download>{}</a></li>",
+                    esc(&name(&t.step)),
+                    esc(&id),
+                    esc(&t.id),
+                    a.n,
+                    esc(&a.name)
+                ));
+            }
+        }
+        if any {
+            body.push_str("</ul>");
+        }
+    }
+    match timeline(&p, &id, &def).await {
+        Ok(t) => body.push_str(&t),
+        Err(r) => return r,
+    }
+    page(StatusCode::OK, &def.name, &body)
+}
+
+async fn instance_attachment(
+    State(p): State<Portal>,
+    Path((id, task, n)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match person(&p, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let state = match visible_instance(&p, &who, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let found = p
+        .files
+        .as_ref()
+        .filter(|_| state.tasks.contains_key(&task))
+        .and_then(|root| {
+            n.parse()
+                .ok()
+                .and_then(|k| crate::files::read(root, &id, &task, k))
+        });
+    match found {
+        Some((s, bytes)) => crate::files::download(&s, bytes),
+        None => page(StatusCode::NOT_FOUND, "附件不存在", "<p>没有这个附件。</p>"),
     }
 }

@@ -519,3 +519,170 @@ async fn the_office_sees_what_is_overdue_and_others_do_not() {
     let (s, _, _) = staff(&w, "GET", "/staff/overdue.csv", None, "").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// Issue 14, the instance page: every step of the process marked done, open
+/// or not reached, with where it leads, and the timeline in Chinese naming
+/// who acted; for a person with a task in it or the office, 403 to others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_page_shows_its_steps_and_timeline_to_those_in_it() {
+    use duban_notifiers::links::Claims;
+    let w = world().await;
+    let links = common::links();
+    let session = |who: &str| {
+        format!(
+            "duban_session={}",
+            links.sign(&Claims {
+                recipient: who.into(),
+                expires: at("2026-01-14T18:00:00+08:00").timestamp(),
+                purpose: "session".into(),
+                ..Default::default()
+            })
+        )
+    };
+    let wang_instance = w.wang_task.split('.').next().unwrap();
+    let li_instance = w.li_task.split('.').next().unwrap();
+    let (s, page, _) = staff(
+        &w,
+        "GET",
+        &format!("/staff/i/{wang_instance}"),
+        Some(&session("wang")),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("审查（测试）"), "{page}");
+    assert!(
+        page.contains("<strong>负责人审查</strong>（办理中）"),
+        "{page}"
+    );
+    assert!(page.contains("<strong>分派</strong>（已经过）"), "{page}");
+    assert!(page.contains("<strong>审查</strong>（未到）"), "{page}");
+    assert!(page.contains("同意 → 结束"), "{page}");
+    assert!(page.contains("条件成立时 → 负责人审查"), "{page}");
+    assert!(page.contains("办理经过"), "{page}");
+    assert!(page.contains("启动"), "the timeline is in Chinese: {page}");
+    assert!(!page.contains("task_opened"), "{page}");
+    // wang has no task in li's instance and is no office: 403, as for an
+    // instance that does not exist.
+    for id in [li_instance, "999"] {
+        let (s, _, _) = staff(
+            &w,
+            "GET",
+            &format!("/staff/i/{id}"),
+            Some(&session("wang")),
+            "",
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{id}");
+    }
+    // The office sees every instance.
+    let (s, _, _) = staff(
+        &w,
+        "GET",
+        &format!("/staff/i/{wang_instance}"),
+        Some(&session("li")),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = staff(&w, "GET", &format!("/staff/i/{li_instance}"), None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The inbox names steps, not ids, and links the instance.
+    let (_, inbox, _) = staff(&w, "GET", "/staff/inbox", Some(&session("wang")), "").await;
+    assert!(inbox.contains(">负责人审查</a>"), "{inbox}");
+    assert!(
+        inbox.contains(&format!("/staff/i/{wang_instance}")),
+        "{inbox}"
+    );
+}
+
+/// Issue 14, `POST /api/v1/messages`: delivered by a person of the office
+/// to the instance waiting for it, whose history names them; refused to
+/// others and to a role's token; a message nobody waits for is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_delivered_by_the_office_and_names_its_sender() {
+    const WAIT: &str = r#"id: api_wait
+version: 1
+name: 等待复议决定（测试）
+roles: { supervision_office: 监督机构 }
+variables:
+  case_no: { type: string, required: true }
+  decision_text: { type: text }
+start: await_decision
+steps:
+  await_decision:
+    kind: wait_message
+    name: 等待复议决定
+    message: decision
+    correlation: case_no
+    fields: [decision_text]
+    next: finished
+  finished: { kind: end, name: 办结, result: done }
+"#;
+    let w = world().await;
+    let now = at("2026-01-05T11:00:00+08:00");
+    let lib = w._dir.path().join("lib2");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("wait.yaml"), WAIT).unwrap();
+    w.engine.deploy(&[lib], now).await.unwrap();
+    let mut vars = BTreeMap::new();
+    vars.insert("case_no".to_string(), json!("复2026-1"));
+    let id = w
+        .engine
+        .start("api_wait", None, vars, "admin", now)
+        .await
+        .unwrap()
+        .state
+        .id;
+    let (_, li) = w
+        .engine
+        .create_token(Some("li"), None, None, now)
+        .await
+        .unwrap();
+    let (_, wang) = w
+        .engine
+        .create_token(Some("wang"), None, None, now)
+        .await
+        .unwrap();
+    let (_, role) = w
+        .engine
+        .create_token(None, Some("supervision_office"), None, now)
+        .await
+        .unwrap();
+    let body = r#"{"name": "decision", "key": "复2026-1", "variables": {"decision_text": "维持"}}"#;
+    let before = w.engine.instance(&id).await.unwrap();
+    for t in [&wang, &role] {
+        let (s, v) = w.call("POST", "/api/v1/messages", Some(t), body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+    let (s, v) = w
+        .call("POST", "/api/v1/messages", Some(&li), "{\"name\": 1}")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = w
+        .call(
+            "POST",
+            "/api/v1/messages",
+            Some(&li),
+            r#"{"name": "decision", "key": "nobody"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["code"], "R019");
+    assert_eq!(
+        serde_json::to_string(&w.engine.instance(&id).await.unwrap()).unwrap(),
+        serde_json::to_string(&before).unwrap()
+    );
+    let (s, v) = w.call("POST", "/api/v1/messages", Some(&li), body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["delivered_to"], json!([id]));
+    let s = w.engine.instance(&id).await.unwrap();
+    assert_eq!(s.status.name(), "completed");
+    assert_eq!(s.variables["decision_text"], "维持");
+    let h = w.engine.history(&id).await.unwrap();
+    assert!(
+        h.iter()
+            .any(|l| l.what == duban_engine::runtime::HistoryKind::Message && l.actor == "li"),
+        "{h:?}"
+    );
+}

@@ -384,7 +384,8 @@ impl<'a> Run<'a> {
                 name,
                 key,
                 variables,
-            } => self.message(name, key, variables),
+                sender,
+            } => self.message(name, key, variables, sender.as_deref()),
             Event::TimerFired { timer } => self.timer(timer),
             Event::ChildEnded {
                 step,

@@ -79,6 +79,10 @@ pub enum Event {
         key: String,
         /// Variables the message carries.
         variables: BTreeMap<String, serde_json::Value>,
+        /// Who sent it, when a person did (through the API or `duban
+        /// message --as`); the history line names them, else `engine`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sender: Option<String>,
     },
     /// A timer fell due.
     TimerFired {

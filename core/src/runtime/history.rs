@@ -145,6 +145,42 @@ impl HistoryKind {
         }
     }
 
+    /// What the line records, in Chinese, for the pages staff and agencies
+    /// read (the timeline of an instance).
+    pub fn label(self) -> &'static str {
+        use HistoryKind::*;
+        match self {
+            Started => "启动",
+            TaskOpened => "任务开启",
+            NoticeSent => "发出通知",
+            TaskCompleted => "办结任务",
+            NoticeAnswered => "答复通知",
+            Received => "签收",
+            Delivered => "送达",
+            RecusalRequested => "申请回避",
+            RecusalDecided => "回避决定",
+            Message => "收到消息",
+            ChildEnded => "子流程办结",
+            Reminder => "提醒",
+            Timer => "定时",
+            Expired => "期限届满",
+            Escalated => "督促上报",
+            Decided => "判定",
+            Split => "分头办理",
+            Joined => "汇总",
+            Called => "启动子流程",
+            Waiting => "等待",
+            Recomputed => "重新计算期限",
+            Ended => "办结",
+            Cancelled => "撤销",
+            Stuck => "处理故障，待管理员处置",
+            Retried => "重试",
+            VariablesSet => "修改事项信息",
+            FactRecorded => "记录",
+            Counted => "统计",
+        }
+    }
+
     /// The kind named `s`, if any.
     pub fn parse(s: &str) -> Option<HistoryKind> {
         HistoryKind::ALL.into_iter().find(|k| k.as_str() == s)

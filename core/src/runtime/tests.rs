@@ -1148,6 +1148,7 @@ fn a_notify_only_message_timeout_escalates_and_keeps_waiting() {
             name: "answered".into(),
             key: "K1".into(),
             variables: BTreeMap::new(),
+            sender: None,
         },
         "2026-03-11T09:00:00+08:00",
     );

@@ -91,6 +91,7 @@ impl Run<'_> {
         name: &str,
         key: &str,
         given: &BTreeMap<String, Json>,
+        sender: Option<&str>,
     ) -> Result<(), EngineError> {
         let Some(step_id) = self
             .state
@@ -126,7 +127,7 @@ impl Run<'_> {
         self.state.variables.extend(changed.clone());
         self.end_wait(&step_id);
         let line = self
-            .line("engine", HistoryKind::Message)
+            .line(sender.unwrap_or("engine"), HistoryKind::Message)
             .from(step_id)
             .to(next.clone())
             .changed(changed)
