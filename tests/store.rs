@@ -497,7 +497,7 @@ async fn supervision_letter_end_to_end<S: Store>(db: Db<S>) {
         .as_ref()
         .unwrap()
         .explanation
-        .contains("10 working days after 2025-09-26"));
+        .contains("自2025年9月26日起算10个工作日"));
     assert!(db
         .engine
         .store()

@@ -32,6 +32,7 @@ pub struct DeadlineArgs {
     pub include_start_day: bool,
     pub cutoff: Option<String>,
     pub at_least: bool,
+    pub no_extension: bool,
     pub json: bool,
     pub calendar_dir: PathBuf,
 }
@@ -94,18 +95,21 @@ pub fn deadline(a: &DeadlineArgs) -> u8 {
         } else {
             Bound::Within
         },
+        extend: !a.no_extension,
     };
-    let d = cal.count(start, &spec);
+    let (d, days) = cal.count_traced(start, &spec);
     if a.json {
         let v = json!({
             "start": a.start,
-            "period": period.to_string(),
+            "period": a.period.trim(),
             "last_day": d.last_day.to_string(),
             "deadline": d.deadline.to_rfc3339(),
             "bound": d.bound,
+            "extend": spec.extend,
             "provisional": d.provisional,
             "provisional_years": d.provisional_years,
             "explanation": d.explanation,
+            "days": days,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {
@@ -151,16 +155,46 @@ fn show(year: i32, json: bool, dir: &std::path::Path) -> u8 {
         Err(code) => return code,
     };
     let Some(y) = cal.year(year) else {
+        // Known before the schedule: the statutory holidays themselves.
+        let statutory = duban_engine::calendar::statutory::days(year);
         if json {
+            let days: Vec<_> = statutory
+                .iter()
+                .map(|(d, h)| json!({ "date": d.to_string(), "holiday": h }))
+                .collect();
             println!(
                 "{}",
-                json!({ "year": year, "provisional": true, "holidays": [] })
+                serde_json::to_string_pretty(
+                    &json!({ "year": year, "provisional": true, "holidays": [], "statutory_days": days })
+                )
+                .expect("serialises")
             );
         } else {
             let known: Vec<String> = cal.years().map(|y| y.to_string()).collect();
+            if statutory.is_empty() {
+                println!("no official schedule for {year}: periods in {year} are counted on weekends only and marked provisional.");
+            } else {
+                println!(
+                    "no official schedule for {year}: periods in {year} are counted on weekends and the statutory holidays \
+                     (全国年节及纪念日放假办法), without the 调休, and marked provisional:"
+                );
+                let mut by: Vec<(&str, Vec<chrono::NaiveDate>)> = Vec::new();
+                for (d, h) in statutory.iter() {
+                    match by.iter_mut().find(|(x, _)| x == h) {
+                        Some((_, v)) => v.push(*d),
+                        None => by.push((h, vec![*d])),
+                    }
+                }
+                for (h, days) in by {
+                    let days: Vec<String> = days
+                        .iter()
+                        .map(|d| d.format("%m-%d (%a)").to_string())
+                        .collect();
+                    println!("  {h}: {}", days.join(", "));
+                }
+            }
             println!(
-                "no official schedule for {year}: periods in {year} are counted on weekends only and marked provisional.\n\
-                 known years: {}. Install one with `duban calendar load FILE`.",
+                "known years: {}. Install one with `duban calendar load FILE`.",
                 known.join(", ")
             );
         }

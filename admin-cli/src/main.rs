@@ -89,7 +89,12 @@ enum Command {
         /// A minimum ("at least", 不少于) instead of a deadline ("within", …内).
         #[arg(long)]
         at_least: bool,
-        /// Print a JSON object.
+        /// End on the corresponding day even when it is a rest day: a term of
+        /// office or a bar, which is no time to act in (the default extends the
+        /// last day to the next working day, 民法典 第二百零三条).
+        #[arg(long)]
+        no_extension: bool,
+        /// Print a JSON object, with every day counted or passed over and why.
         #[arg(long)]
         json: bool,
     },
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
             include_start_day,
             cutoff,
             at_least,
+            no_extension,
             json,
         } => calendar::deadline(&calendar::DeadlineArgs {
             start,
@@ -158,6 +164,7 @@ fn main() -> ExitCode {
             include_start_day,
             cutoff,
             at_least,
+            no_extension,
             json,
             calendar_dir: cli.db.calendar_dir.clone(),
         }),

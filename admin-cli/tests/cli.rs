@@ -117,7 +117,12 @@ fn deadline_acceptance_examples() {
     assert!(v["explanation"]
         .as_str()
         .unwrap()
-        .contains("make-up working day"));
+        .contains("9月28日（国庆节、中秋节调休上班）"));
+    let days = v["days"].as_array().unwrap();
+    assert_eq!(days[0]["date"], "2025-09-27");
+    assert_eq!(days[0]["rule"], "weekend");
+    assert_eq!(days[1]["rule"], "make_up_working_day");
+    assert_eq!(days.iter().filter(|d| d["counted"] == true).count(), 5);
 
     assert_eq!(
         json(&duban(&["deadline", "2025-01-31", "1个月", "--json"]))["last_day"],
@@ -210,6 +215,50 @@ fn calendar_show_lists_holidays() {
     );
     let o = duban(&["calendar", "show", "2027"]);
     assert!(stdout(&o).contains("provisional"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("春节: 02-05 (Fri), 02-06 (Sat), 02-07 (Sun), 02-08 (Mon)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Issue 21, the acceptance lines: a provisional year counts the statutory
+/// holidays (and says so in Chinese); a term with the extension off ends on
+/// its anniversary.
+#[test]
+fn provisional_years_skip_the_statutory_holidays_and_terms_do_not_move() {
+    let v = json(&duban(&["deadline", "2027-09-26", "5个工作日", "--json"]));
+    assert_eq!(v["last_day"], "2027-10-04", "{v}");
+    assert_eq!(v["provisional"], true);
+    let e = v["explanation"].as_str().unwrap();
+    assert!(e.contains("10月1日至3日为国庆节法定节假日，不计入"), "{e}");
+    assert!(e.contains("暂按法定假日推算"), "{e}");
+    assert!(v["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["date"] == "2027-10-01"
+            && d["rule"] == "statutory_holiday"
+            && d["holiday"] == "国庆节"));
+    for (start, period, last) in [
+        ("2026-12-31", "1日", "2027-01-04"),
+        ("2027-04-30", "1日", "2027-05-03"),
+        ("2027-02-04", "1日", "2027-02-09"),
+        ("2028-04-03", "1日", "2028-04-05"),
+        ("2029-02-11", "1日", "2029-02-16"),
+        ("2030-06-04", "1日", "2030-06-06"),
+    ] {
+        let v = json(&duban(&["deadline", start, period, "--json"]));
+        assert_eq!(v["last_day"], last, "{start} + {period}: {v}");
+        assert_eq!(v["provisional"], true);
+    }
+    let v = json(&duban(&["deadline", "2026-07-07", "3年", "--json"]));
+    assert_eq!(v["last_day"], "2029-07-09");
+    let o = duban(&["deadline", "2026-07-07", "3年", "--no-extension"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("2029-07-07  "), "{out}");
+    assert!(out.contains("此期间不因休息日顺延"), "{out}");
 }
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
@@ -221,7 +270,7 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-const Y2027: &str = "year: 2027\nsource: test schedule\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n  - name: 春节\n    rest: [2027-02-06..2027-02-12]\n    workdays: [2027-02-14]\n";
+const Y2027: &str = "year: 2027\nsource: test schedule\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n  - name: 春节\n    rest: [2027-02-05..2027-02-12]\n    workdays: [2027-02-14]\n";
 
 #[test]
 fn calendar_load_installs_a_year_and_ends_provisional_counting() {
@@ -231,7 +280,9 @@ fn calendar_load_installs_a_year_and_ends_provisional_counting() {
     std::fs::write(&file, Y2027).unwrap();
     let before = json(&run_in(&cal, &["deadline", "2027-01-26", "10日", "--json"]));
     assert_eq!(before["provisional"], true);
-    assert_eq!(before["last_day"], "2027-02-05");
+    // Nominal 02-05 is 除夕, a statutory day of 春节 known before the
+    // schedule; 02-06..08 (初一至初三) too: 02-09.
+    assert_eq!(before["last_day"], "2027-02-09");
     let o = run_in(&cal, &["calendar", "load", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("installed the 2027 schedule (2 holidays)"));
@@ -480,7 +531,7 @@ fn supervision_letter_through_the_binary(db: &str) {
         "{show}"
     );
     assert!(
-        show.contains("deadline 2025-10-30: 30 days after 2025-09-30"),
+        show.contains("deadline 2025-10-30: 自2025年9月30日起算30日（开始之日不计入），届满日为10月30日，是工作日"),
         "{show}"
     );
     assert!(show.contains("result: corrected"), "{show}");
@@ -749,12 +800,14 @@ fn loading_a_year_recomputes_provisional_deadlines() {
     let db = db.to_str().unwrap();
     let cal = tmp.path().join("calendars");
     let run = |now: &str, args: &[&str]| duban_at(db, &cal, now, args);
-    // 30 days from 2026-12-02: nominal Friday 2027-01-01, a working day as far as weekends tell.
+    // 30 days from 2026-12-02: nominal Friday 2027-01-01, 元旦, a statutory
+    // holiday known before the schedule; then a weekend: 01-04, provisional.
     let out = provisional_letter(db, &cal);
     assert!(
-        out.contains("deadline 2027-01-01") && out.contains("PROVISIONAL"),
+        out.contains("deadline 2027-01-04") && out.contains("暂按法定假日推算"),
         "{out}"
     );
+    assert!(out.contains("该日为元旦（法定节假日）"), "{out}");
     let year = tmp.path().join("2027.yaml");
     std::fs::write(&year, Y2027).unwrap();
     let out = run(
@@ -768,7 +821,7 @@ fn loading_a_year_recomputes_provisional_deadlines() {
     let show = run("2026-12-10T09:00:00+08:00", &["show", "1"]);
     assert!(
         show.contains(
-            "deadline recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
+            "办理期限按国务院公布的节假日安排重新计算：最后一日仍为2027年1月4日，不再暂定"
         ),
         "{show}"
     );

@@ -285,9 +285,13 @@ async fn a_schedule_installed_while_serving_is_counted_on_at_once() {
     let db = db.to_str().unwrap();
     let cal = tmp.path().join("calendars");
     std::fs::create_dir_all(&cal).unwrap();
-    // 30 days from 2026-12-02: 2027-01-01, provisional (no 2027 schedule yet).
+    // 30 days from 2026-12-02: 2027-01-01 is 元旦, then a weekend: 01-04,
+    // provisional (no 2027 schedule yet).
     let out = provisional_letter(db, &cal);
-    assert!(out.contains("deadline 2027-01-01") && out.contains("PROVISIONAL"));
+    assert!(
+        out.contains("deadline 2027-01-04") && out.contains("暂按法定假日推算"),
+        "{out}"
+    );
 
     let engine = Arc::new(
         Engine::new(
@@ -334,7 +338,7 @@ async fn a_schedule_installed_while_serving_is_counted_on_at_once() {
         .expect("the deadline was recounted");
     assert_eq!(
         recount.note.as_deref(),
-        Some("deadline recomputed on the official calendar: last day 2027-01-01 → 2027-01-04")
+        Some("办理期限按国务院公布的节假日安排重新计算：最后一日仍为2027年1月4日，不再暂定")
     );
     let task = engine.instance("1").await.unwrap().tasks["1.2"].clone();
     assert_eq!(task.deadline.unwrap().last_day.to_string(), "2027-01-04");

@@ -4,19 +4,25 @@
 //! pure function of the calendar data, a start and a [`PeriodSpec`]; it reads
 //! no clock and no file, so the engine, the simulator and the tests get the
 //! same answer for the same input. Every result carries a one-line
-//! explanation that administrators see next to the deadline, and says whether
-//! it is **provisional** (it consulted a year without an official schedule,
-//! where only weekends are known).
+//! explanation, in Chinese, that staff and agencies read next to the
+//! deadline (which days were counted, which were passed over as holidays,
+//! why the last day moved), and says whether it is **provisional**: it
+//! consulted a year without an official schedule, where the weekends and
+//! the statutory holidays ([`statutory`]) are known but not the 调休.
+//! [`Calendar::count_traced`] gives the same count with every day looked
+//! at and its rule, for machines.
 //!
 //! Layout:
 //! - [`period`]: the period syntax, shared with the process language;
 //! - [`schedule`]: one year's official schedule, read and validated from YAML;
+//! - [`statutory`]: the statutory holidays of years without a schedule;
 //! - [`files`]: the calendar directory where administrators install new years.
 
 pub mod files;
 pub mod period;
 pub mod reminders;
 pub mod schedule;
+pub mod statutory;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -65,16 +71,23 @@ pub struct PeriodSpec {
     pub cutoff: Option<NaiveTime>,
     /// Deadline or minimum.
     pub bound: Bound,
+    /// Move a last day that is a rest day to the next working day
+    /// (民法典 第二百零三条). Default on; off for a span that is not a time
+    /// to act in — a term of office, a bar — which ends on its
+    /// corresponding day whatever weekday that is.
+    pub extend: bool,
 }
 
 impl PeriodSpec {
-    /// A plain "within" period: start day excluded, cut-off at 24:00.
+    /// A plain "within" period: start day excluded, cut-off at 24:00,
+    /// extended past rest days.
     pub fn within(period: Period) -> Self {
         PeriodSpec {
             period,
             include_start_day: false,
             cutoff: None,
             bound: Bound::Within,
+            extend: true,
         }
     }
 }
@@ -131,12 +144,90 @@ pub struct Deadline {
 pub struct DayInfo {
     /// Whether the day is a working day.
     pub working: bool,
-    /// The holiday the day belongs to, when the schedule names one.
+    /// The holiday the day belongs to: the schedule's name, or in a year
+    /// without one, the statutory holiday ([`statutory`]).
     pub holiday: Option<String>,
     /// The schedule marks the day as a make-up working day.
     pub make_up: bool,
-    /// The year has no schedule; only weekends are known.
+    /// The year has no schedule; only weekends and the statutory holidays
+    /// are known.
     pub provisional: bool,
+}
+
+/// Why a day was counted or passed over, for `duban deadline --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayRule {
+    /// A working day, counted.
+    WorkingDay,
+    /// A make-up working day (调休上班) of the schedule, counted.
+    MakeUpWorkingDay,
+    /// A Saturday or Sunday, not counted.
+    Weekend,
+    /// A rest day of the official schedule, not counted.
+    Holiday,
+    /// A statutory holiday of a year without a schedule, not counted
+    /// (provisional).
+    StatutoryHoliday,
+    /// The nominal last day of a day, month or year period.
+    NominalEnd,
+    /// The day the last day was moved to (民法典 第二百零三条).
+    Extended,
+    /// The corresponding day, kept though it is a rest day (no extension).
+    NotExtended,
+}
+
+/// One day a count looked at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TracedDay {
+    /// The day.
+    pub date: NaiveDate,
+    /// Counted toward a working-days period (or the last day reached).
+    pub counted: bool,
+    /// Why.
+    pub rule: DayRule,
+    /// The holiday it belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holiday: Option<String>,
+    /// The year has no official schedule.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
+}
+
+/// `2027年9月26日`.
+pub fn zh_date(d: NaiveDate) -> String {
+    format!("{}年{}月{}日", d.year(), d.month(), d.day())
+}
+
+/// `9月26日`, or with the year when it is not `year`.
+fn zh_short(d: NaiveDate, year: i32) -> String {
+    if d.year() == year {
+        format!("{}月{}日", d.month(), d.day())
+    } else {
+        zh_date(d)
+    }
+}
+
+/// Days as Chinese runs: `10月1日至3日`, `9月30日至10月8日`, `5月1日`.
+fn zh_runs(days: &[NaiveDate], year: i32) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < days.len() {
+        let mut j = i;
+        while j + 1 < days.len() && days[j + 1] == days[j] + Duration::days(1) {
+            j += 1;
+        }
+        let (a, b) = (days[i], days[j]);
+        out.push(if a == b {
+            zh_short(a, year)
+        } else if a.month() == b.month() && a.year() == b.year() {
+            format!("{}至{}日", zh_short(a, year), b.day())
+        } else {
+            format!("{}至{}", zh_short(a, year), zh_short(b, year))
+        });
+        i = j + 1;
+    }
+    out.join("、")
 }
 
 impl Calendar {
@@ -174,9 +265,10 @@ impl Calendar {
     pub fn day(&self, date: NaiveDate) -> DayInfo {
         let weekend = matches!(date.weekday(), Weekday::Sat | Weekday::Sun);
         let Some(year) = self.years.get(&date.year()) else {
+            let holiday = statutory::holiday(date);
             return DayInfo {
-                working: !weekend,
-                holiday: None,
+                working: !weekend && holiday.is_none(),
+                holiday: holiday.map(str::to_string),
                 make_up: false,
                 provisional: true,
             };
@@ -214,22 +306,43 @@ impl Calendar {
     /// (民法典 第二百零三条); cut off at 24:00 or at `cutoff`.
     pub fn until(&self, date: NaiveDate, cutoff: Option<NaiveTime>, bound: Bound) -> Deadline {
         let mut seen = Consulted::default();
-        let (last_day, explanation) = self.extend(date, format!("the date set, {date}"), &mut seen);
-        self.finish(last_day, explanation, cutoff, bound, seen)
+        let (last_day, explanation) = self.extend(
+            date,
+            format!("所定日期为{}", zh_date(date)),
+            true,
+            &mut seen,
+        );
+        self.finish(last_day, explanation, cutoff, bound, &seen)
     }
 
     /// Counts `spec` from `start`. Pure: the same input gives the same output.
     pub fn count(&self, start: Start, spec: &PeriodSpec) -> Deadline {
+        self.count_inner(start, spec, &mut Consulted::default())
+    }
+
+    /// [`Calendar::count`], with every day it looked at and why it was
+    /// counted or passed over (`duban deadline --json`).
+    pub fn count_traced(&self, start: Start, spec: &PeriodSpec) -> (Deadline, Vec<TracedDay>) {
+        let mut seen = Consulted {
+            trace: Some(Vec::new()),
+            ..Default::default()
+        };
+        let d = self.count_inner(start, spec, &mut seen);
+        (d, seen.trace.unwrap_or_default())
+    }
+
+    fn count_inner(&self, start: Start, spec: &PeriodSpec, seen: &mut Consulted) -> Deadline {
         let Period { count, unit } = spec.period;
-        let mut seen = Consulted::default();
         let (last_day, explanation) = match unit {
             Unit::Hours => {
                 let end = start.instant() + Duration::hours(i64::from(count));
                 let explanation = format!(
-                    "{} from {} ends at {}; hours run from the exact instant, without extension",
-                    spec.period,
-                    start.instant().format("%Y-%m-%d %H:%M"),
-                    end.format("%Y-%m-%d %H:%M"),
+                    "自{} {}起算{}，至{} {}届满（按小时计算，自实际时刻起算，不因休息日顺延）",
+                    zh_date(start.instant().date_naive()),
+                    start.instant().format("%H:%M"),
+                    spec.period.zh(),
+                    zh_date(end.date_naive()),
+                    end.format("%H:%M"),
                 );
                 return Deadline {
                     last_day: end.date_naive(),
@@ -240,12 +353,19 @@ impl Calendar {
                     explanation,
                 };
             }
-            Unit::WorkingDays => self.count_working_days(start.date(), spec, &mut seen),
+            Unit::WorkingDays => self.count_working_days(start.date(), spec, seen),
             Unit::Days => {
                 let d = start.date();
                 let n = i64::from(count) - i64::from(spec.include_start_day);
                 let nominal = d + Duration::days(n);
-                self.extend(nominal, format!("{} after {d}", spec.period), &mut seen)
+                let what = format!(
+                    "自{}起算{}（{}），届满日为{}",
+                    zh_date(d),
+                    spec.period.zh(),
+                    start_day_note(spec.include_start_day),
+                    zh_short(nominal, d.year())
+                );
+                self.extend(nominal, what, spec.extend, seen)
             }
             Unit::Months | Unit::Years => {
                 let d = start.date();
@@ -260,16 +380,25 @@ impl Calendar {
                 } else {
                     corresponding
                 };
-                let mut what = format!("{} after {d}", spec.period);
-                if clamped {
-                    let _ = write!(
-                        what,
-                        " (no day {} in {}; month end)",
+                let what = if clamped {
+                    format!(
+                        "自{}起算{}（{}），到期月没有{}日，以月末日{}为届满日",
+                        zh_date(d),
+                        spec.period.zh(),
+                        start_day_note(spec.include_start_day),
                         d.day(),
-                        corresponding.format("%Y-%m")
-                    );
-                }
-                self.extend(nominal, what, &mut seen)
+                        zh_short(nominal, d.year())
+                    )
+                } else {
+                    format!(
+                        "自{}起算{}（{}），到期月的对应日{}为届满日",
+                        zh_date(d),
+                        spec.period.zh(),
+                        start_day_note(spec.include_start_day),
+                        zh_short(nominal, d.year())
+                    )
+                };
+                self.extend(nominal, what, spec.extend, seen)
             }
         };
         self.finish(last_day, explanation, spec.cutoff, spec.bound, seen)
@@ -283,29 +412,28 @@ impl Calendar {
         explanation: String,
         cutoff: Option<NaiveTime>,
         bound: Bound,
-        seen: Consulted,
+        seen: &Consulted,
     ) -> Deadline {
         let deadline = match cutoff {
             None => local_midnight(last_day + Duration::days(1)),
             Some(t) => local(last_day, t),
         };
-        let explanation = match cutoff {
+        let mut explanation = match cutoff {
             None => explanation,
             Some(t) => format!(
-                "{explanation}; cut-off {} (business hours)",
+                "{explanation}；截止时间为当日{}（业务时间）",
                 t.format("%H:%M")
             ),
         };
-        let provisional_years: Vec<i32> = seen.0.into_iter().collect();
-        let explanation = if provisional_years.is_empty() {
-            explanation
-        } else {
-            let years: Vec<String> = provisional_years.iter().map(i32::to_string).collect();
-            format!(
-                "{explanation}; PROVISIONAL: no official schedule for {}, weekends only",
-                years.join(", ")
-            )
-        };
+        let provisional_years: Vec<i32> = seen.years.iter().copied().collect();
+        if !provisional_years.is_empty() {
+            let years: Vec<String> = provisional_years.iter().map(|y| format!("{y}年")).collect();
+            let _ = write!(
+                explanation,
+                "（暂按法定假日推算：{}的节假日安排国务院尚未公布，已按《全国年节及纪念日放假办法》计入元旦、春节、清明节、劳动节、端午节、中秋节、国庆节，未计调休；公布并导入后重新计算）",
+                years.join("、")
+            );
+        }
         Deadline {
             last_day,
             deadline: deadline.fixed_offset(),
@@ -328,113 +456,177 @@ impl Calendar {
         } else {
             start.succ_opt().expect("date in range")
         };
-        let mut counted = Vec::new();
-        let mut skipped: Vec<String> = Vec::new();
+        let mut counted: Vec<String> = Vec::new();
+        // Rest days passed over, by holiday, in order of first appearance.
+        let mut skipped: Vec<(String, bool, Vec<NaiveDate>)> = Vec::new();
         loop {
             let info = self.day(day);
-            seen.note(day, &info);
             if info.working {
+                let rule = if info.make_up {
+                    DayRule::MakeUpWorkingDay
+                } else {
+                    DayRule::WorkingDay
+                };
+                seen.note(day, &info, true, rule);
                 let label = match (&info.holiday, info.make_up) {
-                    (Some(h), true) => {
-                        format!("{} (make-up working day, {h})", day.format("%m-%d"))
-                    }
-                    _ => day.format("%m-%d").to_string(),
+                    (Some(h), true) => format!("{}（{h}调休上班）", zh_short(day, start.year())),
+                    _ => zh_short(day, start.year()),
                 };
                 counted.push(label);
                 if counted.len() as u32 == wanted {
                     break;
                 }
-            } else if let Some(h) = info.holiday {
-                if !skipped.contains(&h) {
-                    skipped.push(h);
+            } else {
+                let rule = match (&info.holiday, info.provisional) {
+                    (None, _) => DayRule::Weekend,
+                    (Some(_), false) => DayRule::Holiday,
+                    (Some(_), true) => DayRule::StatutoryHoliday,
+                };
+                seen.note(day, &info, false, rule);
+                if let Some(h) = info.holiday {
+                    match skipped.iter_mut().find(|(x, _, _)| *x == h) {
+                        Some((_, _, days)) => days.push(day),
+                        None => skipped.push((h, info.provisional, vec![day])),
+                    }
                 }
             }
             day = day.succ_opt().expect("date in range");
         }
-        let from = if spec.include_start_day {
-            format!("from {start} (start day counted)")
-        } else {
-            format!("after {start}")
-        };
-        let mut text = format!("{} {from}: ", spec.period);
+        let mut text = format!(
+            "自{}起算{}（{}）：",
+            zh_date(start),
+            spec.period.zh(),
+            start_day_note(spec.include_start_day)
+        );
         if counted.len() <= 10 {
-            text.push_str(&counted.join(", "));
+            text.push_str(&counted.join("、"));
         } else {
             let _ = write!(
                 text,
-                "{} … {}",
-                counted[..3].join(", "),
-                counted[counted.len() - 2..].join(", ")
+                "{}……{}",
+                counted[..3].join("、"),
+                counted[counted.len() - 2..].join("、")
             );
         }
-        if !skipped.is_empty() {
-            let _ = write!(text, "; skipped the rest days of {}", skipped.join(", "));
+        let _ = write!(
+            text,
+            "，第{}个工作日为{}",
+            wanted,
+            zh_short(day, start.year())
+        );
+        for (h, provisional, days) in &skipped {
+            let kind = if *provisional {
+                "法定节假日"
+            } else {
+                "放假日"
+            };
+            let _ = write!(text, "；{}为{h}{kind}，不计入", zh_runs(days, start.year()));
         }
         (day, text)
     }
 
-    /// The rest-day extension of the last day (民法典 第二百零三条).
+    /// The rest-day extension of the last day (民法典 第二百零三条), unless
+    /// `extend` is off.
     fn extend(
         &self,
         nominal: NaiveDate,
         what: String,
+        extend: bool,
         seen: &mut Consulted,
     ) -> (NaiveDate, String) {
         let info = self.day(nominal);
-        seen.note(nominal, &info);
         if info.working {
+            seen.note(nominal, &info, true, DayRule::NominalEnd);
             let why = match &info.holiday {
-                Some(h) if info.make_up => format!(" (a make-up working day of {h})"),
+                Some(h) if info.make_up => format!("（{h}调休上班）"),
                 _ => String::new(),
             };
-            return (nominal, format!("{what}: {nominal} is a working day{why}"));
+            return (nominal, format!("{what}，是工作日{why}"));
         }
         let reason = match &info.holiday {
-            Some(h) => format!("falls in {h}"),
-            None => format!("is a {}", weekday_name(nominal.weekday())),
+            Some(h) if info.provisional => format!("为{h}（法定节假日）"),
+            Some(h) => format!("在{h}放假期间"),
+            None => format!("为{}", weekday_name(nominal.weekday())),
         };
+        if !extend {
+            seen.note(nominal, &info, true, DayRule::NotExtended);
+            return (
+                nominal,
+                format!("{what}，该日{reason}；此期间不因休息日顺延"),
+            );
+        }
+        seen.note(nominal, &info, false, DayRule::NominalEnd);
         let mut day = nominal;
         loop {
             day = day.succ_opt().expect("date in range");
             let info = self.day(day);
-            seen.note(day, &info);
             if info.working {
+                seen.note(day, &info, true, DayRule::Extended);
                 let why = match &info.holiday {
-                    Some(h) if info.make_up => format!(", a make-up working day of {h}"),
+                    Some(h) if info.make_up => format!("（{h}调休上班）"),
                     _ => String::new(),
                 };
                 return (
                     day,
                     format!(
-                        "{what}: nominal {nominal} {reason}; extended to the next working day {day}{why}"
+                        "{what}，该日{reason}，顺延至其后第一个工作日{}{why}",
+                        zh_short(day, nominal.year())
                     ),
                 );
             }
+            let rule = match (&info.holiday, info.provisional) {
+                (None, _) => DayRule::Weekend,
+                (Some(_), false) => DayRule::Holiday,
+                (Some(_), true) => DayRule::StatutoryHoliday,
+            };
+            seen.note(day, &info, false, rule);
         }
     }
 }
 
-/// The years without a schedule that a count looked at.
+/// `开始之日不计入` or `开始之日计入`.
+fn start_day_note(included: bool) -> &'static str {
+    if included {
+        "开始之日计入"
+    } else {
+        "开始之日不计入"
+    }
+}
+
+/// The years without a schedule that a count looked at, and, when asked
+/// for, every day it looked at.
 #[derive(Default)]
-struct Consulted(BTreeSet<i32>);
+struct Consulted {
+    years: BTreeSet<i32>,
+    trace: Option<Vec<TracedDay>>,
+}
 
 impl Consulted {
-    fn note(&mut self, day: NaiveDate, info: &DayInfo) {
+    fn note(&mut self, day: NaiveDate, info: &DayInfo, counted: bool, rule: DayRule) {
         if info.provisional {
-            self.0.insert(day.year());
+            self.years.insert(day.year());
+        }
+        if let Some(t) = &mut self.trace {
+            t.push(TracedDay {
+                date: day,
+                counted,
+                rule,
+                holiday: info.holiday.clone(),
+                provisional: info.provisional,
+            });
         }
     }
 }
 
 fn weekday_name(w: Weekday) -> &'static str {
     match w {
-        Weekday::Sat => "Saturday",
-        Weekday::Sun => "Sunday",
-        Weekday::Mon => "Monday",
-        Weekday::Tue => "Tuesday",
-        Weekday::Wed => "Wednesday",
-        Weekday::Thu => "Thursday",
-        Weekday::Fri => "Friday",
+        Weekday::Sat => "星期六",
+        Weekday::Sun => "星期日",
+        Weekday::Mon => "星期一",
+        Weekday::Tue => "星期二",
+        Weekday::Wed => "星期三",
+        Weekday::Thu => "星期四",
+        Weekday::Fri => "星期五",
     }
 }
 

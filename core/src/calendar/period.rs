@@ -70,6 +70,21 @@ impl Period {
     }
 }
 
+impl Period {
+    /// The period in Chinese, as the regulations write it: `5个工作日`,
+    /// `30日`, `1个月`, `3年`, `48小时`.
+    pub fn zh(&self) -> String {
+        let unit = match self.unit {
+            Unit::WorkingDays => "个工作日",
+            Unit::Days => "日",
+            Unit::Months => "个月",
+            Unit::Years => "年",
+            Unit::Hours => "小时",
+        };
+        format!("{}{unit}", self.count)
+    }
+}
+
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.count;

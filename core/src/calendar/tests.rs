@@ -29,25 +29,27 @@ fn worked_examples() {
     let d = check("2025-09-26", "5 working days", "2025-10-10");
     assert_eq!(
         d.explanation,
-        "5 working days after 2025-09-26: 09-28 (make-up working day, 国庆节、中秋节), \
-         09-29, 09-30, 10-09, 10-10; skipped the rest days of 国庆节、中秋节"
+        "自2025年9月26日起算5个工作日（开始之日不计入）：9月28日（国庆节、中秋节调休上班）、\
+         9月29日、9月30日、10月9日、10月10日，第5个工作日为10月10日；\
+         10月1日至8日为国庆节、中秋节放假日，不计入"
     );
     let d = check("2025-01-31", "1 month", "2025-02-28");
     assert!(
-        d.explanation.contains("no day 31 in 2025-02; month end"),
+        d.explanation
+            .contains("到期月没有31日，以月末日2月28日为届满日，是工作日"),
         "{}",
         d.explanation
     );
     check("2026-02-10", "30 days", "2026-03-12");
     let d = check("2025-09-05", "30 days", "2025-10-09");
-    assert!(
-        d.explanation.contains("nominal 2025-10-05 falls in 国庆节、中秋节; extended to the next working day 2025-10-09"),
-        "{}",
-        d.explanation
+    assert_eq!(
+        d.explanation,
+        "自2025年9月5日起算30日（开始之日不计入），届满日为10月5日，\
+         该日在国庆节、中秋节放假期间，顺延至其后第一个工作日10月9日"
     );
     let d = check("2025-12-24", "10 days", "2026-01-04");
     assert!(
-        d.explanation.contains("a make-up working day of 元旦"),
+        d.explanation.contains("届满日为2026年1月3日，该日在元旦放假期间，顺延至其后第一个工作日1月4日（元旦调休上班）"),
         "{}",
         d.explanation
     );
@@ -108,7 +110,8 @@ fn weekend_extension_names_the_weekday() {
     // 2025-03-03 + 5 days = Saturday 2025-03-08 → Monday 2025-03-10.
     let d = check("2025-03-03", "5 days", "2025-03-10");
     assert!(
-        d.explanation.contains("nominal 2025-03-08 is a Saturday"),
+        d.explanation
+            .contains("届满日为3月8日，该日为星期六，顺延至其后第一个工作日3月10日"),
         "{}",
         d.explanation
     );
@@ -119,7 +122,12 @@ fn years_without_schedule_are_provisional() {
     let d = check("2026-12-20", "30 days", "2027-01-19");
     assert!(d.provisional);
     assert_eq!(d.provisional_years, vec![2027]);
-    assert!(d.explanation.contains("PROVISIONAL"));
+    assert!(
+        d.explanation
+            .contains("暂按法定假日推算：2027年的节假日安排国务院尚未公布"),
+        "{}",
+        d.explanation
+    );
     let d = check("2026-03-01", "1 year", "2027-03-01");
     assert!(d.provisional);
     let d = check("2026-03-02", "1 month", "2026-04-02");
@@ -128,16 +136,25 @@ fn years_without_schedule_are_provisional() {
 
 #[test]
 fn loading_a_year_changes_provisional_results() {
+    // Provisional 2027 knows 10-01..03 (国庆节) but not the bridging days
+    // and the 调休 of the State Council's notice.
     let mut cal = Calendar::builtin();
-    let spec = PeriodSpec::within("10 days".parse().unwrap());
-    let before = cal.count(Start::Date(date("2026-12-22")), &spec);
-    assert_eq!(before.last_day, date("2027-01-01"));
+    let spec = PeriodSpec::within("5个工作日".parse().unwrap());
+    let before = cal.count(Start::Date(date("2027-09-28")), &spec);
+    assert_eq!(
+        before.last_day,
+        date("2027-10-06"),
+        "{}",
+        before.explanation
+    );
     assert!(before.provisional);
-    let y2027 = "year: 2027\nholidays:\n- name: 元旦\n  rest: [2027-01-01..2027-01-03]\n";
+    let y2027 = "year: 2027\nholidays:\n- name: 国庆节\n  rest: [2027-10-01..2027-10-07]\n  workdays: [2027-09-26, 2027-10-09]\n";
     cal.insert(YearSchedule::from_yaml(y2027).unwrap());
-    let after = cal.count(Start::Date(date("2026-12-22")), &spec);
-    assert_eq!(after.last_day, date("2027-01-04"));
+    let after = cal.count(Start::Date(date("2027-09-28")), &spec);
+    // 09-29, 09-30, 10-08, 10-09 (make-up Saturday), 10-11.
+    assert_eq!(after.last_day, date("2027-10-11"), "{}", after.explanation);
     assert!(!after.provisional);
+    assert!(!after.explanation.contains("暂按"), "{}", after.explanation);
 }
 
 #[test]
@@ -245,4 +262,164 @@ fn a_date_set_outright_moves_off_rest_days() {
     assert!(!d.provisional);
     let d = cal.until(date("2031-06-02"), None, Bound::Within);
     assert!(d.provisional, "{}", d.explanation);
+}
+
+/// Issue 21: a year without a schedule counts the statutory holidays of
+/// 《全国年节及纪念日放假办法》 as rest days, stays provisional, and says
+/// which days it took as holidays.
+#[test]
+fn provisional_years_count_the_statutory_holidays() {
+    let d = check("2027-09-26", "5个工作日", "2027-10-04");
+    assert!(d.provisional);
+    assert!(
+        d.explanation.starts_with("自2027年9月26日起算5个工作日（开始之日不计入）：9月27日、9月28日、9月29日、9月30日、10月4日"),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.explanation
+            .contains("10月1日至3日为国庆节法定节假日，不计入"),
+        "{}",
+        d.explanation
+    );
+    assert!(
+        d.explanation.contains("2027年的节假日安排国务院尚未公布"),
+        "{}",
+        d.explanation
+    );
+    // 元旦, 劳动节 and the lunar holidays of 2027–2030 are rest days.
+    let cal = Calendar::builtin();
+    for (day, holiday) in [
+        ("2027-01-01", "元旦"),
+        ("2027-02-05", "春节"),
+        ("2027-02-08", "春节"),
+        ("2027-04-05", "清明节"),
+        ("2027-05-01", "劳动节"),
+        ("2027-05-02", "劳动节"),
+        ("2027-06-09", "端午节"),
+        ("2027-09-15", "中秋节"),
+        ("2027-10-01", "国庆节"),
+        ("2027-10-03", "国庆节"),
+        ("2028-01-25", "春节"),
+        ("2028-05-28", "端午节"),
+        ("2029-02-12", "春节"),
+        ("2029-09-22", "中秋节"),
+        ("2030-02-02", "春节"),
+        ("2030-06-05", "端午节"),
+        ("2030-09-12", "中秋节"),
+    ] {
+        let info = cal.day(date(day));
+        assert!(!info.working && info.provisional, "{day}: {info:?}");
+        assert_eq!(info.holiday.as_deref(), Some(holiday), "{day}");
+    }
+    // Not the days around them: the 调休 waits for the State Council.
+    for day in ["2027-02-09", "2027-10-04", "2027-05-03"] {
+        assert!(cal.is_working_day(date(day)), "{day}");
+    }
+    // A period ending on a statutory holiday moves past it.
+    let d = check("2027-09-01", "1个月", "2027-10-04");
+    assert!(
+        d.explanation.contains("为国庆节（法定节假日）"),
+        "{}",
+        d.explanation
+    );
+    // Years of the old rules, or past the computed range: weekends only.
+    assert!(statutory::days(2024).is_empty());
+}
+
+/// Issue 21: a span that does not move (a term of office, a bar) ends on
+/// its corresponding day, whatever weekday it is.
+#[test]
+fn a_term_with_the_extension_off_ends_on_its_anniversary() {
+    let cal = Calendar::builtin();
+    let mut spec = PeriodSpec::within("3年".parse().unwrap());
+    let start = Start::Date(date("2026-07-07"));
+    assert_eq!(cal.count(start, &spec).last_day, date("2029-07-09"));
+    spec.extend = false;
+    let d = cal.count(start, &spec);
+    assert_eq!(d.last_day, date("2029-07-07"), "{}", d.explanation);
+    assert!(
+        d.explanation.contains("该日为星期六；此期间不因休息日顺延"),
+        "{}",
+        d.explanation
+    );
+    let (_, days) = cal.count_traced(start, &spec);
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].rule, DayRule::NotExtended);
+    assert!(days[0].counted);
+}
+
+/// Issue 21: the trace lists each day counted or passed over with its rule.
+#[test]
+fn the_trace_names_the_rule_of_every_day() {
+    let cal = Calendar::builtin();
+    let (d, days) = cal.count_traced(
+        Start::Date(date("2025-09-26")),
+        &PeriodSpec::within("5个工作日".parse().unwrap()),
+    );
+    assert_eq!(
+        d,
+        cal.count(
+            Start::Date(date("2025-09-26")),
+            &PeriodSpec::within("5个工作日".parse().unwrap())
+        )
+    );
+    let counted: Vec<String> = days
+        .iter()
+        .filter(|x| x.counted)
+        .map(|x| x.date.to_string())
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            "2025-09-28",
+            "2025-09-29",
+            "2025-09-30",
+            "2025-10-09",
+            "2025-10-10"
+        ]
+    );
+    assert_eq!(days[0].rule, DayRule::Weekend, "09-27 is a Saturday");
+    assert_eq!(days[1].rule, DayRule::MakeUpWorkingDay);
+    assert!(days
+        .iter()
+        .any(|x| x.rule == DayRule::Holiday && x.date == date("2025-10-01")));
+    let (_, days) = cal.count_traced(
+        Start::Date(date("2027-09-26")),
+        &PeriodSpec::within("5个工作日".parse().unwrap()),
+    );
+    assert!(days.iter().any(|x| x.rule == DayRule::StatutoryHoliday
+        && x.provisional
+        && x.date == date("2027-10-01")));
+}
+
+proptest! {
+    /// Issue 21: for 2025 and 2026, every statutory day the rule computes is
+    /// a rest day of the official schedule.
+    #[test]
+    fn every_statutory_day_of_2025_and_2026_is_an_official_rest_day(offset in 0i64..730) {
+        let cal = Calendar::builtin();
+        let d = date("2025-01-01") + Duration::days(offset);
+        if let Some(h) = statutory::holiday(d) {
+            let info = cal.day(d);
+            prop_assert!(!info.working && !info.provisional, "{d} ({h}) is not a rest day: {info:?}");
+        }
+    }
+}
+
+/// Issue 21: the same, exhaustively, and the count of statutory days.
+#[test]
+fn the_statutory_days_of_2025_and_2026_are_all_official_rest_days() {
+    let cal = Calendar::builtin();
+    for year in [2025, 2026] {
+        let days = statutory::days(year);
+        assert_eq!(days.len(), 13, "{year}: {days:?}");
+        for (d, h) in days.iter() {
+            let info = cal.day(*d);
+            assert!(
+                !info.working,
+                "{d} ({h}) is not a rest day of {year}: {info:?}"
+            );
+        }
+    }
 }

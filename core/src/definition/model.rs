@@ -257,6 +257,10 @@ pub struct DeadlineDef {
     pub bound: Bound,
     /// Count the start day.
     pub include_start_day: bool,
+    /// Move a last day that is a rest day to the next working day
+    /// (`extend_on_rest_day`, default true; false only on a `wait_timer`'s
+    /// timer: a term of office, a bar).
+    pub extend: bool,
     /// Business-hours cut-off instead of 24:00.
     pub cutoff: Option<NaiveTime>,
     /// Reminders, each a period before the cut-off.

@@ -147,6 +147,8 @@ pub struct RawDeadline {
     #[serde(default)]
     pub include_start_day: Option<bool>,
     #[serde(default)]
+    pub extend_on_rest_day: Option<bool>,
+    #[serde(default)]
     pub cutoff: Option<String>,
     #[serde(default)]
     pub remind: Vec<String>,

@@ -550,6 +550,7 @@ impl Checker<'_> {
         path: &Path,
         r: &RawDeadline,
         is_notice: bool,
+        is_timer: bool,
     ) -> Option<DeadlineDef> {
         let period = match (&r.period, &r.until) {
             (Some(p), None) => self.period_ref(&path.key("period"), p),
@@ -577,6 +578,7 @@ impl Checker<'_> {
             for (key, given) in [
                 ("from", r.from.is_some()),
                 ("include_start_day", r.include_start_day.is_some()),
+                ("extend_on_rest_day", r.extend_on_rest_day.is_some()),
             ] {
                 if given {
                     self.err_key(
@@ -584,6 +586,28 @@ impl Checker<'_> {
                         Code::NotSupported,
                         format!("`{key}` has no effect with `until:`: the deadline is the date itself, counted from nothing"),
                         Some(format!("remove `{key}`")),
+                    );
+                }
+            }
+        }
+        if r.extend_on_rest_day == Some(false) {
+            if !is_timer {
+                self.err_key(
+                    &path.key("extend_on_rest_day"),
+                    Code::NotSupported,
+                    "`extend_on_rest_day: false` is only for a `wait_timer`'s timer (a term of office, a bar): a deadline someone must meet ends, when its last day is a rest day, on the next working day (民法典 第二百零三条)".into(),
+                    Some("remove it; a span that is no time to act in is a `wait_timer` step whose `timer:` says `extend_on_rest_day: false`".into()),
+                );
+            } else if let Some(Ok(p)) = r.period.as_deref().map(str::parse::<Period>) {
+                if matches!(
+                    p.unit,
+                    crate::calendar::Unit::WorkingDays | crate::calendar::Unit::Hours
+                ) {
+                    self.err_key(
+                        &path.key("extend_on_rest_day"),
+                        Code::NotSupported,
+                        format!("`extend_on_rest_day` has no effect on `{}`: working days end on a working day, hours are never extended", r.period.as_deref().unwrap_or_default()),
+                        Some("remove it; it is for periods of days, months or years".into()),
                     );
                 }
             }
@@ -703,6 +727,7 @@ impl Checker<'_> {
             from: from?,
             bound: bound?,
             include_start_day: r.include_start_day.unwrap_or(false),
+            extend: r.extend_on_rest_day.unwrap_or(true),
             cutoff: cutoff?,
             reminders,
             remind_at_any_hour: r.remind_at_any_hour.unwrap_or(false),

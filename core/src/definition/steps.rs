@@ -156,7 +156,7 @@ impl Checker<'_> {
                         )),
                     );
                 }
-                let timer = self.deadline(&p.key("timer"), &r.timer, false);
+                let timer = self.deadline(&p.key("timer"), &r.timer, false, true);
                 (
                     r.name,
                     r.description,
@@ -374,7 +374,7 @@ impl Checker<'_> {
         }
         let outcomes = self.outcomes(p, &r.outcomes, r.next.as_deref(), r.for_each.is_some());
         let deadline = match &r.deadline {
-            Some(d) => Some(self.deadline(&p.key("deadline"), d, false)?),
+            Some(d) => Some(self.deadline(&p.key("deadline"), d, false, false)?),
             None => None,
         };
         let documents = self.document_refs(&p.key("documents"), &r.documents);
@@ -424,7 +424,7 @@ impl Checker<'_> {
         let documents = self.document_refs(&p.key("documents"), &r.documents);
         let outcomes = self.outcomes(p, &r.outcomes, r.next.as_deref(), r.for_each.is_some());
         let deadline = match &r.deadline {
-            Some(d) => Some(self.deadline(&p.key("deadline"), d, true)?),
+            Some(d) => Some(self.deadline(&p.key("deadline"), d, true, false)?),
             None => None,
         };
         let deemed_receipt = match &r.deemed_receipt {
@@ -570,7 +570,7 @@ impl Checker<'_> {
                 ok = false;
                 None
             }
-            Some(d) => match self.deadline(&p.key("deadline"), d, false) {
+            Some(d) => match self.deadline(&p.key("deadline"), d, false, false) {
                 Some(d) => Some(d),
                 None => {
                     ok = false;
@@ -894,7 +894,7 @@ impl Checker<'_> {
             ok &= self.var_ref(&p.key("fields").index(i), f).is_some();
         }
         let deadline = match &r.deadline {
-            Some(d) => Some(self.deadline(&p.key("deadline"), d, false)?),
+            Some(d) => Some(self.deadline(&p.key("deadline"), d, false, false)?),
             None => None,
         };
         if !ok {

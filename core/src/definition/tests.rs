@@ -580,3 +580,48 @@ fn enum_values_a_profile_sets() {
         assert!(got[0].1.contains(says), "{values}{default}: {got:?}");
     }
 }
+
+/// Issue 21: `extend_on_rest_day: false` ends a term or a bar on its
+/// anniversary; it is taken on a `wait_timer`'s timer only, and refused
+/// where it would shorten a deadline someone must meet or change nothing.
+#[test]
+fn a_span_that_does_not_move_is_only_a_timer() {
+    let with = |step: &str| {
+        format!(
+            r#"id: p
+version: 1
+name: 测试
+roles: {{ office: 监督机构 }}
+variables:
+  appointed_on: {{ type: date, required: true }}
+start: s
+steps:
+{step}
+  done: {{ kind: end, name: 结束, result: done }}
+"#
+        )
+    };
+    let term = with(
+        "  s:\n    kind: wait_timer\n    name: 任期届满\n    timer: { period: 3年, from: var.appointed_on, extend_on_rest_day: false }\n    next: done",
+    );
+    let def = load(&term).unwrap_or_else(|d| panic!("{d:?}"));
+    let StepKind::WaitTimer { timer, .. } = &def.steps["s"].kind else {
+        panic!()
+    };
+    assert!(!timer.extend);
+    let task = with(
+        "  s:\n    kind: task\n    name: 审查\n    assignee: { role: office }\n    deadline: { period: 30日, extend_on_rest_day: false }\n    outcomes:\n      ok: { label: 同意, next: done }",
+    );
+    let c = codes(&task);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].0, "E036");
+    assert!(c[0].1.contains("民法典 第二百零三条"), "{c:?}");
+    let working = term.replace("3年", "5个工作日");
+    let c = codes(&working);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].1.contains("has no effect on `5个工作日`"), "{c:?}");
+    // The default, written out, is fine anywhere.
+    assert!(
+        codes(&task.replace("extend_on_rest_day: false", "extend_on_rest_day: true")).is_empty()
+    );
+}

@@ -81,6 +81,7 @@ impl Run<'_> {
             include_start_day: d.include_start_day,
             cutoff: d.cutoff,
             bound: d.bound,
+            extend: d.extend,
         };
         Ok(self.env.calendar.count(start, &spec))
     }
@@ -212,7 +213,7 @@ impl Run<'_> {
             self.commands.push(Command::UpdateTask {
                 task: task.id.clone(),
             });
-            self.record_recount("deadline", &task.step, &old, new, task.assignees.clone());
+            self.record_recount("办理期限", &task.step, &old, new, task.assignees.clone());
             changed += 1;
         }
         self.item = None;
@@ -235,7 +236,7 @@ impl Run<'_> {
             }
             self.cancel_timers(|k| of_wait(k, &w.step));
             let new = self.schedule_wait(&w.step, &d, start, kind)?;
-            self.record_recount("waiting period", &w.step, &old, new, vec![]);
+            self.record_recount("等待期间", &w.step, &old, new, vec![]);
             changed += 1;
         }
         if changed == 0 {
@@ -269,15 +270,28 @@ impl Run<'_> {
         new: Deadline,
         people: Vec<String>,
     ) {
-        let still = if new.provisional {
-            " (still provisional)"
+        let (how, still) = if new.provisional {
+            ("按新导入的节假日安排重新计算", "（仍为暂定）")
         } else {
-            ""
+            ("按国务院公布的节假日安排重新计算", "")
         };
-        let note = format!(
-            "{what} recomputed on the official calendar: last day {} → {}{still}",
-            old.last_day, new.last_day
-        );
+        let note = if old.last_day == new.last_day {
+            format!(
+                "{what}{how}：最后一日仍为{}{}",
+                crate::calendar::zh_date(new.last_day),
+                if new.provisional {
+                    still
+                } else {
+                    "，不再暂定"
+                }
+            )
+        } else {
+            format!(
+                "{what}{how}：最后一日由{}改为{}{still}",
+                crate::calendar::zh_date(old.last_day),
+                crate::calendar::zh_date(new.last_day)
+            )
+        };
         let line = self
             .line("engine", HistoryKind::Recomputed)
             .at_step(step)

@@ -872,8 +872,9 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
             .map(|t| (t.due, t.provisional))
             .unwrap()
     };
-    // 30 days from 2026-12-02: 2027-01-01, counted on weekends only.
-    assert_eq!(wait_due(&h), (at("2027-01-02T00:00:00+08:00"), true));
+    // 30 days from 2026-12-02: 2027-01-01 is 元旦, a statutory holiday, and
+    // 01-02/03 a weekend: 01-04, provisional (no 2027 schedule).
+    assert_eq!(wait_due(&h), (at("2027-01-05T00:00:00+08:00"), true));
     // Nothing to recount on the same calendar.
     assert_eq!(
         h.try_apply(Event::Recompute, "2026-12-10T09:00:00+08:00")
@@ -881,11 +882,12 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
         EngineError::NothingToRecount
     );
     let y2027 =
-        "year: 2027\nsource: test\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-03]\n";
+        "year: 2027\nsource: test\nholidays:\n  - name: 元旦\n    rest: [2027-01-01..2027-01-04]\n";
     h.cal
         .insert(crate::calendar::schedule::YearSchedule::from_yaml(y2027).unwrap());
     h.apply(Event::Recompute, "2026-12-10T09:00:00+08:00");
-    assert_eq!(wait_due(&h), (at("2027-01-05T00:00:00+08:00"), false));
+    // A (test) schedule that bridges to Monday 01-04: the period ends on 01-05.
+    assert_eq!(wait_due(&h), (at("2027-01-06T00:00:00+08:00"), false));
     let reminders: Vec<_> = h
         .state()
         .timers
@@ -901,9 +903,7 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
     let last = h.history.last().unwrap();
     assert_eq!(
         last.note.as_deref(),
-        Some(
-            "waiting period recomputed on the official calendar: last day 2027-01-01 → 2027-01-04"
-        )
+        Some("等待期间按国务院公布的节假日安排重新计算：最后一日由2027年1月4日改为2027年1月5日")
     );
 }
 

@@ -140,6 +140,7 @@ fn spec() -> impl Strategy<Value = PeriodSpec> {
             } else {
                 Bound::Within
             },
+            extend: true,
         })
 }
 

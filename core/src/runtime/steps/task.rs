@@ -359,6 +359,7 @@ impl Run<'_> {
                 include_start_day: false,
                 cutoff: None,
                 bound: Bound::Within,
+                extend: true,
             };
             let counted = self
                 .env
