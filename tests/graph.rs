@@ -72,7 +72,7 @@ fn dispute_graph_round_trips() {
         has(
             "coordinate",
             "serve_opinion",
-            "agreed (within 30 days)",
+            "agreed (within profile.coordination_period)",
             false
         ),
         "{text}"
@@ -81,7 +81,7 @@ fn dispute_graph_round_trips() {
         has(
             "coordinate",
             "government_decides",
-            "failed (within 30 days)",
+            "failed (within profile.coordination_period)",
             false
         ),
         "{text}"
@@ -89,21 +89,27 @@ fn dispute_graph_round_trips() {
     assert!(has(
         "review_application",
         "return_application",
-        "incomplete (within 5 working days)",
+        "incomplete (within profile.review_period)",
         false
     ));
     assert!(has(
         "return_application",
-        "closed_withdrawn",
-        "expired: within 10 working days of receipt",
+        "handle_no_resubmission",
+        "expired: within profile.resubmit_period of receipt",
         true
     ));
     assert!(has("route", "review_application", "default", false));
     assert!(has(
-        "coordinate",
-        "role__department_head",
-        "escalate: within 30 days",
+        "serve_applicant",
+        "both_served",
+        "expired: within profile.execution_report_period of receipt",
         true
+    ));
+    assert!(has(
+        "government_decides",
+        "serve_decision",
+        "decided",
+        false
     ));
     assert!(has("serve_opinion", "serve_applicant", "parallel", false));
 }

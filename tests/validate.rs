@@ -194,8 +194,10 @@ fn issue12_a_deeply_nested_file_is_refused_and_its_neighbours_are_checked() {
         ),
     )
     .unwrap();
+    // The dispute calls the supervision letter, which must be beside it.
     let dispute = processes().join("dispute.yaml");
-    let lib = load_library(&[deep.clone(), dispute], &[]);
+    let letter = processes().join("supervision_letter.yaml");
+    let lib = load_library(&[deep.clone(), dispute, letter], &[]);
     assert!(
         lib.definitions.contains_key("dispute"),
         "the neighbour loads"

@@ -8,6 +8,7 @@
 
 mod calendar;
 mod config;
+mod demo;
 mod instances;
 mod serve;
 mod timeline;
@@ -121,6 +122,11 @@ enum Command {
         /// The configuration file (default: ./duban.toml if it exists).
         #[arg(long, env = "DUBAN_CONFIG")]
         config: Option<PathBuf>,
+        /// An example district to look at: on an empty store, import
+        /// demo/directory.yaml and start a few cases; without [portal], serve
+        /// the answer pages on 127.0.0.1:8080; print where to look.
+        #[arg(long)]
+        demo: bool,
     },
     /// Check the configuration (duban.toml and the secrets in the environment).
     Config {
@@ -175,7 +181,8 @@ fn main() -> ExitCode {
             batch,
             grace_secs,
             config,
-        } => serve::serve(cli.db, processes, poll_ms, batch, grace_secs, config),
+            demo,
+        } => serve::serve(cli.db, processes, poll_ms, batch, grace_secs, config, demo),
         Command::Config {
             command:
                 ConfigCommand::Check {

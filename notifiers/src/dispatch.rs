@@ -140,7 +140,7 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
             })?;
             let d = render::document(&def, doc, &ctx).map_err(SendError::Permanent)?;
             attachments.push(Attachment {
-                filename: format!("{}.html", doc.title),
+                filename: format!("{}.html", d.subject),
                 html: d.html,
             });
         }

@@ -110,6 +110,19 @@ impl duban_engine::simulate::DocumentText for SimulatedDocuments {
     ) -> Result<String, String> {
         render_document(def, state, issued, directory, now).map(|r| r.text)
     }
+
+    fn title(
+        &self,
+        def: &Definition,
+        state: &InstanceState,
+        issued: Issued<'_>,
+        directory: &dyn Directory,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        render_document(def, state, issued, directory, now)
+            .ok()
+            .map(|r| r.subject)
+    }
 }
 
 impl<S: Store> DocumentWriter<S> {

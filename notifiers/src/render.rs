@@ -183,7 +183,9 @@ pub fn render(t: &Template, ctx: &Json) -> Result<Rendered, String> {
 }
 
 /// Renders document `doc` with `ctx`: plain text, and a printable HTML
-/// page titled with the document's title.
+/// page titled with the document's title. The title is itself rendered
+/// (`title: 行政执法监督{{letter_kind}}` follows the letter issued), and is
+/// the result's `subject`.
 pub fn document(
     def: &Definition,
     doc: &duban_engine::definition::Document,
@@ -194,15 +196,32 @@ pub fn document(
         .get(&doc.template)
         .ok_or_else(|| format!("template `{}` is missing", doc.template))?;
     let mut r = render(t, ctx)?;
+    r.subject = document_title(doc, ctx)?;
     r.html = r.html.replacen(
         "<head><meta charset=\"utf-8\"></head>",
         &format!(
             "<head><meta charset=\"utf-8\"><title>{}</title></head>",
-            handlebars::html_escape(&doc.title)
+            handlebars::html_escape(&r.subject)
         ),
         1,
     );
     Ok(r)
+}
+
+/// The title of `doc` rendered with `ctx` (plain text).
+pub fn document_title(
+    doc: &duban_engine::definition::Document,
+    ctx: &Json,
+) -> Result<String, String> {
+    if !doc.title.contains("{{") {
+        return Ok(doc.title.clone());
+    }
+    let mut plain = Handlebars::new();
+    plain.register_escape_fn(handlebars::no_escape);
+    plain
+        .render_template(&doc.title, ctx)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

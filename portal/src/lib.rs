@@ -476,8 +476,9 @@ fn attachments_list(p: &Portal, token: &str, n: &Notice) -> String {
     s
 }
 
-/// The notice's documents (督办函, 通知书, …) as links to read them.
-fn documents_list(token: &str, n: &Notice) -> String {
+/// The notice's documents (督办函, 通知书, …) as links to read them, each
+/// under its title as issued.
+fn documents_list(p: &Portal, token: &str, n: &Notice) -> String {
     let StepKind::Notice { documents, .. } = &n.def.steps[&n.task().step].kind else {
         return String::new();
     };
@@ -487,11 +488,25 @@ fn documents_list(token: &str, n: &Notice) -> String {
     let mut s = String::from("<p>文书：</p><ul>");
     for id in documents {
         if let Some(d) = n.def.documents.get(id) {
+            let t = n.task();
+            let dir = p.engine.directory();
+            let title = duban_notifiers::documents::render_document(
+                &n.def,
+                &n.state,
+                duban_engine::simulate::Issued {
+                    document: id,
+                    step: &t.step,
+                    task: Some(&n.claims.task),
+                },
+                dir.as_ref(),
+                t.opened_at,
+            )
+            .map_or_else(|_| d.title.clone(), |r| r.subject);
             s.push_str(&format!(
                 "<li><a href=\"/n/{}/d/{}\">{}</a></li>",
                 esc(token),
                 esc(id),
-                esc(&d.title)
+                esc(&title)
             ));
         }
     }
@@ -535,7 +550,7 @@ fn form_page(
         None if t.received_at.is_some() => {}
         None => body.push_str("<div class=\"due\"><p>办理期限自签收之日起计算。</p></div>"),
     }
-    body.push_str(&documents_list(token, n));
+    body.push_str(&documents_list(p, token, n));
     body.push_str(&outcome_form(
         &format!("/n/{token}"),
         &p.links.form_secret(token),

@@ -541,6 +541,11 @@ impl Checker<'_> {
                 );
             }
             self.template_ref(&p.key("template"), &r.template);
+            // A title may read the instance too (`行政执法监督{{letter_kind}}`):
+            // the same names and fields as a template.
+            if r.title.contains("{{") {
+                self.template_names(&p.key("title"), &id, "title", None, &r.title);
+            }
             out.insert(
                 id,
                 Document {

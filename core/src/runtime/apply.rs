@@ -265,6 +265,21 @@ impl<'a> Run<'a> {
     }
 
     /// The value of variable `name`, as the item being worked on sees it.
+    /// The organisation unit a `within:` variable holds: its text, or for an
+    /// agency variable the agency's county (the unit its people are in).
+    pub(crate) fn unit_of(&self, within: Option<&String>) -> Option<String> {
+        let name = within?;
+        let v = self.var(name)?.as_str()?;
+        let is_agency = matches!(
+            self.def().variables.get(name).map(|x| &x.ty),
+            Some(crate::definition::ValueType::Agency)
+        );
+        if is_agency {
+            return self.env.directory.agency(v).and_then(|a| a.county);
+        }
+        Some(v.to_string())
+    }
+
     pub(crate) fn var(&self, name: &str) -> Option<&Json> {
         match &self.item {
             Some(item) if item.var == name => Some(&item.value),
@@ -543,13 +558,10 @@ impl<'a> Run<'a> {
     fn resolve_all(&self, party: &Party, task: Option<&TaskState>) -> Vec<String> {
         match party {
             Party::Role { role, within } => {
-                let unit = within
-                    .as_ref()
-                    .and_then(|v| self.var(v))
-                    .and_then(Json::as_str);
+                let unit = self.unit_of(within.as_ref());
                 self.env
                     .directory
-                    .holders(&self.role_id(role), unit)
+                    .holders(&self.role_id(role), unit.as_deref())
                     .into_iter()
                     .map(|p| p.id)
                     .collect()

@@ -323,7 +323,12 @@ impl Run<'_> {
             .line("engine", HistoryKind::Reminder)
             .at_step(&step)
             .deadline(deadline)
-            .note(format!("{before} before the deadline"))
+            .note(format!(
+                "距期限届满还有{}，提醒办理",
+                before
+                    .parse::<crate::calendar::Period>()
+                    .map_or_else(|_| before.to_string(), |p| p.zh())
+            ))
             .people(people);
         self.record(line);
         self.notify_rules(RuleEvent::Reminder, Some(&step), t.as_ref());

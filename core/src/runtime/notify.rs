@@ -5,8 +5,6 @@
 //! transaction. Roles stay `role:ID` (or `role:ID@UNIT`) so the dispatcher
 //! resolves them against the directory at sending time.
 
-use serde_json::Value as Json;
-
 use super::apply::Run;
 use super::event::{Command, NotifyEvent};
 use super::state::TaskState;
@@ -40,16 +38,10 @@ impl Run<'_> {
             let mut to = Vec::new();
             for p in &rule.to {
                 match p {
-                    Party::Role { role, within } => {
-                        let unit = within
-                            .as_ref()
-                            .and_then(|v| self.var(v))
-                            .and_then(Json::as_str);
-                        match unit {
-                            Some(u) => to.push(format!("role:{}@{u}", self.role_id(role))),
-                            None => to.push(format!("role:{}", self.role_id(role))),
-                        }
-                    }
+                    Party::Role { role, within } => match self.unit_of(within.as_ref()) {
+                        Some(u) => to.push(format!("role:{}@{u}", self.role_id(role))),
+                        None => to.push(format!("role:{}", self.role_id(role))),
+                    },
                     other => to.extend(self.resolve(other, task)),
                 }
             }

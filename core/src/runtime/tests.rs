@@ -290,7 +290,7 @@ fn supervision_letter_overdue_escalates_to_the_government() {
     assert!(h.commands.iter().any(|c| matches!(c, Command::Notify { event, to, .. } if *event == NotifyEvent::Escalated && to == &["role:supervision_office"])), "{:?}", h.commands);
     assert!(
         h.whats()
-            .ends_with(&["expired", "escalated", "task_opened"]),
+            .ends_with(&["expired", "escalated", "decided", "task_opened"]),
         "{:?}",
         h.whats()
     );
@@ -382,7 +382,7 @@ fn xc20_exception_is_checked_and_recorded_before_escalating() {
     let decided = h
         .history
         .iter()
-        .find(|e| e.what == HistoryKind::Decided)
+        .rfind(|e| e.what == HistoryKind::Decided)
         .unwrap();
     assert_eq!(decided.step_after.as_deref(), Some("closed_exception"));
     assert!(
@@ -652,22 +652,23 @@ fn dispute_returns_incomplete_applications_and_joins_both_parties() {
     );
     h.fire("serve_respondent", "expiry");
     assert_eq!(h.state().current_steps(), ["check_execution"]);
+    // Under XT (the default) a party that does not execute is ordered to
+    // correct by a 《行政执法监督通知书》 (邢台办法第十四条): a supervision
+    // letter is started for it, under XT; XT has no sanction article.
     h.complete(
         "check_execution",
         "not_executed",
-        &[],
+        &[("non_executing_party", json!("xindu_env"))],
         "2026-04-20T09:00:00+08:00",
     );
-    h.complete(
-        "sanction",
-        "sanctioned",
-        &[("sanction", json!("通报"))],
-        "2026-04-21T09:00:00+08:00",
-    );
+    assert!(h.commands.iter().any(|c| matches!(c,
+        Command::StartChild { process, profile, variables, .. }
+            if process == "supervision_letter" && profile.as_deref() == Some("XT") && variables["agency"]["id"] == "xindu_env")),
+        "{:?}", h.commands);
     assert_eq!(
         h.state().status,
         Status::Completed {
-            result: "resolved_with_sanction".into()
+            result: "ordered_to_correct".into()
         }
     );
 }

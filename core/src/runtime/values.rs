@@ -388,15 +388,7 @@ pub fn to_json(v: &Value) -> Json {
 /// default or profile value becomes as a variable, read by people in
 /// notices and documents. It parses back to the same period.
 pub fn chinese_period(p: &Period) -> String {
-    use crate::calendar::Unit;
-    let unit = match p.unit {
-        Unit::WorkingDays => "个工作日",
-        Unit::Days => "日",
-        Unit::Months => "个月",
-        Unit::Years => "年",
-        Unit::Hours => "小时",
-    };
-    format!("{}{unit}", p.count)
+    p.zh()
 }
 
 /// The CEL context of an instance: its variables (agencies and people

@@ -104,7 +104,12 @@ fn unknown_names(x: &RawExpect, seen: &Seen<'_>) -> Vec<String> {
             }
         }
         if let Some(t) = &d.title {
-            if !def.documents.values().any(|doc| &doc.title == t) {
+            // A title that reads the instance is known only when issued.
+            if !def
+                .documents
+                .values()
+                .any(|doc| &doc.title == t || doc.title.contains("{{"))
+            {
                 out.push(format!("`{}` has no document titled `{t}`", def.id));
             }
         }
@@ -372,7 +377,7 @@ pub(super) fn expect(line: usize, x: &RawExpect, seen: &Seen<'_>, checks: &mut V
         let mut problems = Vec::new();
         for doc in seen.documents {
             if d.id.as_deref().is_some_and(|i| i != doc.document)
-                || d.title.as_deref().is_some_and(|t| t != doc.title)
+                || d.title.as_deref().is_some_and(|t| *t != doc.title)
             {
                 continue;
             }

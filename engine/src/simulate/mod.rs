@@ -445,6 +445,19 @@ pub trait DocumentText: Sync {
         directory: &dyn Directory,
         now: DateTime<Utc>,
     ) -> Result<String, String>;
+
+    /// The title of that document as issued, when it reads the instance
+    /// (`行政执法监督{{letter_kind}}`); `None` keeps the definition's title.
+    fn title(
+        &self,
+        _def: &Definition,
+        _state: &InstanceState,
+        _issued: Issued<'_>,
+        _directory: &dyn Directory,
+        _now: DateTime<Utc>,
+    ) -> Option<String> {
+        None
+    }
 }
 
 /// Which document was issued where: what a `render_document` row names.
@@ -620,12 +633,22 @@ impl Sim<'_> {
                 .definition(&state.definition, Some(state.version))
                 .await
                 .map_err(|e| e.to_string())?;
-            let title = def
-                .documents
-                .get(&document)
-                .map(|d| d.title.clone())
-                .unwrap_or_default();
             let dir = self.engine.directory();
+            let title = self
+                .documents
+                .title(
+                    &def,
+                    &state,
+                    Issued {
+                        document: &document,
+                        step: &step,
+                        task: task.as_deref(),
+                    },
+                    dir.as_ref(),
+                    row.created_at,
+                )
+                .or_else(|| def.documents.get(&document).map(|d| d.title.clone()))
+                .unwrap_or_default();
             let text = self.documents.text(
                 &def,
                 &state,
