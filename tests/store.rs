@@ -461,6 +461,15 @@ async fn supervision_letter_end_to_end<S: Store>(db: Db<S>) {
         "2025-10-23T11:00:00+08:00",
     )
     .await;
+    complete(
+        &db,
+        &id,
+        "check_decision_execution",
+        "executed",
+        &[("execution_report", json!("已执行"))],
+        "2025-10-30T11:00:00+08:00",
+    )
+    .await;
     let state = db.engine.store().load(&id).await.unwrap().unwrap();
     assert_eq!(
         state.status,

@@ -368,13 +368,13 @@ fn supervision_letter_through_the_binary(db: &str) {
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("deployed supervision_letter v3"));
+    .contains("deployed supervision_letter v4"));
     assert!(ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("unchanged supervision_letter v3"));
+    .contains("unchanged supervision_letter v4"));
     ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
@@ -447,7 +447,7 @@ fn supervision_letter_through_the_binary(db: &str) {
             "li",
         ],
     ));
-    assert!(out.contains("started 1 (supervision_letter v3)"), "{out}");
+    assert!(out.contains("started 1 (supervision_letter v4)"), "{out}");
     assert!(
         out.contains("1.1 draft_letter → li, due 2025-10-10"),
         "{out}"
@@ -527,7 +527,7 @@ fn supervision_letter_through_the_binary(db: &str) {
     ));
     let show = ok(on(db, "2025-10-21T10:00:00+08:00", &["show", "1"]));
     assert!(
-        show.contains("supervision_letter v3  profile XC  completed"),
+        show.contains("supervision_letter v4  profile XC  completed"),
         "{show}"
     );
     assert!(
@@ -856,7 +856,7 @@ fn simulate_exit_codes() {
         stderr(&good)
     );
     assert!(
-        stdout(&good).contains("17 passed, 0 failed"),
+        stdout(&good).contains("18 passed, 0 failed"),
         "{}",
         stdout(&good)
     );

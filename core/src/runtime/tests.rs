@@ -336,6 +336,13 @@ fn supervision_letter_overdue_escalates_to_the_government() {
         &[],
         "2025-10-23T11:00:00+08:00",
     );
+    // XC-21: under 许昌 the office checks that the decision is executed.
+    h.complete(
+        "check_decision_execution",
+        "executed",
+        &[("execution_report", json!("已执行"))],
+        "2025-10-30T11:00:00+08:00",
+    );
     assert_eq!(
         h.state().status,
         Status::Completed {
