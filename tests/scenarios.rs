@@ -264,3 +264,10 @@ async fn every_documented_workflow_pattern_runs_as_the_docs_say() {
         assert!(failed.is_empty(), "{name}: {failed:#?}");
     }
 }
+
+/// A call without `profile:` runs its child under the caller's profile when
+/// the child has one of that name, else under the child's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_called_child_keeps_the_callers_profile() {
+    assert_eq!(failures("call_profile.yaml").await, vec![]);
+}

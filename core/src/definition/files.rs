@@ -32,6 +32,13 @@ pub(super) struct Refusal {
 
 /// Reads the template file `name`, relative to the library folder `dir`.
 pub(super) fn read(dir: &Path, name: &str) -> Result<String, Refusal> {
+    // A definition named without a folder (`duban validate letter.yaml`)
+    // has the empty path as its folder: the current one.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let refuse = |why: String| {
         Refusal {
         message: format!("template file `{name}` {why}"),
@@ -104,6 +111,14 @@ fn inside(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A definition given as a bare file name reads its templates from the
+    /// current folder (the tests run in `core/`).
+    #[test]
+    fn the_empty_folder_is_the_current_one() {
+        assert!(read(Path::new(""), "src/lib.rs").is_ok());
+        assert!(read(Path::new(""), "../outside.hbs").is_err());
+    }
 
     fn refused(dir: &Path, name: &str) -> String {
         match read(dir, name) {

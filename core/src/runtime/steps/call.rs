@@ -103,12 +103,23 @@ impl Run<'_> {
             child = format!("{child}-{}", i + 1);
         }
         let depth = self.state.depth + 1;
+        // Without `profile:`, a child runs under the caller's profile when
+        // the called process has one of that name (a 邢台 case calls a 邢台
+        // child), else under its own default.
+        let profile = profile.clone().or_else(|| {
+            self.state.profile.clone().filter(|p| {
+                self.env
+                    .processes
+                    .latest(process)
+                    .is_ok_and(|d| d.profiles.contains_key(p))
+            })
+        });
         let version = self.try_start(id, process, profile.as_deref(), &child, &vars, depth)?;
         self.commands.push(Command::StartChild {
             child: child.clone(),
             step: id.into(),
             process: process.clone(),
-            profile: profile.clone(),
+            profile,
             variables: vars,
             depth,
             version: Some(version),
