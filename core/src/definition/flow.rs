@@ -299,7 +299,12 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
                     &root.key(id).key("join"),
                     Code::BadParallel,
                     format!(
-                        "`join: {join}` names a {} step; it must name a `kind: join` step",
+                        "`join: {join}` names {} {} step; it must name a `kind: join` step",
+                        if s.kind.name().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "an"
+                        } else {
+                            "a"
+                        },
                         s.kind.name()
                     ),
                     None,
@@ -312,7 +317,9 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
                 continue;
             };
             walk += 1;
-            if !flow.reaches(b_ix, join_ix, &mut stamp, walk) {
+            // A branch meets the join, or ends the whole instance at an
+            // `end` (BPMN's terminate end), as the language promises.
+            if !flow.reaches_or_ends(b_ix, join_ix, &mut stamp, walk) {
                 let (path, what) = match inclusive {
                     // The default is the last way an inclusive choice goes.
                     true if i + 1 == branches.len() => (root.key(id).key("default"), "default"),
@@ -326,7 +333,7 @@ pub(super) fn check_flow(c: &mut Checker<'_>, start: &str, steps: &Steps) {
                     Some(if inclusive {
                         "every way an inclusive choice (a decision with `join:`) may go, its default too, must lead to its join".into()
                     } else {
-                        "every branch of a parallel split must lead to its join".into()
+                        "every branch of a parallel split must lead to its join (or end the instance at an `end`)".into()
                     }),
                 );
             }
@@ -341,6 +348,9 @@ struct Flow {
     succ: Vec<Vec<usize>>,
     /// Per step, whether it failed to check: it may lead anywhere.
     broken: Vec<bool>,
+    /// Per step, whether it is an `end` (which ends the whole instance,
+    /// also from inside a parallel branch).
+    end: Vec<bool>,
 }
 
 impl Flow {
@@ -356,7 +366,19 @@ impl Flow {
             })
             .collect();
         let broken = steps.values().map(Option::is_none).collect();
-        Flow { succ, broken }
+        let end = steps
+            .values()
+            .map(|s| {
+                matches!(
+                    s,
+                    Some(Step {
+                        kind: StepKind::End { .. },
+                        ..
+                    })
+                )
+            })
+            .collect();
+        Flow { succ, broken, end }
     }
 
     /// The steps reachable from `from`: every step, once a broken one is.
@@ -381,14 +403,16 @@ impl Flow {
         seen
     }
 
-    /// Whether `to` is reachable from `from` (a broken step reaches it).
+    /// Whether `to`, or an `end` step, is reachable from `from` (a broken
+    /// step reaches anything): an `end` ends the whole instance, so a
+    /// parallel branch may finish the case instead of meeting its join.
     /// `stamp[ix] == walk` marks a step this walk has visited.
-    fn reaches(&self, from: usize, to: usize, stamp: &mut [u32], walk: u32) -> bool {
+    fn reaches_or_ends(&self, from: usize, to: usize, stamp: &mut [u32], walk: u32) -> bool {
         stamp[from] = walk;
         let mut queue = VecDeque::from([from]);
         while let Some(ix) = queue.pop_front() {
             work(1 + self.succ[ix].len());
-            if ix == to || self.broken[ix] {
+            if ix == to || self.broken[ix] || self.end[ix] {
                 return true;
             }
             for &t in &self.succ[ix] {

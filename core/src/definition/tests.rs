@@ -625,3 +625,52 @@ steps:
         codes(&task.replace("extend_on_rest_day: false", "extend_on_rest_day: true")).is_empty()
     );
 }
+
+/// A parallel branch may end the whole instance at an `end` instead of
+/// meeting its join (BPMN's terminate end, as docs/process-language.md
+/// says); one that does neither is E025.
+#[test]
+fn a_parallel_branch_may_end_the_instance() {
+    let def = |b_next: &str, extra: &str| {
+        format!(
+            r#"id: p
+version: 1
+name: 测试
+roles: {{ office: 监督机构 }}
+start: split
+steps:
+  split: {{ kind: parallel, name: 分头办理, branches: [a, b], join: joined }}
+  a:
+    kind: task
+    name: 甲
+    assignee: {{ role: office }}
+    outcomes:
+      ok: {{ label: 完成, next: joined }}
+  b:
+    kind: task
+    name: 乙
+    assignee: {{ role: office }}
+    outcomes:
+      stop: {{ label: 终止, next: {b_next} }}
+{extra}  joined: {{ kind: join, name: 汇总, next: done }}
+  done: {{ kind: end, name: 结束, result: done }}
+  stopped: {{ kind: end, name: 终止, result: stopped }}
+"#
+        )
+    };
+    assert!(
+        codes(&def("stopped", "")).is_empty(),
+        "{:?}",
+        codes(&def("stopped", ""))
+    );
+    let looping = def(
+        "again",
+        "  again:\n    kind: task\n    name: 再办\n    assignee: { role: office }\n    outcomes:\n      back: { label: 返回, next: b }\n",
+    );
+    let c = codes(&looping);
+    assert!(
+        c.iter()
+            .any(|(code, m)| code == "E025" && m.contains("`b`")),
+        "{c:?}"
+    );
+}
