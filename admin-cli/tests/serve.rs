@@ -719,13 +719,26 @@ fn demo_banner(mut child: Child) -> (Child, String, String) {
     (child, banner, link)
 }
 
+/// The demo portal's answer to `GET path`, whole.
+fn demo_get(path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// Issue 15, the demo: `serve --demo` on an empty store imports the example
 /// district, starts its cases, serves the answer pages on 127.0.0.1:8080
 /// and prints where to look with each open notice's answer link, which
 /// works; a second start seeds nothing twice.
 #[test]
 fn the_demo_shows_an_example_district_with_a_working_answer_link() {
-    use std::io::{Read, Write};
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("duban.db");
     let db = db.to_str().unwrap();
@@ -744,14 +757,7 @@ fn the_demo_shows_an_example_district_with_a_working_answer_link() {
     );
     assert!(banner.contains("duban tasks"), "{banner}");
     let path = link.strip_prefix("http://127.0.0.1:8080").unwrap();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
+    let response = demo_get(path);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("许昌市市场监督管理局"), "{response}");
     stop(child);
@@ -761,14 +767,7 @@ fn the_demo_shows_an_example_district_with_a_working_answer_link() {
     assert!(!again.contains("instance 4"), "{again}");
     // The first run's link still works: the demo key is kept beside the
     // database.
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
+    let response = demo_get(path);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     stop(child);
 }

@@ -86,6 +86,17 @@ fn failed(e: ServiceError) -> Response {
     }
 }
 
+/// The JSON body of the `shape` described, or the 400 to answer with.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not {shape}: {e}"),
+        )
+    })
+}
+
 /// The token of the request, or the 401 to answer with.
 async fn token(p: &Portal, headers: &HeaderMap) -> Result<ApiToken, Response> {
     let unauthorized = || {
@@ -172,15 +183,9 @@ async fn complete(
         #[serde(default)]
         variables: BTreeMap<String, Value>,
     }
-    let b: Body = match serde_json::from_slice(&body) {
+    let b: Body = match parse(&body, r#"{"outcome": …, "variables": {…}}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("the body is not {{\"outcome\": …, \"variables\": {{…}}}}: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     let now = (p.clock)();
     match p
@@ -263,12 +268,7 @@ async fn message(State(p): State<Portal>, headers: HeaderMap, body: Bytes) -> Re
         Ok(w) => w,
         Err(r) => return r,
     };
-    let office = p
-        .engine
-        .directory()
-        .person(&who)
-        .is_some_and(|x| x.roles.iter().any(|r| r == crate::staff::OFFICE_ROLE));
-    if !office {
+    if !crate::staff::is_office(&p, &who) {
         return error(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -286,15 +286,9 @@ async fn message(State(p): State<Portal>, headers: HeaderMap, body: Bytes) -> Re
         #[serde(default)]
         variables: BTreeMap<String, Value>,
     }
-    let b: Body = match serde_json::from_slice(&body) {
+    let b: Body = match parse(&body, r#"{"name": …, "key": …, "variables": {…}}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("the body is not {{\"name\": …, \"key\": …, \"variables\": {{…}}}}: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     match p
         .engine

@@ -75,15 +75,20 @@ struct Late {
     days: i64,
 }
 
+/// Whether `who` holds [`OFFICE_ROLE`].
+pub(crate) fn is_office(p: &Portal, who: &str) -> bool {
+    p.engine
+        .directory()
+        .person(who)
+        .is_some_and(|x| x.roles.iter().any(|r| r == OFFICE_ROLE))
+}
+
 /// Every open task past its cut-off, by recipient (agency or person) and
 /// step, longest overdue first; 403 unless the person holds [`OFFICE_ROLE`].
 async fn overdue_items(p: &Portal, headers: &HeaderMap) -> Result<Vec<Late>, Response> {
     let who = person(p, headers)?;
     let dir = p.engine.directory();
-    let office = dir
-        .person(&who)
-        .is_some_and(|x| x.roles.iter().any(|r| r == OFFICE_ROLE));
-    if !office {
+    if !is_office(p, &who) {
         return Err(page(
             StatusCode::FORBIDDEN,
             "无权查看",
@@ -637,11 +642,7 @@ async fn visible_instance(
         Err(ServiceError::UnknownInstance(_)) => return Err(forbidden()),
         Err(e) => return Err(unavailable(&e)),
     };
-    let office = p
-        .engine
-        .directory()
-        .person(who)
-        .is_some_and(|x| x.roles.iter().any(|r| r == OFFICE_ROLE));
+    let office = is_office(p, who);
     let theirs = state
         .tasks
         .values()
