@@ -93,3 +93,66 @@ fn every_rule_of_the_catalogue_is_in_the_table() {
     }
     assert!(missing.is_empty(), "not in docs/rules.md: {missing:?}");
 }
+
+/// The profiles a scenario runs instances under: its own `profile:`, those
+/// its `start:` steps name, and else the default profile of its definition.
+/// `None` when the definition has no profiles (one jurisdiction only).
+fn scenario_profiles(scenario: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(processes().join("scenarios").join(scenario)).unwrap();
+    let field = |line: &str, key: &str| -> Option<String> {
+        let at = line.find(key)? + key.len();
+        let value: String = line[at..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        (!value.is_empty()).then_some(value)
+    };
+    let definition = text
+        .lines()
+        .find_map(|l| l.strip_prefix("definition:"))
+        .map(|d| d.trim().trim_start_matches("../").trim_end_matches(".yaml"))
+        .unwrap_or_else(|| panic!("{scenario}: no definition"));
+    let definition =
+        std::fs::read_to_string(processes().join(format!("{definition}.yaml"))).unwrap();
+    if !definition.lines().any(|l| l.starts_with("profiles:")) {
+        return None;
+    }
+    let mut out: Vec<String> = text
+        .lines()
+        // `profile: X` of the scenario, of a `start: { … }`, or on a line of
+        // its own under a `start:` block.
+        .filter(|l| l.trim_start().starts_with("profile:") || l.contains("start: {"))
+        .filter_map(|l| field(l, "profile:"))
+        .collect();
+    if !text.lines().any(|l| l.starts_with("profile:")) {
+        out.extend(
+            definition
+                .lines()
+                .find_map(|l| l.strip_prefix("default_profile:"))
+                .map(|p| p.trim().to_string()),
+        );
+    }
+    Some(out)
+}
+
+/// Issue 15: a rule is proved under each profile it belongs to — an ID's
+/// jurisdiction code (`WH` of `WH-15(二)`) is the profile of the definitions
+/// that carry it out, and one of its scenarios runs under it.
+#[test]
+fn every_rule_has_a_scenario_under_its_own_profile() {
+    let mut unproved = Vec::new();
+    for (id, (_, scenarios)) in table() {
+        let jurisdiction = &id[..2];
+        let covered = scenarios.iter().any(|s| {
+            scenario_profiles(s).is_none_or(|profiles| profiles.iter().any(|p| p == jurisdiction))
+        });
+        if !covered {
+            unproved.push(format!("{id}: {scenarios:?}"));
+        }
+    }
+    assert!(
+        unproved.is_empty(),
+        "no scenario under the rule's profile: {unproved:#?}"
+    );
+}
