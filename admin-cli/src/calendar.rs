@@ -39,8 +39,8 @@ pub struct DeadlineArgs {
 
 fn load_calendar(dir: &std::path::Path) -> Result<Calendar, u8> {
     files::load(dir).map_err(|e| {
-        eprintln!("duban: the calendar cannot be loaded: {e}");
-        eprintln!("  fix or remove the file; periods are never counted on a partial calendar");
+        errln!("duban: the calendar cannot be loaded: {e}");
+        errln!("  fix or remove the file; periods are never counted on a partial calendar");
         exit::INVALID
     })
 }
@@ -62,13 +62,13 @@ fn parse_start(s: &str) -> Option<Start> {
 
 pub fn deadline(a: &DeadlineArgs) -> u8 {
     let Some(start) = parse_start(&a.start) else {
-        eprintln!("duban: bad START `{}`: expected {START_FORMS}", a.start);
+        errln!("duban: bad START `{}`: expected {START_FORMS}", a.start);
         return exit::USAGE;
     };
     let period: Period = match a.period.parse() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("duban: bad PERIOD: {e}");
+            errln!("duban: bad PERIOD: {e}");
             return exit::USAGE;
         }
     };
@@ -77,7 +77,7 @@ pub fn deadline(a: &DeadlineArgs) -> u8 {
         Some(c) => match NaiveTime::parse_from_str(c, "%H:%M") {
             Ok(t) => Some(t),
             Err(_) => {
-                eprintln!("duban: bad --cutoff `{c}`: expected HH:MM, e.g. 17:30");
+                errln!("duban: bad --cutoff `{c}`: expected HH:MM, e.g. 17:30");
                 return exit::USAGE;
             }
         },
@@ -111,14 +111,14 @@ pub fn deadline(a: &DeadlineArgs) -> u8 {
             "explanation": d.explanation,
             "days": days,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {
-        println!("{}  {}", d.last_day, d.explanation);
+        outln!("{}  {}", d.last_day, d.explanation);
         let what = match d.bound {
             Bound::Within => "cut-off (late from this instant)",
             Bound::AtLeast => "minimum ends (what follows may happen from this instant)",
         };
-        println!("{what}: {}", d.deadline.to_rfc3339());
+        outln!("{what}: {}", d.deadline.to_rfc3339());
     }
     exit::OK
 }
@@ -130,7 +130,7 @@ pub fn run(cmd: CalendarCommand, db: &crate::instances::DbArgs) -> u8 {
         CalendarCommand::Load { file } => match files::install(calendar_dir, &file) {
             Ok(i) => {
                 let verb = if i.replaced { "replaced" } else { "installed" };
-                println!(
+                outln!(
                     "{verb} the {} schedule ({} holidays) as {}",
                     i.schedule.year,
                     i.schedule.holidays.len(),
@@ -139,7 +139,7 @@ pub fn run(cmd: CalendarCommand, db: &crate::instances::DbArgs) -> u8 {
                 recompute(db)
             }
             Err(e) => {
-                eprintln!("duban: schedule refused, nothing changed: {e}");
+                errln!("duban: schedule refused, nothing changed: {e}");
                 match e {
                     files::CalendarFileError::Io { .. } => exit::USAGE,
                     _ => exit::INVALID,
@@ -162,7 +162,7 @@ fn show(year: i32, json: bool, dir: &std::path::Path) -> u8 {
                 .iter()
                 .map(|(d, h)| json!({ "date": d.to_string(), "holiday": h }))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &json!({ "year": year, "provisional": true, "holidays": [], "statutory_days": days })
@@ -172,9 +172,9 @@ fn show(year: i32, json: bool, dir: &std::path::Path) -> u8 {
         } else {
             let known: Vec<String> = cal.years().map(|y| y.to_string()).collect();
             if statutory.is_empty() {
-                println!("no official schedule for {year}: periods in {year} are counted on weekends only and marked provisional.");
+                outln!("no official schedule for {year}: periods in {year} are counted on weekends only and marked provisional.");
             } else {
-                println!(
+                outln!(
                     "no official schedule for {year}: periods in {year} are counted on weekends and the statutory holidays \
                      (全国年节及纪念日放假办法), without the 调休, and marked provisional:"
                 );
@@ -190,10 +190,10 @@ fn show(year: i32, json: bool, dir: &std::path::Path) -> u8 {
                         .iter()
                         .map(|d| d.format("%m-%d (%a)").to_string())
                         .collect();
-                    println!("  {h}: {}", days.join(", "));
+                    outln!("  {h}: {}", days.join(", "));
                 }
             }
-            println!(
+            outln!(
                 "known years: {}. Install one with `duban calendar load FILE`.",
                 known.join(", ")
             );
@@ -207,24 +207,24 @@ fn show(year: i32, json: bool, dir: &std::path::Path) -> u8 {
             "provisional": false,
             "holidays": y.holidays,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
         return exit::OK;
     }
-    println!(
+    outln!(
         "{} — {}",
         y.year,
         y.source.as_deref().unwrap_or("official schedule")
     );
     for h in &y.holidays {
-        println!("{}", h.name);
-        println!("  rest days:           {}", ranges(&h.rest));
+        outln!("{}", h.name);
+        outln!("  rest days:           {}", ranges(&h.rest));
         if !h.workdays.is_empty() {
             let days: Vec<String> = h
                 .workdays
                 .iter()
                 .map(|d| format!("{} ({})", d.format("%m-%d"), d.format("%a")))
                 .collect();
-            println!("  make-up working days: {}", days.join(", "));
+            outln!("  make-up working days: {}", days.join(", "));
         }
     }
     exit::OK
@@ -288,11 +288,11 @@ fn recompute(db: &crate::instances::DbArgs) -> u8 {
         .await;
         match result {
             Ok(ids) if ids.is_empty() => {
-                println!("no provisional deadline changed");
+                outln!("no provisional deadline changed");
                 exit::OK
             }
             Ok(ids) => {
-                println!(
+                outln!(
                     "recomputed provisional deadlines of {} instance(s): {}",
                     ids.len(),
                     ids.join(", ")
@@ -300,9 +300,7 @@ fn recompute(db: &crate::instances::DbArgs) -> u8 {
                 exit::OK
             }
             Err(e) => {
-                eprintln!(
-                    "duban: the schedule is installed, but recomputing deadlines failed: {e}"
-                );
+                errln!("duban: the schedule is installed, but recomputing deadlines failed: {e}");
                 exit::INVALID
             }
         }

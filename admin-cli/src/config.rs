@@ -8,12 +8,29 @@ use duban_notifiers::config::{self, Loaded, ProcessEnv};
 
 use crate::exit;
 
-/// The file `serve` and `config check` read: the one given, else
-/// `duban.toml` in the working directory if there is one.
-pub fn path(given: Option<&Path>) -> (PathBuf, bool) {
-    match given {
-        Some(p) => (p.to_path_buf(), true),
-        None => (PathBuf::from("duban.toml"), false),
+/// The file `serve` and `config check` read: the one given (`--config`,
+/// `DUBAN_CONFIG`), which must exist, else `duban.toml` in the home if
+/// there is one.
+pub struct Source {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether it was named, and so must exist.
+    pub required: bool,
+}
+
+impl Source {
+    /// The file named, else the home's `duban.toml`.
+    pub fn new(given: Option<PathBuf>, home: &crate::instances::DbArgs) -> Source {
+        match given {
+            Some(path) => Source {
+                path,
+                required: true,
+            },
+            None => Source {
+                path: home.under_home(None, "duban.toml"),
+                required: false,
+            },
+        }
     }
 }
 
@@ -31,18 +48,17 @@ fn library(processes: &Path) -> Vec<Definition> {
 
 /// Loads the configuration; `definitions` are the processes whose SMS
 /// templates need gateway template codes.
-pub fn load(given: Option<&Path>, definitions: &[&Definition]) -> Loaded {
-    let (path, required) = path(given);
-    config::load(&path, required, &ProcessEnv, definitions)
+pub fn load(source: &Source, definitions: &[&Definition]) -> Loaded {
+    config::load(&source.path, source.required, &ProcessEnv, definitions)
 }
 
 /// `duban config check`: exit 0 when `serve` would accept the
 /// configuration (warnings allowed), 1 listing the errors.
-pub fn check(given: Option<&Path>, processes: &Path, json: bool) -> u8 {
-    let (path, _) = path(given);
+pub fn check(source: &Source, processes: &Path, json: bool) -> u8 {
+    let path = &source.path;
     let defs = library(processes);
     let refs: Vec<&Definition> = defs.iter().collect();
-    let loaded = load(given, &refs);
+    let loaded = load(source, &refs);
     if json {
         let v: Vec<_> = loaded
             .problems
@@ -55,10 +71,10 @@ pub fn check(given: Option<&Path>, processes: &Path, json: bool) -> u8 {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {
         for p in &loaded.problems {
-            println!("{p}");
+            outln!("{p}");
         }
     }
     match &loaded.config {
@@ -67,7 +83,7 @@ pub fn check(given: Option<&Path>, processes: &Path, json: bool) -> u8 {
                 let file = c
                     .file
                     .as_ref()
-                    .map_or("no file (defaults)".to_string(), |f| {
+                    .map_or(format!("no {} (defaults)", path.display()), |f| {
                         f.display().to_string()
                     });
                 let email = c
@@ -79,7 +95,7 @@ pub fn check(given: Option<&Path>, processes: &Path, json: bool) -> u8 {
                     Some(config::SmsSettings::Webhook(_)) => "webhook",
                     None => "off",
                 };
-                println!(
+                outln!(
                     "{file}: ok (email {email}, sms {sms}, outbox {} attempts)",
                     c.policy.max_attempts
                 );
@@ -89,7 +105,7 @@ pub fn check(given: Option<&Path>, processes: &Path, json: bool) -> u8 {
         None => {
             if !json {
                 let n = loaded.problems.iter().filter(|p| !p.warning).count();
-                println!("{}: {n} error(s)", path.display());
+                outln!("{}: {n} error(s)", path.display());
             }
             exit::INVALID
         }

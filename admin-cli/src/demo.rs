@@ -202,5 +202,5 @@ pub async fn banner(engine: &Arc<Engine<SqlStore>>, links: &SignedLinks, did: &[
         }
         _ => {}
     }
-    eprintln!("{out}");
+    errln!("{out}");
 }

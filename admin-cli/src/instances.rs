@@ -23,17 +23,54 @@ use crate::exit;
 /// Options every store command takes.
 #[derive(Args, Clone)]
 pub struct DbArgs {
-    /// The store: a SQLite file (default ./duban.db) or a postgres:// URL.
-    #[arg(long, env = "DUBAN_DB", default_value = "duban.db", global = true)]
-    pub db: String,
-    /// Folder of installed year schedules.
+    /// The base folder: `duban.db`, `processes/`, `calendars/` and
+    /// `duban.toml` are found here unless named otherwise (default: the
+    /// current folder).
+    #[arg(long, env = "DUBAN_HOME", global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The store: a SQLite file (default HOME/duban.db) or a postgres:// URL.
+    #[arg(long = "db", env = "DUBAN_DB", global = true, value_name = "URL")]
+    db_arg: Option<String>,
+    /// Folder of installed year schedules (default HOME/calendars).
     #[arg(
-        long,
+        long = "calendar-dir",
         env = "DUBAN_CALENDAR_DIR",
-        default_value = "calendars",
-        global = true
+        global = true,
+        value_name = "DIR"
     )]
+    calendar_dir_arg: Option<PathBuf>,
+    /// The store, resolved against the home (see [`DbArgs::resolve`]).
+    #[arg(skip)]
+    pub db: String,
+    /// The calendar folder, resolved against the home.
+    #[arg(skip)]
     pub calendar_dir: PathBuf,
+}
+
+impl DbArgs {
+    /// Fills `db` and `calendar_dir`: what was given, else the defaults
+    /// under the home. Called once, right after the command line is parsed.
+    pub fn resolve(&mut self) {
+        let home = self.home_dir();
+        self.db = self
+            .db_arg
+            .clone()
+            .unwrap_or_else(|| home.join("duban.db").display().to_string());
+        self.calendar_dir = self
+            .calendar_dir_arg
+            .clone()
+            .unwrap_or_else(|| home.join("calendars"));
+    }
+
+    /// The home folder (`""`, the current folder, when none is given).
+    pub fn home_dir(&self) -> PathBuf {
+        self.home.clone().unwrap_or_default()
+    }
+
+    /// `name` under the home, unless `given`.
+    pub fn under_home(&self, given: Option<PathBuf>, name: &str) -> PathBuf {
+        given.unwrap_or_else(|| self.home_dir().join(name))
+    }
 }
 
 #[derive(Subcommand)]
@@ -321,11 +358,11 @@ fn fail(e: ServiceError) -> u8 {
     match &e {
         ServiceError::Invalid(diags) => {
             for d in diags {
-                eprintln!("{d}\n");
+                errln!("{d}\n");
             }
-            eprintln!("duban: {e}");
+            errln!("duban: {e}");
         }
-        _ => eprintln!("duban: {e}"),
+        _ => errln!("duban: {e}"),
     }
     match e {
         ServiceError::Io(_) => exit::USAGE,
@@ -355,7 +392,7 @@ fn split_vars(vars: &[String]) -> Result<Vec<(String, String)>, u8> {
         .map(|v| match v.split_once('=') {
             Some((k, val)) if !k.trim().is_empty() => Ok((k.trim().to_string(), val.to_string())),
             _ => {
-                eprintln!("duban: bad --var `{v}`: write NAME=VALUE");
+                errln!("duban: bad --var `{v}`: write NAME=VALUE");
                 Err(exit::USAGE)
             }
         })
@@ -364,18 +401,145 @@ fn split_vars(vars: &[String]) -> Result<Vec<(String, String)>, u8> {
 
 async fn open(db: &DbArgs) -> Result<Engine<SqlStore>, u8> {
     let calendar = files::load(&db.calendar_dir).map_err(|e| {
-        eprintln!("duban: the calendar cannot be loaded: {e}");
+        errln!("duban: the calendar cannot be loaded: {e}");
         exit::INVALID
     })?;
     let store = SqlStore::open(&db.db).await.map_err(|e| {
-        eprintln!("duban: {e}");
+        errln!("duban: {}", crate::serve::redact_in(&e.to_string(), &db.db));
         exit::USAGE
     })?;
     Engine::new(store, calendar).await.map_err(fail)
 }
 
+/// A task as `duban tasks` shows it: what process and step, which case,
+/// who must act (names), by when (Beijing time), and what they may answer
+/// with the fields each answer requires. Its JSON shape is docs/cli.md's.
+async fn task_listing(
+    engine: &Engine<SqlStore>,
+    t: &duban_engine::store::TaskRow,
+) -> Result<Json, ServiceError> {
+    let state = engine.instance(&t.instance).await?;
+    let def = engine
+        .definition(&state.definition, Some(state.version))
+        .await?;
+    let dir = engine.directory();
+    let name_of = |id: &str| {
+        dir.people
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.name.clone())
+            .or_else(|| {
+                dir.agencies
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map(|a| a.name.clone())
+            })
+            .unwrap_or_else(|| id.to_string())
+    };
+    let step = def.steps.get(&t.step);
+    let outcomes = match step.map(|s| &s.kind) {
+        Some(
+            duban_engine::definition::StepKind::Task { outcomes, .. }
+            | duban_engine::definition::StepKind::Notice { outcomes, .. },
+        ) => outcomes
+            .iter()
+            .map(|(id, o)| {
+                json!({
+                    "id": id,
+                    "label": o.label,
+                    "fields": o.fields,
+                    "optional_fields": o.optional_fields,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    // The case: its number when the process has one, else the first
+    // required text the instance was started with.
+    let case = def
+        .variables
+        .get("case_no")
+        .map(|_| "case_no")
+        .or_else(|| {
+            def.variables
+                .iter()
+                .find(|(_, v)| v.required && v.ty.to_string() == "string")
+                .map(|(k, _)| k.as_str())
+        })
+        .and_then(|k| {
+            let v = state.variables.get(k)?.as_str()?.to_string();
+            let label = def.variables[k]
+                .label
+                .clone()
+                .unwrap_or_else(|| k.to_string());
+            Some(json!({ "variable": k, "label": label, "value": v }))
+        });
+    let beijing = |d: &DateTime<Utc>| {
+        d.with_timezone(&duban_engine::calendar::LEGAL_TZ)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    };
+    Ok(json!({
+        "id": t.id,
+        "instance": t.instance,
+        "process": def.id,
+        "process_name": def.name,
+        "step": t.step,
+        "step_name": step.map(|s| s.name.clone()).unwrap_or_default(),
+        "kind": t.kind,
+        "case": case,
+        "assignees": t.assignees.iter().map(|a| json!({ "id": a, "name": name_of(a) })).collect::<Vec<_>>(),
+        "opened_at": beijing(&t.opened_at),
+        "due": t.due.as_ref().map(beijing),
+        "last_day": t.last_day,
+        "outcomes": outcomes,
+    }))
+}
+
+/// The text form of [`task_listing`].
+fn print_task(t: &Json) {
+    let s = |v: &Json| v.as_str().unwrap_or("").to_string();
+    outln!(
+        "{}  {} · {}（{}，{}）",
+        s(&t["id"]),
+        s(&t["process_name"]),
+        s(&t["step_name"]),
+        s(&t["step"]),
+        s(&t["kind"])
+    );
+    let mut line = Vec::new();
+    if let Some(c) = t["case"].as_object() {
+        line.push(format!("{}：{}", s(&c["label"]), s(&c["value"])));
+    }
+    let names: Vec<String> = t["assignees"]
+        .as_array()
+        .map(|a| a.iter().map(|p| s(&p["name"])).collect())
+        .unwrap_or_default();
+    line.push(format!("办理：{}", names.join("、")));
+    match t["last_day"].as_str() {
+        Some(d) => line.push(format!("期限：{d}（截止 {}）", s(&t["due"]))),
+        None => line.push("期限：无".to_string()),
+    }
+    outln!("    {}", line.join("  "));
+    for o in t["outcomes"].as_array().into_iter().flatten() {
+        let fields: Vec<String> = o["fields"]
+            .as_array()
+            .map(|f| f.iter().map(&s).collect())
+            .unwrap_or_default();
+        outln!(
+            "    → {}（{}）{}",
+            s(&o["id"]),
+            s(&o["label"]),
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!("  必填：{}", fields.join(", "))
+            }
+        );
+    }
+}
+
 fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("serialises"));
 }
 
 fn open_tasks_line(s: &InstanceState) -> String {
@@ -430,7 +594,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         duban_engine::store::Deployed::New => "deployed",
                         duban_engine::store::Deployed::Unchanged => "unchanged",
                     };
-                    println!("{what} {} v{}", r.id, r.version);
+                    outln!("{what} {} v{}", r.id, r.version);
                 }
             }
         }
@@ -440,7 +604,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 print_json(&defs);
             } else {
                 for d in defs {
-                    println!(
+                    outln!(
                         "{:<24} v{:<3} {}  {}",
                         d.id,
                         d.version,
@@ -462,11 +626,11 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             let mut values: BTreeMap<String, Json> = BTreeMap::new();
             if let Some(f) = vars_file {
                 let text = read_vars_file(&f).map_err(|e| {
-                    eprintln!("duban: {}: {e}", f.display());
+                    errln!("duban: {}: {e}", f.display());
                     exit::USAGE
                 })?;
                 let v = values::from_vars_file(&text).map_err(|e| {
-                    eprintln!("duban: {}: {e}", f.display());
+                    errln!("duban: {}: {e}", f.display());
                     exit::USAGE
                 })?;
                 values.extend(v);
@@ -482,11 +646,13 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     &json!({ "id": t.state.id, "definition": t.state.definition, "version": t.state.version, "tasks": t.state.open_tasks().collect::<Vec<_>>() }),
                 );
             } else {
-                println!(
+                outln!(
                     "started {} ({} v{})",
-                    t.state.id, t.state.definition, t.state.version
+                    t.state.id,
+                    t.state.definition,
+                    t.state.version
                 );
-                println!("{}", open_tasks_line(&t.state));
+                outln!("{}", open_tasks_line(&t.state));
             }
         }
         Cmd::Instances {
@@ -502,7 +668,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 print_json(&rows);
             } else {
                 for r in rows {
-                    println!(
+                    outln!(
                         "{:<8} {:<20} v{:<3} {:<10} {}",
                         r.id,
                         r.definition,
@@ -545,18 +711,17 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 overdue_at: overdue.then_some(now),
             };
             let rows = engine.tasks(&filter).await.map_err(fail)?;
+            let mut listed = Vec::new();
+            for t in &rows {
+                listed.push(task_listing(&engine, t).await.map_err(fail)?);
+            }
             if json {
-                print_json(&rows);
+                print_json(&listed);
+            } else if listed.is_empty() {
+                outln!("no tasks");
             } else {
-                for t in rows {
-                    println!(
-                        "{:<10} {:<24} {:<6} {:<24} due {}",
-                        t.id,
-                        t.step,
-                        t.kind,
-                        t.assignees.join(","),
-                        t.last_day.as_deref().unwrap_or("-")
-                    );
+                for t in &listed {
+                    print_task(t);
                 }
             }
         }
@@ -570,18 +735,19 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 .complete(&task, &outcome, split_vars(&vars)?, &actor, now)
                 .await
                 .map_err(fail)?;
-            println!("completed {task} ({outcome})");
-            println!("{}", open_tasks_line(&t.state));
+            outln!("completed {task} ({outcome})");
+            outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Receive { task, actor } => {
             let t = engine.receive(&task, &actor, now).await.map_err(fail)?;
             let d = t.state.tasks.get(&task).and_then(|t| t.deadline.clone());
             match d {
-                Some(d) => println!(
+                Some(d) => outln!(
                     "received {task}; deadline {}  {}",
-                    d.last_day, d.explanation
+                    d.last_day,
+                    d.explanation
                 ),
-                None => println!("received {task}"),
+                None => outln!("received {task}"),
             }
         }
         Cmd::Recuse {
@@ -594,8 +760,8 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 .request_recusal(&task, &person, &reason, &actor, now)
                 .await
                 .map_err(fail)?;
-            println!("recusal of {person} from {task} requested; it awaits its decision");
-            println!("{}", open_tasks_line(&t.state));
+            outln!("recusal of {person} from {task} requested; it awaits its decision");
+            outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::DecideRecusal {
             task,
@@ -609,22 +775,22 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 .await
                 .map_err(fail)?;
             let what = if grant { "granted" } else { "refused" };
-            println!("recusal of {person} from {task} {what}");
-            println!("{}", open_tasks_line(&t.state));
+            outln!("recusal of {person} from {task} {what}");
+            outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Message { name, key, vars } => {
             let ids = engine
                 .message(&name, &key, split_vars(&vars)?, now)
                 .await
                 .map_err(fail)?;
-            println!("delivered to {}", ids.join(", "));
+            outln!("delivered to {}", ids.join(", "));
         }
         Cmd::Cancel { id, reason, actor } => {
             engine
                 .cancel(&id, &reason, &actor, now)
                 .await
                 .map_err(fail)?;
-            println!("cancelled {id}");
+            outln!("cancelled {id}");
         }
         Cmd::SetVar { id, vars, actor } => {
             let t = engine
@@ -636,19 +802,19 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 .last()
                 .map(|h| h.changed.keys().cloned().collect())
                 .unwrap_or_default();
-            println!("set {} on {id}", names.join(", "));
-            println!("{}", open_tasks_line(&t.state));
+            outln!("set {} on {id}", names.join(", "));
+            outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Retry { id, actor } => {
             let t = engine.retry(&id, &actor, now).await.map_err(fail)?;
-            println!("retried {id}");
-            println!("{}", open_tasks_line(&t.state));
+            outln!("retried {id}");
+            outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Directory {
             cmd: DirectoryCmd::Import { file, allow_empty },
         } => {
             let text = std::fs::read_to_string(&file).map_err(|e| {
-                eprintln!("duban: {}: {e}", file.display());
+                errln!("duban: {}: {e}", file.display());
                 exit::USAGE
             })?;
             let csv = file.extension().is_some_and(|x| x == "csv");
@@ -656,7 +822,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 // A header-only CSV or an empty YAML file would silently
                 // leave every task and notice without anyone to go to.
                 Ok(dir) if dir.people.is_empty() && dir.agencies.is_empty() && !allow_empty => {
-                    eprintln!(
+                    errln!(
                         "duban: {} names no people and no agencies; importing it would empty the directory (give --allow-empty to do that); nothing was imported",
                         file.display()
                     );
@@ -665,16 +831,16 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 Ok(dir) => {
                     let (p, a) = (dir.people.len(), dir.agencies.len());
                     engine.import_directory(dir).await.map_err(fail)?;
-                    println!(
+                    outln!(
                         "imported {p} people and {a} agencies from {}",
                         file.display()
                     );
                 }
                 Err(errs) => {
                     for e in &errs {
-                        eprintln!("{}:{e}", file.display());
+                        errln!("{}:{e}", file.display());
                     }
-                    eprintln!("duban: {} problem(s); nothing was imported", errs.len());
+                    errln!("duban: {} problem(s); nothing was imported", errs.len());
                     return Err(exit::INVALID);
                 }
             }
@@ -691,8 +857,8 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 (_, Some(r)) => format!("reads the tasks of role {r}"),
                 _ => String::new(),
             };
-            eprintln!("token {} {what}; it is shown once, keep it secret:", t.id);
-            println!("{secret}");
+            errln!("token {} {what}; it is shown once, keep it secret:", t.id);
+            outln!("{secret}");
         }
         Cmd::Token {
             cmd: TokenCmd::List { json },
@@ -706,7 +872,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         Some(at) => format!("revoked {}", at.to_rfc3339()),
                         None => "active".into(),
                     };
-                    println!(
+                    outln!(
                         "{}  {:<24} {state}  {}",
                         t.id,
                         t.person
@@ -722,9 +888,9 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             cmd: TokenCmd::Revoke { id },
         } => {
             if engine.revoke_token(&id, now).await.map_err(fail)? {
-                println!("token {id} revoked");
+                outln!("token {id} revoked");
             } else {
-                eprintln!("duban: no active token {id}");
+                errln!("duban: no active token {id}");
                 return Err(1);
             }
         }
@@ -733,9 +899,9 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             ..
         } => {
             if engine.outbox_retry(id, now).await.map_err(fail)? {
-                println!("outbox row {id} is pending again");
+                outln!("outbox row {id} is pending again");
             } else {
-                eprintln!("duban: no dead outbox row {id}");
+                errln!("duban: no dead outbox row {id}");
                 return Err(exit::INVALID);
             }
         }
@@ -759,9 +925,13 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         .as_deref()
                         .map(|e| format!("  last error: {e}"))
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{:<6} {:<8} {:<16} instance {:<8} attempts {}  {at}{err}",
-                        r.id, r.status, r.kind, r.instance, r.attempts
+                        r.id,
+                        r.status,
+                        r.kind,
+                        r.instance,
+                        r.attempts
                     );
                 }
             }
@@ -775,9 +945,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             json,
         } => {
             if until < from {
-                eprintln!(
-                    "duban: --until {until} is before --from {from}: the period would be empty"
-                );
+                errln!("duban: --until {until} is before --from {from}: the period would be empty");
                 return Err(1);
             }
             let q = duban_engine::runtime::reports::ReportQuery {
@@ -826,24 +994,34 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     "total": row(&total),
                 }));
             } else {
-                println!(
+                outln!(
                     "notices dispatched {} to {} (Beijing time), as of {}",
                     q.from,
                     q.until,
                     now.with_timezone(&duban_engine::calendar::LEGAL_TZ)
                         .format("%Y-%m-%d %H:%M")
                 );
-                println!(
+                outln!(
                     "{:<20} {:>6} {:>8} {:>7} {:>7} {:>9} {:>8}  name",
-                    "agency", "sent", "answered", "on_time", "overdue", "escalated", "avg_days"
+                    "agency",
+                    "sent",
+                    "answered",
+                    "on_time",
+                    "overdue",
+                    "escalated",
+                    "avg_days"
                 );
                 let line = |id: &str, s: &duban_engine::runtime::reports::Stats, n: &str| {
                     let avg = s
                         .average_days()
                         .map_or_else(|| "-".to_string(), |d| format!("{d:.1}"));
-                    println!(
+                    outln!(
                         "{id:<20} {:>6} {:>8} {:>7} {:>7} {:>9} {avg:>8}  {n}",
-                        s.opened, s.answered, s.on_time, s.overdue, s.escalated
+                        s.opened,
+                        s.answered,
+                        s.on_time,
+                        s.overdue,
+                        s.escalated
                     );
                 };
                 for (id, s) in &per {
@@ -869,7 +1047,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         .step_after
                         .or(r.entry.step_before)
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{at}  instance {:<6} {:<16} {step}  {}",
                         r.instance,
                         r.entry.what,
@@ -877,7 +1055,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     );
                 }
                 if !facts.is_empty() {
-                    println!("\nfacts about {person}:");
+                    outln!("\nfacts about {person}:");
                 }
                 for f in facts {
                     let at =
@@ -889,9 +1067,13 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         v => format!(" = {v}"),
                     };
                     let note = f.note.map(|n| format!("  {n}")).unwrap_or_default();
-                    println!(
+                    outln!(
                         "{at}  {}{value}  ({} instance {}, step {}, by {}){note}",
-                        f.name, f.process, f.instance, f.step, f.actor
+                        f.name,
+                        f.process,
+                        f.instance,
+                        f.step,
+                        f.actor
                     );
                 }
             }

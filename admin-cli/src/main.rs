@@ -6,10 +6,37 @@
 //! calls the library, and prints plain text or JSON. Exit codes are the
 //! same for every subcommand (see `--help`).
 
+/// `println!` that never panics when the reader has gone: a closed pipe
+/// (`duban deadline … | head`) ends the command quietly, as for any Unix
+/// tool; under `serve` the line is dropped and the engine runs on.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::output::stdout(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `print!`, as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::output::stdout(format_args!($($t)*))
+    };
+}
+
+/// `eprintln!` that never panics: a message to a closed stderr is dropped
+/// (`serve … 2>&1 | head` must still stop on SIGTERM).
+macro_rules! errln {
+    ($($t:tt)*) => {
+        $crate::output::stderr(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
+mod output;
+
 mod calendar;
 mod config;
 mod demo;
 mod instances;
+mod metrics;
 mod serve;
 mod timeline;
 mod validate;
@@ -34,7 +61,7 @@ pub mod exit {
     name = "duban",
     version,
     about = "duban (督办): legal deadlines of administrative law-enforcement supervision, as executable YAML processes",
-    after_help = "Exit codes: 0 success; 1 invalid input or a refused operation (the message says why; nothing was written); 2 usage error or unreadable input.\n\nEnvironment: DUBAN_DB (store, default ./duban.db), DUBAN_CALENDAR_DIR (installed year schedules, default ./calendars)."
+    after_help = "Exit codes: 0 success; 1 invalid input or a refused operation (the message says why; nothing was written); 2 usage error or unreadable input.\n\nEnvironment: DUBAN_HOME (the base folder, default the current one), DUBAN_DB (store, default HOME/duban.db), DUBAN_CALENDAR_DIR (installed year schedules, default HOME/calendars), DUBAN_CONFIG (default HOME/duban.toml)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,12 +74,12 @@ struct Cli {
 enum ConfigCommand {
     /// Report every missing or wrong setting, naming its key; exit 1 if `serve` would refuse it.
     Check {
-        /// The configuration file (default: ./duban.toml if it exists).
+        /// The configuration file (default: HOME/duban.toml if it exists).
         #[arg(long, env = "DUBAN_CONFIG")]
         config: Option<PathBuf>,
-        /// The process library whose SMS templates need gateway template codes.
-        #[arg(long, default_value = "processes")]
-        processes: PathBuf,
+        /// The process library whose SMS templates need gateway template codes (default HOME/processes).
+        #[arg(long)]
+        processes: Option<PathBuf>,
         /// Print the problems as a JSON array.
         #[arg(long)]
         json: bool,
@@ -106,9 +133,11 @@ enum Command {
     },
     /// Run the engine: timers, reminders, escalations and recurring starts, until SIGINT/SIGTERM.
     Serve {
-        /// The process library, deployed on start (new versions only).
-        #[arg(long, default_value = "processes")]
-        processes: PathBuf,
+        /// The process library, deployed on start (new versions only;
+        /// default HOME/processes). Serve refuses to start when neither it
+        /// nor the store holds a definition.
+        #[arg(long)]
+        processes: Option<PathBuf>,
         /// Look for new timers at least this often (other processes may add them).
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
@@ -119,7 +148,7 @@ enum Command {
         /// it is dropped and its claims are given back.
         #[arg(long, default_value_t = 10)]
         grace_secs: u64,
-        /// The configuration file (default: ./duban.toml if it exists).
+        /// The configuration file (default: HOME/duban.toml if it exists).
         #[arg(long, env = "DUBAN_CONFIG")]
         config: Option<PathBuf>,
         /// An example district to look at: on an empty store, import
@@ -152,7 +181,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        output::serving();
+    }
+    cli.db.resolve();
     let code = match cli.command {
         Command::Validate { paths, json } => validate::validate(&paths, json),
         Command::Graph { file } => validate::graph(&file),
@@ -182,7 +215,23 @@ fn main() -> ExitCode {
             grace_secs,
             config,
             demo,
-        } => serve::serve(cli.db, processes, poll_ms, batch, grace_secs, config, demo),
+        } => {
+            let explicit = processes.is_some();
+            let processes = cli.db.under_home(processes, "processes");
+            let config = crate::config::Source::new(config, &cli.db);
+            serve::serve(
+                cli.db,
+                serve::Library {
+                    path: processes,
+                    explicit,
+                },
+                poll_ms,
+                batch,
+                grace_secs,
+                config,
+                demo,
+            )
+        }
         Command::Config {
             command:
                 ConfigCommand::Check {
@@ -190,7 +239,10 @@ fn main() -> ExitCode {
                     processes,
                     json,
                 },
-        } => config::check(config.as_deref(), &processes, json),
+        } => {
+            let processes = cli.db.under_home(processes, "processes");
+            config::check(&config::Source::new(config, &cli.db), &processes, json)
+        }
         Command::Simulate {
             scenario,
             definition,

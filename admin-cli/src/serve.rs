@@ -21,7 +21,7 @@ use duban_engine::outbox::Worker;
 use duban_engine::scheduler::SchedulerOptions;
 use duban_engine::serve::{Clock, Options, SystemClock};
 use duban_engine::service::Engine;
-use duban_engine::store::sql::{parse_url, Backend};
+use duban_engine::store::sql::{parse_url, redact, Backend};
 use duban_engine::store::SqlStore;
 use duban_notifiers::dispatch::Dispatcher;
 use duban_notifiers::documents::DocumentWriter;
@@ -86,13 +86,21 @@ fn sqlite_owner_lock(db: &str) -> Result<Option<OwnerLock>, String> {
     }
 }
 
+/// The process library `serve` deploys on start.
+pub struct Library {
+    /// Its folder (or file).
+    pub path: PathBuf,
+    /// Named by `--processes` (then it must exist), rather than the home's.
+    pub explicit: bool,
+}
+
 pub fn serve(
     db: DbArgs,
-    processes: PathBuf,
+    library: Library,
     poll_ms: u64,
     batch: u32,
     grace_secs: u64,
-    config: Option<PathBuf>,
+    config: crate::config::Source,
     demo: bool,
 ) -> u8 {
     let _ = tracing_subscriber::fmt()
@@ -101,12 +109,16 @@ pub fn serve(
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Its own complaint about a failed write is an `eprintln!`, which
+        // panics when stderr is a closed pipe (`serve 2>&1 | head`): a line
+        // that cannot be written is dropped instead.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let lock = match sqlite_owner_lock(&db.db) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("duban: {e}");
+            errln!("duban: {e}");
             return exit::INVALID;
         }
     };
@@ -128,27 +140,35 @@ pub fn serve(
         let calendar = match files::load(&db.calendar_dir) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("duban: the calendar cannot be loaded: {e}");
+                errln!("duban: the calendar cannot be loaded: {e}");
                 return exit::INVALID;
             }
         };
         let store = match SqlStore::open(&db.db).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("duban: {e}");
+                errln!("duban: {}", redact_in(&e.to_string(), &db.db));
                 return exit::USAGE;
             }
         };
         let engine = match Engine::new(store, calendar).await {
             Ok(e) => Arc::new(e),
             Err(e) => {
-                eprintln!("duban: {e}");
+                errln!("duban: {e}");
                 return exit::INVALID;
             }
         };
+        let processes = &library.path;
+        if library.explicit && !processes.exists() {
+            errln!(
+                "duban: no process library at {}: nothing to serve (give the folder of the definitions, or --home)",
+                processes.display()
+            );
+            return exit::USAGE;
+        }
         if processes.exists() {
             match engine
-                .deploy(std::slice::from_ref(&processes), clock.now())
+                .deploy(std::slice::from_ref(processes), clock.now())
                 .await
             {
                 Ok(reports) => {
@@ -157,10 +177,10 @@ pub fn serve(
                     }
                 }
                 Err(e) => {
-                    eprintln!("duban: {}: {e}", processes.display());
+                    errln!("duban: {}: {e}", processes.display());
                     if let duban_engine::service::ServiceError::Invalid(diags) = &e {
                         for d in diags {
-                            eprintln!("{d}\n");
+                            errln!("{d}\n");
                         }
                     }
                     return exit::INVALID;
@@ -171,22 +191,36 @@ pub fn serve(
         let deployed = match engine.deployed().await {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("duban: {e}");
+                errln!("duban: {e}");
                 return exit::INVALID;
             }
         };
+        if deployed.is_empty() {
+            errln!(
+                "duban: no process definitions: none in {} and none deployed in the store; serve has nothing to run (give --processes DIR or --home DIR, or `duban deploy` first)",
+                if processes.as_os_str().is_empty() { std::path::Path::new(".") } else { processes.as_path() }.display()
+            );
+            return exit::USAGE;
+        }
+        if !processes.exists() {
+            tracing::warn!(
+                folder = %processes.display(),
+                definitions = deployed.len(),
+                "no process library folder here: serving the definitions already deployed"
+            );
+        }
         let refs: Vec<&duban_engine::definition::Definition> =
             deployed.iter().map(|(_, d)| d.as_ref()).collect();
-        let loaded = crate::config::load(config.as_deref(), &refs);
+        let loaded = crate::config::load(&config, &refs);
         for p in &loaded.problems {
             if p.warning {
                 tracing::warn!(key = %p.key, "{}", p.message);
             } else {
-                eprintln!("duban: configuration: {p}");
+                errln!("duban: configuration: {p}");
             }
         }
         let Some(cfg) = loaded.config else {
-            eprintln!("duban: the configuration has errors (see `duban config check`)");
+            errln!("duban: the configuration has errors (see `duban config check`)");
             return exit::INVALID;
         };
         // Links are signed on the engine's clock (a rehearsal's runs from
@@ -203,7 +237,7 @@ pub fn serve(
                 match crate::demo::portal(&dir) {
                     Ok(p) => cfg.portal = Some(p),
                     Err(e) => {
-                        eprintln!("duban: demo: {e}");
+                        errln!("duban: demo: {e}");
                         return exit::INVALID;
                     }
                 }
@@ -211,7 +245,7 @@ pub fn serve(
             match crate::demo::seed(&engine, clock.now()).await {
                 Ok(did) => seeded = did,
                 Err(e) => {
-                    eprintln!("duban: demo: {e}");
+                    errln!("duban: demo: {e}");
                     return exit::INVALID;
                 }
             }
@@ -229,7 +263,7 @@ pub fn serve(
                     cfg.policy.clone(),
                 )),
                 Err(e) => {
-                    eprintln!("duban: configuration: email: {e}");
+                    errln!("duban: configuration: email: {e}");
                     return exit::INVALID;
                 }
             },
@@ -244,7 +278,7 @@ pub fn serve(
                     cfg.policy.clone(),
                 )),
                 Err(e) => {
-                    eprintln!("duban: configuration: sms: {e}");
+                    errln!("duban: configuration: sms: {e}");
                     return exit::INVALID;
                 }
             },
@@ -282,7 +316,7 @@ pub fn serve(
                 let listener = match tokio::net::TcpListener::bind(p.listen).await {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("duban: portal: cannot listen on {}: {e}", p.listen);
+                        errln!("duban: portal: cannot listen on {}: {e}", p.listen);
                         return exit::INVALID;
                     }
                 };
@@ -326,23 +360,74 @@ pub fn serve(
                 None
             }
         };
+        let metrics = match cfg.metrics {
+            Some(addr) => {
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        errln!("duban: metrics: cannot listen on {addr}: {e}");
+                        return exit::INVALID;
+                    }
+                };
+                info!(listen = %addr, "metrics: /healthz and /metrics served");
+                let app = crate::metrics::router(engine.clone(), clock);
+                let mut rx = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                        tracing::error!(error = %e, "metrics: the server stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
         let shutdown = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        info!(owner = %options.scheduler.owner, db = %db.db, "serving");
+        info!(
+            owner = %options.scheduler.owner,
+            db = %redact(&db.db),
+            definitions = deployed.len(),
+            "serving"
+        );
         if demo {
             if let Some(p) = &cfg.portal {
                 crate::demo::banner(&engine, &p.links, &seeded).await;
             }
         }
         duban_engine::serve::run(engine.clone(), &workers, &options, &clock, shutdown, None).await;
-        if let Some(p) = portal {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p).await;
+        for server in [portal, metrics].into_iter().flatten() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
         }
         engine.store().close().await;
         exit::OK
     })
+}
+
+/// `text` with the store URL's password taken out, wherever it appears
+/// (an error of the driver may quote the URL or the password itself).
+pub fn redact_in(text: &str, url: &str) -> String {
+    let shown = redact(url);
+    if shown == url {
+        return text.to_string();
+    }
+    let mut out = text.replace(url, &shown);
+    if let Some(password) = password_of(url) {
+        if !password.is_empty() {
+            out = out.replace(password, "***");
+        }
+    }
+    out
+}
+
+fn password_of(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    Some(&userinfo[userinfo.find(':')? + 1..])
 }
 
 /// Documents go beside a SQLite file (`documents/` next to `duban.db`),
@@ -394,14 +479,14 @@ pub fn simulate(
     let sc = match Scenario::read(&scenario) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("duban: {e}");
+            errln!("duban: {e}");
             return exit::USAGE;
         }
     };
     let calendar = match files::load(calendar_dir) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("duban: the calendar cannot be loaded: {e}");
+            errln!("duban: the calendar cannot be loaded: {e}");
             return exit::INVALID;
         }
     };
@@ -418,7 +503,7 @@ pub fn simulate(
     )) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("duban: {e}");
+            errln!("duban: {e}");
             return exit::USAGE;
         }
     };
@@ -431,22 +516,22 @@ pub fn simulate(
             "timeline": report.timeline,
             "documents": report.documents,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {
         if let Some(n) = &report.name {
-            println!("{n}");
+            outln!("{n}");
         }
         if let Some(state) = &report.state {
             crate::timeline::print(state, &report.timeline);
         }
         let failed: Vec<_> = report.checks.iter().filter(|c| c.found.is_some()).collect();
-        println!(
+        outln!(
             "\n{} passed, {} failed",
             report.checks.len() - failed.len(),
             failed.len()
         );
         for c in failed {
-            println!(
+            outln!(
                 "{file}:{}: expected {}, found {}",
                 c.line,
                 c.expected,

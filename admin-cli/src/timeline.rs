@@ -11,7 +11,7 @@ fn when(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Prints the header, the history, the open tasks and the pending timers.
 pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
-    println!(
+    outln!(
         "instance {}  {} v{}  profile {}  {}",
         s.id,
         s.definition,
@@ -20,9 +20,9 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
         s.status.name()
     );
     match &s.status {
-        duban_engine::runtime::Status::Completed { result } => println!("result: {result}"),
-        duban_engine::runtime::Status::Cancelled { reason } => println!("cancelled: {reason}"),
-        duban_engine::runtime::Status::Stuck { code, message, event, since } => println!(
+        duban_engine::runtime::Status::Completed { result } => outln!("result: {result}"),
+        duban_engine::runtime::Status::Cancelled { reason } => outln!("cancelled: {reason}"),
+        duban_engine::runtime::Status::Stuck { code, message, event, since } => outln!(
             "stuck since {}: {code} {message} (while applying {}); fix the cause, then `duban retry {}`",
             when(*since),
             event.describe(),
@@ -30,11 +30,11 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
         ),
         duban_engine::runtime::Status::Running => {}
     }
-    println!("\nvariables:");
+    outln!("\nvariables:");
     for (k, v) in &s.variables {
-        println!("  {k} = {v}");
+        outln!("  {k} = {v}");
     }
-    println!("\ntimeline:");
+    outln!("\ntimeline:");
     for h in history {
         let step = match (&h.step_before, &h.step_after) {
             (Some(a), Some(b)) if a != b => format!("{a} → {b}"),
@@ -53,10 +53,10 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
         if let Some(n) = &h.note {
             line.push_str(&format!("  {n}"));
         }
-        println!("{line}");
+        outln!("{line}");
         if !h.changed.is_empty() {
             let changed: Vec<String> = h.changed.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("      set {}", changed.join(", "));
+            outln!("      set {}", changed.join(", "));
         }
         if let Some(d) = &h.deadline {
             let kind = match d.bound {
@@ -64,19 +64,19 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
                 duban_engine::calendar::Bound::AtLeast => "minimum until",
             };
             let prov = if d.provisional { " (PROVISIONAL)" } else { "" };
-            println!("      {kind} {}{prov}: {}", d.last_day, d.explanation);
+            outln!("      {kind} {}{prov}: {}", d.last_day, d.explanation);
         }
     }
     let open: Vec<_> = s.open_tasks().collect();
     if !open.is_empty() {
-        println!("\nopen tasks:");
+        outln!("\nopen tasks:");
         for t in open {
             let due = t
                 .deadline
                 .as_ref()
                 .map(|d| format!("  due {} (cut-off {})", d.last_day, d.deadline.to_rfc3339()))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "  {} {}{} ({}) → {}{due}",
                 t.id,
                 t.step,
@@ -87,7 +87,7 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
         }
     }
     if !s.timers.is_empty() {
-        println!("\npending timers:");
+        outln!("\npending timers:");
         for t in s.timers.values() {
             let what = match &t.kind {
                 TimerKind::Expiry { task } => format!("expiry of {task}"),
@@ -98,7 +98,7 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
                 TimerKind::MessageTimeout { step } => format!("timeout of {step}"),
                 TimerKind::DeemedReceipt { task } => format!("deemed receipt of {task}"),
             };
-            println!(
+            outln!(
                 "  {}  {what}{}",
                 when(t.due),
                 if t.provisional { " (provisional)" } else { "" }

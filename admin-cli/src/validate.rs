@@ -30,11 +30,11 @@ fn siblings(files: &[PathBuf]) -> Vec<PathBuf> {
 
 fn load(paths: &[PathBuf]) -> Result<Library, u8> {
     let files = definition::expand_paths(paths).map_err(|e| {
-        eprintln!("duban: {e}");
+        errln!("duban: {e}");
         exit::USAGE
     })?;
     if files.is_empty() {
-        eprintln!("duban: no definition files (*.yaml) in {}", show(paths));
+        errln!("duban: no definition files (*.yaml) in {}", show(paths));
         return Err(exit::USAGE);
     }
     Ok(definition::load_library(&files, &siblings(&files)))
@@ -56,7 +56,7 @@ pub fn validate(paths: &[PathBuf], json: bool) -> u8 {
     };
     if json {
         let all: Vec<_> = lib.diagnostics().collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&all).expect("diagnostics serialise")
         );
@@ -65,7 +65,7 @@ pub fn validate(paths: &[PathBuf], json: bool) -> u8 {
         for f in &lib.files {
             for d in &f.diagnostics {
                 problems += 1;
-                println!("{}\n", d.render(&f.text));
+                outln!("{}\n", d.render(&f.text));
             }
         }
         let invalid = lib
@@ -74,7 +74,7 @@ pub fn validate(paths: &[PathBuf], json: bool) -> u8 {
             .filter(|f| !f.diagnostics.is_empty())
             .count();
         if invalid == 0 {
-            println!(
+            outln!(
                 "{} definition(s) valid: {}",
                 lib.files.len(),
                 lib.definitions
@@ -84,7 +84,7 @@ pub fn validate(paths: &[PathBuf], json: bool) -> u8 {
                     .join(", ")
             );
         } else {
-            println!(
+            outln!(
                 "{invalid} of {} definition(s) invalid, {problems} problem(s)",
                 lib.files.len()
             );
@@ -106,9 +106,9 @@ pub fn graph(file: &Path) -> u8 {
     let report = &lib.files[0];
     if !report.diagnostics.is_empty() {
         for d in &report.diagnostics {
-            eprintln!("{}\n", d.render(&report.text));
+            errln!("{}\n", d.render(&report.text));
         }
-        eprintln!(
+        errln!(
             "duban: {} is invalid; fix it before drawing it",
             file.display()
         );
@@ -119,6 +119,6 @@ pub fn graph(file: &Path) -> u8 {
         .values()
         .next()
         .expect("a valid file gives a definition");
-    print!("{}", graph::to_mermaid(def));
+    out!("{}", graph::to_mermaid(def));
     exit::OK
 }

@@ -430,6 +430,11 @@ fn supervision_letter_through_the_binary(db: &str) {
         .trim(),
         "[]"
     );
+    // Issue 16: an empty listing says so.
+    assert_eq!(
+        ok(on(db, "2025-09-26T10:00:00+08:00", &["tasks"])).trim(),
+        "no tasks"
+    );
 
     let out = ok(on(
         db,
@@ -458,6 +463,40 @@ fn supervision_letter_through_the_binary(db: &str) {
         &["tasks", "--role", "supervision_office", "--json"],
     ));
     assert_eq!(tasks[0]["id"], "1.1");
+    // Issue 16: what staff need to read a task — the process and step by
+    // their names, the case, who (by name), by when in Beijing time, and
+    // the outcomes with the fields each requires.
+    assert_eq!(tasks[0]["process_name"], "行政执法监督督办", "{tasks}");
+    assert_eq!(tasks[0]["step_name"], "起草并制发督办文书");
+    assert_eq!(tasks[0]["case"]["value"], "许司督〔2025〕1号");
+    assert_eq!(
+        tasks[0]["assignees"][0],
+        serde_json::json!({ "id": "li", "name": "李明" })
+    );
+    assert!(
+        tasks[0]["due"].as_str().unwrap().ends_with("+08:00"),
+        "{tasks}"
+    );
+    assert!(
+        tasks[0]["opened_at"].as_str().unwrap().ends_with("+08:00"),
+        "{tasks}"
+    );
+    assert_eq!(tasks[0]["outcomes"][0]["id"], "issue");
+    assert_eq!(
+        tasks[0]["outcomes"][0]["fields"],
+        serde_json::json!(["letter_kind", "reply_period"])
+    );
+    let text = ok(on(db, "2025-09-26T10:00:00+08:00", &["tasks"]));
+    for part in [
+        "1.1  行政执法监督督办 · 起草并制发督办文书（draft_letter，task）",
+        "督办案号：许司督〔2025〕1号",
+        "办理：李明",
+        "期限：2025-10-10",
+        "→ issue（制发督办文书）  必填：letter_kind, reply_period",
+        "→ no_problem（经核查不存在问题）",
+    ] {
+        assert!(text.contains(part), "{part}:\n{text}");
+    }
     ok(on(
         db,
         "2025-09-29T09:00:00+08:00",
@@ -616,7 +655,7 @@ fn dispute_through_the_binary(db: &str) {
     // XT-7: both organs in 桥西区, so the county department coordinates.
     let tasks = json(&on(db, "2026-03-03T09:00:00+08:00", &["tasks", "--json"]));
     assert_eq!(tasks[0]["step"], "review_application");
-    assert_eq!(tasks[0]["assignees"], serde_json::json!(["qiaoxi_coord"]));
+    assert_eq!(tasks[0]["assignees"][0]["id"], "qiaoxi_coord");
     ok(on(
         db,
         "2026-03-04T09:00:00+08:00",

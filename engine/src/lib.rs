@@ -22,6 +22,7 @@
 
 pub use duban_core::{calendar, definition, runtime};
 
+pub mod metrics;
 pub mod outbox;
 pub mod scheduler;
 pub mod serve;

@@ -70,6 +70,8 @@ pub struct Round {
     pub retried: usize,
     /// Rows that are now dead.
     pub dead: usize,
+    /// Rows dropped: what they were about no longer held.
+    pub dropped: usize,
 }
 
 /// Why carrying out a row failed.
@@ -81,6 +83,10 @@ pub enum Failure {
     /// Retrying will not help (no address, rejected recipient, 5xx, a refused call).
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// Nothing to do any more: what the row was about no longer holds (the
+    /// task it announces was closed before its turn). Dropped, not sent.
+    #[error("not carried out: {0}")]
+    Moot(String),
 }
 
 /// The future a worker returns (not `Send`: the engine's store futures are
@@ -217,6 +223,7 @@ pub async fn drain_live<S: Store>(
                     round.sent += one.sent;
                     round.retried += one.retried;
                     round.dead += one.dead;
+                    round.dropped += one.dropped;
                 }
                 Err(e) => failed = failed.or(Some(e)),
             }
@@ -240,6 +247,11 @@ pub async fn record<S: Store>(
 ) -> Result<(), StoreError> {
     let attempts = row.attempts + 1;
     match result {
+        Err(Failure::Moot(why)) => {
+            info!(row = row.id, kind = %row.kind, instance = %row.instance, reason = %why, "outbox row dropped");
+            store.outbox_dropped(row.id, &why).await?;
+            round.dropped += 1;
+        }
         Ok(()) => {
             store.outbox_sent(row.id, now).await?;
             info!(row = row.id, kind = %row.kind, instance = %row.instance, "outbox row done");

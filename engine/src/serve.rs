@@ -396,11 +396,12 @@ fn count(
     let kind = worker.kind();
     match r {
         Ok(r) => {
-            if r.sent + r.retried + r.dead > 0 {
+            if r.sent + r.retried + r.dead + r.dropped > 0 {
                 info!(
                     sent = r.sent,
                     retried = r.retried,
                     dead = r.dead,
+                    dropped = r.dropped,
                     "outbox: {kind}"
                 );
             } else {

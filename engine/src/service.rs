@@ -151,6 +151,8 @@ pub struct Engine<S> {
     calendar: RwLock<Arc<Calendar>>,
     definitions: Mutex<HashMap<(String, u32), Arc<Definition>>>,
     directory: RwLock<Arc<MemoryDirectory>>,
+    /// Transitions this engine committed since it started (`/metrics`).
+    transitions: std::sync::atomic::AtomicU64,
 }
 
 fn content_hash(source: &str, files: &BTreeMap<String, String>) -> String {
@@ -174,7 +176,26 @@ impl<S: Store> Engine<S> {
             calendar: RwLock::new(Arc::new(calendar)),
             definitions: Mutex::new(HashMap::new()),
             directory: RwLock::new(Arc::new(dir)),
+            transitions: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many transitions this engine has committed since it was made.
+    pub fn transitions(&self) -> u64 {
+        self.transitions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stores transition `t` ([`Store::commit`]) and counts it.
+    async fn commit(
+        &self,
+        prev: Option<u64>,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store.commit(prev, t, now).await?;
+        self.transitions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The store, for the workers that carry out outbox rows and claim
@@ -511,6 +532,8 @@ impl<S: Store> Engine<S> {
                 Ok::<_, ServiceError>(self.apply_core(&def, &calls, &loaded, None, &event, now, 0)?)
             })
             .await?;
+        self.transitions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.settle(&t, now).await;
         Ok(t)
     }
@@ -556,7 +579,7 @@ impl<S: Store> Engine<S> {
             actor: "engine".into(),
         };
         let t = self.compute_on(&def, None, &event, now, depth).await??;
-        match self.store.commit(None, &t, now).await {
+        match self.commit(None, &t, now).await {
             Ok(()) => Ok(Some(t)),
             Err(StoreError::Conflict(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -774,7 +797,7 @@ impl<S: Store> Engine<S> {
         let t = self
             .compute_on(&def, Some(&state), &event, now, 0)
             .await??;
-        self.store.commit(Some(state.revision), &t, now).await?;
+        self.commit(Some(state.revision), &t, now).await?;
         self.settle(&t, now).await;
         Ok(t)
     }
@@ -835,12 +858,12 @@ impl<S: Store> Engine<S> {
             Err(EngineError::Stuck { .. }) => return Ok(Fired::Held),
             Err(e) => {
                 let t = runtime::stuck(&state, event, &e, now);
-                self.store.commit(Some(state.revision), &t, now).await?;
+                self.commit(Some(state.revision), &t, now).await?;
                 tracing::warn!(instance = %id, code = e.code(), error = %e, "instance stuck");
                 return Ok(Fired::Stuck(e));
             }
         };
-        self.store.commit(Some(state.revision), &t, now).await?;
+        self.commit(Some(state.revision), &t, now).await?;
         Ok(Fired::Applied(Box::new(t)))
     }
 
@@ -958,7 +981,7 @@ impl<S: Store> Engine<S> {
                 return Ok(None);
             }
         };
-        match self.store.commit(Some(state.revision), &t, now).await {
+        match self.commit(Some(state.revision), &t, now).await {
             Ok(()) => Ok(Some(t)),
             // Changed meanwhile (it ended, or someone else cancelled it).
             Err(StoreError::Conflict(_)) => Ok(None),

@@ -47,6 +47,13 @@ struct FileConfig {
     outbox: OutboxSection,
     documents: Option<DocumentsSection>,
     portal: Option<PortalSection>,
+    metrics: Option<MetricsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +153,8 @@ pub struct Config {
     pub documents_dir: Option<PathBuf>,
     /// The answer portal, when configured.
     pub portal: Option<PortalSettings>,
+    /// Where `/healthz` and `/metrics` are served (`[metrics] listen`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The answer portal's settings (`[portal]`).
@@ -270,6 +279,87 @@ pub struct Loaded {
     pub problems: Vec<Problem>,
 }
 
+/// The sections of `table` (the file's text `text`), each read on its own:
+/// one that does not fit its shape is one problem, named by its section
+/// and line, and the others are still read.
+fn sections(table: toml::Table, text: &str, path: &Path, c: &mut Checker) -> FileConfig {
+    /// Where in `text` section `$name` goes wrong: the file read again
+    /// with that section alone, so the parser's span is the file's.
+    macro_rules! locate {
+        ($t:ty, $name:literal) => {{
+            #[derive(Deserialize)]
+            struct Alone {
+                #[serde(rename = $name)]
+                _section: Option<$t>,
+            }
+            |text: &str| toml::from_str::<Alone>(text).err().and_then(|e| e.span())
+        }};
+    }
+    fn read<T: serde::de::DeserializeOwned>(
+        name: &str,
+        v: toml::Value,
+        (text, path): (&str, &Path),
+        locate: impl Fn(&str) -> Option<std::ops::Range<usize>>,
+        c: &mut Checker,
+    ) -> Option<T> {
+        match v.try_into::<T>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let at = match locate(text).map(|s| line_col(text, s.start)) {
+                    Some((l, col)) => format!("{}:{l}:{col}", path.display()),
+                    None => path.display().to_string(),
+                };
+                c.error(
+                    &format!("{at}: [{name}]"),
+                    secrets_not_suggested(e.message()),
+                );
+                None
+            }
+        }
+    }
+    let mut raw = FileConfig::default();
+    let file = (text, path);
+    for (name, v) in table {
+        match name.as_str() {
+            "email" => raw.email = read(&name, v, file, locate!(EmailSection, "email"), c),
+            "sms" => raw.sms = read(&name, v, file, locate!(SmsSection, "sms"), c),
+            "outbox" => {
+                raw.outbox = read(&name, v, file, locate!(OutboxSection, "outbox"), c)
+                    .unwrap_or_default()
+            }
+            "documents" => {
+                raw.documents = read(&name, v, file, locate!(DocumentsSection, "documents"), c)
+            }
+            "portal" => raw.portal = read(&name, v, file, locate!(PortalSection, "portal"), c),
+            "metrics" => raw.metrics = read(&name, v, file, locate!(MetricsSection, "metrics"), c),
+            other => c.error(
+                &format!(
+                    "{}{}: [{other}]",
+                    path.display(),
+                    text.lines()
+                        .position(|l| l.trim_start().starts_with(&format!("[{other}")) || l.trim_start().starts_with(&format!("{other} ")))
+                        .map(|i| format!(":{}", i + 1))
+                        .unwrap_or_default()
+                ),
+                format!("unknown section `{other}`; the sections are email, sms, outbox, documents, portal, metrics"),
+            ),
+        }
+    }
+    raw
+}
+
+/// A deserialiser's message without the secret keys among the "expected"
+/// ones: a secret in the file is itself an error, never a suggestion.
+fn secrets_not_suggested(message: &str) -> String {
+    let mut m = message.to_string();
+    for key in ["password", "key", "secret", "access_key_secret"] {
+        for form in [format!("`{key}`, "), format!(", `{key}`")] {
+            m = m.replace(&form, "");
+        }
+    }
+    m
+}
+
 /// Reads `path` (a missing file is an error when `required`, else the
 /// defaults) with secrets from `env`. `definitions` are the deployed
 /// processes: their SMS templates must have gateway template codes.
@@ -290,8 +380,11 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
     };
     let raw: FileConfig = match &text {
         None => FileConfig::default(),
-        Some(t) => match toml::from_str(t) {
-            Ok(r) => r,
+        // A syntax error stops the reading (what follows it cannot be
+        // trusted); a section that does not fit its shape is reported and
+        // the other sections are still checked, so one run lists them all.
+        Some(t) => match toml::from_str::<toml::Table>(t) {
+            Ok(table) => sections(table, t, path, &mut c),
             Err(e) => {
                 let key = match e.span().map(|s| line_col(t, s.start)) {
                     Some((l, col)) => format!("{}:{l}:{col}", path.display()),
@@ -309,6 +402,19 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
         file: text.is_some().then(|| path.to_path_buf()),
         ..Default::default()
     };
+
+    if let Some(m) = raw.metrics {
+        match m.listen.parse::<std::net::SocketAddr>() {
+            Ok(a) => cfg.metrics = Some(a),
+            Err(e) => c.error(
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address and port ({e}); write e.g. `127.0.0.1:9187`",
+                    m.listen
+                ),
+            ),
+        }
+    }
 
     match raw.portal {
         Some(p) => {
@@ -783,12 +889,46 @@ max_attempts = 0
         assert!(l.config.is_none());
     }
 
+    /// Issue 16: one run reports a problem in every section, not only the
+    /// first; the file that was read is named.
+    #[test]
+    fn every_section_is_checked_in_one_run() {
+        let l = check(
+            "[email]\nhost = \"h\"\nfrom = \"a@b.c\"\nhots = 1\n[outbox]\nmax_attempts = \"many\"\n[metrics]\nlisten = \"here\"\n[bogus]\n",
+            &[],
+        );
+        let e = errors(&l);
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(
+            e.iter().any(|x| x.contains("duban.toml:4:1: [email]")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|x| x.contains("duban.toml:9: [bogus]")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.contains("[outbox]") && x.contains("duban.toml:6")),
+            "{e:#?}"
+        );
+        assert!(e.iter().any(|x| x.contains("metrics.listen")), "{e:#?}");
+        assert!(
+            e.iter().any(|x| x.contains("unknown section `bogus`")),
+            "{e:#?}"
+        );
+        assert!(l.config.is_none());
+    }
+
     #[test]
     fn an_unknown_key_names_its_line() {
         let l = check("[email]\nhost = \"h\"\nfrom = \"a@b.c\"\nhots = 1\n", &[]);
         let e = errors(&l);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("duban.toml:4:1"), "{}", e[0]);
+        // The section's line (the value is read apart from the text).
+        assert!(e[0].contains("duban.toml:4:1: [email]"), "{}", e[0]);
+        // A secret key is never suggested: a secret in the file is an error.
+        assert!(!e[0].contains("`password`"), "{}", e[0]);
         assert!(e[0].contains("unknown field `hots`"), "{}", e[0]);
     }
 

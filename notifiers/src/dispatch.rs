@@ -88,6 +88,9 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
     /// Renders an outbox row into the message it sends.
     pub async fn message(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<Message, SendError> {
         let (cmd, state, def) = load_row(&self.engine, row).await?;
+        if let Some(why) = moot(&cmd, &state) {
+            return Err(SendError::Moot(why));
+        }
         let Command::Notify {
             event,
             step,
@@ -213,6 +216,31 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Worker for Dispatcher<S, N, L> {
     fn concurrency(&self) -> usize {
         self.notifier.concurrency()
     }
+}
+
+/// Why a notification no longer says what is true, if it does not: a "new
+/// task" or a reminder for a task the engine closed before the message went
+/// out — cancelled with its instance, not needed any more, closed when the
+/// instance ended elsewhere. (A task someone completed quickly still gets
+/// its "new task" email: it is the record that it was assigned.)
+fn moot(cmd: &Command, state: &InstanceState) -> Option<String> {
+    let Command::Notify {
+        event: event @ (NotifyEvent::TaskOpened | NotifyEvent::Reminder),
+        task: Some(task),
+        ..
+    } = cmd
+    else {
+        return None;
+    };
+    let closed = state.tasks.get(task)?.closed.as_ref()?;
+    if !["cancelled", "not_needed", "ended"].contains(&closed.outcome.as_str()) {
+        return None;
+    }
+    Some(format!(
+        "the {} message of task {task} was not sent: the task was closed ({}) before it went out",
+        event.as_str(),
+        closed.outcome
+    ))
 }
 
 /// An outbox row's command, with its instance as it is now and the

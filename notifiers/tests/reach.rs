@@ -145,3 +145,46 @@ async fn reminders_reach_the_assignee_and_the_escalation_the_named_roles() {
         "the agency's two SMS reminders: {texts:#?}"
     );
 }
+
+/// Issue 16: a case cancelled before its outbox ran (a duplicate case)
+/// sends no "new task" email for the task cancelled with it: the row is
+/// dropped, saying why; the notice already sent to the agency stays sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cancelled_before_its_email_went_out_is_not_announced() {
+    use duban_engine::store::{OutboxStatus, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine(tmp.path()).await;
+    let t0 = "2025-09-26T10:00:00+08:00";
+    let id = start_letter(&engine, Some("XC"), "许司督〔2025〕8号", t0).await;
+    engine
+        .cancel(&id, "重复立案", "li", at("2025-09-26T10:05:00+08:00"))
+        .await
+        .unwrap();
+    let email = Recorder {
+        kind: OutboxKind::Email,
+        sent: Default::default(),
+    };
+    let d = Dispatcher::new(engine.clone(), email.clone(), NoPortal, Policy::default());
+    let round = d
+        .dispatch_due(at("2025-09-26T10:06:00+08:00"))
+        .await
+        .unwrap();
+    let mails = seen(&email);
+    assert!(
+        !mails.iter().any(|(_, s)| s.contains("新任务")),
+        "{mails:#?}"
+    );
+    assert!(round.dropped >= 1, "{round:?}");
+    let dropped = engine
+        .store()
+        .outbox(Some(OutboxStatus::Dropped))
+        .await
+        .unwrap();
+    assert!(
+        dropped.iter().all(|r| r
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("was closed (cancelled) before it went out"))),
+        "{dropped:#?}"
+    );
+}

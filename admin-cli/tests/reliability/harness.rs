@@ -409,6 +409,23 @@ pub async fn check(db: &str, n: usize, driven: &Driven, sink: &Sink, kills: usiz
             f.lost += 1;
         }
     }
+    // A reminder applied only after its deadline (the engine was down over
+    // both) is recorded as not sent, and makes no email (issue 16).
+    let mut unsent_reminders = 0;
+    for i in store.instances(None, None).await.unwrap() {
+        unsent_reminders += store
+            .history(&i.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l.what == HistoryKind::Reminder
+                    && l.note
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("提醒未发出"))
+            })
+            .count();
+    }
     let rows: Vec<_> = store
         .outbox(None)
         .await
@@ -416,7 +433,11 @@ pub async fn check(db: &str, n: usize, driven: &Driven, sink: &Sink, kills: usiz
         .into_iter()
         .filter(|r| r.kind == OutboxKind::Email)
         .collect();
-    assert_eq!(rows.len(), 3 * n + driven.started.len(), "email rows");
+    assert_eq!(
+        rows.len(),
+        3 * n + driven.started.len() - unsent_reminders,
+        "email rows"
+    );
     let received = sink.received();
     let seen: BTreeSet<&str> = received.iter().map(String::as_str).collect();
     let expected: BTreeSet<String> = rows

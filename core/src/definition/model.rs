@@ -617,8 +617,10 @@ pub enum Event {
     Expired,
     /// An escalation was raised.
     Escalated,
-    /// An instance ended.
+    /// An instance ended at an `end` step (not when it was cancelled).
     InstanceEnded,
+    /// An instance was cancelled (`duban cancel`, its caller's cancellation).
+    InstanceCancelled,
 }
 
 impl Event {
@@ -633,6 +635,7 @@ impl Event {
         ("expired", Event::Expired),
         ("escalated", Event::Escalated),
         ("instance_ended", Event::InstanceEnded),
+        ("instance_cancelled", Event::InstanceCancelled),
     ];
 }
 

@@ -584,7 +584,10 @@ impl Checker<'_> {
                 self.step_ref(&p.key("step"), s);
                 // These events belong to the instance, not to a step: a rule
                 // limited to a step would never be sent.
-                if matches!(on, Some(Event::InstanceStarted | Event::InstanceEnded)) {
+                if matches!(
+                    on,
+                    Some(Event::InstanceStarted | Event::InstanceEnded | Event::InstanceCancelled)
+                ) {
                     self.err_key(
                         &p.key("step"),
                         Code::NotSupported,
@@ -596,6 +599,8 @@ impl Checker<'_> {
                             "remove `step:`; the rule is then sent for every instance ({})",
                             if on == Some(Event::InstanceEnded) {
                                 "when it ends, at whichever `end` step"
+                            } else if on == Some(Event::InstanceCancelled) {
+                                "when it is cancelled"
                             } else {
                                 "when it starts"
                             }

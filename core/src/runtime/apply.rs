@@ -644,11 +644,8 @@ impl<'a> Run<'a> {
                 unfinished.join("、")
             )),
         };
-        let outcome = if matches!(status, Status::Cancelled { .. }) {
-            "cancelled"
-        } else {
-            "ended"
-        };
+        let cancelled = matches!(status, Status::Cancelled { .. });
+        let outcome = if cancelled { "cancelled" } else { "ended" };
         for id in open {
             self.close_task(&id, outcome, actor);
         }
@@ -684,7 +681,17 @@ impl<'a> Run<'a> {
         let mut line = self.line(actor, what).from_opt(before);
         line.note = note;
         self.record(line);
-        self.notify_rules(crate::definition::Event::InstanceEnded, None, None);
+        // A cancelled case is not "concluded": its own rule (if the process
+        // has one) tells people, never the `instance_ended` one.
+        self.notify_rules(
+            if cancelled {
+                crate::definition::Event::InstanceCancelled
+            } else {
+                crate::definition::Event::InstanceEnded
+            },
+            None,
+            None,
+        );
     }
 
     // ----- expressions --------------------------------------------------

@@ -319,6 +319,23 @@ impl Run<'_> {
                 .get(target)
                 .and_then(|w| w.deadline.clone()),
         };
+        // A reminder applied after the deadline itself (the engine was
+        // stopped over it) would tell people a period "will end" that has
+        // ended: it is recorded as not sent, and the expiry speaks instead.
+        if let Some(d) = deadline.as_ref().filter(|d| d.bound == Bound::Within) {
+            if self.now >= d.deadline {
+                let line = self
+                    .line("engine", HistoryKind::Reminder)
+                    .at_step(&step)
+                    .deadline(deadline.clone())
+                    .note(format!(
+                        "提醒未发出：期限已于{}届满，按期限届满处理",
+                        crate::calendar::zh_date(d.last_day)
+                    ));
+                self.record(line);
+                return;
+            }
+        }
         let line = self
             .line("engine", HistoryKind::Reminder)
             .at_step(&step)
@@ -343,6 +360,34 @@ impl Run<'_> {
             return Ok(());
         };
         self.escalate(&task.step, Some(&task), &d)
+    }
+
+    /// The channels an `on_expiry` template goes by: those of the process's
+    /// own `escalated` rules (for this step or every step), else those its
+    /// rules use at all, else email — never SMS a process does not use.
+    fn escalation_channels(&self, step: &str) -> Vec<Channel> {
+        let rules = &self.def().notifications;
+        let escalated: Vec<Channel> = rules
+            .iter()
+            .filter(|r| r.on == RuleEvent::Escalated && r.step.as_deref().is_none_or(|s| s == step))
+            .flat_map(|r| r.channels.iter().copied())
+            .collect();
+        let used = if escalated.is_empty() {
+            rules
+                .iter()
+                .flat_map(|r| r.channels.iter().copied())
+                .collect()
+        } else {
+            escalated
+        };
+        let mut out: Vec<Channel> = [Channel::Email, Channel::Sms]
+            .into_iter()
+            .filter(|c| used.contains(c))
+            .collect();
+        if out.is_empty() {
+            out.push(Channel::Email);
+        }
+        out
     }
 
     /// The deadline a task or notice step declares.
@@ -391,12 +436,13 @@ impl Run<'_> {
                 // The roles `on_expiry` names, by its template; then the
                 // `escalated` rules, for anyone they add.
                 Some(t) => {
+                    let channels = self.escalation_channels(step);
                     self.notify(
                         NotifyEvent::Escalated,
                         Some(step),
                         task.map(|t| t.id.clone()),
                         to.clone(),
-                        &[Channel::Email, Channel::Sms],
+                        &channels,
                         t,
                     );
                     self.notify_rules_except(

@@ -194,6 +194,8 @@ pub enum NotifyEvent {
     Escalated,
     /// See [`RuleEvent::InstanceEnded`].
     InstanceEnded,
+    /// See [`RuleEvent::InstanceCancelled`].
+    InstanceCancelled,
     /// A recusal was requested: its deciders are told (`recusal.template`).
     RecusalRequested,
 }
@@ -210,6 +212,7 @@ impl From<RuleEvent> for NotifyEvent {
             RuleEvent::Expired => NotifyEvent::Expired,
             RuleEvent::Escalated => NotifyEvent::Escalated,
             RuleEvent::InstanceEnded => NotifyEvent::InstanceEnded,
+            RuleEvent::InstanceCancelled => NotifyEvent::InstanceCancelled,
         }
     }
 }
@@ -228,6 +231,7 @@ impl NotifyEvent {
             NotifyEvent::Expired => "expired",
             NotifyEvent::Escalated => "escalated",
             NotifyEvent::InstanceEnded => "instance_ended",
+            NotifyEvent::InstanceCancelled => "instance_cancelled",
             NotifyEvent::RecusalRequested => "recusal_requested",
         }
     }

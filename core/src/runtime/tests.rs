@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use super::directory::MemoryDirectory;
 use super::*;
 use crate::calendar::{Calendar, LEGAL_TZ};
-use crate::definition::{load_library, Definition};
+use crate::definition::{load_library, Channel, Definition};
 
 fn library() -> BTreeMap<String, Definition> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../processes");
@@ -1544,4 +1544,156 @@ fn issue12_unknown_directory_ids_and_empty_required_values_are_refused() {
     // A person or agency of the directory is taken.
     h.apply(set("agency", "qiaoxi_env"), at);
     assert_eq!(h.state().variables["agency"], json!("qiaoxi_env"));
+}
+
+/// Issue 16: a reminder applied after the deadline itself (the engine was
+/// stopped over both) sends nothing — it would say the period "will end" —
+/// and says so in the history; the expiry then escalates as always.
+#[test]
+fn a_reminder_applied_after_its_deadline_is_not_sent() {
+    let mut h = H::new("supervision_letter");
+    start_letter(&mut h);
+    h.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("10个工作日")),
+        ],
+        "2025-09-26T11:00:00+08:00",
+    );
+    let task = h.task("await_report").id;
+    h.apply(
+        Event::Receive {
+            task: task.clone(),
+            actor: "market_bureau".into(),
+        },
+        "2025-09-26T12:00:00+08:00",
+    );
+    let reminder = h
+        .state()
+        .timers
+        .values()
+        .find(|t| matches!(&t.kind, TimerKind::Reminder { task: x, .. } if *x == task))
+        .cloned()
+        .unwrap();
+    // The last day is 2025-10-16; the engine comes back on 10-20.
+    h.apply(
+        Event::TimerFired { timer: reminder.id },
+        "2025-10-20T09:00:00+08:00",
+    );
+    assert!(
+        !h.commands.iter().any(|c| matches!(
+            c,
+            Command::Notify {
+                event: NotifyEvent::Reminder,
+                ..
+            }
+        )),
+        "{:?}",
+        h.commands
+    );
+    let line = h.history.last().unwrap();
+    assert_eq!(line.what, HistoryKind::Reminder);
+    assert_eq!(
+        line.note.as_deref(),
+        Some("提醒未发出：期限已于2025年10月16日届满，按期限届满处理")
+    );
+    // On time, the same reminder is sent.
+    let mut on_time = H::new("supervision_letter");
+    start_letter(&mut on_time);
+    on_time.complete(
+        "draft_letter",
+        "issue",
+        &[
+            ("letter_kind", json!("督办函")),
+            ("reply_period", json!("10个工作日")),
+        ],
+        "2025-09-26T11:00:00+08:00",
+    );
+    let task = on_time.task("await_report").id;
+    on_time.apply(
+        Event::Receive {
+            task,
+            actor: "market_bureau".into(),
+        },
+        "2025-09-26T12:00:00+08:00",
+    );
+    on_time.fire("await_report", "reminder");
+    assert!(on_time.commands.iter().any(|c| matches!(
+        c,
+        Command::Notify {
+            event: NotifyEvent::Reminder,
+            ..
+        }
+    )));
+}
+
+/// A small process whose rules say what a cancellation and an expiry
+/// tell, by email only.
+fn notices_fixture() -> Definition {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/notices/told.yaml");
+    let lib = load_library(&[path], &[]);
+    assert!(
+        lib.is_valid(),
+        "{:?}",
+        lib.diagnostics().collect::<Vec<_>>()
+    );
+    lib.definitions["told"].clone()
+}
+
+/// Issue 16: cancelling a case never sends its "concluded" message; its
+/// `instance_cancelled` rule is sent instead. An `on_expiry` template goes
+/// by the channels the process uses (email here), never by SMS.
+#[test]
+fn a_cancelled_case_is_not_concluded_and_an_escalation_keeps_the_process_channels() {
+    let mut h = H::new("supervision_letter");
+    h.def = notices_fixture();
+    h.apply(
+        Event::Start {
+            instance: "7".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+    let templates = |h: &H| -> Vec<(String, Channel)> {
+        h.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Notify {
+                    template, channel, ..
+                } => Some((template.clone(), *channel)),
+                _ => None,
+            })
+            .collect()
+    };
+    h.fire("handle", "expiry");
+    assert_eq!(templates(&h), [("late".to_string(), Channel::Email)]);
+    h.apply(
+        Event::Cancel {
+            reason: "重复立案".into(),
+            actor: "li".into(),
+        },
+        "2025-09-26T14:00:00+08:00",
+    );
+    assert_eq!(templates(&h), [("cancelled".to_string(), Channel::Email)]);
+    // Ending at its end step sends the "concluded" one.
+    let mut ended = H::new("supervision_letter");
+    ended.def = notices_fixture();
+    ended.apply(
+        Event::Start {
+            instance: "8".into(),
+            profile: None,
+            variables: BTreeMap::new(),
+            actor: "li".into(),
+        },
+        "2025-09-26T10:00:00+08:00",
+    );
+    ended.complete("handle", "done", &[], "2025-09-26T11:00:00+08:00");
+    assert_eq!(
+        templates(&ended),
+        [("concluded".to_string(), Channel::Email)]
+    );
 }

@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Deployed, DueTimer, HistoryRow, InstanceRow, OutboxKind, OutboxRow, OutboxStatus, Store,
+    Deployed, DueTimer, HistoryRow, InstanceRow, OutboxKind, OutboxRow, OutboxStatus, Stats, Store,
     StoreError, StoredDefinition, TaskFilter, TaskRow,
 };
 use crate::runtime::directory::{Agency, MemoryDirectory, Person};
@@ -914,6 +914,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn outbox_dropped(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        if let Some(r) = self.lock().outbox.get_mut(&id) {
+            r.status = OutboxStatus::Dropped;
+            r.last_error = Some(reason.to_string());
+            r.lease_until = None;
+        }
+        Ok(())
+    }
+
     async fn outbox_failed(
         &self,
         id: i64,
@@ -960,6 +969,44 @@ impl Store for MemoryStore {
             .values()
             .filter(|r| r.status == OutboxStatus::Pending)
             .count() as u64)
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
+        let t = self.lock();
+        let now = ms(now);
+        let mut instances: BTreeMap<String, u64> = BTreeMap::new();
+        for i in t.instances.values() {
+            *instances.entry(i.status.clone()).or_default() += 1;
+        }
+        let open: Vec<&TaskRecord> = t.tasks.values().filter(|r| r.closed_at.is_none()).collect();
+        let mut outbox: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for r in t.outbox.values() {
+            *outbox
+                .entry((r.kind.to_string(), r.status.as_str().to_string()))
+                .or_default() += 1;
+        }
+        // Timers of a stuck instance are held, not waiting to be applied.
+        let live = || {
+            t.timers
+                .values()
+                .filter(|r| r.owner.as_deref() != Some(HELD))
+        };
+        Ok(Stats {
+            instances: instances.into_iter().collect(),
+            open_tasks: open.len() as u64,
+            overdue_tasks: open
+                .iter()
+                .filter(|r| r.due.is_some_and(|d| d <= now))
+                .count() as u64,
+            timers: live().count() as u64,
+            timers_due: live().filter(|r| r.due <= now).count() as u64,
+            oldest_due: live()
+                .map(|r| r.due)
+                .filter(|d| *d <= now)
+                .min()
+                .map(from_ms),
+            outbox: outbox.into_iter().map(|((k, s), n)| (k, s, n)).collect(),
+        })
     }
 }
 

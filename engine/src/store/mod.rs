@@ -285,6 +285,10 @@ pub enum OutboxStatus {
     Sent,
     /// Given up after the retry policy ran out, or refused; `duban outbox retry` revives it.
     Dead,
+    /// Not carried out because what it was about no longer holds when its
+    /// turn came (a "new task" email for a task closed before it went out);
+    /// `last_error` says why.
+    Dropped,
 }
 
 impl OutboxStatus {
@@ -294,6 +298,7 @@ impl OutboxStatus {
             OutboxStatus::Pending => "pending",
             OutboxStatus::Sent => "sent",
             OutboxStatus::Dead => "dead",
+            OutboxStatus::Dropped => "dropped",
         }
     }
 
@@ -303,6 +308,7 @@ impl OutboxStatus {
             OutboxStatus::Pending,
             OutboxStatus::Sent,
             OutboxStatus::Dead,
+            OutboxStatus::Dropped,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -338,6 +344,27 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// When it was sent.
     pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// What the store holds at an instant, for `/metrics`: counts an operator
+/// watches (instances by status, open and overdue tasks, timers due and the
+/// oldest of them, outbox rows by kind and status).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Instances by status (`running`, `completed`, `cancelled`, `stuck`).
+    pub instances: Vec<(String, u64)>,
+    /// Open tasks and notices.
+    pub open_tasks: u64,
+    /// Of them, those past their deadline.
+    pub overdue_tasks: u64,
+    /// Timers waiting, due or not (not those held for a stuck instance).
+    pub timers: u64,
+    /// Timers due now (not yet applied).
+    pub timers_due: u64,
+    /// When the oldest due timer fell due.
+    pub oldest_due: Option<DateTime<Utc>>,
+    /// Outbox rows by (kind, status).
+    pub outbox: Vec<(String, String, u64)>,
 }
 
 /// A claimed timer row.
@@ -490,6 +517,8 @@ pub trait Store {
     async fn release_outbox(&self, ids: Option<&[i64]>) -> Result<u64, StoreError>;
     /// Marks a row sent.
     async fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks a row dropped: not carried out, for `reason`.
+    async fn outbox_dropped(&self, id: i64, reason: &str) -> Result<(), StoreError>;
     /// Records a failed attempt: retry at `retry_at`, or dead when `None`.
     async fn outbox_failed(
         &self,
@@ -503,4 +532,6 @@ pub trait Store {
     async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// How many outbox rows are pending (notifications to send).
     async fn outbox_pending(&self) -> Result<u64, StoreError>;
+    /// The counts of [`Stats`] at `now`.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError>;
 }

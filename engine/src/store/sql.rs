@@ -71,6 +71,28 @@ pub fn parse_url(db: &str) -> (String, Backend) {
     }
 }
 
+/// A store URL as it may be shown: the password of `scheme://user:password@host`
+/// replaced by `***` (logs and errors are read by people who must not see it).
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
 impl SqlStore {
     /// Opens (creating a SQLite file if needed) and migrates the store.
     pub async fn open(db: &str) -> Result<SqlStore, StoreError> {
@@ -80,7 +102,7 @@ impl SqlStore {
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .connect(&url)
             .await
-            .map_err(|e| StoreError::Database(format!("cannot open {db}: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", redact(db))))?;
         match backend {
             Backend::Sqlite => {
                 sqlx::query("PRAGMA journal_mode=WAL")
@@ -89,13 +111,13 @@ impl SqlStore {
                 SQLITE_MIGRATIONS
                     .run(&pool)
                     .await
-                    .map_err(|e| StoreError::Database(format!("migrating {db}: {e}")))?;
+                    .map_err(|e| StoreError::Database(format!("migrating {}: {e}", redact(db))))?;
             }
             Backend::Postgres => {
                 POSTGRES_MIGRATIONS
                     .run(&pool)
                     .await
-                    .map_err(|e| StoreError::Database(format!("migrating {db}: {e}")))?;
+                    .map_err(|e| StoreError::Database(format!("migrating {}: {e}", redact(db))))?;
             }
         }
         Ok(SqlStore {
@@ -846,6 +868,15 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn outbox_dropped(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET status = 'dropped', last_error = $1, lease_until = NULL WHERE id = $2")
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn outbox_failed(
         &self,
         id: i64,
@@ -893,6 +924,51 @@ impl Store for SqlStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(r.try_get::<i64, _>("n")? as u64)
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<Stats, StoreError> {
+        let mut s = Stats::default();
+        for r in sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM instances GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            s.instances
+                .push((r.try_get("status")?, r.try_get::<i64, _>("n")? as u64));
+        }
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN due IS NOT NULL AND due <= $1 THEN 1 ELSE 0 END), 0) AS late FROM tasks WHERE closed_at IS NULL",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        s.open_tasks = r.try_get::<i64, _>("n")? as u64;
+        s.overdue_tasks = r.try_get::<i64, _>("late")? as u64;
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN due <= $1 THEN 1 ELSE 0 END), 0) AS due_now, MIN(due) AS oldest FROM timers WHERE COALESCE(owner, '') <> $2",
+        )
+        .bind(ms(now))
+        .bind(HELD)
+        .fetch_one(&self.pool)
+        .await?;
+        s.timers = r.try_get::<i64, _>("n")? as u64;
+        s.timers_due = r.try_get::<i64, _>("due_now")? as u64;
+        s.oldest_due = r
+            .try_get::<Option<i64>, _>("oldest")?
+            .map(from_ms)
+            .filter(|t| *t <= now);
+        for r in sqlx::query("SELECT kind, status, COUNT(*) AS n FROM outbox GROUP BY kind, status ORDER BY kind, status")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            s.outbox.push((
+                r.try_get("kind")?,
+                r.try_get("status")?,
+                r.try_get::<i64, _>("n")? as u64,
+            ));
+        }
+        Ok(s)
     }
 }
 
