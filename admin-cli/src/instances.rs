@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use duban_engine::calendar::files;
 use duban_engine::runtime::{values, InstanceState};
 use duban_engine::service::{Engine, ServiceError};
-use duban_engine::store::{directory, OutboxStatus, SqlStore, TaskFilter};
+use duban_engine::store::{OutboxStatus, SqlStore, TaskFilter};
 use serde_json::{json, Value as Json};
 
 use crate::exit;
@@ -232,6 +232,22 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// Give an open task to other people (its assignee left or is away):
+    /// each must hold the step's role; the deadline stays; the history
+    /// names who reassigned it and why, and the new assignees are told.
+    Reassign {
+        /// The task id (`duban tasks`).
+        task: String,
+        /// The person or people it goes to (comma-separated ids).
+        #[arg(long, required = true, value_delimiter = ',')]
+        to: Vec<String>,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Who.
+        #[arg(long = "as", default_value = "admin")]
+        actor: String,
+    },
     /// Apply again the event that made an instance stuck (after fixing its cause).
     Retry {
         /// The instance id.
@@ -336,13 +352,36 @@ pub enum OutboxCmd {
 
 #[derive(Subcommand)]
 pub enum DirectoryCmd {
-    /// Replace the directory with a YAML or CSV file (nothing is imported from a file with errors).
+    /// Add and update people and agencies from a YAML or CSV file, saying
+    /// what is added and changed (docs/directory.md); nothing is imported
+    /// from a file with errors.
     Import {
         /// The file (`.csv` for CSV, YAML otherwise).
         file: PathBuf,
-        /// Import a file with no people and no agencies, emptying the directory.
+        /// Make the file the whole directory: who it does not name is
+        /// removed (their open tasks are listed, to be reassigned).
+        #[arg(long)]
+        replace: bool,
+        /// Show what would change, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --replace: import a file with no people and no agencies, emptying the directory.
         #[arg(long)]
         allow_empty: bool,
+    },
+    /// List the people and agencies.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One person or agency, with the open tasks assigned to them.
+    Show {
+        /// The id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -354,7 +393,7 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// What went wrong, and the exit code it deserves.
-fn fail(e: ServiceError) -> u8 {
+pub fn fail(e: ServiceError) -> u8 {
     match &e {
         ServiceError::Invalid(diags) => {
             for d in diags {
@@ -413,7 +452,7 @@ async fn open(db: &DbArgs) -> Result<Engine<SqlStore>, u8> {
 
 /// A task as `duban tasks` shows it: what process and step, which case,
 /// who must act (names), by when (Beijing time), and what they may answer
-/// with the fields each answer requires. Its JSON shape is docs/cli.md's.
+/// with the fields each answer requires (`duban tasks --json`, docs/operations.md).
 async fn task_listing(
     engine: &Engine<SqlStore>,
     t: &duban_engine::store::TaskRow,
@@ -538,8 +577,28 @@ fn print_task(t: &Json) {
     }
 }
 
+/// Prints `v` as JSON, every instant in one format: RFC 3339 in Beijing
+/// time (`2025-10-11T00:00:00+08:00`), as the text output shows them —
+/// the store keeps UTC, which mixed `…Z` and `+08:00` in one answer.
 fn print_json(v: &impl serde::Serialize) {
-    outln!("{}", serde_json::to_string_pretty(v).expect("serialises"));
+    let mut v = serde_json::to_value(v).expect("serialises");
+    beijing_times(&mut v);
+    outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+}
+
+fn beijing_times(v: &mut Json) {
+    match v {
+        Json::String(s) if s.ends_with('Z') && s.len() >= 20 => {
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                *s = t
+                    .with_timezone(&duban_engine::calendar::LEGAL_TZ)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+            }
+        }
+        Json::Array(a) => a.iter_mut().for_each(beijing_times),
+        Json::Object(o) => o.values_mut().for_each(beijing_times),
+        _ => {}
+    }
 }
 
 fn open_tasks_line(s: &InstanceState) -> String {
@@ -687,7 +746,11 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             if json {
                 print_json(&json!({ "instance": state, "history": history }));
             } else {
-                crate::timeline::print(&state, &history);
+                let def = engine
+                    .definition(&state.definition, Some(state.version))
+                    .await
+                    .ok();
+                crate::timeline::print(&state, &history, def.as_deref());
             }
         }
         Cmd::Tasks {
@@ -810,40 +873,28 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             outln!("retried {id}");
             outln!("{}", open_tasks_line(&t.state));
         }
-        Cmd::Directory {
-            cmd: DirectoryCmd::Import { file, allow_empty },
+        Cmd::Directory { cmd } => match cmd {
+            DirectoryCmd::Import {
+                file,
+                replace,
+                dry_run,
+                allow_empty,
+            } => crate::directory::import(&engine, &file, replace, dry_run, allow_empty).await?,
+            DirectoryCmd::List { json } => crate::directory::list(&engine, json),
+            DirectoryCmd::Show { id, json } => crate::directory::show(&engine, &id, json).await?,
+        },
+        Cmd::Reassign {
+            task,
+            to,
+            reason,
+            actor,
         } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                errln!("duban: {}: {e}", file.display());
-                exit::USAGE
-            })?;
-            let csv = file.extension().is_some_and(|x| x == "csv");
-            match directory::parse(&text, csv) {
-                // A header-only CSV or an empty YAML file would silently
-                // leave every task and notice without anyone to go to.
-                Ok(dir) if dir.people.is_empty() && dir.agencies.is_empty() && !allow_empty => {
-                    errln!(
-                        "duban: {} names no people and no agencies; importing it would empty the directory (give --allow-empty to do that); nothing was imported",
-                        file.display()
-                    );
-                    return Err(exit::INVALID);
-                }
-                Ok(dir) => {
-                    let (p, a) = (dir.people.len(), dir.agencies.len());
-                    engine.import_directory(dir).await.map_err(fail)?;
-                    outln!(
-                        "imported {p} people and {a} agencies from {}",
-                        file.display()
-                    );
-                }
-                Err(errs) => {
-                    for e in &errs {
-                        errln!("{}:{e}", file.display());
-                    }
-                    errln!("duban: {} problem(s); nothing was imported", errs.len());
-                    return Err(exit::INVALID);
-                }
-            }
+            let t = engine
+                .reassign(&task, &to, &reason, &actor, now)
+                .await
+                .map_err(fail)?;
+            outln!("reassigned {task} to {}", to.join(", "));
+            outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Token {
             cmd: TokenCmd::Create { person, role, note },

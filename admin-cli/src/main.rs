@@ -35,6 +35,7 @@ mod output;
 mod calendar;
 mod config;
 mod demo;
+mod directory;
 mod instances;
 mod metrics;
 mod serve;

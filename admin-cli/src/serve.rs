@@ -522,7 +522,7 @@ pub fn simulate(
             outln!("{n}");
         }
         if let Some(state) = &report.state {
-            crate::timeline::print(state, &report.timeline);
+            crate::timeline::print(state, &report.timeline, None);
         }
         let failed: Vec<_> = report.checks.iter().filter(|c| c.found.is_some()).collect();
         outln!(

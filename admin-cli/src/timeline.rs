@@ -1,6 +1,7 @@
 //! `duban show`: an instance's timeline as administrators read it.
 
 use duban_engine::calendar::LEGAL_TZ;
+use duban_engine::definition::{Definition, StepKind};
 use duban_engine::runtime::{HistoryEntry, InstanceState, TimerKind};
 
 fn when(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -9,12 +10,15 @@ fn when(t: chrono::DateTime<chrono::Utc>) -> String {
         .to_string()
 }
 
-/// Prints the header, the history, the open tasks and the pending timers.
-pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
+/// Prints the header, the history, the open tasks (with the outcomes
+/// `def`, the instance's definition, allows) and the pending timers in the
+/// order they fall due.
+pub fn print(s: &InstanceState, history: &[HistoryEntry], def: Option<&Definition>) {
     outln!(
-        "instance {}  {} v{}  profile {}  {}",
+        "instance {}  {}{} v{}  profile {}  {}",
         s.id,
         s.definition,
+        def.map(|d| format!("（{}）", d.name)).unwrap_or_default(),
         s.version,
         s.profile.as_deref().unwrap_or("-"),
         s.status.name()
@@ -76,19 +80,35 @@ pub fn print(s: &InstanceState, history: &[HistoryEntry]) {
                 .as_ref()
                 .map(|d| format!("  due {} (cut-off {})", d.last_day, d.deadline.to_rfc3339()))
                 .unwrap_or_default();
+            let step = def.and_then(|d| d.steps.get(&t.step));
             outln!(
-                "  {} {}{} ({}) → {}{due}",
+                "  {} {}{}{} ({}) → {}{due}",
                 t.id,
                 t.step,
+                step.map(|s| format!("（{}）", s.name)).unwrap_or_default(),
                 item_label(t),
                 t.kind,
                 t.assignees.join(", ")
             );
+            if let Some(StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. }) =
+                step.map(|s| &s.kind)
+            {
+                for (id, o) in outcomes {
+                    let fields = if o.fields.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  required: {}", o.fields.join(", "))
+                    };
+                    outln!("      → {id}（{}）{fields}", o.label);
+                }
+            }
         }
     }
     if !s.timers.is_empty() {
         outln!("\npending timers:");
-        for t in s.timers.values() {
+        let mut timers: Vec<_> = s.timers.values().collect();
+        timers.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
+        for t in timers {
             let what = match &t.kind {
                 TimerKind::Expiry { task } => format!("expiry of {task}"),
                 TimerKind::Reminder { task, before } => {

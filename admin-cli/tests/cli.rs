@@ -566,7 +566,7 @@ fn supervision_letter_through_the_binary(db: &str) {
     ));
     let show = ok(on(db, "2025-10-21T10:00:00+08:00", &["show", "1"]));
     assert!(
-        show.contains("supervision_letter v4  profile XC  completed"),
+        show.contains("supervision_letter（行政执法监督督办） v4  profile XC  completed"),
         "{show}"
     );
     assert!(
@@ -865,7 +865,7 @@ fn loading_a_year_recomputes_provisional_deadlines() {
         "{show}"
     );
     assert!(
-        show.contains("1.2 await_report (notice) → market_bureau  due 2027-01-04"),
+        show.contains("1.2 await_report（被监督机关在期限内书面报告处理情况） (notice) → market_bureau  due 2027-01-04"),
         "{show}"
     );
     assert!(
@@ -1070,11 +1070,12 @@ fn issue12_an_import_without_people_or_agencies_needs_allow_empty() {
         &[
             "directory",
             "import",
+            "--replace",
             "--allow-empty",
             header.to_str().unwrap(),
         ],
     ));
-    assert!(out.contains("imported 0 people and 0 agencies"), "{out}");
+    assert!(out.contains("0 added, 0 changed, 10 removed"), "{out}");
 }
 
 /// Issue 12, finding 11: `--var agency=nope` (an id of no agency) and an
@@ -1319,5 +1320,140 @@ fn tokens_are_created_listed_and_revoked() {
         o.status.code(),
         Some(2),
         "one of --person, --role is required"
+    );
+}
+
+/// Issue 16: the directory as data an operator can trust. A one-person file
+/// updates that person and keeps everybody else (it used to remove four
+/// people and an agency); `--replace` removes, and lists the open task left
+/// with a removed person with the command that moves it; `reassign` gives
+/// it to another holder of the step's role, refuses someone who may not do
+/// the step, and the history names who reassigned it.
+#[test]
+fn a_smaller_directory_file_updates_without_removing_and_orphaned_tasks_are_reassigned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("duban.db");
+    let db = db.to_str().unwrap();
+    let t0 = "2025-09-26T10:00:00+08:00";
+    ok(on(
+        db,
+        t0,
+        &["directory", "import", "tests/data/directory.yaml"],
+    ));
+    ok(on(db, t0, &["deploy", "processes/"]));
+    ok(on(
+        db,
+        t0,
+        &[
+            "start",
+            "supervision_letter",
+            "--var",
+            "agency=market_bureau",
+            "--var",
+            "case_no=许司督〔2025〕9号",
+            "--var",
+            "problem=未落实公示制度",
+            "--as",
+            "li",
+        ],
+    ));
+    let one = tmp.path().join("one.yaml");
+    std::fs::write(
+        &one,
+        "people:\n  - { id: li, name: 李明, roles: [supervision_office], organisation: 许昌市司法局, level: 市级, county: 市本级, email: li.new@example.org }\n  - { id: sun_new, name: 孙新, roles: [supervision_office], organisation: 许昌市司法局, level: 市级, county: 市本级, email: sunxin@example.org }\n",
+    )
+    .unwrap();
+    let before = json(&on(db, t0, &["directory", "list", "--json"]));
+    let out = ok(on(db, t0, &["directory", "import", one.to_str().unwrap()]));
+    assert!(out.contains("+ person sun_new 孙新"), "{out}");
+    assert!(out.contains("~ person li 李明: email, mobile"), "{out}");
+    assert!(out.contains("1 added, 1 changed, 0 removed"), "{out}");
+    let after = json(&on(db, t0, &["directory", "list", "--json"]));
+    assert_eq!(
+        after["people"].as_array().unwrap().len(),
+        before["people"].as_array().unwrap().len() + 1,
+        "nobody removed: {after}"
+    );
+    assert_eq!(after["agencies"], before["agencies"]);
+    // A dry run of the replacement writes nothing and warns of the task.
+    let only_sun = tmp.path().join("sun.yaml");
+    std::fs::write(
+        &only_sun,
+        "people:\n  - { id: sun_new, name: 孙新, roles: [supervision_office], organisation: 许昌市司法局, level: 市级, county: 市本级, email: sunxin@example.org }\n  - { id: wang, name: 王芳, roles: [office_head], county: 市本级, email: wang@example.org }\nagencies:\n  - { id: market_bureau, name: 许昌市市场监督管理局, level: 市级, county: 市本级, email: scj@example.org }\n",
+    )
+    .unwrap();
+    let dry = ok(on(
+        db,
+        t0,
+        &[
+            "directory",
+            "import",
+            only_sun.to_str().unwrap(),
+            "--replace",
+            "--dry-run",
+        ],
+    ));
+    assert!(dry.contains("- person li"), "{dry}");
+    assert!(
+        dry.contains("! task 1.1 (draft_letter) would be left with li"),
+        "{dry}"
+    );
+    assert_eq!(json(&on(db, t0, &["directory", "list", "--json"])), after);
+    let out = ok(on(
+        db,
+        t0,
+        &[
+            "directory",
+            "import",
+            only_sun.to_str().unwrap(),
+            "--replace",
+        ],
+    ));
+    assert!(out.contains("- person li"), "{out}");
+    assert!(
+        out.contains("! task 1.1 (draft_letter) is still assigned to li, who is no longer in the directory: give it to someone with `duban reassign 1.1 --to PERSON --reason …`"),
+        "{out}"
+    );
+    // Someone who does not hold the step's role may not take it.
+    let o = on(
+        db,
+        t0,
+        &["reassign", "1.1", "--to", "wang", "--reason", "李明调离"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(
+            "R038 task `1.1` cannot be reassigned: `wang` may not do step `draft_letter`"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let out = ok(on(
+        db,
+        t0,
+        &[
+            "reassign",
+            "1.1",
+            "--to",
+            "sun_new",
+            "--reason",
+            "李明调离",
+            "--as",
+            "wang",
+        ],
+    ));
+    assert!(out.contains("reassigned 1.1 to sun_new"), "{out}");
+    let tasks = json(&on(db, t0, &["tasks", "--json"]));
+    assert_eq!(tasks[0]["assignees"][0]["id"], "sun_new", "{tasks}");
+    let history = ok(on(db, t0, &["show", "1"]));
+    assert!(history.contains("reassigned"), "{history}");
+    assert!(
+        history.contains("改由sun_new办理（原办理人：li）：李明调离"),
+        "{history}"
+    );
+    let shown = ok(on(db, t0, &["directory", "show", "sun_new"]));
+    assert!(
+        shown.contains("1.1 draft_letter (task) due 2025-10-10"),
+        "{shown}"
     );
 }

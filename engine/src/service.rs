@@ -609,6 +609,24 @@ impl<S: Store> Engine<S> {
         .await
     }
 
+    /// Gives open task `task` to `to` ([`Event::Reassign`]).
+    pub async fn reassign(
+        &self,
+        task: &str,
+        to: &[String],
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, ServiceError> {
+        let event = Event::Reassign {
+            task: task.into(),
+            to: to.to_vec(),
+            reason: reason.into(),
+            actor: actor.into(),
+        };
+        self.apply(task_instance(task)?, &event, now).await
+    }
+
     /// Records that the recipient of notice `task` received it.
     pub async fn receive(
         &self,

@@ -162,6 +162,24 @@ impl Checker<'_> {
         !self.ctx.deployed
     }
 
+    /// A diagnostic pointing at `token` inside the scalar at `path` (the
+    /// misspelt name in an expression), not at the scalar's start.
+    pub fn err_token(
+        &mut self,
+        path: &Path,
+        (token, lines_down): (&str, usize),
+        code: Code,
+        message: String,
+        hint: Option<String>,
+    ) {
+        if self.ctx.deployed && code.added_after_deploys() {
+            return;
+        }
+        let (line, column) = self.src.locate_token(path, token, lines_down);
+        let d = self.src.diag_at(line, column, path, code, message, hint);
+        self.diags.push(d);
+    }
+
     pub fn err_key(&mut self, path: &Path, code: Code, message: String, hint: Option<String>) {
         if self.ctx.deployed && code.added_after_deploys() {
             return;
@@ -261,14 +279,38 @@ impl Checker<'_> {
             return None; // the loader already refused a non-mapping top level
         };
         let here = Path::root();
+        // A misspelt section (`varibles:`) is read as the section it was
+        // meant to be, when that one is absent: the spelling is one error,
+        // not one more for every variable the steps then could not find.
+        let misspelt: Vec<(&str, &Node)> = top
+            .iter()
+            .filter(|(k, _)| !raw::TOP_KEYS.contains(&k.as_str()))
+            .filter_map(|(k, v)| {
+                let meant = crate::definition::diagnostic::closest(
+                    k.as_str(),
+                    raw::TOP_KEYS.iter().copied(),
+                )?;
+                let absent = top.iter().all(|(other, _)| other.as_str() != meant);
+                absent.then_some((meant, v))
+            })
+            .collect();
         let get = |k: &str| {
             top.iter()
                 .find(|(key, _)| key.as_str() == k)
                 .map(|(_, v)| v)
+                .or_else(|| misspelt.iter().find(|(m, _)| *m == k).map(|(_, v)| *v))
         };
         for (k, _) in top.iter() {
             if !raw::TOP_KEYS.contains(&k.as_str()) {
-                let hint = suggest(k.as_str(), "key", raw::TOP_KEYS.iter().copied());
+                let mut hint = suggest(k.as_str(), "key", raw::TOP_KEYS.iter().copied());
+                if let Some((meant, _)) = misspelt
+                    .iter()
+                    .find(|(_, v)| std::ptr::eq(*v, top.get_node(k.as_str()).unwrap_or(*v)))
+                {
+                    hint = format!(
+                        "did you mean `{meant}`? (its entries are checked as `{meant}`, so what uses them is not reported again)"
+                    );
+                }
                 self.err_key(
                     &here.key(k.as_str()),
                     Code::UnknownKey,

@@ -238,8 +238,9 @@ impl Checker<'_> {
                         ok = false;
                         let hint =
                             suggest(&name, "variable", self.variables.keys().map(String::as_str));
-                        self.err(
+                        self.err_token(
                             path,
+                            (&name, 0),
                             Code::CelUnknownVariable,
                             format!("CEL expression `{text}` names undeclared variable `{name}`"),
                             Some(hint),

@@ -450,6 +450,11 @@ impl Checker<'_> {
                 Some("templates are handlebars: {{name}}, {{#if x}}…{{/if}}, {{#each list}}…{{/each}}".into()),
             ),
             Ok(uses) => {
+                // Names are pointed at where the text's lines are the
+                // file's: an inline text on one line, or a block scalar (a
+                // quoted text with `\n` in it keeps the caret at its start).
+                let exact =
+                    file.is_none() && (!text.contains('\n') || self.src.is_block_scalar(path));
                 let mut seen = std::collections::BTreeSet::new();
                 let mut shapes = std::collections::BTreeMap::new();
                 for u in uses {
@@ -461,8 +466,11 @@ impl Checker<'_> {
                         }
                         let known = self.variables.keys().map(String::as_str).chain(BUILTINS.iter().copied());
                         let hint = suggest(&u.name, "variable", known);
-                        self.err(
+                        // An inline text: the caret goes to the name in it.
+                        let token = if exact { u.name.as_str() } else { "" };
+                        self.err_token(
                             path,
+                            (token, u.line.saturating_sub(1)),
                             Code::UnknownVariable,
                             format!("{what} line {}) names `{}`, which is neither a variable of the process nor a built-in", u.line, u.name),
                             Some(hint),
@@ -516,7 +524,14 @@ impl Checker<'_> {
                             format!("to go through the items write `{{{{#each {before}}}}}…{{{{/each}}}}`; for how many there are, `{{{{len {before}}}}}`"),
                         ),
                     };
-                    self.err(path, Code::UnknownVariable, message, Some(hint));
+                    let token = if exact { field.as_str() } else { "" };
+                    self.err_token(
+                        path,
+                        (token, u.line.saturating_sub(1)),
+                        Code::UnknownVariable,
+                        message,
+                        Some(hint),
+                    );
                 }
             }
         }

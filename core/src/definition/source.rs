@@ -169,6 +169,55 @@ impl Source {
         self.find(path, false)
     }
 
+    /// Line and column of `token` (a name inside the scalar at `path`: an
+    /// expression's misspelt variable), when the scalar is written on its
+    /// line and the name is found there as a whole word after the scalar's
+    /// start; else the scalar's own start, as [`Source::locate`].
+    /// `lines_down` looks that many lines below the scalar's first (line N
+    /// of a block scalar's text), from its start.
+    pub fn locate_token(&self, path: &Path, token: &str, lines_down: usize) -> (usize, usize) {
+        let (first, first_column) = self.locate(path);
+        let line = first + lines_down;
+        let Some(text) = self.text.lines().nth(line.saturating_sub(1)) else {
+            return (first, first_column);
+        };
+        // Below the first line, a block scalar's text starts at its indent.
+        let column = if lines_down == 0 {
+            first_column
+        } else {
+            text.chars().take_while(|c| *c == ' ').count() + 1
+        };
+        let chars: Vec<char> = text.chars().collect();
+        let word: Vec<char> = token.chars().collect();
+        if word.is_empty() {
+            return (line, column);
+        }
+        let is_word = |c: char| c.is_alphanumeric() || c == '_';
+        let start = column.saturating_sub(1);
+        for at in start..chars.len().saturating_sub(word.len() - 1) {
+            let fits = chars[at..at + word.len()] == word[..];
+            let before = at == 0 || !is_word(chars[at - 1]);
+            let after = chars.get(at + word.len()).is_none_or(|c| !is_word(*c));
+            if fits && before && after {
+                return (line, at + 1);
+            }
+        }
+        (first, first_column)
+    }
+
+    /// Whether the scalar at `path` is a block scalar (`|` or `>`), whose
+    /// text's lines are the file's lines below its key.
+    pub fn is_block_scalar(&self, path: &Path) -> bool {
+        let (line, _) = self.locate(path);
+        line >= 2
+            && self.text.lines().nth(line - 2).is_some_and(|l| {
+                let l = l.trim_end();
+                ["|", "|-", "|+", ">", ">-", ">+"]
+                    .iter()
+                    .any(|b| l.ends_with(&format!(" {b}")) || l.ends_with(&format!(":{b}")))
+            })
+    }
+
     /// Line and column of the *key* at the end of `path` (for unknown keys
     /// and duplicate ids); falls back like [`Source::locate`].
     pub fn locate_key(&self, path: &Path) -> (usize, usize) {

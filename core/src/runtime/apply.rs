@@ -410,6 +410,12 @@ impl<'a> Run<'a> {
             } => self.child_ended(step, result, child.as_deref(), variables),
             Event::Recompute => self.recount(),
             Event::SetVariables { variables, actor } => self.set_variables(variables, actor),
+            Event::Reassign {
+                task,
+                to,
+                reason,
+                actor,
+            } => self.reassign(task, to, reason, actor),
             Event::Cancel { reason, actor } => {
                 self.finish(
                     Status::Cancelled {
@@ -544,6 +550,25 @@ impl<'a> Run<'a> {
                 Some(Value::Text(id)) => id,
                 _ => format!("profile.{p}"),
             },
+        }
+    }
+
+    /// Why a role finds too few people, for the R012 message: nobody holds
+    /// it at all (the directory may not be imported yet), or nobody within
+    /// the unit the step is scoped to.
+    pub(crate) fn assignee_hint(&self, party: &Party) -> String {
+        let Party::Role { role, within } = party else {
+            return String::new();
+        };
+        let role = self.role_id(role);
+        if self.env.directory.holders(&role, None).is_empty() {
+            return format!(
+                ": nobody in the directory holds role `{role}` (an empty directory is imported with `duban directory import FILE`, docs/directory.md)"
+            );
+        }
+        match self.unit_of(within.as_ref()) {
+            Some(unit) => format!(": nobody holding role `{role}` is in `{unit}`"),
+            None => String::new(),
         }
     }
 

@@ -97,7 +97,7 @@ pub enum EngineError {
         until: String,
     },
     /// Fewer people hold the role than the task requires.
-    #[error("R012 step `{step}` needs at least {min} assignees, found {found}{}", if *min > 1 { " (XT-13)" } else { "" })]
+    #[error("R012 step `{step}` needs at least {min} assignees, found {found}{}{hint}", if *min > 1 { " (XT-13)" } else { "" })]
     TooFewAssignees {
         /// The step.
         step: String,
@@ -105,6 +105,8 @@ pub enum EngineError {
         min: u32,
         /// How many there are.
         found: usize,
+        /// What to do about it (`: nobody in the directory holds role …`), or "".
+        hint: String,
     },
     /// A CEL expression failed at run time.
     #[error("R013 expression `{expr}` failed: {why}")]
@@ -244,6 +246,14 @@ pub enum EngineError {
     /// nobody unless the store fails to give them.
     #[error("R037 the notices report step `{0}` counts were not loaded")]
     ReportNotLoaded(String),
+    /// A task cannot go to the people named.
+    #[error("R038 task `{task}` cannot be reassigned: {why}")]
+    CannotReassign {
+        /// The task.
+        task: String,
+        /// Why, in words.
+        why: String,
+    },
     /// A `record:` entry's value cannot be a fact's.
     #[error("R036 fact `{fact}` cannot be recorded: {why}")]
     BadFact {
@@ -307,6 +317,7 @@ impl EngineError {
             Recused { .. } => "R035",
             BadFact { .. } => "R036",
             ReportNotLoaded(_) => "R037",
+            CannotReassign { .. } => "R038",
         }
     }
 

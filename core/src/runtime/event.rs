@@ -120,6 +120,21 @@ pub enum Event {
         /// Who.
         actor: String,
     },
+    /// Give open task `task` to other people: an administrator's repair
+    /// when its assignee left (removed from the directory, on leave). Each
+    /// must be a person of the directory who may do the step (holding its
+    /// role, within its unit), the task stays what it was (deadline,
+    /// reminders), and the history names who reassigned it and why.
+    Reassign {
+        /// The task id.
+        task: String,
+        /// The people it goes to.
+        to: Vec<String>,
+        /// Why.
+        reason: String,
+        /// Who.
+        actor: String,
+    },
     /// Apply again the event that made the instance stuck.
     Retry {
         /// Who.
@@ -158,6 +173,9 @@ impl Event {
             }
             Event::Message { name, key, .. } => format!("message `{name}` ({key})"),
             Event::TimerFired { timer } => format!("timer `{timer}`"),
+            Event::Reassign { task, to, .. } => {
+                format!("reassigning `{task}` to {}", to.join(", "))
+            }
             Event::ChildEnded { step, result, .. } => {
                 format!("the result `{result}` of the call `{step}`")
             }

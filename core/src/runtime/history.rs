@@ -72,11 +72,13 @@ pub enum HistoryKind {
     FactRecorded,
     /// A `report` step counted the notices of a period.
     Counted,
+    /// An administrator gave an open task to other people (`duban reassign`).
+    Reassigned,
 }
 
 impl HistoryKind {
     /// Every kind.
-    pub const ALL: [HistoryKind; 28] = {
+    pub const ALL: [HistoryKind; 29] = {
         use HistoryKind::*;
         [
             Started,
@@ -107,6 +109,7 @@ impl HistoryKind {
             VariablesSet,
             FactRecorded,
             Counted,
+            Reassigned,
         ]
     };
 
@@ -142,6 +145,7 @@ impl HistoryKind {
             VariablesSet => "variables_set",
             FactRecorded => "fact_recorded",
             Counted => "counted",
+            Reassigned => "reassigned",
         }
     }
 
@@ -178,6 +182,7 @@ impl HistoryKind {
             VariablesSet => "修改事项信息",
             FactRecorded => "记录",
             Counted => "统计",
+            Reassigned => "改派",
         }
     }
 

@@ -701,7 +701,7 @@ fn a_role_without_holders_cannot_take_a_task() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "R012 step `draft_letter` needs at least 1 assignees, found 0"
+        "R012 step `draft_letter` needs at least 1 assignees, found 0: nobody in the directory holds role `supervision_office` (an empty directory is imported with `duban directory import FILE`, docs/directory.md)"
     );
     assert_eq!(err.code(), "R012");
     assert_eq!(err.class(), ErrorClass::Fault);

@@ -141,6 +141,7 @@ impl Run<'_> {
                         step: task.step.clone(),
                         min: *min_assignees,
                         found: others.len(),
+                        hint: String::new(),
                     });
                 }
                 assignees = others;

@@ -35,6 +35,7 @@ impl Run<'_> {
                 step: id.into(),
                 min: *min_assignees,
                 found: people.len(),
+                hint: self.assignee_hint(assignee),
             });
         }
         self.open(id, TaskKind::Task, people, deadline.as_ref(), documents)?;
@@ -436,5 +437,96 @@ impl Run<'_> {
         );
         self.item = task.item.clone();
         self.record_receipt(&task, at, "engine", Some(note))
+    }
+}
+
+impl Run<'_> {
+    /// [`Event::Reassign`](crate::runtime::Event::Reassign): open task
+    /// `task_id` goes to `to`, each a person of the directory who may do
+    /// its step; its deadline and reminders stay; the new assignees hear of
+    /// it as of a task opened.
+    pub(crate) fn reassign(
+        &mut self,
+        task_id: &str,
+        to: &[String],
+        reason: &str,
+        actor: &str,
+    ) -> Result<(), EngineError> {
+        let refuse = |why: String| EngineError::CannotReassign {
+            task: task_id.into(),
+            why,
+        };
+        let task = self.open_task(task_id)?;
+        let StepKind::Task { assignee, .. } = &self.def().steps[&task.step].kind else {
+            return Err(refuse(
+                "it is a notice: its recipient is the instance's agency (change it with `set-var`)"
+                    .into(),
+            ));
+        };
+        if to.is_empty() {
+            return Err(refuse("name at least one person".into()));
+        }
+        if reason.trim().is_empty() {
+            return Err(refuse("give the reason (`--reason`)".into()));
+        }
+        // Who may do the step: the role's holders (within its unit), or
+        // for a step given to a person or a variable, anyone of the
+        // directory the administrator names.
+        self.item = task.item.clone();
+        let eligible = match assignee {
+            crate::definition::Party::Role { .. } => Some(self.resolve(assignee, Some(&task))),
+            _ => None,
+        };
+        self.item = None;
+        for p in to {
+            if self.env.directory.person(p).is_none() {
+                return Err(refuse(format!("`{p}` is no person of the directory")));
+            }
+            if task.excluded.contains(p) {
+                return Err(refuse(format!("`{p}` was recused (回避) from it")));
+            }
+            if let Some(ok) = &eligible {
+                if !ok.contains(p) {
+                    return Err(refuse(format!(
+                        "`{p}` may not do step `{}`: it is for the holders of its role{}",
+                        task.step,
+                        if ok.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", ok.join(", "))
+                        }
+                    )));
+                }
+            }
+        }
+        let mut people: Vec<String> = Vec::new();
+        for p in to {
+            if !people.contains(p) {
+                people.push(p.clone());
+            }
+        }
+        let before = task.assignees.clone();
+        let t = self.state.tasks.get_mut(task_id).expect("open");
+        t.assignees = people.clone();
+        self.commands.push(Command::UpdateTask {
+            task: task_id.into(),
+        });
+        let line = self
+            .line(actor, HistoryKind::Reassigned)
+            .at_step(&task.step)
+            .note(format!(
+                "改由{}办理（原办理人：{}）：{reason}",
+                people.join("、"),
+                if before.is_empty() {
+                    "无".to_string()
+                } else {
+                    before.join("、")
+                }
+            ))
+            .people(people);
+        self.record(line);
+        let task = self.state.tasks[task_id].clone();
+        self.notify_rules(RuleEvent::TaskOpened, Some(&task.step), Some(&task));
+        Ok(())
     }
 }
