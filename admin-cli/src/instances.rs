@@ -462,19 +462,7 @@ async fn task_listing(
         .definition(&state.definition, Some(state.version))
         .await?;
     let dir = engine.directory();
-    let name_of = |id: &str| {
-        dir.people
-            .iter()
-            .find(|p| p.id == id)
-            .map(|p| p.name.clone())
-            .or_else(|| {
-                dir.agencies
-                    .iter()
-                    .find(|a| a.id == id)
-                    .map(|a| a.name.clone())
-            })
-            .unwrap_or_else(|| id.to_string())
-    };
+    let name_of = |id: &str| name_in(&dir, id);
     let step = def.steps.get(&t.step);
     let outcomes = match step.map(|s| &s.kind) {
         Some(
@@ -493,26 +481,7 @@ async fn task_listing(
             .collect(),
         _ => Vec::new(),
     };
-    // The case: its number when the process has one, else the first
-    // required text the instance was started with.
-    let case = def
-        .variables
-        .get("case_no")
-        .map(|_| "case_no")
-        .or_else(|| {
-            def.variables
-                .iter()
-                .find(|(_, v)| v.required && v.ty.to_string() == "string")
-                .map(|(k, _)| k.as_str())
-        })
-        .and_then(|k| {
-            let v = state.variables.get(k)?.as_str()?.to_string();
-            let label = def.variables[k]
-                .label
-                .clone()
-                .unwrap_or_else(|| k.to_string());
-            Some(json!({ "variable": k, "label": label, "value": v }))
-        });
+    let case = case_of(&def, &state);
     let beijing = |d: &DateTime<Utc>| {
         d.with_timezone(&duban_engine::calendar::LEGAL_TZ)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
@@ -532,6 +501,44 @@ async fn task_listing(
         "last_day": t.last_day,
         "outcomes": outcomes,
     }))
+}
+
+/// The name of person or agency `id` in `dir` (the id when it is not there).
+fn name_in(dir: &duban_engine::runtime::directory::MemoryDirectory, id: &str) -> String {
+    dir.people
+        .iter()
+        .find(|p| p.id == id)
+        .map(|p| p.name.clone())
+        .or_else(|| {
+            dir.agencies
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.name.clone())
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// The case an instance is: its `case_no` when the process has one, else
+/// the first required text it was started with; `null` when neither.
+fn case_of(def: &duban_engine::definition::Definition, state: &InstanceState) -> Json {
+    def.variables
+        .get("case_no")
+        .map(|_| "case_no")
+        .or_else(|| {
+            def.variables
+                .iter()
+                .find(|(_, v)| v.required && v.ty.to_string() == "string")
+                .map(|(k, _)| k.as_str())
+        })
+        .and_then(|k| {
+            let v = state.variables.get(k)?.as_str()?.to_string();
+            let label = def.variables[k]
+                .label
+                .clone()
+                .unwrap_or_else(|| k.to_string());
+            Some(json!({ "variable": k, "label": label, "value": v }))
+        })
+        .unwrap_or(Json::Null)
 }
 
 /// The text form of [`task_listing`].
@@ -723,13 +730,46 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 .instances(status.as_deref(), process.as_deref())
                 .await
                 .map_err(fail)?;
+            let mut listed = Vec::new();
+            for r in &rows {
+                let state = engine.instance(&r.id).await.map_err(fail)?;
+                let def = engine
+                    .definition(&state.definition, Some(state.version))
+                    .await
+                    .map_err(fail)?;
+                let dir = engine.directory();
+                let open: Vec<Json> = state
+                    .open_tasks()
+                    .map(|t| {
+                        json!({
+                            "task": t.id,
+                            "step": t.step,
+                            "step_name": def.steps.get(&t.step).map(|s| s.name.clone()),
+                            "assignees": t.assignees.iter().map(|a| json!({ "id": a, "name": name_in(&dir, a) })).collect::<Vec<_>>(),
+                            "last_day": t.deadline.as_ref().map(|d| d.last_day.to_string()),
+                        })
+                    })
+                    .collect();
+                let mut v = serde_json::to_value(r).expect("serialises");
+                v["process_name"] = json!(def.name);
+                v["case"] = case_of(&def, &state);
+                v["open_tasks"] = json!(open);
+                listed.push(v);
+            }
             if json {
-                print_json(&rows);
+                print_json(&listed);
+            } else if listed.is_empty() {
+                outln!("no instances");
             } else {
-                for r in rows {
+                for (r, v) in rows.iter().zip(&listed) {
+                    let case = v["case"]["value"]
+                        .as_str()
+                        .map(|c| format!("  {}：{c}", v["case"]["label"].as_str().unwrap_or("")))
+                        .unwrap_or_default();
                     outln!(
-                        "{:<8} {:<20} v{:<3} {:<10} {}",
+                        "{:<8} {}（{} v{}）  {}{case}  started {}",
                         r.id,
+                        v["process_name"].as_str().unwrap_or(""),
                         r.definition,
                         r.version,
                         r.status,
@@ -737,6 +777,25 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                             .with_timezone(&duban_engine::calendar::LEGAL_TZ)
                             .format("%Y-%m-%d %H:%M")
                     );
+                    for t in v["open_tasks"].as_array().into_iter().flatten() {
+                        let names: Vec<&str> = t["assignees"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a["name"].as_str())
+                            .collect();
+                        outln!(
+                            "         {} {}（{}） → {}{}",
+                            t["task"].as_str().unwrap_or(""),
+                            t["step_name"].as_str().unwrap_or(""),
+                            t["step"].as_str().unwrap_or(""),
+                            names.join("、"),
+                            t["last_day"]
+                                .as_str()
+                                .map(|d| format!("  期限 {d}"))
+                                .unwrap_or_default()
+                        );
+                    }
                 }
             }
         }
@@ -744,7 +803,53 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             let state = engine.instance(&id).await.map_err(fail)?;
             let history = engine.history(&id).await.map_err(fail)?;
             if json {
-                print_json(&json!({ "instance": state, "history": history }));
+                let def = engine
+                    .definition(&state.definition, Some(state.version))
+                    .await
+                    .map_err(fail)?;
+                let mut open = Vec::new();
+                for t in state.open_tasks() {
+                    let row = duban_engine::store::TaskRow {
+                        id: t.id.clone(),
+                        instance: state.id.clone(),
+                        step: t.step.clone(),
+                        kind: t.kind,
+                        assignees: t.assignees.clone(),
+                        opened_at: t.opened_at,
+                        due: t.deadline.as_ref().map(|d| d.deadline.with_timezone(&Utc)),
+                        last_day: t.deadline.as_ref().map(|d| d.last_day.to_string()),
+                    };
+                    let mut v = task_listing(&engine, &row).await.map_err(fail)?;
+                    v["deadline"] = json!(t.deadline);
+                    v["received_at"] = json!(t.received_at);
+                    open.push(v);
+                }
+                let mut timers: Vec<_> = state.timers.values().collect();
+                timers.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
+                // The shape docs/operations.md documents: what an instance
+                // is, not how the engine keeps it.
+                print_json(&json!({
+                    "instance": {
+                        "id": state.id,
+                        "process": state.definition,
+                        "process_name": def.name,
+                        "version": state.version,
+                        "profile": state.profile,
+                        "status": state.status,
+                        "case": case_of(&def, &state),
+                        "started_at": state.started_at,
+                        "ended_at": state.ended_at,
+                        "variables": state.variables,
+                    },
+                    "open_tasks": open,
+                    "timers": timers.iter().map(|t| json!({
+                        "id": t.id,
+                        "due": t.due,
+                        "what": t.kind,
+                        "provisional": t.provisional,
+                    })).collect::<Vec<_>>(),
+                    "history": history,
+                }));
             } else {
                 let def = engine
                     .definition(&state.definition, Some(state.version))
@@ -1093,10 +1198,12 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         .at
                         .with_timezone(&duban_engine::calendar::LEGAL_TZ)
                         .format("%Y-%m-%d %H:%M");
+                    // The step acted on (a completion's own step), else
+                    // the one entered.
                     let step = r
                         .entry
-                        .step_after
-                        .or(r.entry.step_before)
+                        .step_before
+                        .or(r.entry.step_after)
                         .unwrap_or_default();
                     outln!(
                         "{at}  instance {:<6} {:<16} {step}  {}",

@@ -1123,8 +1123,8 @@ fn issue12_start_and_set_var_refuse_unknown_ids_and_empty_required_values() {
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(stderr(&o).contains(why), "{}", stderr(&o));
     }
-    let list = ok(on(&db, at, &["instances"]));
-    assert_eq!(list.lines().count(), 1, "one instance: {list}");
+    let list = json(&on(&db, at, &["instances", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "one instance: {list}");
 }
 
 /// Issue 12, finding 11: `--vars-file` had no size limit, and a
@@ -1455,5 +1455,44 @@ fn a_smaller_directory_file_updates_without_removing_and_orphaned_tasks_are_reas
     assert!(
         shown.contains("1.1 draft_letter (task) due 2025-10-10"),
         "{shown}"
+    );
+    // The new assignee acts; the person's history names the step acted on
+    // (draft_letter), not the one the instance went on to.
+    ok(on(
+        db,
+        t0,
+        &[
+            "complete",
+            "1.1",
+            "--outcome",
+            "issue",
+            "--var",
+            "letter_kind=督办函",
+            "--var",
+            "reply_period=30日",
+            "--as",
+            "sun_new",
+        ],
+    ));
+    let history = ok(on(db, t0, &["history", "--person", "sun_new"]));
+    let completed = history
+        .lines()
+        .find(|l| l.contains("task_completed"))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert!(completed.contains("draft_letter"), "{history}");
+    assert!(!completed.contains("await_report"), "{history}");
+    // Listed instances say what they are and who holds what.
+    let listed = ok(on(db, t0, &["instances"]));
+    assert!(
+        listed.contains(
+            "行政执法监督督办（supervision_letter v4）  running  督办案号：许司督〔2025〕9号"
+        ),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(
+            "1.2 被监督机关在期限内书面报告处理情况（await_report） → 许昌市市场监督管理局"
+        ),
+        "{listed}"
     );
 }

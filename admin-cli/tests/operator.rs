@@ -405,3 +405,23 @@ fn metrics_show_the_documented_series_during_serve() {
     assert_eq!(series(&m, "duban_tasks_open"), Some(0.0), "{m}");
     assert!(series(&m, "duban_transitions_total").is_some(), "{m}");
 }
+
+/// The lock `serve` keeps beside a SQLite store is not something to commit
+/// (it was left untracked in every clone that served).
+#[test]
+fn the_serve_lock_is_ignored_by_git() {
+    let o = Command::new("git")
+        .args([
+            "check-ignore",
+            "-q",
+            "duban.db.serve-lock",
+            "processes/duban.db.serve-lock",
+        ])
+        .current_dir(root())
+        .output();
+    match o {
+        Ok(o) if o.status.code() == Some(128) => eprintln!("not a git checkout: nothing to check"),
+        Ok(o) => assert!(o.status.success(), "{}", text(&o.stderr)),
+        Err(e) => eprintln!("no git ({e}): nothing to check"),
+    }
+}
