@@ -23,53 +23,29 @@ use crate::exit;
 #[derive(Default)]
 struct Diff {
     added: Vec<String>,
-    changed: Vec<(String, Vec<&'static str>)>,
+    changed: Vec<(String, Vec<String>)>,
     removed: Vec<String>,
     kept: usize,
 }
 
-/// The fields of a person that differ between `a` and `b`.
-fn person_fields(a: &Person, b: &Person) -> Vec<&'static str> {
-    let mut f = Vec::new();
-    for (name, differs) in [
-        ("name", a.name != b.name),
-        ("roles", a.roles != b.roles),
-        ("organisation", a.organisation != b.organisation),
-        ("level", a.level != b.level),
-        ("county", a.county != b.county),
-        ("email", a.email != b.email),
-        ("mobile", a.mobile != b.mobile),
-    ] {
-        if differs {
-            f.push(name);
-        }
-    }
-    f
-}
-
-fn agency_fields(a: &Agency, b: &Agency) -> Vec<&'static str> {
-    let mut f = Vec::new();
-    for (name, differs) in [
-        ("name", a.name != b.name),
-        ("level", a.level != b.level),
-        ("county", a.county != b.county),
-        ("email", a.email != b.email),
-        ("mobile", a.mobile != b.mobile),
-    ] {
-        if differs {
-            f.push(name);
-        }
-    }
-    f
+/// The fields of two entries (people, or agencies) that differ, by name.
+fn fields_differ<T: serde::Serialize>(a: &T, b: &T) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(a).ok(), serde_json::to_value(b).ok());
+    let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(b))) = (a, b) else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Merges `new` into `old` entry by entry (by id), or replaces them, and
 /// says what changed. Entries keep the order of `old`, the new ones after.
-fn merge<T: Clone>(
+fn merge<T: Clone + serde::Serialize>(
     old: &[T],
     new: &[T],
     id: impl Fn(&T) -> &str,
-    fields: impl Fn(&T, &T) -> Vec<&'static str>,
     replace: bool,
 ) -> (Vec<T>, Diff) {
     let mut d = Diff::default();
@@ -78,7 +54,7 @@ fn merge<T: Clone>(
     for e in old {
         match incoming.get(id(e)) {
             Some(n) => {
-                let f = fields(e, n);
+                let f = fields_differ(e, n);
                 if !f.is_empty() {
                     d.changed.push((id(e).to_string(), f));
                 }
@@ -146,14 +122,12 @@ pub async fn import(
         &current.people,
         &incoming.people,
         |p| p.id.as_str(),
-        person_fields,
         replace,
     );
     let (agencies, ad) = merge(
         &current.agencies,
         &incoming.agencies,
         |a| a.id.as_str(),
-        agency_fields,
         replace,
     );
     let person_name = |id: &str| {

@@ -435,6 +435,10 @@ fn supervision_letter_through_the_binary(db: &str) {
         ok(on(db, "2025-09-26T10:00:00+08:00", &["tasks"])).trim(),
         "no tasks"
     );
+    assert_eq!(
+        ok(on(db, "2025-09-26T10:00:00+08:00", &["instances"])).trim(),
+        "no instances"
+    );
 
     let out = ok(on(
         db,
@@ -530,6 +534,23 @@ fn supervision_letter_through_the_binary(db: &str) {
         &["receive", "1.2", "--as", "market_bureau"]
     ))
     .contains("deadline 2025-10-30"));
+    // Issue 16: `show` lists what the open notice may be answered with and
+    // its required fields, and the pending timers in the order they fall due.
+    let show = ok(on(db, "2025-09-30T15:00:00+08:00", &["show", "1"]));
+    assert!(
+        show.contains("→ handled（已依法处理（改正），报告处理情况）  required: handling_report"),
+        "{show}"
+    );
+    let timers: Vec<&str> = show
+        .split("pending timers:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{show}"))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().get(..16).unwrap_or(""))
+        .collect();
+    assert!(timers.len() >= 2, "{show}");
+    assert!(timers.windows(2).all(|w| w[0] <= w[1]), "{show}");
     let overdue = json(&on(
         db,
         "2025-10-31T09:00:00+08:00",

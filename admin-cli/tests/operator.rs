@@ -425,3 +425,16 @@ fn the_serve_lock_is_ignored_by_git() {
         Err(e) => eprintln!("no git ({e}): nothing to check"),
     }
 }
+
+/// `config check` without a file names the file it looked for.
+#[test]
+fn config_check_names_the_file_it_looked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = duban(tmp.path())
+        .args(["--home", tmp.path().to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let want = format!("no {} (defaults)", tmp.path().join("duban.toml").display());
+    assert!(text(&o.stdout).contains(&want), "{}", text(&o.stdout));
+}

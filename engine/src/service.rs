@@ -7,7 +7,9 @@
 //! version (parsed once and cached, never per event), types the values by
 //! it, applies the event with the caller's `now`, and commits the
 //! transition with the revision it was computed from. A refused event
-//! writes nothing; a concurrent change is a [`StoreError::Conflict`].
+//! writes nothing; when another transition of the instance committed first,
+//! the event is judged again on the instance as it now is (at most
+//! [`APPLY_ATTEMPTS`] times), and only then is it a [`StoreError::Conflict`].
 //!
 //! Engine-driven events (timers, a child's result, recounts) go through
 //! [`Engine::fire`]: a fault there is stored as a *stuck* instance with the
@@ -154,6 +156,10 @@ pub struct Engine<S> {
     /// Transitions this engine committed since it started (`/metrics`).
     transitions: std::sync::atomic::AtomicU64,
 }
+
+/// How many times a person's event is applied when other transitions of
+/// the same instance keep committing first ([`Engine::apply`]).
+pub const APPLY_ATTEMPTS: u32 = 5;
 
 fn content_hash(source: &str, files: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
@@ -802,22 +808,41 @@ impl<S: Store> Engine<S> {
         self.apply_with(id, now, |_| Ok(event.clone())).await
     }
 
-    /// Loads `id` once, builds the event from its definition, applies,
-    /// commits, settles.
+    /// Loads `id`, builds the event from its definition, applies, commits,
+    /// settles. When another transition of the instance committed first (an
+    /// email's delivery recorded while the agency opens its link), the event
+    /// is applied again on the instance as it now is — judged afresh, so a
+    /// task completed meanwhile refuses it — up to [`APPLY_ATTEMPTS`] times
+    /// before the conflict is returned.
     async fn apply_with(
         &self,
         id: &str,
         now: DateTime<Utc>,
         event: impl FnOnce(&Definition) -> Result<Event, ServiceError>,
     ) -> Result<Transition, ServiceError> {
-        let (state, def) = self.load_with_definition(id).await?;
+        let (mut state, def) = self.load_with_definition(id).await?;
         let event = event(&def)?;
-        let t = self
-            .compute_on(&def, Some(&state), &event, now, 0)
-            .await??;
-        self.commit(Some(state.revision), &t, now).await?;
-        self.settle(&t, now).await;
-        Ok(t)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let t = self
+                .compute_on(&def, Some(&state), &event, now, 0)
+                .await??;
+            match self.commit(Some(state.revision), &t, now).await {
+                Ok(()) => {
+                    self.settle(&t, now).await;
+                    return Ok(t);
+                }
+                Err(StoreError::Conflict(_)) if attempts < APPLY_ATTEMPTS => {
+                    state = self
+                        .store
+                        .load(id)
+                        .await?
+                        .ok_or_else(|| ServiceError::UnknownInstance(id.into()))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn load_with_definition(

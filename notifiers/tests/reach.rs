@@ -108,6 +108,18 @@ async fn reminders_reach_the_assignee_and_the_escalation_the_named_roles() {
         to(&["market_bureau"], "《行政执法监督督办函》"),
         "{mails:#?}"
     );
+    // Issue 16: the deadline's explanation reaches the staff member in
+    // Chinese, as the administrator wrote the period (it was English).
+    let opened = email
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.subject.contains("新任务"))
+        .map(|m| m.text.clone())
+        .expect("the new-task email");
+    assert!(opened.contains("自2025年9月26日起算5个工作日"), "{opened}");
+    assert!(!opened.contains("working days"), "{opened}");
     // Both reminders reach the assignee of the late task: the agency.
     let reminders = mails
         .iter()

@@ -98,6 +98,20 @@ impl H {
         }
     }
 
+    /// Starts instance `id` with no variables, as li.
+    #[track_caller]
+    fn start_plain(&mut self, id: &str, now: &str) {
+        self.apply(
+            Event::Start {
+                instance: id.into(),
+                profile: None,
+                variables: BTreeMap::new(),
+                actor: "li".into(),
+            },
+            now,
+        );
+    }
+
     fn state(&self) -> &InstanceState {
         self.state.as_ref().unwrap()
     }
@@ -863,15 +877,7 @@ fn a_provisional_waiting_period_is_recounted_when_its_year_arrives() {
         history: vec![],
         commands: vec![],
     };
-    h.apply(
-        Event::Start {
-            instance: "9".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2026-12-02T10:00:00+08:00",
-    );
+    h.start_plain("9", "2026-12-02T10:00:00+08:00");
     let wait_due = |h: &H| {
         h.state()
             .timers
@@ -933,15 +939,7 @@ fn fault_fixture() -> Definition {
 fn a_fault_met_by_a_timer_is_kept_as_a_stuck_instance_and_retried_once() {
     let mut h = H::new("supervision_letter");
     h.def = fault_fixture();
-    h.apply(
-        Event::Start {
-            instance: "7".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2026-03-02T10:00:00+08:00",
-    );
+    h.start_plain("7", "2026-03-02T10:00:00+08:00");
     let expiry = h.state().timers.values().next().unwrap().clone();
     let fired = Event::TimerFired {
         timer: expiry.id.clone(),
@@ -1046,15 +1044,7 @@ fn a_fault_met_by_a_timer_is_kept_as_a_stuck_instance_and_retried_once() {
 fn a_retry_of_an_event_that_went_stale_resumes_the_instance() {
     let mut h = H::new("supervision_letter");
     h.def = fault_fixture();
-    h.apply(
-        Event::Start {
-            instance: "8".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2026-03-02T10:00:00+08:00",
-    );
+    h.start_plain("8", "2026-03-02T10:00:00+08:00");
     // Stuck on a recount; by the retry there is nothing left to recount.
     let err = EngineError::NoPeriod("term".into());
     let t = stuck(
@@ -1099,15 +1089,7 @@ fn pattern(id: &str) -> Definition {
 
 fn start_counter(h: &mut H) {
     h.def = pattern("counter_and_wait");
-    h.apply(
-        Event::Start {
-            instance: "9".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2026-03-02T10:00:00+08:00",
-    );
+    h.start_plain("9", "2026-03-02T10:00:00+08:00");
 }
 
 /// Issue 11, engine 1: an `int` variable reached CEL as a `uint`, so
@@ -1361,15 +1343,7 @@ fn a_process_calling_itself_without_end_is_refused() {
         "steps:\n  enough:\n    kind: decision\n    name: 是否继续\n    branches:\n      - when: n < 3\n        goto: recurse\n    default: done\n",
     );
     let mut h = inline("again", &[("again.yaml", &based)]);
-    h.apply(
-        Event::Start {
-            instance: "2".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2025-09-26T10:00:00+08:00",
-    );
+    h.start_plain("2", "2025-09-26T10:00:00+08:00");
     assert!(h.state().waits.contains_key("recurse"));
 }
 
@@ -1381,15 +1355,7 @@ fn a_process_calling_itself_without_end_is_refused() {
 fn an_end_inside_a_parallel_branch_names_the_steps_it_closes() {
     let split = "id: split\nversion: 1\nname: 并行\nroles: { supervision_office: 监督机构 }\nstart: fork\nsteps:\n  fork:\n    kind: parallel\n    name: 同时送达\n    branches: [serve_a, serve_b]\n    join: both\n  serve_a:\n    kind: task\n    name: 送达申请人\n    assignee: { role: supervision_office }\n    outcomes:\n      served: { label: 已送达, next: both }\n      withdrawn: { label: 申请人撤回, next: withdrawn }\n  serve_b:\n    kind: task\n    name: 送达被申请人\n    assignee: { role: supervision_office }\n    outcomes:\n      served: { label: 已送达, next: both }\n  both: { kind: join, name: 汇总, next: done }\n  done: { kind: end, name: 结束, result: served }\n  withdrawn: { kind: end, name: 撤回, result: withdrawn }\n";
     let mut h = inline("split", &[("split.yaml", split)]);
-    h.apply(
-        Event::Start {
-            instance: "5".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2025-09-26T10:00:00+08:00",
-    );
+    h.start_plain("5", "2025-09-26T10:00:00+08:00");
     let a = h.task("serve_a").id;
     let b = h.task("serve_b").id;
     h.apply(
@@ -1649,15 +1615,7 @@ fn notices_fixture() -> Definition {
 fn a_cancelled_case_is_not_concluded_and_an_escalation_keeps_the_process_channels() {
     let mut h = H::new("supervision_letter");
     h.def = notices_fixture();
-    h.apply(
-        Event::Start {
-            instance: "7".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2025-09-26T10:00:00+08:00",
-    );
+    h.start_plain("7", "2025-09-26T10:00:00+08:00");
     let templates = |h: &H| -> Vec<(String, Channel)> {
         h.commands
             .iter()
@@ -1682,15 +1640,7 @@ fn a_cancelled_case_is_not_concluded_and_an_escalation_keeps_the_process_channel
     // Ending at its end step sends the "concluded" one.
     let mut ended = H::new("supervision_letter");
     ended.def = notices_fixture();
-    ended.apply(
-        Event::Start {
-            instance: "8".into(),
-            profile: None,
-            variables: BTreeMap::new(),
-            actor: "li".into(),
-        },
-        "2025-09-26T10:00:00+08:00",
-    );
+    ended.start_plain("8", "2025-09-26T10:00:00+08:00");
     ended.complete("handle", "done", &[], "2025-09-26T11:00:00+08:00");
     assert_eq!(
         templates(&ended),
