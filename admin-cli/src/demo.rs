@@ -166,19 +166,36 @@ pub async fn seed(
 
 /// What to look at: the commands, the pages, and each open notice's answer
 /// link.
-pub async fn banner(engine: &Arc<Engine<SqlStore>>, links: &SignedLinks, did: &[String]) {
+/// `home` is the `--home` folder when one was given: the commands to try
+/// then need it too.
+pub async fn banner(
+    engine: &Arc<Engine<SqlStore>>,
+    links: &SignedLinks,
+    did: &[String],
+    home: Option<&std::path::Path>,
+    documents: &std::path::Path,
+) {
     let mut out = String::from("\nduban demo — an example district is running\n");
     for d in did {
         out.push_str(&format!("  {d}\n"));
     }
+    match home {
+        Some(h) => out.push_str(&format!(
+            "\nWhere to look (in another terminal, after `export DUBAN_HOME={}`):\n",
+            h.display()
+        )),
+        None => out.push_str("\nWhere to look (in another terminal, from this folder):\n"),
+    }
     out.push_str(
-        "\nWhere to look (in another terminal, from this folder):\n\
-         \x20 duban instances            the running cases\n\
+        "\x20 duban instances            the running cases\n\
          \x20 duban tasks                open tasks and notices with their deadlines\n\
          \x20 duban show 1               one case: its timeline, deadlines and how they were counted\n\
-         \x20 duban outbox               the emails and SMS waiting (without [email] and [sms] in duban.toml they stay there)\n\
-         \x20 ls documents/              the documents rendered (督办函 …)\n",
+         \x20 duban outbox               the emails and SMS waiting (without [email] and [sms] in duban.toml they stay there)\n",
     );
+    out.push_str(&format!(
+        "  ls {:<23} the documents rendered (督办函 …)\n",
+        format!("{}/", documents.display())
+    ));
     match engine.tasks(&TaskFilter::default()).await.map(|rows| {
         rows.into_iter()
             .filter(|r| r.kind == TaskKind::Notice)

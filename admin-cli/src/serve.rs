@@ -395,7 +395,14 @@ pub fn serve(
         );
         if demo {
             if let Some(p) = &cfg.portal {
-                crate::demo::banner(&engine, &p.links, &seeded).await;
+                crate::demo::banner(
+                    &engine,
+                    &p.links,
+                    &seeded,
+                    db.home.as_deref(),
+                    &documents_dir,
+                )
+                .await;
             }
         }
         duban_engine::serve::run(engine.clone(), &workers, &options, &clock, shutdown, None).await;
