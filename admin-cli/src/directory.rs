@@ -171,6 +171,47 @@ pub async fn import(
             orphans.push((t, id.clone()));
         }
     }
+    // Running cases whose variables name someone removed: their next
+    // notice or task for that person or agency would have nobody to go to.
+    let removed: Vec<&String> = pd.removed.iter().chain(ad.removed.iter()).collect();
+    let mut named = Vec::new();
+    if !removed.is_empty() {
+        for row in engine
+            .instances(Some("running"), None)
+            .await
+            .map_err(crate::instances::fail)?
+        {
+            let state = engine
+                .instance(&row.id)
+                .await
+                .map_err(crate::instances::fail)?;
+            for (var, value) in &state.variables {
+                let ids: Vec<&str> = match value {
+                    serde_json::Value::String(s) => vec![s.as_str()],
+                    serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
+                    _ => Vec::new(),
+                };
+                for id in ids {
+                    if removed.iter().any(|r| r.as_str() == id) {
+                        named.push((
+                            row.id.clone(),
+                            row.definition.clone(),
+                            var.clone(),
+                            id.to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let named_lines = |would: bool| {
+        for (instance, process, var, id) in &named {
+            outln!(
+                "! instance {instance} ({process}) names {id} in `{var}`, who {} in the directory: set another with `duban set-var {instance} --var {var}=ID`",
+                if would { "would no longer be" } else { "is no longer" }
+            );
+        }
+    };
     let summary = format!(
         "{} added, {} changed, {} removed",
         pd.added.len() + ad.added.len(),
@@ -185,6 +226,7 @@ pub async fn import(
                 t.step
             );
         }
+        named_lines(true);
         outln!("dry run: {summary}; nothing was imported");
         return Ok(());
     }
@@ -201,6 +243,7 @@ pub async fn import(
             t.id
         );
     }
+    named_lines(false);
     Ok(())
 }
 

@@ -1415,6 +1415,25 @@ fn a_smaller_directory_file_updates_without_removing_and_orphaned_tasks_are_reas
         ],
     ));
     assert!(dry.contains("- person li"), "{dry}");
+    // The running case names market_bureau, which the file keeps; it names
+    // no removed agency, so nothing is said of its variables.
+    assert!(!dry.contains("! instance"), "{dry}");
+    // A replacement without the agency says which running case names it.
+    let dry_all = ok(on(
+        db,
+        t0,
+        &[
+            "directory",
+            "import",
+            one.to_str().unwrap(),
+            "--replace",
+            "--dry-run",
+        ],
+    ));
+    assert!(
+        dry_all.contains("! instance 1 (supervision_letter) names market_bureau in `agency`, who would no longer be in the directory: set another with `duban set-var 1 --var agency=ID`"),
+        "{dry_all}"
+    );
     assert!(
         dry.contains("! task 1.1 (draft_letter) would be left with li"),
         "{dry}"
