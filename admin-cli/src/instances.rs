@@ -453,16 +453,15 @@ async fn open(db: &DbArgs) -> Result<Engine<SqlStore>, u8> {
 /// A task as `duban tasks` shows it: what process and step, which case,
 /// who must act (names), by when (Beijing time), and what they may answer
 /// with the fields each answer requires (`duban tasks --json`, docs/operations.md).
-async fn task_listing(
-    engine: &Engine<SqlStore>,
+/// `def` and `state` are those of the task's instance, loaded once by the
+/// caller for all its tasks.
+fn task_listing(
+    def: &duban_engine::definition::Definition,
+    state: &InstanceState,
+    dir: &duban_engine::runtime::directory::MemoryDirectory,
     t: &duban_engine::store::TaskRow,
-) -> Result<Json, ServiceError> {
-    let state = engine.instance(&t.instance).await?;
-    let def = engine
-        .definition(&state.definition, Some(state.version))
-        .await?;
-    let dir = engine.directory();
-    let name_of = |id: &str| name_in(&dir, id);
+) -> Json {
+    let name_of = |id: &str| name_in(dir, id);
     let step = def.steps.get(&t.step);
     let outcomes = match step.map(|s| &s.kind) {
         Some(
@@ -481,12 +480,12 @@ async fn task_listing(
             .collect(),
         _ => Vec::new(),
     };
-    let case = case_of(&def, &state);
+    let case = case_of(def, state);
     let beijing = |d: &DateTime<Utc>| {
         d.with_timezone(&duban_engine::calendar::LEGAL_TZ)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
     };
-    Ok(json!({
+    json!({
         "id": t.id,
         "instance": t.instance,
         "process": def.id,
@@ -500,7 +499,7 @@ async fn task_listing(
         "due": t.due.as_ref().map(beijing),
         "last_day": t.last_day,
         "outcomes": outcomes,
-    }))
+    })
 }
 
 /// The name of person or agency `id` in `dir` (the id when it is not there).
@@ -807,6 +806,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                     .definition(&state.definition, Some(state.version))
                     .await
                     .map_err(fail)?;
+                let dir = engine.directory();
                 let mut open = Vec::new();
                 for t in state.open_tasks() {
                     let row = duban_engine::store::TaskRow {
@@ -819,7 +819,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                         due: t.deadline.as_ref().map(|d| d.deadline.with_timezone(&Utc)),
                         last_day: t.deadline.as_ref().map(|d| d.last_day.to_string()),
                     };
-                    let mut v = task_listing(&engine, &row).await.map_err(fail)?;
+                    let mut v = task_listing(&def, &state, &dir, &row);
                     v["deadline"] = json!(t.deadline);
                     v["received_at"] = json!(t.received_at);
                     open.push(v);
@@ -879,9 +879,28 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 overdue_at: overdue.then_some(now),
             };
             let rows = engine.tasks(&filter).await.map_err(fail)?;
+            // Each instance and its definition loaded once, however many
+            // of its tasks are listed.
+            let dir = engine.directory();
+            let mut loaded: BTreeMap<
+                String,
+                (
+                    InstanceState,
+                    std::sync::Arc<duban_engine::definition::Definition>,
+                ),
+            > = BTreeMap::new();
             let mut listed = Vec::new();
             for t in &rows {
-                listed.push(task_listing(&engine, t).await.map_err(fail)?);
+                if !loaded.contains_key(&t.instance) {
+                    let state = engine.instance(&t.instance).await.map_err(fail)?;
+                    let def = engine
+                        .definition(&state.definition, Some(state.version))
+                        .await
+                        .map_err(fail)?;
+                    loaded.insert(t.instance.clone(), (state, def));
+                }
+                let (state, def) = &loaded[&t.instance];
+                listed.push(task_listing(def, state, &dir, t));
             }
             if json {
                 print_json(&listed);
