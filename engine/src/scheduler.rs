@@ -26,7 +26,8 @@ use crate::definition::{Definition, MemberSet};
 use crate::outbox::{drain, CallReplay, Policy};
 use crate::runtime::{values, Directory, Event};
 use crate::service::{Engine, Fired, ServiceError};
-use crate::store::{OutboxKind, Store, StoreError};
+use crate::store::{DueTimer, OutboxKind, Store, StoreError};
+use futures_util::StreamExt;
 
 /// How the scheduler claims work.
 #[derive(Clone, Debug)]
@@ -37,14 +38,19 @@ pub struct SchedulerOptions {
     pub batch: u32,
     /// How long a claim holds before another process may take the timer.
     pub lease: Duration,
+    /// Instances whose claimed timers are applied side by side (each
+    /// instance's own timers one after another, in due order), so that
+    /// their commits share transactions (`store::sqlite_writer`).
+    pub concurrency: usize,
 }
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions {
             owner: format!("duban-{}", std::process::id()),
-            batch: 100,
+            batch: 1000,
             lease: Duration::seconds(60),
+            concurrency: 64,
         }
     }
 }
@@ -157,45 +163,82 @@ impl<S: Store> Scheduler<S> {
             if batch.is_empty() {
                 return Ok(round);
             }
+            // One instance's timers in due order, one after another;
+            // instances side by side.
+            let mut groups: indexmap::IndexMap<String, Vec<DueTimer>> = indexmap::IndexMap::new();
             for t in batch {
-                if stop() {
-                    return Ok(round);
-                }
-                let when = not_before.map_or_else(now, |f| t.due.max(f));
-                let event = Event::TimerFired {
-                    timer: t.id.clone(),
-                };
-                let mut attempts = 0;
-                loop {
-                    attempts += 1;
-                    match self.engine.fire(&t.instance, &event, when).await {
-                        Ok(Fired::Applied(_)) => {
-                            debug!(timer = %t.id, instance = %t.instance, "timer fired");
-                            round.fired += 1;
-                        }
-                        // Already applied, cancelled, or the instance ended:
-                        // the row is a leftover; remove it.
-                        Ok(Fired::Stale(e)) => {
-                            debug!(timer = %t.id, instance = %t.instance, code = e.code(), "stale timer row dropped");
-                            store.drop_timer(&t.id).await?;
-                            round.stale += 1;
-                        }
-                        // The instance is stuck: its timer rows are held
-                        // (not dropped) until an administrator retries it.
-                        Ok(Fired::Stuck(_)) => round.stuck += 1,
-                        Ok(Fired::Held) => {}
-                        Err(ServiceError::Store(StoreError::Conflict(_))) if attempts < 10 => {
-                            continue
-                        }
-                        Err(e) => {
-                            // Left claimed: the lease expires and it is retried.
-                            warn!(timer = %t.id, instance = %t.instance, error = %e, "timer failed; will retry");
-                        }
+                groups.entry(t.instance.clone()).or_default().push(t);
+            }
+            let mut tallies = futures_util::stream::iter(groups.into_values())
+                .map(|timers| self.fire_instance(timers, now, not_before, stop))
+                .buffer_unordered(self.options.concurrency.max(1));
+            let mut failed = None;
+            while let Some(r) = tallies.next().await {
+                match r {
+                    Ok(t) => {
+                        round.fired += t.fired;
+                        round.stale += t.stale;
+                        round.stuck += t.stuck;
                     }
-                    break;
+                    Err(e) => failed = Some(e),
                 }
             }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if stop() {
+                return Ok(round);
+            }
         }
+    }
+
+    /// Applies one instance's claimed timers, in due order.
+    async fn fire_instance(
+        &self,
+        timers: Vec<DueTimer>,
+        now: &dyn Fn() -> DateTime<Utc>,
+        not_before: Option<DateTime<Utc>>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Round, ServiceError> {
+        let store = self.engine.store();
+        let mut round = Round::default();
+        for t in timers {
+            if stop() {
+                break;
+            }
+            let when = not_before.map_or_else(now, |f| t.due.max(f));
+            let event = Event::TimerFired {
+                timer: t.id.clone(),
+            };
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self.engine.fire(&t.instance, &event, when).await {
+                    Ok(Fired::Applied(_)) => {
+                        debug!(timer = %t.id, instance = %t.instance, "timer fired");
+                        round.fired += 1;
+                    }
+                    // Already applied, cancelled, or the instance ended:
+                    // the row is a leftover; remove it.
+                    Ok(Fired::Stale(e)) => {
+                        debug!(timer = %t.id, instance = %t.instance, code = e.code(), "stale timer row dropped");
+                        store.drop_timer(&t.id).await?;
+                        round.stale += 1;
+                    }
+                    // The instance is stuck: its timer rows are held
+                    // (not dropped) until an administrator retries it.
+                    Ok(Fired::Stuck(_)) => round.stuck += 1,
+                    Ok(Fired::Held) => {}
+                    Err(ServiceError::Store(StoreError::Conflict(_))) if attempts < 10 => continue,
+                    Err(e) => {
+                        // Left claimed: the lease expires and it is retried.
+                        warn!(timer = %t.id, instance = %t.instance, error = %e, "timer failed; will retry");
+                    }
+                }
+                break;
+            }
+        }
+        Ok(round)
     }
 
     /// Starts one instance for every occurrence of every recurring start of

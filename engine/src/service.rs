@@ -144,6 +144,38 @@ struct Loaded {
     reports: Reports,
 }
 
+/// The directory and calendar an event is applied with, held for the
+/// event (a start builds its transition on the store's writer thread).
+struct World {
+    directory: Arc<MemoryDirectory>,
+    calendar: Arc<Calendar>,
+}
+
+impl World {
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        def: &Definition,
+        calls: &Callees,
+        loaded: &Loaded,
+        state: Option<&InstanceState>,
+        event: &Event,
+        now: DateTime<Utc>,
+        depth: u32,
+    ) -> Result<Transition, EngineError> {
+        let env = Env {
+            definition: def,
+            calendar: &self.calendar,
+            directory: self.directory.as_ref(),
+            processes: calls,
+            call_depth: depth,
+            facts: &loaded.facts,
+            reports: &loaded.reports,
+        };
+        runtime::apply(&env, state, event, now)
+    }
+}
+
 /// The engine over a store.
 pub struct Engine<S> {
     /// The store; private: users reach it through the methods below.
@@ -351,18 +383,11 @@ impl<S: Store> Engine<S> {
         now: DateTime<Utc>,
         depth: u32,
     ) -> Result<Transition, EngineError> {
-        let dir = self.directory();
-        let calendar = self.calendar();
-        let env = Env {
-            definition: def,
-            calendar: &calendar,
-            directory: dir.as_ref(),
-            processes: calls,
-            call_depth: depth,
-            facts: &loaded.facts,
-            reports: &loaded.reports,
+        let world = World {
+            directory: self.directory(),
+            calendar: self.calendar(),
         };
-        runtime::apply(&env, state, event, now)
+        world.apply(def, calls, loaded, state, event, now, depth)
     }
 
     /// Applies `event` on the core with what it reads from the store
@@ -529,13 +554,17 @@ impl<S: Store> Engine<S> {
             .await?;
         checked?;
         // The id is taken in the start's own transaction.
+        let world = World {
+            directory: self.directory(),
+            calendar: self.calendar(),
+        };
         let t = self
             .store
-            .commit_start(now, |id| {
+            .commit_start(now, move |id| {
                 if let Event::Start { instance, .. } = &mut event {
                     *instance = id;
                 }
-                Ok::<_, ServiceError>(self.apply_core(&def, &calls, &loaded, None, &event, now, 0)?)
+                Ok::<_, ServiceError>(world.apply(&def, &calls, &loaded, None, &event, now, 0)?)
             })
             .await?;
         self.transitions

@@ -510,10 +510,10 @@ impl Store for MemoryStore {
         commit_locked(&mut self.lock(), prev, t, now)
     }
 
-    async fn commit_start<E: From<StoreError>>(
+    async fn commit_start<E: From<StoreError> + Send + 'static>(
         &self,
         now: DateTime<Utc>,
-        build: impl FnOnce(String) -> Result<Transition, E>,
+        build: impl FnOnce(String) -> Result<Transition, E> + Send + 'static,
     ) -> Result<Transition, E> {
         let mut tables = self.lock();
         let number = tables.instance_counter + 1;

@@ -16,6 +16,8 @@
 pub use duban_core::runtime::directory_file as directory;
 pub mod memory;
 pub mod sql;
+pub mod sqlite_writer;
+pub mod writes;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -417,10 +419,10 @@ pub trait Store {
     /// (`build`, given the id) and stores it as [`Store::commit`] does, in
     /// the same transaction. A start that fails (its `build` refused, a
     /// full disk) takes no number; concurrent starts wait for each other.
-    async fn commit_start<E: From<StoreError>>(
+    async fn commit_start<E: From<StoreError> + Send + 'static>(
         &self,
         now: DateTime<Utc>,
-        build: impl FnOnce(String) -> Result<Transition, E>,
+        build: impl FnOnce(String) -> Result<Transition, E> + Send + 'static,
     ) -> Result<Transition, E>;
     /// Instances, optionally by status and definition.
     async fn instances(

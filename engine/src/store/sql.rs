@@ -26,12 +26,14 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use super::sqlite_writer::{db, Build, StartError, Writer};
+use super::writes::{self, Check, Val, WriteSet};
 use super::*;
 use super::{corrupt, from_ms, ms, HELD};
 use crate::runtime::directory::{Agency, Person};
 use crate::runtime::facts::Fact;
 use crate::runtime::reports::{NoticeRecord, ReportQuery};
-use crate::runtime::{Command, HistoryKind, TaskState};
+use crate::runtime::HistoryKind;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -53,6 +55,23 @@ pub struct SqlStore {
     backend: Backend,
     /// Test hook: fail a commit after this many statements.
     fault_after: Arc<AtomicUsize>,
+    /// SQLite: the group-commit writer every transition is stored through
+    /// (`store::sqlite_writer`); `None` on PostgreSQL, where each commit is
+    /// its own transaction on a pooled connection.
+    writer: Option<Writer>,
+}
+
+/// The file of a SQLite URL (`None` for an in-memory database, which a
+/// second connection would not see).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
 }
 
 /// Turns `./duban.db`, `sqlite:…` or `postgres://…` into a URL and backend.
@@ -103,6 +122,8 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", redact(db))))?;
+        let fault_after = Arc::new(AtomicUsize::new(usize::MAX));
+        let mut writer = None;
         match backend {
             Backend::Sqlite => {
                 sqlx::query("PRAGMA journal_mode=WAL")
@@ -112,6 +133,9 @@ impl SqlStore {
                     .run(&pool)
                     .await
                     .map_err(|e| StoreError::Database(format!("migrating {}: {e}", redact(db))))?;
+                if let Some(file) = sqlite_file(&url) {
+                    writer = Some(Writer::open(&file, fault_after.clone())?);
+                }
             }
             Backend::Postgres => {
                 POSTGRES_MIGRATIONS
@@ -124,7 +148,8 @@ impl SqlStore {
             url: db.to_string(),
             pool,
             backend,
-            fault_after: Arc::new(AtomicUsize::new(usize::MAX)),
+            fault_after,
+            writer,
         })
     }
 
@@ -145,9 +170,26 @@ impl SqlStore {
             .store(n.unwrap_or(usize::MAX), Ordering::SeqCst);
     }
 
-    /// Closes the pool.
+    /// Closes the writer (after what is queued is committed) and the pool.
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.stop().await;
+        }
         self.pool.close().await;
+    }
+
+    /// Test hook: runs `sql` on the SQLite writer's connection (a `PRAGMA
+    /// max_page_count` that fills the disk for it); on the pool without one.
+    pub async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
+        match &self.writer {
+            Some(w) => w.exec(sql).await,
+            None => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     fn tick(&self, n: &mut usize) -> Result<(), StoreError> {
@@ -169,13 +211,6 @@ impl SqlStore {
             deployed_at: from_ms(r.try_get("deployed_at")?),
         })
     }
-}
-
-fn task_values(t: &TaskState) -> (String, Option<i64>, Option<String>) {
-    let assignees = serde_json::to_string(&t.assignees).unwrap_or_else(|_| "[]".into());
-    let due = t.deadline.as_ref().map(|d| d.deadline.timestamp_millis());
-    let last_day = t.deadline.as_ref().map(|d| d.last_day.to_string());
-    (assignees, due, last_day)
 }
 
 impl Store for SqlStore {
@@ -265,6 +300,22 @@ impl Store for SqlStore {
     }
 
     async fn load(&self, id: &str) -> Result<Option<InstanceState>, StoreError> {
+        if let Some(w) = &self.writer {
+            // Read on the caller's thread: one indexed row, no hand-over.
+            let text = w.read(|c| {
+                c.prepare_cached("SELECT state FROM instances WHERE id = ?1")?
+                    .query_row([id], |r| r.get::<_, String>(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+            })?;
+            return match text {
+                None => Ok(None),
+                Some(t) => serde_json::from_str(&t).map(Some).map_err(corrupt),
+            };
+        }
         let row = sqlx::query("SELECT state FROM instances WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -284,15 +335,34 @@ impl Store for SqlStore {
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if let Some(w) = &self.writer {
+            return w.commit(writes::transition(prev, t, now)?).await;
+        }
         self.transaction(async |tx| self.write(tx, prev, t, now).await)
             .await
     }
 
-    async fn commit_start<E: From<StoreError>>(
+    async fn commit_start<E: From<StoreError> + Send + 'static>(
         &self,
         now: DateTime<Utc>,
-        build: impl FnOnce(String) -> Result<Transition, E>,
+        build: impl FnOnce(String) -> Result<Transition, E> + Send + 'static,
     ) -> Result<Transition, E> {
+        if let Some(w) = &self.writer {
+            let build: Build = Box::new(move |id| match build(id) {
+                Ok(t) => match writes::transition(None, &t, now) {
+                    Ok(set) => Ok((t, set)),
+                    Err(e) => Err(Box::new(E::from(e)) as Box<dyn std::any::Any + Send>),
+                },
+                Err(e) => Err(Box::new(e) as Box<dyn std::any::Any + Send>),
+            });
+            return match w.start(build).await {
+                Ok(t) => Ok(t),
+                Err(StartError::Build(e)) => Err(*e
+                    .downcast::<E>()
+                    .expect("a start's build fails with its own error")),
+                Err(StartError::Store(e)) => Err(e.into()),
+            };
+        }
         self.transaction(async |tx| {
             // Taken by the start's own transaction, first: on SQLite this
             // takes the write lock; on PostgreSQL the counter's row waits
@@ -698,6 +768,31 @@ impl Store for SqlStore {
              (SELECT id FROM timers WHERE due <= $3 AND (lease_until IS NULL OR lease_until < $3) \
               ORDER BY due, id LIMIT $4{lock}) RETURNING id, instance, due"
         );
+        if let Some(w) = &self.writer {
+            let (owner, lease, now, limit) = (
+                owner.to_string(),
+                ms(lease_until),
+                ms(now),
+                i64::from(limit),
+            );
+            let mut out = w
+                .run(move |c| {
+                    let mut stmt = c.prepare_cached(&sql).map_err(db)?;
+                    let rows = stmt
+                        .query_map(rusqlite::params![owner, lease, now, limit], |r| {
+                            Ok(DueTimer {
+                                id: r.get(0)?,
+                                instance: r.get(1)?,
+                                due: from_ms(r.get(2)?),
+                            })
+                        })
+                        .map_err(db)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+                })
+                .await?;
+            out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
+            return Ok(out);
+        }
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(ms(lease_until))
@@ -720,6 +815,17 @@ impl Store for SqlStore {
     }
 
     async fn drop_timer(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(w) = &self.writer {
+            let id = id.to_string();
+            return w
+                .run(move |c| {
+                    c.prepare_cached("DELETE FROM timers WHERE id = ?1")
+                        .and_then(|mut s| s.execute([id]))
+                        .map(drop)
+                        .map_err(db)
+                })
+                .await;
+        }
         sqlx::query("DELETE FROM timers WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -728,14 +834,33 @@ impl Store for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let r = sqlx::query(
-            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due \
-             THEN lease_until ELSE due END) AS due FROM timers WHERE owner IS NULL OR owner <> $1",
+        // Two reads off the indexes (due, id) and (lease_until), never a
+        // scan of every pending timer: the first unclaimed timer, and the
+        // first claim whose lease ends (then its timer may be taken again).
+        let free = sqlx::query(
+            "SELECT due FROM timers WHERE lease_until IS NULL ORDER BY due, id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get::<i64, _>("due"))
+        .transpose()?;
+        let leased = sqlx::query(
+            "SELECT lease_until, due FROM timers WHERE lease_until IS NOT NULL AND owner <> $1 \
+             ORDER BY lease_until LIMIT 1",
         )
         .bind(HELD)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(r.try_get::<Option<i64>, _>("due")?.map(from_ms))
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| -> Result<i64, StoreError> {
+            Ok(r.try_get::<i64, _>("lease_until")?
+                .max(r.try_get::<i64, _>("due")?))
+        })
+        .transpose()?;
+        Ok(match (free, leased) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(from_ms))
     }
 
     async fn release_timers(&self, owner: Option<&str>) -> Result<u64, StoreError> {
@@ -1017,246 +1142,50 @@ impl SqlStore {
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let s = &t.state;
-        let state = serde_json::to_string(s).map_err(corrupt)?;
+        let set = writes::transition(prev, t, now)?;
+        self.execute(tx, &set).await
+    }
+
+    /// Executes a write set in transaction `tx`, statement by statement
+    /// (the fault hook counts them).
+    async fn execute(&self, tx: &mut AnyConnection, set: &WriteSet) -> Result<(), StoreError> {
         let mut n = 0;
-        self.tick(&mut n)?;
-        match prev {
-            Some(rev) => {
-                let done = sqlx::query("UPDATE instances SET state = $1, status = $2, revision = $3, updated_at = $4 WHERE id = $5 AND revision = $6")
-                    .bind(&state)
-                    .bind(s.status.name())
-                    .bind(s.revision as i64)
-                    .bind(ms(now))
-                    .bind(&s.id)
-                    .bind(rev as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict(s.id.clone()));
-                }
-            }
-            None => {
-                let done = sqlx::query("INSERT INTO instances (id, definition, version, profile, status, revision, state, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                    .bind(&s.id)
-                    .bind(&s.definition)
-                    .bind(i64::from(s.version))
-                    .bind(s.profile.clone())
-                    .bind(s.status.name())
-                    .bind(s.revision as i64)
-                    .bind(&state)
-                    .bind(ms(s.started_at))
-                    .bind(ms(now))
-                    .execute(&mut *tx)
-                    .await;
-                if let Err(e) = done {
-                    return Err(match &e {
-                        sqlx::Error::Database(d) if d.is_unique_violation() => {
-                            StoreError::Conflict(s.id.clone())
-                        }
-                        _ => e.into(),
-                    });
-                }
-            }
-        }
-        for cmd in &t.commands {
+        let mut last_id: Option<i64> = None;
+        for op in &set.ops {
             self.tick(&mut n)?;
-            match cmd {
-                // A called child that ends tells its parent through the
-                // outbox, in the transaction that ends it: the result cannot
-                // be lost between the child's commit and the parent's.
-                Command::TellParent { result } => {
-                    let payload =
-                        serde_json::json!({ "child": s.id, "result": result }).to_string();
-                    sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) SELECT parent, 'child_ended', $1, 'pending', 0, $2 FROM children WHERE child = $3")
-                        .bind(payload)
-                        .bind(ms(now))
-                        .bind(&s.id)
-                        .execute(&mut *tx)
-                        .await?;
+            let mut q = sqlx::query(op.sql);
+            for v in &op.params {
+                q = match v {
+                    Val::Text(s) => q.bind(s.as_str()),
+                    Val::Int(i) => q.bind(*i),
+                    Val::NullText => q.bind(None::<String>),
+                    Val::NullInt => q.bind(None::<i64>),
+                    Val::LastId => q.bind(last_id.ok_or_else(|| corrupt("no id to refer to"))?),
+                };
+            }
+            match op.check {
+                Check::None => {
+                    q.execute(&mut *tx).await?;
                 }
-                // A stuck instance's timers are leased to nobody, for ever,
-                // so no engine process claims them until a retry.
-                Command::HoldTimers => {
-                    sqlx::query(
-                        "UPDATE timers SET owner = $1, lease_until = $2 WHERE instance = $3",
-                    )
-                    .bind(HELD)
-                    .bind(i64::MAX)
-                    .bind(&s.id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Command::ReleaseTimers => {
-                    sqlx::query(
-                        "UPDATE timers SET owner = NULL, lease_until = NULL WHERE instance = $1",
-                    )
-                    .bind(&s.id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Command::OpenTask { task, .. } => {
-                    let ts = s
-                        .tasks
-                        .get(task)
-                        .ok_or_else(|| corrupt(format!("task {task} not in state")))?;
-                    let (assignees, due, last_day) = task_values(ts);
-                    sqlx::query("INSERT INTO tasks (id, instance, step, kind, assignees, opened_at, due, last_day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-                        .bind(task)
-                        .bind(&s.id)
-                        .bind(&ts.step)
-                        .bind(ts.kind.as_str())
-                        .bind(assignees)
-                        .bind(ms(ts.opened_at))
-                        .bind(due)
-                        .bind(last_day)
-                        .execute(&mut *tx)
-                        .await?;
-                    for p in &ts.assignees {
-                        self.tick(&mut n)?;
-                        sqlx::query("INSERT INTO task_assignees (task, person) VALUES ($1, $2)")
-                            .bind(task)
-                            .bind(p)
-                            .execute(&mut *tx)
-                            .await?;
+                Check::OneRow => {
+                    if q.execute(&mut *tx).await?.rows_affected() != 1 {
+                        return Err(StoreError::Conflict(set.instance.clone()));
                     }
                 }
-                Command::UpdateTask { task } => {
-                    let ts = s
-                        .tasks
-                        .get(task)
-                        .ok_or_else(|| corrupt(format!("task {task} not in state")))?;
-                    let (assignees, due, last_day) = task_values(ts);
-                    sqlx::query(
-                        "UPDATE tasks SET due = $1, last_day = $2, assignees = $3 WHERE id = $4",
-                    )
-                    .bind(due)
-                    .bind(last_day)
-                    .bind(assignees)
-                    .bind(task)
-                    .execute(&mut *tx)
-                    .await?;
-                    // The assignees may have changed (a recusal granted).
-                    sqlx::query("DELETE FROM task_assignees WHERE task = $1")
-                        .bind(task)
-                        .execute(&mut *tx)
-                        .await?;
-                    for p in &ts.assignees {
-                        sqlx::query("INSERT INTO task_assignees (task, person) VALUES ($1, $2)")
-                            .bind(task)
-                            .bind(p)
-                            .execute(&mut *tx)
-                            .await?;
+                Check::NewRow => {
+                    if let Err(e) = q.execute(&mut *tx).await {
+                        return Err(match &e {
+                            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                                StoreError::Conflict(set.instance.clone())
+                            }
+                            _ => e.into(),
+                        });
                     }
                 }
-                Command::CloseTask { task } => {
-                    let outcome = s
-                        .tasks
-                        .get(task)
-                        .and_then(|t| t.closed.as_ref())
-                        .map(|c| c.outcome.clone());
-                    sqlx::query("UPDATE tasks SET closed_at = $1, outcome = $2 WHERE id = $3")
-                        .bind(ms(now))
-                        .bind(outcome)
-                        .bind(task)
-                        .execute(&mut *tx)
-                        .await?;
+                Check::ReturnsId => {
+                    let row = q.fetch_one(&mut *tx).await?;
+                    last_id = Some(row.try_get("id")?);
                 }
-                Command::ScheduleTimer { timer } => {
-                    let kind = serde_json::to_string(&timer.kind).map_err(corrupt)?;
-                    sqlx::query("INSERT INTO timers (id, instance, due, kind, provisional) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&timer.id)
-                        .bind(&s.id)
-                        .bind(ms(timer.due))
-                        .bind(kind)
-                        .bind(i64::from(timer.provisional))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Command::CancelTimer { timer } => {
-                    sqlx::query("DELETE FROM timers WHERE id = $1")
-                        .bind(timer)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Command::AwaitMessage { name, key } => {
-                    sqlx::query(
-                        "INSERT INTO awaited_messages (name, key, instance) VALUES ($1, $2, $3)",
-                    )
-                    .bind(name)
-                    .bind(key)
-                    .bind(&s.id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Command::StopAwaiting { name, key } => {
-                    sqlx::query("DELETE FROM awaited_messages WHERE name = $1 AND key = $2 AND instance = $3").bind(name).bind(key).bind(&s.id).execute(&mut *tx).await?;
-                }
-                Command::RecordFact { fact } => {
-                    sqlx::query("INSERT INTO facts (subject, name, value, at, process, instance, step, actor, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                        .bind(&fact.subject)
-                        .bind(&fact.name)
-                        .bind(fact.value.to_string())
-                        .bind(ms(fact.at))
-                        .bind(&fact.process)
-                        .bind(&fact.instance)
-                        .bind(&fact.step)
-                        .bind(&fact.actor)
-                        .bind(fact.note.clone())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Command::Notify { .. }
-                | Command::RenderDocument { .. }
-                | Command::StartChild { .. }
-                | Command::SendMessage { .. }
-                | Command::CancelChild { .. } => {
-                    let kind = OutboxKind::of_command(cmd).expect("an outbox command");
-                    let payload = serde_json::to_string(cmd).map_err(corrupt)?;
-                    sqlx::query("INSERT INTO outbox (instance, kind, payload, status, attempts, created_at) VALUES ($1, $2, $3, 'pending', 0, $4)")
-                        .bind(&s.id)
-                        .bind(kind.as_str())
-                        .bind(payload)
-                        .bind(ms(now))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        for h in &t.history {
-            self.tick(&mut n)?;
-            let changed = serde_json::to_string(&h.changed).map_err(corrupt)?;
-            let deadline = h
-                .deadline
-                .as_ref()
-                .map(|d| serde_json::to_string(d).unwrap_or_default());
-            let row = sqlx::query("INSERT INTO history (instance, at, actor, what, step_before, step_after, changed, deadline, note, due) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id")
-                .bind(&s.id)
-                .bind(ms(h.at))
-                .bind(&h.actor)
-                .bind(h.what.as_str())
-                .bind(h.step_before.clone())
-                .bind(h.step_after.clone())
-                .bind(changed)
-                .bind(deadline)
-                .bind(h.note.clone())
-                .bind(h.due.map(ms))
-                .fetch_one(&mut *tx)
-                .await?;
-            let id: i64 = row.try_get("id")?;
-            let mut people = h.people.clone();
-            people.sort();
-            people.dedup();
-            for p in people {
-                self.tick(&mut n)?;
-                sqlx::query(
-                    "INSERT INTO history_people (history, person, instance) VALUES ($1, $2, $3)",
-                )
-                .bind(id)
-                .bind(p)
-                .bind(&s.id)
-                .execute(&mut *tx)
-                .await?;
             }
         }
         self.tick(&mut n)?;
@@ -1351,6 +1280,7 @@ mod tests {
             pool,
             backend: Backend::Sqlite,
             fault_after: Arc::new(AtomicUsize::new(usize::MAX)),
+            writer: None,
         }
     }
 

@@ -105,12 +105,23 @@ pub async fn rows(engine: &Engine<SqlStore>, status: &str, kind: &str) -> Vec<Ou
 }
 
 /// A port nothing listens on now.
+/// Never the same port twice in one test binary: a test that stops its
+/// server and starts it again on its port must not find another test's
+/// server there (the operating system hands a freed port out again).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits (at most 20 s) until a server listens on `port`.
