@@ -369,25 +369,13 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Applies `event` on the core. `calls` are the definitions the
-    /// definition's calls may start ([`Engine::callees`]); `depth` is the
-    /// call depth of an instance a start starts.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_core(
-        &self,
-        def: &Definition,
-        calls: &Callees,
-        loaded: &Loaded,
-        state: Option<&InstanceState>,
-        event: &Event,
-        now: DateTime<Utc>,
-        depth: u32,
-    ) -> Result<Transition, EngineError> {
-        let world = World {
+    /// The directory and calendar an event is applied with now
+    /// ([`World::apply`] runs the core).
+    fn world(&self) -> World {
+        World {
             directory: self.directory(),
             calendar: self.calendar(),
-        };
-        world.apply(def, calls, loaded, state, event, now, depth)
+        }
     }
 
     /// Applies `event` on the core with what it reads from the store
@@ -419,7 +407,9 @@ impl<S: Store> Engine<S> {
                 facts: Facts::none(),
                 reports: Reports::default(),
             };
-            let t = self.apply_core(def, calls, &none, state, event, now, depth);
+            let t = self
+                .world()
+                .apply(def, calls, &none, state, event, now, depth);
             return Ok((none, t));
         }
         let mut subjects = BTreeSet::new();
@@ -444,7 +434,7 @@ impl<S: Store> Engine<S> {
                 facts,
                 reports: Reports::loaded(queries.clone()),
             };
-            let t = self.apply_core(def, calls, &l, state, event, now, depth);
+            let t = self.world().apply(def, calls, &l, state, event, now, depth);
             let missing_subjects = l.facts.take_missing();
             let missing_queries = l.reports.take_missing();
             round += 1;
@@ -554,10 +544,7 @@ impl<S: Store> Engine<S> {
             .await?;
         checked?;
         // The id is taken in the start's own transaction.
-        let world = World {
-            directory: self.directory(),
-            calendar: self.calendar(),
-        };
+        let world = self.world();
         let t = self
             .store
             .commit_start(now, move |id| {

@@ -29,7 +29,7 @@ pub use memory::MemoryStore;
 pub use sql::SqlStore;
 
 /// Why a store operation failed. Messages never carry raw SQL.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another transition was stored first; reload and try again.
     #[error("conflict: instance `{0}` was changed concurrently; reload it and try again")]

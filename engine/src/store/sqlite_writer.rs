@@ -90,7 +90,6 @@ enum Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::UnboundedSender<Job>,
-    fault_after: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     readers: std::sync::Arc<Readers>,
 }
 
@@ -133,14 +132,12 @@ impl Writer {
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
         let (tx, rx) = mpsc::unbounded_channel();
-        let hook = fault_after.clone();
         std::thread::Builder::new()
             .name("duban-sqlite-writer".into())
-            .spawn(move || run(conn, rx, hook))
+            .spawn(move || run(conn, rx, fault_after))
             .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
         Ok(Writer {
             jobs: tx,
-            fault_after,
             readers: std::sync::Arc::new(Readers {
                 path: path.to_path_buf(),
                 idle: std::sync::Mutex::new(Vec::new()),
@@ -231,11 +228,6 @@ impl Writer {
             let _ = answer.await;
         }
         self.readers.idle.lock().expect("not poisoned").clear();
-    }
-
-    /// The fault hook's current setting.
-    pub fn fault_after(&self) -> usize {
-        self.fault_after.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -471,7 +463,7 @@ fn batch(
             Job::Commit { set, reply } => match execute(conn, &set, hook, &mut n) {
                 Ok(()) => Ok(Done::Commit(reply)),
                 Err(e) => {
-                    let _ = reply.send(Err(clone_error(&e)));
+                    let _ = reply.send(Err(e.clone()));
                     Err(Some(e))
                 }
             },
@@ -479,7 +471,7 @@ fn batch(
                 Ok(Ok((t, set))) => match execute(conn, &set, hook, &mut n) {
                     Ok(()) => Ok(Done::Start(reply, Box::new(t))),
                     Err(e) => {
-                        let _ = reply.send(Err(StartError::Store(clone_error(&e))));
+                        let _ = reply.send(Err(StartError::Store(e.clone())));
                         Err(Some(e))
                     }
                 },
@@ -488,14 +480,14 @@ fn batch(
                     Err(None)
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(StartError::Store(clone_error(&e))));
+                    let _ = reply.send(Err(StartError::Store(e.clone())));
                     Err(Some(e))
                 }
             },
             Job::Run { work, reply } => match work(conn) {
                 Ok(v) => Ok(Done::Run(reply, v)),
                 Err(e) => {
-                    let _ = reply.send(Err(clone_error(&e)));
+                    let _ = reply.send(Err(e.clone()));
                     Err(Some(e))
                 }
             },
@@ -542,21 +534,6 @@ fn batch(
                 d.fail(&e);
             }
         }
-    }
-}
-
-/// A copy of `e` for its caller (the writer keeps the original to decide).
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
-        StoreError::VersionChanged { id, version } => StoreError::VersionChanged {
-            id: id.clone(),
-            version: *version,
-        },
-        StoreError::NotFound(s) => StoreError::NotFound(s.clone()),
-        StoreError::Injected(n) => StoreError::Injected(*n),
-        StoreError::Database(s) => StoreError::Database(s.clone()),
-        StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
     }
 }
 
