@@ -285,34 +285,35 @@ impl<S: Store> Engine<S> {
     }
 
     /// The definition `id` at `version` (latest when `None`), parsed once.
+    /// The latest version is asked of the store each time (another process
+    /// may have deployed one), by its number only: the stored text is read
+    /// once per version, when it is first parsed.
     pub async fn definition(
         &self,
         id: &str,
         version: Option<u32>,
     ) -> Result<Arc<Definition>, ServiceError> {
-        if let Some(v) = version {
-            if let Some(d) = self
-                .definitions
-                .lock()
-                .expect("not poisoned")
-                .get(&(id.to_string(), v))
-            {
-                return Ok(d.clone());
-            }
-        }
-        let stored = self
-            .store
-            .definition(id, version)
-            .await?
-            .ok_or_else(|| ServiceError::UnknownProcess(id.into()))?;
+        let version = match version {
+            Some(v) => v,
+            None => self
+                .store
+                .latest_version(id)
+                .await?
+                .ok_or_else(|| ServiceError::UnknownProcess(id.into()))?,
+        };
         if let Some(d) = self
             .definitions
             .lock()
             .expect("not poisoned")
-            .get(&(id.to_string(), stored.version))
+            .get(&(id.to_string(), version))
         {
             return Ok(d.clone());
         }
+        let stored = self
+            .store
+            .definition(id, Some(version))
+            .await?
+            .ok_or_else(|| ServiceError::UnknownProcess(id.into()))?;
         let files: BTreeMap<String, String> =
             serde_json::from_str(&stored.files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ctx = LoadContext {

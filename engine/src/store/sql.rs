@@ -178,20 +178,6 @@ impl SqlStore {
         self.pool.close().await;
     }
 
-    /// Test hook: runs `sql` on the SQLite writer's connection (a `PRAGMA
-    /// max_page_count` that fills the disk for it); on the pool without one.
-    pub async fn exec_on_writer(&self, sql: &str) -> Result<(), StoreError> {
-        match &self.writer {
-            Some(w) => w.exec(sql).await,
-            None => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-        }
-    }
-
     fn tick(&self, n: &mut usize) -> Result<(), StoreError> {
         if *n >= self.fault_after.load(Ordering::SeqCst) {
             return Err(StoreError::Injected(*n));
@@ -284,6 +270,14 @@ impl Store for SqlStore {
     }
 
     async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        if let Some(w) = &self.writer {
+            // Asked before every start and call: on the caller's thread.
+            let v: Option<i64> = w.read(|c| {
+                c.prepare_cached("SELECT MAX(version) FROM definitions WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+            })?;
+            return Ok(v.and_then(|v| u32::try_from(v).ok()));
+        }
         let r = sqlx::query("SELECT MAX(version) AS v FROM definitions WHERE id = $1")
             .bind(id)
             .fetch_one(&self.pool)

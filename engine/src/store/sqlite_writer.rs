@@ -76,11 +76,6 @@ enum Job {
         work: Work,
         reply: oneshot::Sender<Result<Box<dyn Any + Send>, StoreError>>,
     },
-    /// Test hook: a statement on the writer's connection, outside any batch.
-    Exec {
-        sql: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
     Stop {
         reply: oneshot::Sender<()>,
     },
@@ -206,19 +201,6 @@ impl Writer {
             .map_err(|_| closed())?;
         let v = answer.await.map_err(|_| closed())??;
         Ok(*v.downcast::<T>().expect("the work's own type"))
-    }
-
-    /// Runs `sql` on the writer's connection between batches (tests: a
-    /// `PRAGMA max_page_count` that fills the disk).
-    pub async fn exec(&self, sql: &str) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Exec {
-                sql: sql.into(),
-                reply,
-            })
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
     }
 
     /// Finishes what is queued and closes the connection.
@@ -367,31 +349,20 @@ fn run(
                 Err(_) => break,
             }
         }
-        // Jobs outside transactions run on their own, in their turn.
-        match queue.front() {
-            Some(Job::Stop { .. }) => {
-                let Some(Job::Stop { reply }) = queue.pop_front() else {
-                    unreachable!()
-                };
-                // What was queued before the stop has been committed.
-                drop(conn);
-                let _ = reply.send(());
-                for j in queue
-                    .drain(..)
-                    .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-                {
-                    refuse(j);
-                }
-                return;
+        // A stop, in its turn: everything queued before it has run.
+        if let Some(Job::Stop { .. }) = queue.front() {
+            let Some(Job::Stop { reply }) = queue.pop_front() else {
+                unreachable!()
+            };
+            drop(conn);
+            let _ = reply.send(());
+            for j in queue
+                .drain(..)
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
+                refuse(j);
             }
-            Some(Job::Exec { .. }) => {
-                let Some(Job::Exec { sql, reply }) = queue.pop_front() else {
-                    unreachable!()
-                };
-                let _ = reply.send(conn.execute_batch(&sql).map_err(db));
-                continue;
-            }
-            _ => {}
+            return;
         }
         batch(&conn, &mut queue, &fault_after);
     }
@@ -399,7 +370,7 @@ fn run(
 
 fn refuse(j: Job) {
     match j {
-        Job::Commit { reply, .. } | Job::Exec { reply, .. } => {
+        Job::Commit { reply, .. } => {
             let _ = reply.send(Err(closed()));
         }
         Job::Run { reply, .. } => {
