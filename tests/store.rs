@@ -293,6 +293,18 @@ async fn deploy_versions<S: Store>(db: Db<S>) {
             .version,
         deployed
     );
+    // The heads the scheduler reads: one per id, its latest version.
+    let heads = store.definition_heads().await.unwrap();
+    assert_eq!(heads.len(), ids.len());
+    let dispute = heads.iter().find(|h| h.id == "dispute").unwrap();
+    assert_eq!(dispute.version, deployed + 1);
+    assert_eq!(dispute.deployed_at, changed.deployed_at);
+    let letter = defs.iter().find(|d| d.id == "supervision_letter").unwrap();
+    let head = heads.iter().find(|h| h.id == "supervision_letter").unwrap();
+    assert_eq!(
+        (head.version, head.deployed_at),
+        (letter.version, letter.deployed_at)
+    );
 }
 
 async fn invalid_definitions_are_refused<S: Store>(db: Db<S>) {

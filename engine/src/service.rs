@@ -36,8 +36,8 @@ use crate::runtime::{
     self, values, Command, EngineError, Env, Event, HistoryEntry, InstanceState, Status, Transition,
 };
 use crate::store::{
-    ApiToken, Deployed, HistoryRow, InstanceRow, OutboxRow, OutboxStatus, Store, StoreError,
-    StoredDefinition, TaskFilter, TaskRow,
+    ApiToken, DefinitionHead, Deployed, HistoryRow, InstanceRow, OutboxRow, OutboxStatus, Store,
+    StoreError, StoredDefinition, TaskFilter, TaskRow,
 };
 
 /// Why an operation failed.
@@ -1177,21 +1177,12 @@ impl<S: Store> Engine<S> {
 
     // ----- queries -----------------------------------------------------
 
-    /// The latest deployed version of each process, with its stored row.
-    pub async fn deployed(&self) -> Result<Vec<(StoredDefinition, Arc<Definition>)>, ServiceError> {
-        let mut latest: BTreeMap<String, StoredDefinition> = BTreeMap::new();
-        for d in self.store.definitions().await? {
-            match latest.get(&d.id) {
-                Some(l) if l.version >= d.version => {}
-                _ => {
-                    latest.insert(d.id.clone(), d);
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(latest.len());
-        for (id, stored) in latest {
-            let def = self.definition(&id, Some(stored.version)).await?;
-            out.push((stored, def));
+    /// The latest deployed version of each process, parsed (texts read once per version).
+    pub async fn deployed(&self) -> Result<Vec<(DefinitionHead, Arc<Definition>)>, ServiceError> {
+        let mut out = Vec::new();
+        for head in self.store.definition_heads().await? {
+            let def = self.definition(&head.id, Some(head.version)).await?;
+            out.push((head, def));
         }
         Ok(out)
     }

@@ -19,8 +19,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Deployed, DueTimer, HistoryRow, InstanceRow, OutboxKind, OutboxRow, OutboxStatus, Stats, Store,
-    StoreError, StoredDefinition, TaskFilter, TaskRow,
+    DefinitionHead, Deployed, DueTimer, HistoryRow, InstanceRow, OutboxKind, OutboxRow,
+    OutboxStatus, Stats, Store, StoreError, StoredDefinition, TaskFilter, TaskRow,
 };
 use crate::runtime::directory::{Agency, MemoryDirectory, Person};
 use crate::runtime::facts::Fact;
@@ -478,6 +478,27 @@ impl Store for MemoryStore {
 
     async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError> {
         Ok(self.lock().definitions.values().cloned().collect())
+    }
+
+    async fn definition_heads(&self) -> Result<Vec<DefinitionHead>, StoreError> {
+        let t = self.lock();
+        let mut heads: BTreeMap<&str, DefinitionHead> = BTreeMap::new();
+        for d in t.definitions.values() {
+            if heads
+                .get(d.id.as_str())
+                .is_none_or(|h| h.version < d.version)
+            {
+                heads.insert(
+                    &d.id,
+                    DefinitionHead {
+                        id: d.id.clone(),
+                        version: d.version,
+                        deployed_at: d.deployed_at,
+                    },
+                );
+            }
+        }
+        Ok(heads.into_values().collect())
     }
 
     async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {

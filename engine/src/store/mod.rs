@@ -107,6 +107,18 @@ pub struct StoredDefinition {
     pub deployed_at: DateTime<Utc>,
 }
 
+/// The latest version of a deployed definition, without its texts: what
+/// the scheduler reads at every round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DefinitionHead {
+    /// Its id.
+    pub id: String,
+    /// Its latest version.
+    pub version: u32,
+    /// When that version was deployed.
+    pub deployed_at: DateTime<Utc>,
+}
+
 /// What a deploy did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -397,6 +409,9 @@ pub trait Store {
     async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError>;
     /// The latest deployed version of a definition, without its text.
     async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError>;
+    /// The latest version of every deployed definition, by id, without
+    /// their texts.
+    async fn definition_heads(&self) -> Result<Vec<DefinitionHead>, StoreError>;
     /// The id the next start numbered by the counter
     /// ([`Store::commit_start`]) will take, unless another takes it first.
     /// Reading it takes nothing.

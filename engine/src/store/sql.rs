@@ -269,6 +269,24 @@ impl Store for SqlStore {
         rows.iter().map(Self::row_definition).collect()
     }
 
+    async fn definition_heads(&self) -> Result<Vec<DefinitionHead>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.version, d.deployed_at FROM definitions d \
+             WHERE d.version = (SELECT MAX(version) FROM definitions WHERE id = d.id) ORDER BY d.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DefinitionHead {
+                    id: r.try_get("id")?,
+                    version: r.try_get::<i64, _>("version")? as u32,
+                    deployed_at: from_ms(r.try_get("deployed_at")?),
+                })
+            })
+            .collect()
+    }
+
     async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
         if let Some(w) = &self.writer {
             // Asked before every start and call: on the caller's thread.
@@ -861,7 +879,7 @@ impl Store for SqlStore {
         let r = match owner {
             Some(o) => {
                 sqlx::query(
-                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner = $1 AND owner <> $2",
+                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND owner = $1 AND owner <> $2",
                 )
                 .bind(o)
                 .bind(HELD)
@@ -870,7 +888,7 @@ impl Store for SqlStore {
             }
             None => {
                 sqlx::query(
-                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL AND owner <> $1",
+                    "UPDATE timers SET owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND owner <> $1",
                 )
                 .bind(HELD)
                 .execute(&self.pool)
