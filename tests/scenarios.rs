@@ -271,3 +271,12 @@ async fn every_documented_workflow_pattern_runs_as_the_docs_say() {
 async fn a_called_child_keeps_the_callers_profile() {
     assert_eq!(failures("call_profile.yaml").await, vec![]);
 }
+
+/// Issue 19: a running case migrated in the middle of a scenario
+/// (docs/migration.md): the period already counted keeps its date under the
+/// new version's longer period, and its reminder and expiry fire once each
+/// at the renamed step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_migrates_its_case_and_the_counted_period_keeps_its_date() {
+    assert_eq!(failures("migrate.yaml").await, vec![]);
+}

@@ -256,6 +256,11 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// Move running instances to another version of their definition (docs/migration.md).
+    Migrate {
+        #[command(subcommand)]
+        cmd: crate::migrate::MigrateCmd,
+    },
     /// Bearer tokens of the JSON API (`/api/v1`, docs/api.md).
     Token {
         #[command(subcommand)]
@@ -992,6 +997,55 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             outln!("set {} on {id}", names.join(", "));
             outln!("{}", open_tasks_line(&t.state));
         }
+        Cmd::Migrate { cmd } => match cmd {
+            crate::migrate::MigrateCmd::Plan { args } => {
+                let req = crate::migrate::request(&args)?;
+                let plans = engine
+                    .migration_plan(&req, "admin", now)
+                    .await
+                    .map_err(fail)?;
+                if args.json {
+                    print_json(&plans);
+                } else {
+                    crate::migrate::print(&plans);
+                }
+                if plans.iter().any(|p| !p.ok()) {
+                    return Err(exit::INVALID);
+                }
+            }
+            crate::migrate::MigrateCmd::Apply { args, actor } => {
+                let req = crate::migrate::request(&args)?;
+                match engine.migration_apply(&req, &actor, now).await {
+                    Ok(done) => {
+                        if args.json {
+                            print_json(&done.plans);
+                        } else {
+                            crate::migrate::print(&done.plans);
+                            outln!(
+                                "migrated {} instance(s) of {} from v{} to v{}",
+                                done.plans.len(),
+                                req.process,
+                                req.from,
+                                req.to
+                            );
+                        }
+                    }
+                    Err(ServiceError::MigrationRefused(plans)) => {
+                        if args.json {
+                            print_json(&plans);
+                        } else {
+                            crate::migrate::print(&plans);
+                        }
+                        errln!(
+                            "duban: {}",
+                            duban_engine::migration::refused_message(&plans)
+                        );
+                        return Err(exit::INVALID);
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+        },
         Cmd::Retry { id, actor } => {
             let t = engine.retry(&id, &actor, now).await.map_err(fail)?;
             outln!("retried {id}");

@@ -38,6 +38,7 @@ mod demo;
 mod directory;
 mod instances;
 mod metrics;
+mod migrate;
 mod serve;
 mod timeline;
 mod validate;

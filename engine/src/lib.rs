@@ -9,6 +9,8 @@
 //!   (SQLite, PostgreSQL) and the in-memory one the simulator uses.
 //! - [`service`]: [`service::Engine`], one call per user intent: load,
 //!   apply, commit.
+//! - [`migration`]: moving running instances to another version of their
+//!   definition (`duban migrate`).
 //! - [`scheduler`]: due timers and recurring starts, exactly once.
 //! - [`outbox`]: the one worker loop and retry policy that carries out
 //!   outbox rows of every kind.
@@ -23,6 +25,7 @@
 pub use duban_core::{calendar, definition, runtime};
 
 pub mod metrics;
+pub mod migration;
 pub mod outbox;
 pub mod scheduler;
 pub mod serve;

@@ -64,6 +64,9 @@ pub enum ServiceError {
     /// A task id is not of the form `INSTANCE.N`.
     #[error("`{0}` is not a task id: task ids look like `12.3` (instance 12, task 3; see `duban tasks`)")]
     BadTaskId(String),
+    /// A migration plan refuses some instances; nothing was migrated.
+    #[error("{}", crate::migration::refused_message(.0))]
+    MigrationRefused(Vec<crate::runtime::migrate::Plan>),
 }
 
 /// Values a user gives with an event: typed JSON, or `NAME=VALUE` texts
@@ -146,9 +149,9 @@ struct Loaded {
 
 /// The directory and calendar an event is applied with, held for the
 /// event (a start builds its transition on the store's writer thread).
-struct World {
-    directory: Arc<MemoryDirectory>,
-    calendar: Arc<Calendar>,
+pub(crate) struct World {
+    pub(crate) directory: Arc<MemoryDirectory>,
+    pub(crate) calendar: Arc<Calendar>,
 }
 
 impl World {
@@ -224,7 +227,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Stores transition `t` ([`Store::commit`]) and counts it.
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         prev: Option<u64>,
         t: &Transition,
@@ -372,7 +375,7 @@ impl<S: Store> Engine<S> {
 
     /// The directory and calendar an event is applied with now
     /// ([`World::apply`] runs the core).
-    fn world(&self) -> World {
+    pub(crate) fn world(&self) -> World {
         World {
             directory: self.directory(),
             calendar: self.calendar(),
@@ -936,7 +939,7 @@ impl<S: Store> Engine<S> {
     /// refused. Every step is idempotent: the child's id is fixed by the
     /// call, the link is written once, and a child's result reaches a
     /// parent only while it waits.
-    async fn settle(&self, first: &Transition, now: DateTime<Utc>) {
+    pub(crate) async fn settle(&self, first: &Transition, now: DateTime<Utc>) {
         if let Err(e) = self.settle_all(first, now).await {
             tracing::warn!(instance = %first.state.id, error = %e, "carrying out a call failed; the outbox replay finishes it");
         }

@@ -253,7 +253,7 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(env: &'a Env<'a>, state: InstanceState, now: DateTime<Utc>) -> Self {
+    pub(crate) fn new(env: &'a Env<'a>, state: InstanceState, now: DateTime<Utc>) -> Self {
         Run {
             env,
             state,

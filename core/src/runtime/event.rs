@@ -391,6 +391,17 @@ pub enum Command {
     HoldTimers,
     /// A retry: the instance's held timers may be claimed again.
     ReleaseTimers,
+    /// The instance moved to another version of its definition (`duban
+    /// migrate apply`): the store rewrites the instance's version and the
+    /// step of its task rows and of the children its calls wait on.
+    Migrate {
+        /// The version it ran on.
+        from: u32,
+        /// The version it runs on now.
+        to: u32,
+        /// Steps whose id changed, old → new.
+        steps: Vec<(String, String)>,
+    },
 }
 
 impl Command {

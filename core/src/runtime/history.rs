@@ -74,11 +74,14 @@ pub enum HistoryKind {
     Counted,
     /// An administrator gave an open task to other people (`duban reassign`).
     Reassigned,
+    /// An administrator moved the instance to another version of its
+    /// definition (`duban migrate apply`).
+    Migrated,
 }
 
 impl HistoryKind {
     /// Every kind.
-    pub const ALL: [HistoryKind; 29] = {
+    pub const ALL: [HistoryKind; 30] = {
         use HistoryKind::*;
         [
             Started,
@@ -110,6 +113,7 @@ impl HistoryKind {
             FactRecorded,
             Counted,
             Reassigned,
+            Migrated,
         ]
     };
 
@@ -146,6 +150,7 @@ impl HistoryKind {
             FactRecorded => "fact_recorded",
             Counted => "counted",
             Reassigned => "reassigned",
+            Migrated => "migrated",
         }
     }
 
@@ -183,6 +188,7 @@ impl HistoryKind {
             FactRecorded => "记录",
             Counted => "统计",
             Reassigned => "改派",
+            Migrated => "迁移版本",
         }
     }
 

@@ -24,7 +24,8 @@
 //! agencies the core may look up), [`directory_file`] (reading them
 //! from YAML or CSV), [`facts`] (facts about a person or agency,
 //! recorded by one process and read by any) and [`reports`] (how the
-//! notices of a period were answered, for `report` steps).
+//! notices of a period were answered, for `report` steps) and [`migrate`]
+//! (moving a running instance to another version of its definition).
 
 mod apply;
 pub mod cel_dates;
@@ -35,6 +36,7 @@ pub mod error;
 pub mod event;
 pub mod facts;
 pub mod history;
+pub mod migrate;
 mod notify;
 pub mod reports;
 pub mod state;

@@ -176,12 +176,13 @@ impl Scenario {
                 a.recuse.is_some(),
                 a.decide_recusal.is_some(),
                 a.advance.is_some(),
+                a.migrate.is_some(),
                 a.expect.is_some(),
             ];
             if kinds.iter().filter(|k| **k).count() != 1 {
                 return Err(err(
                     line,
-                    "each step is exactly one of start, complete, receive, message, cancel, recuse, decide_recusal, advance, expect (with an optional `at:`)".into(),
+                    "each step is exactly one of start, complete, receive, message, cancel, recuse, decide_recusal, advance, migrate, expect (with an optional `at:`)".into(),
                 ));
             }
             for t in [a.at.as_deref(), a.advance.as_deref()]
@@ -311,6 +312,7 @@ impl Scenario {
             seen_rows: std::collections::BTreeSet::new(),
             names: BTreeMap::new(),
             last: None,
+            dir: self.dir.clone(),
         };
         let mut now: Option<DateTime<Utc>> = None;
         let mut last_error: Option<String> = None;
@@ -499,6 +501,8 @@ struct Sim<'a> {
     names: BTreeMap<String, String>,
     /// The instance started last: the one steps act on by default.
     last: Option<String>,
+    /// The scenario's folder (what `migrate.to` is relative to).
+    dir: PathBuf,
 }
 
 impl Sim<'_> {
@@ -799,6 +803,49 @@ impl Sim<'_> {
             let task = self.open_task(&id, &r.step, r.item.as_ref()).await?;
             self.engine
                 .request_recusal(&task, &r.person, &r.reason, &r.actor, at)
+                .await
+                .map_err(e)?;
+        } else if let Some(m) = &a.migrate {
+            let id = self.resolve(m.instance.as_deref()).await?;
+            let state = self.engine.instance(&id).await.map_err(e)?;
+            let path = self.dir.join(&m.to);
+            self.engine
+                .deploy(std::slice::from_ref(&path), at)
+                .await
+                .map_err(|x| match x {
+                    ServiceError::Invalid(d) => format!(
+                        "{}: the target definition is invalid: {}",
+                        path.display(),
+                        d.first().map(|x| x.to_string()).unwrap_or_default()
+                    ),
+                    other => other.to_string(),
+                })?;
+            let to = self
+                .engine
+                .definition(&state.definition, None)
+                .await
+                .map_err(e)?;
+            let req = crate::migration::MigrationRequest {
+                process: state.definition.clone(),
+                from: state.version,
+                to: to.version,
+                map: m.map.clone().into_iter().collect(),
+                recount: m.recount,
+                variables: m
+                    .variables
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect(),
+                instances: Some(vec![id]),
+            };
+            let actor = m.actor.as_deref().unwrap_or("admin");
+            self.engine
+                .migration_apply(&req, actor, at)
                 .await
                 .map_err(e)?;
         } else if let Some(d) = &a.decide_recusal {

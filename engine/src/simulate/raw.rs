@@ -42,7 +42,28 @@ pub(super) struct RawAction {
     #[serde(default)]
     pub advance: Option<String>,
     #[serde(default)]
+    pub migrate: Option<RawMigrate>,
+    #[serde(default)]
     pub expect: Option<RawExpect>,
+}
+
+/// `migrate:`: move the instance to another version of its definition
+/// (docs/migration.md), as `duban migrate apply` would.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMigrate {
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// The target definition file, relative to the scenario.
+    pub to: String,
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub recount: bool,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Json>,
+    #[serde(default, rename = "as")]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

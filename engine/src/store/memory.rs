@@ -196,6 +196,8 @@ enum Write {
     Await(Awaited),
     StopAwaiting(Awaited),
     Fact(Fact),
+    /// `Command::Migrate`: the steps renamed, old → new.
+    Migrate(Vec<(String, String)>),
 }
 
 fn task_values(t: &TaskState) -> (Option<i64>, Option<String>) {
@@ -235,6 +237,7 @@ impl Tables {
                 }
                 Command::HoldTimers => Write::HoldTimers,
                 Command::ReleaseTimers => Write::ReleaseTimers,
+                Command::Migrate { steps, .. } => Write::Migrate(steps.clone()),
                 Command::OpenTask { task, .. } => {
                     let ts = task_in(s, task)?;
                     if self.tasks.contains_key(task) || !tasks_added.insert(task) {
@@ -410,6 +413,20 @@ impl Tables {
                     self.awaited.remove(&row);
                 }
                 Write::Fact(f) => self.facts.push(f),
+                Write::Migrate(steps) => {
+                    for (old, new) in steps {
+                        for r in self.tasks.values_mut() {
+                            if r.instance == id && r.step == old {
+                                r.step = new.clone();
+                            }
+                        }
+                        for (parent, step) in self.children.values_mut() {
+                            if parent == id && *step == old {
+                                *step = new.clone();
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -1081,6 +1098,7 @@ fn commit_locked(
             r.state = state;
             r.status = s.status.name().into();
             r.revision = s.revision;
+            r.version = s.version;
         }
         None => {
             tables.instances.insert(

@@ -127,6 +127,9 @@ const TELL_PARENT: &str = "INSERT INTO outbox (instance, kind, payload, status, 
 const HOLD_TIMERS: &str = "UPDATE timers SET owner = $1, lease_until = $2 WHERE instance = $3";
 const RELEASE_TIMERS: &str =
     "UPDATE timers SET owner = NULL, lease_until = NULL WHERE instance = $1";
+const MIGRATE_INSTANCE: &str = "UPDATE instances SET version = $1 WHERE id = $2";
+const MIGRATE_TASKS: &str = "UPDATE tasks SET step = $1 WHERE instance = $2 AND step = $3";
+const MIGRATE_CHILDREN: &str = "UPDATE children SET step = $1 WHERE parent = $2 AND step = $3";
 const INSERT_TASK: &str = "INSERT INTO tasks (id, instance, step, kind, assignees, opened_at, due, last_day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_ASSIGNEE: &str = "INSERT INTO task_assignees (task, person) VALUES ($1, $2)";
 const UPDATE_TASK: &str = "UPDATE tasks SET due = $1, last_day = $2, assignees = $3 WHERE id = $4";
@@ -219,6 +222,18 @@ pub fn transition(
                 vec![HELD.into(), i64::MAX.into(), id()],
             )),
             Command::ReleaseTimers => ops.push(Op::new(RELEASE_TIMERS, vec![id()])),
+            // A migration: the instance's version, and the steps of its task
+            // rows and of the children its calls wait on follow the plan.
+            Command::Migrate { to, steps, .. } => {
+                ops.push(Op::new(MIGRATE_INSTANCE, vec![i64::from(*to).into(), id()]));
+                for (old, new) in steps {
+                    ops.push(Op::new(MIGRATE_TASKS, vec![new.into(), id(), old.into()]));
+                    ops.push(Op::new(
+                        MIGRATE_CHILDREN,
+                        vec![new.into(), id(), old.into()],
+                    ));
+                }
+            }
             Command::OpenTask { task, .. } => {
                 let ts = task_of(task)?;
                 let (assignees, due, last_day) = task_values(ts);
