@@ -256,6 +256,25 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// Write a consistent copy of the SQLite store to FILE, also while `serve` runs (docs/upgrading.md).
+    Backup {
+        /// The new file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup and make it the SQLite store (`--db`); stop `serve` first.
+    Restore {
+        /// The backup file (`duban backup`).
+        file: PathBuf,
+        /// Replace an existing store.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Move running instances to another version of their definition (docs/migration.md).
     Migrate {
         #[command(subcommand)]
@@ -441,6 +460,56 @@ fn split_vars(vars: &[String]) -> Result<Vec<(String, String)>, u8> {
             }
         })
         .collect()
+}
+
+fn backup_line(what: &str, i: &duban_engine::store::backup::BackupInfo) -> String {
+    format!(
+        "{what} {}: {} bytes, schema {}, {} instance(s) ({} running or stuck), {} pending timer(s), {} history line(s); integrity checked",
+        i.file.display(),
+        i.bytes,
+        i.schema,
+        i.instances,
+        i.running,
+        i.timers,
+        i.history
+    )
+}
+
+/// `duban restore`: checks the backup, then puts it in place of the store.
+fn restore(file: &std::path::Path, force: bool, json: bool, db: &DbArgs) -> u8 {
+    let (_, backend) = duban_engine::store::sql::parse_url(&db.db);
+    if backend != duban_engine::store::sql::Backend::Sqlite {
+        errln!("duban: a PostgreSQL store is restored with pg_restore (docs/upgrading.md)");
+        return exit::USAGE;
+    }
+    let target = PathBuf::from(
+        db.db
+            .strip_prefix("sqlite://")
+            .or(db.db.strip_prefix("sqlite:"))
+            .unwrap_or(&db.db),
+    );
+    let target = PathBuf::from(
+        target
+            .display()
+            .to_string()
+            .split('?')
+            .next()
+            .unwrap_or_default(),
+    );
+    match duban_engine::store::backup::restore(file, &target, force) {
+        Ok(info) => {
+            if json {
+                print_json(&info);
+            } else {
+                outln!("{}", backup_line("restored into", &info));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            errln!("duban: {e}");
+            exit::INVALID
+        }
+    }
 }
 
 async fn open(db: &DbArgs) -> Result<Engine<SqlStore>, u8> {
@@ -642,6 +711,9 @@ pub fn run(cmd: Cmd, db: DbArgs) -> u8 {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    if let Cmd::Restore { file, force, json } = &cmd {
+        return restore(file, *force, *json, &db);
+    }
     rt.block_on(async move {
         match run_async(cmd, &db).await {
             Ok(()) => exit::OK,
@@ -996,6 +1068,18 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 .unwrap_or_default();
             outln!("set {} on {id}", names.join(", "));
             outln!("{}", open_tasks_line(&t.state));
+        }
+        Cmd::Restore { .. } => unreachable!("restored before the store is opened"),
+        Cmd::Backup { file, json } => {
+            let info = engine.store().backup(&file).await.map_err(|e| {
+                errln!("duban: {e}");
+                exit::INVALID
+            })?;
+            if json {
+                print_json(&info);
+            } else {
+                outln!("{}", backup_line("backed up into", &info));
+            }
         }
         Cmd::Migrate { cmd } => match cmd {
             crate::migrate::MigrateCmd::Plan { args } => {

@@ -14,6 +14,7 @@
 //! tests, and passes the same conformance suite.
 
 pub use duban_core::runtime::directory_file as directory;
+pub mod backup;
 pub mod memory;
 pub mod sql;
 pub mod sqlite_writer;

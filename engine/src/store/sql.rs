@@ -35,8 +35,10 @@ use crate::runtime::facts::Fact;
 use crate::runtime::reports::{NoticeRecord, ReportQuery};
 use crate::runtime::HistoryKind;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/sqlite");
+pub(crate) static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/postgres");
 
 /// The database behind a [`SqlStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +126,20 @@ impl SqlStore {
             .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", redact(db))))?;
         let fault_after = Arc::new(AtomicUsize::new(usize::MAX));
         let mut writer = None;
+        // A store written by a newer build is refused before anything is
+        // written to it (no migration, no journal mode).
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .ok()
+                .flatten();
+        if let Err(e) =
+            super::backup::check_schema(&redact(db), applied, backend == Backend::Postgres)
+        {
+            pool.close().await;
+            return Err(e);
+        }
         match backend {
             Backend::Sqlite => {
                 sqlx::query("PRAGMA journal_mode=WAL")
@@ -151,6 +167,11 @@ impl SqlStore {
             fault_after,
             writer,
         })
+    }
+
+    /// The connection pool (backups run `VACUUM INTO` on it).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// The location it was opened with.
