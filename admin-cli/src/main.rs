@@ -38,6 +38,7 @@ mod demo;
 mod directory;
 mod instances;
 mod metrics;
+mod schema;
 mod serve;
 mod timeline;
 mod validate;
@@ -177,6 +178,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of a kind of YAML file, for editors (schema/*.json).
+    Schema {
+        /// A process definition, a directory file or a scenario.
+        #[arg(value_enum, default_value_t = schema::Kind::Process)]
+        kind: schema::Kind,
+    },
     #[command(flatten)]
     Engine(instances::Cmd),
 }
@@ -250,6 +257,7 @@ fn main() -> ExitCode {
             profile,
             json,
         } => serve::simulate(scenario, definition, profile, json, &cli.db.calendar_dir),
+        Command::Schema { kind } => schema::print(kind),
         Command::Engine(cmd) => instances::run(cmd, cli.db),
     };
     ExitCode::from(code)
