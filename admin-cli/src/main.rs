@@ -39,6 +39,7 @@ mod directory;
 mod instances;
 mod metrics;
 mod migrate;
+mod schema;
 mod serve;
 mod timeline;
 mod validate;
@@ -178,6 +179,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of a kind of YAML file, for editors (schema/*.json).
+    Schema {
+        /// A process definition, a directory file or a scenario.
+        #[arg(value_enum, default_value_t = schema::Kind::Process)]
+        kind: schema::Kind,
+    },
     #[command(flatten)]
     Engine(instances::Cmd),
 }
@@ -251,6 +258,7 @@ fn main() -> ExitCode {
             profile,
             json,
         } => serve::simulate(scenario, definition, profile, json, &cli.db.calendar_dir),
+        Command::Schema { kind } => schema::print(kind),
         Command::Engine(cmd) => instances::run(cmd, cli.db),
     };
     ExitCode::from(code)

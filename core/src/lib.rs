@@ -10,6 +10,8 @@
 //!   with diagnostics that carry file, line, column and document path.
 //! - [`runtime`]: `(state, event, now) → (state, commands, history)`, one
 //!   pure function; the directory of people and agencies it reads.
+//! - [`schema`]: the JSON Schemas of the YAML files, generated from the
+//!   raw types the loaders read, for editors (`duban schema`).
 //! - [`yaml`]: every YAML text is parsed through it, with its nesting
 //!   bounded before the parser can overflow the stack.
 //!
@@ -21,4 +23,5 @@
 pub mod calendar;
 pub mod definition;
 pub mod runtime;
+pub mod schema;
 pub mod yaml;

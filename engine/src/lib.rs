@@ -3,8 +3,8 @@
 //! simulator.
 //!
 //! Layout:
-//! - [`calendar`], [`definition`], [`runtime`]: the core, from `duban-core`
-//!   (no I/O, no clock; see that crate).
+//! - [`calendar`], [`definition`], [`runtime`], [`schema`]: the core, from
+//!   `duban-core` (no I/O, no clock; see that crate).
 //! - [`store`]: the [`store::Store`] trait, its SQL implementation
 //!   (SQLite, PostgreSQL) and the in-memory one the simulator uses.
 //! - [`service`]: [`service::Engine`], one call per user intent: load,
@@ -22,7 +22,7 @@
 //! `notifiers/` and `admin-cli/`, which depend on this crate, never the
 //! other way round.
 
-pub use duban_core::{calendar, definition, runtime};
+pub use duban_core::{calendar, definition, runtime, schema};
 
 pub mod metrics;
 pub mod migration;

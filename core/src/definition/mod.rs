@@ -24,6 +24,7 @@ pub mod graph;
 pub mod model;
 mod raw;
 mod refs;
+mod schema;
 mod sections;
 pub mod source;
 mod steps;
@@ -38,6 +39,7 @@ pub use calls::{peek_interface, InterfaceVariable, ProcessInterface};
 pub use check::LoadContext;
 pub use diagnostic::{Code, Diagnostic};
 pub use model::*;
+pub use schema::schema;
 pub use source::Source;
 
 pub(crate) fn check_is_id(s: &str) -> bool {

@@ -230,7 +230,7 @@ pub(super) fn quiet_type(t: &str, values: Option<&[String]>) -> Option<ValueType
 }
 
 /// The type names of the language, `enum` and `list<…>` aside.
-const SCALAR_TYPES: &[(&str, ValueType)] = &[
+pub(super) const SCALAR_TYPES: &[(&str, ValueType)] = &[
     ("string", ValueType::String),
     ("text", ValueType::Text),
     ("int", ValueType::Int),

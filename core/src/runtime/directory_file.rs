@@ -19,10 +19,15 @@
 //!
 //! CSV, with a header: `kind,id,name,roles,organisation,level,county,email,mobile`,
 //! `kind` being `person` or `agency` and `roles` separated by `;`.
+//!
+//! [`schema`] gives the YAML form's JSON Schema (`duban schema directory`),
+//! from copies of [`Person`] and [`Agency`] that the compiler holds to them.
 
 use std::collections::BTreeSet;
 
 use marked_yaml::Node;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 use crate::runtime::directory::{Agency, MemoryDirectory, Person};
 
@@ -445,6 +450,92 @@ fn parse_csv(text: &str) -> Result<MemoryDirectory, Vec<RowError>> {
     } else {
         Err(errs)
     }
+}
+
+/// A YAML directory file: people and agencies, one row each.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)] // only its schema is used: `parse_yaml` walks the file by hand
+struct DirectoryFile {
+    /// The people: staff and supervisors, who hold roles and do tasks.
+    people: Option<Vec<PersonRow>>,
+    /// The agencies: the supervised bodies and departments notices go to.
+    agencies: Option<Vec<AgencyRow>>,
+}
+
+// The rows' schema types are copies of `Person` and `Agency`, which belong
+// to the runtime (and have no `JsonSchema`): `serde(remote)` makes serde
+// build the real struct from each copy, so a field added to, removed from
+// or retyped in either is a compile error here, not a silent gap in the
+// schema. A null field is an absent one (`without_nulls`).
+
+/// A person of the directory (staff or supervisor).
+#[derive(Deserialize, JsonSchema)]
+#[serde(remote = "Person", deny_unknown_fields)]
+#[allow(dead_code)] // serde's remote `deserialize` is the compile-time check, never called
+struct PersonRow {
+    /// Stable id, e.g. `zhang_san`, used in variables, `--as`, `--to`.
+    id: String,
+    /// The name as written, e.g. `张三`, shown to staff and in documents.
+    name: String,
+    /// The role ids of the definitions the person holds.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    roles: Vec<String>,
+    /// The person's organisation, e.g. `许昌市司法局`.
+    #[serde(default)]
+    organisation: Option<String>,
+    /// `市级`, `县级` or `乡级`.
+    #[serde(default)]
+    #[schemars(transform = level)]
+    level: Option<String>,
+    /// The county (县、市、区), or `市本级`: `within:` scopes a task to it.
+    #[serde(default)]
+    county: Option<String>,
+    /// An email address; task emails go there.
+    #[serde(default)]
+    email: Option<String>,
+    /// An 11-digit mobile number, for SMS (quoted, so YAML reads a text).
+    #[serde(default)]
+    #[schemars(regex(pattern = "^1[0-9]{10}$"))]
+    mobile: Option<String>,
+}
+
+/// An agency of the directory (a supervised body or a department).
+#[derive(Deserialize, JsonSchema)]
+#[serde(remote = "Agency", deny_unknown_fields)]
+#[allow(dead_code)] // as PersonRow
+struct AgencyRow {
+    /// Stable id, e.g. `xt_market_bureau`, used in variables and `--as`.
+    id: String,
+    /// The name as written, e.g. `许昌市市场监督管理局`.
+    name: String,
+    /// `市级`, `县级` or `乡级`.
+    #[serde(default)]
+    #[schemars(transform = level)]
+    level: Option<String>,
+    /// The county (县、市、区), or `市本级`.
+    #[serde(default)]
+    county: Option<String>,
+    /// The email address notices go to.
+    #[serde(default)]
+    email: Option<String>,
+    /// An 11-digit mobile number, for SMS (quoted, so YAML reads a text).
+    #[serde(default)]
+    #[schemars(regex(pattern = "^1[0-9]{10}$"))]
+    mobile: Option<String>,
+}
+
+/// A row's `level`: one of [`LEVELS`], or null (none).
+fn level(s: &mut schemars::Schema) {
+    let mut values: Vec<serde_json::Value> = LEVELS.iter().map(|l| (*l).into()).collect();
+    values.push(serde_json::Value::Null);
+    s.insert("enum".into(), values.into());
+}
+
+/// The JSON Schema of a YAML directory file (`duban schema directory`).
+pub fn schema() -> serde_json::Value {
+    crate::schema::generate::<DirectoryFile>("duban directory", true)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 pub use expect::{Check, RenderedDocument};
+pub use raw::schema;
 use raw::{instant, RawAction, RawScenario};
 
 use crate::calendar::Calendar;
