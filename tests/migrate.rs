@@ -76,11 +76,15 @@ struct Case {
 
 impl Case {
     async fn start(&self, now: &str) -> String {
+        self.start_in("XC", now).await
+    }
+
+    async fn start_in(&self, profile: &str, now: &str) -> String {
         let t = self
             .engine
             .start(
                 "supervision_letter",
-                Some("XC"),
+                Some(profile),
                 vars(&[
                     ("agency", "market_bureau"),
                     ("case_no", "许司督〔2025〕7号"),
@@ -124,11 +128,16 @@ impl Case {
     }
 
     async fn issue(&self, id: &str, now: &str) {
+        // 邢台 issues only 通知书 (邢台办法第十四条第一款).
+        let kind = match self.state(id).await.profile.as_deref() {
+            Some("XT") => "通知书",
+            _ => "督办函",
+        };
         self.complete(
             id,
             "draft_letter",
             "issue",
-            &[("letter_kind", "督办函"), ("reply_period", "10个工作日")],
+            &[("letter_kind", kind), ("reply_period", "10个工作日")],
             "li",
             now,
         )
@@ -283,22 +292,36 @@ async fn twenty_cases(url: String, dir: PathBuf) {
         )
         .await;
     }
-    c.receive(&late[9], "serve_decision", "2025-10-17T10:30:00+08:00")
+    for id in &late[8..] {
+        c.receive(id, "serve_decision", "2025-10-17T10:30:00+08:00")
+            .await;
+        c.complete(
+            id,
+            "serve_decision",
+            "acknowledged",
+            &[],
+            "market_bureau",
+            "2025-10-17T10:40:00+08:00",
+        )
         .await;
+    }
     c.complete(
-        &late[9],
-        "serve_decision",
-        "acknowledged",
-        &[],
-        "market_bureau",
-        "2025-10-17T10:40:00+08:00",
+        &late[8],
+        "check_decision_execution",
+        "not_executed",
+        &[("execution_report", "逾期未履行")],
+        "li",
+        "2025-10-17T10:50:00+08:00",
     )
     .await;
 
     // Phase B, from 2025-10-17: letters still running on time.
     let mut fresh = vec![];
     for i in 0..10 {
-        let id = c.start("2025-10-17T11:00:00+08:00").await;
+        // The last one under 邢台's profile, where a refusal goes to the
+        // office's decision to refer (there is no exception to verify).
+        let profile = if i == 9 { "XT" } else { "XC" };
+        let id = c.start_in(profile, "2025-10-17T11:00:00+08:00").await;
         if i >= 3 {
             c.issue(&id, "2025-10-17T11:10:00+08:00").await;
         }
@@ -306,7 +329,17 @@ async fn twenty_cases(url: String, dir: PathBuf) {
             c.receive(&id, "await_report", "2025-10-17T11:20:00+08:00")
                 .await;
         }
-        if i >= 8 {
+        if i == 9 {
+            c.complete(
+                &id,
+                "await_report",
+                "refused",
+                &[("refusal_reason", "认为执法行为合法")],
+                "market_bureau",
+                "2025-10-17T11:30:00+08:00",
+            )
+            .await;
+        } else if i >= 7 {
             c.complete(
                 &id,
                 "await_report",
@@ -336,14 +369,16 @@ async fn twenty_cases(url: String, dir: PathBuf) {
         [
             "await_report",
             "check_decision_execution",
+            "decide_referral",
             "draft_letter",
             "government_decision",
             "report_to_government",
             "review_report",
+            "sanction",
             "serve_decision",
             "verify_exception"
         ],
-        "the cases are spread over the steps"
+        "the cases are spread over every task and notice step"
     );
     let sent_before = |s: &InstanceState| {
         s.tasks
@@ -395,7 +430,7 @@ async fn twenty_cases(url: String, dir: PathBuf) {
                 .contains(&"await_report".to_string())
         })
         .collect();
-    assert_eq!(waiting.len(), 5);
+    assert_eq!(waiting.len(), 4);
     for p in &refused {
         let at_step = waiting.contains(&&p.instance);
         assert_eq!(!p.ok(), at_step, "{}: {:?}", p.instance, p.refusals);
@@ -527,7 +562,7 @@ async fn twenty_cases(url: String, dir: PathBuf) {
             .all(|t| !pending[id].iter().any(|(p, _, _)| p == t)));
     }
     assert!(
-        fired_under_v5 >= 20,
+        fired_under_v5 >= 10,
         "{fired_under_v5} timers fired after the migration"
     );
 
