@@ -870,6 +870,38 @@ impl Store for SqlStore {
         // Two reads off the indexes (due, id) and (lease_until), never a
         // scan of every pending timer: the first unclaimed timer, and the
         // first claim whose lease ends (then its timer may be taken again).
+        // Asked after every round of the timer loop: on SQLite, on the
+        // caller's thread (no hand-over to sqlx's worker thread).
+        if let Some(w) = &self.writer {
+            let next: Option<i64> = w.read(|c| {
+                let free: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT due FROM timers WHERE lease_until IS NULL ORDER BY due, id LIMIT 1",
+                    )?
+                    .query_row([], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                let leased: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT MAX(lease_until, due) FROM timers WHERE lease_until IS NOT NULL AND owner <> ?1 \
+                         ORDER BY lease_until LIMIT 1",
+                    )?
+                    .query_row([HELD], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                Ok(match (free, leased) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
+            })?;
+            return Ok(next.map(from_ms));
+        }
         let free = sqlx::query(
             "SELECT due FROM timers WHERE lease_until IS NULL ORDER BY due, id LIMIT 1",
         )
