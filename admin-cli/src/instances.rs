@@ -256,6 +256,12 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// The document-number series (发文字号) and the last number each gave, per year.
+    Numbers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent copy of the SQLite store to FILE, also while `serve` runs (docs/upgrading.md).
     Backup {
         /// The new file.
@@ -1070,6 +1076,44 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Restore { .. } => unreachable!("restored before the store is opened"),
+        Cmd::Numbers { json } => {
+            let rows = duban_engine::store::Store::numbers(engine.store())
+                .await
+                .map_err(|e| {
+                    errln!("duban: {e}");
+                    exit::INVALID
+                })?;
+            let rows: Vec<Json> = rows
+                .into_iter()
+                .map(|(counter, last)| {
+                    let pattern = counter
+                        .strip_prefix("number:")
+                        .unwrap_or(&counter)
+                        .to_string();
+                    json!({
+                        "series": pattern,
+                        "last": last,
+                        "last_number": pattern.replace("{n}", &last.to_string()),
+                        "next_number": pattern.replace("{n}", &(last + 1).to_string()),
+                    })
+                })
+                .collect();
+            if json {
+                print_json(&rows);
+            } else if rows.is_empty() {
+                outln!("no document numbers issued yet");
+            } else {
+                for r in &rows {
+                    outln!(
+                        "{}  last {} ({}), next {}",
+                        r["series"].as_str().unwrap_or_default(),
+                        r["last"],
+                        r["last_number"].as_str().unwrap_or_default(),
+                        r["next_number"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
         Cmd::Backup { file, json } => {
             let info = engine.store().backup(&file).await.map_err(|e| {
                 errln!("duban: {e}");

@@ -368,7 +368,9 @@ impl Checker<'_> {
         }
         let variables = self.variables_section(get("variables"), &parameters, &profiles);
         let templates = self.templates_section(get("templates"));
-        let documents = self.documents_section(get("documents"));
+        let numbering =
+            self.numbering_section(get("numbering"), &parameters, &profiles, &variables);
+        let documents = self.documents_section(get("documents"), &numbering);
         let start: Option<String> = get("start").and_then(|n| self.de(&here.key("start"), n));
         if let Some(s) = &start {
             self.step_ref(&here.key("start"), s);
@@ -408,6 +410,7 @@ impl Checker<'_> {
             start: start?,
             steps,
             notifications,
+            numbering,
             documents,
             templates,
             schedule,

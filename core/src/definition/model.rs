@@ -43,6 +43,8 @@ pub struct Definition {
     pub steps: IndexMap<String, Step>,
     /// Notification rules.
     pub notifications: Vec<Notification>,
+    /// Numbering series of documents, by id (the variable each number goes to).
+    pub numbering: IndexMap<String, Numbering>,
     /// Documents the process renders, by id.
     pub documents: IndexMap<String, Document>,
     /// Message and document templates, by id.
@@ -674,6 +676,39 @@ pub struct Notification {
     pub template: String,
 }
 
+/// A numbering series (发文字号): what a number looks like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Numbering {
+    /// The pattern (`{year}`, `{n}`), or the profile parameter holding it.
+    pub pattern: PatternRef,
+    /// What the series numbers.
+    pub description: Option<String>,
+}
+
+/// A numbering pattern as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatternRef {
+    /// `许司督〔{year}〕{n}号`.
+    Literal(String),
+    /// `profile.letter_number`.
+    Param(String),
+}
+
+/// Checks a numbering pattern: one `{n}`, and no placeholder but `{n}` and
+/// `{year}`. The reason when it is not one.
+pub fn pattern_problem(p: &str) -> Option<String> {
+    if p.matches("{n}").count() != 1 {
+        return Some(format!("`{p}` must hold `{{n}}` (the number) exactly once"));
+    }
+    let rest = p.replace("{n}", "").replace("{year}", "");
+    if rest.contains('{') || rest.contains('}') {
+        return Some(format!(
+            "`{p}`: the only placeholders are `{{year}}` and `{{n}}`"
+        ));
+    }
+    None
+}
+
 /// The kinds of official document the process library renders.
 pub const DOCUMENT_KINDS: &[&str] = &[
     "意见书",
@@ -696,6 +731,8 @@ pub struct Document {
     pub title: String,
     /// Template id.
     pub template: String,
+    /// The numbering series whose next number it takes when issued.
+    pub number: Option<String>,
 }
 
 /// A message or document template.

@@ -63,6 +63,9 @@ pub(crate) struct RawDefinition {
     /// Documents to render, by document id.
     #[schemars(default, transform = id_keyed)]
     documents: IndexMap<String, RawDocument>,
+    /// Numbering series (发文字号) of documents, by series id.
+    #[schemars(default, transform = id_keyed)]
+    numbering: IndexMap<String, RawNumbering>,
     /// Message and document texts (handlebars), by template id.
     #[schemars(default, transform = id_keyed)]
     templates: IndexMap<String, RawTemplate>,

@@ -537,7 +537,118 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn documents_section(&mut self, node: Option<&Node>) -> IndexMap<String, Document> {
+    /// `numbering:`: each series' pattern is checked (one `{n}`, only
+    /// `{year}` beside it; a `profile.PARAM` pattern in every profile), and
+    /// the variable its numbers go to, named like the series, must be a
+    /// declared `string`, so templates can read it.
+    pub(super) fn numbering_section(
+        &mut self,
+        node: Option<&Node>,
+        parameters: &IndexMap<String, Parameter>,
+        profiles: &IndexMap<String, Profile>,
+        variables: &IndexMap<String, Variable>,
+    ) -> IndexMap<String, Numbering> {
+        let path = Path::root().key("numbering");
+        let mut out = IndexMap::new();
+        let Some(node) = node else { return out };
+        for (id, n) in self.entries(&path, node) {
+            let p = path.key(&id);
+            self.check_id(&p, &id, "numbering series");
+            let Some(r) = self.de::<RawNumbering>(&p, n) else {
+                continue;
+            };
+            match variables.get(&id).map(|v| &v.ty) {
+                Some(ValueType::String) => {}
+                Some(other) => self.err(
+                    &p,
+                    Code::TypeMismatch,
+                    format!("the numbers of series `{id}` go to variable `{id}`, which is a {other}, not a string"),
+                    Some(format!("declare `{id}: {{ type: string }}` under `variables:`")),
+                ),
+                None => self.err(
+                    &p,
+                    Code::UnknownVariable,
+                    format!("the numbers of series `{id}` go to variable `{id}`, which is not declared"),
+                    Some(format!("declare `{id}: {{ type: string, label: 文号 }}` under `variables:`")),
+                ),
+            }
+            let pattern = match r.pattern.trim().strip_prefix("profile.") {
+                Some(param) => {
+                    let param = param.trim().to_string();
+                    match parameters.get(&param) {
+                        None => {
+                            self.err(
+                                &p.key("pattern"),
+                                Code::UnknownParameter,
+                                format!("unknown parameter `{param}`"),
+                                None,
+                            );
+                            PatternRef::Param(param)
+                        }
+                        Some(def) if !matches!(def.ty, ValueType::String | ValueType::Text) => {
+                            self.err(
+                                &p.key("pattern"),
+                                Code::TypeMismatch,
+                                format!("parameter `{param}` is a {}, not a text pattern", def.ty),
+                                None,
+                            );
+                            PatternRef::Param(param)
+                        }
+                        Some(def) => {
+                            for (pid, prof) in profiles {
+                                match prof.values.get(&param).or(def.default.as_ref()) {
+                                    Some(Value::Text(t)) => {
+                                        if let Some(why) = pattern_problem(t) {
+                                            self.err(
+                                                &Path::root().key("profiles").key(pid).key("values").key(&param),
+                                                Code::BadValue,
+                                                why,
+                                                Some("e.g. 许司督〔{year}〕{n}号".into()),
+                                            );
+                                        }
+                                    }
+                                    _ => self.err(
+                                        &Path::root().key("profiles").key(pid),
+                                        Code::MissingParameterValue,
+                                        format!("profile `{pid}` gives no pattern `{param}` for numbering series `{id}`"),
+                                        None,
+                                    ),
+                                }
+                            }
+                            PatternRef::Param(param)
+                        }
+                    }
+                }
+                None => {
+                    // Reported, and kept, so that the documents numbered by
+                    // it are not also reported as naming an unknown series.
+                    if let Some(why) = pattern_problem(&r.pattern) {
+                        self.err(
+                            &p.key("pattern"),
+                            Code::BadValue,
+                            why,
+                            Some("e.g. 许司督〔{year}〕{n}号".into()),
+                        );
+                    }
+                    PatternRef::Literal(r.pattern.clone())
+                }
+            };
+            out.insert(
+                id,
+                Numbering {
+                    pattern,
+                    description: r.description,
+                },
+            );
+        }
+        out
+    }
+
+    pub(super) fn documents_section(
+        &mut self,
+        node: Option<&Node>,
+        numbering: &IndexMap<String, Numbering>,
+    ) -> IndexMap<String, Document> {
         let path = Path::root().key("documents");
         let mut out = IndexMap::new();
         let Some(node) = node else { return out };
@@ -561,12 +672,28 @@ impl Checker<'_> {
             if r.title.contains("{{") {
                 self.template_names(&p.key("title"), &id, "title", None, &r.title);
             }
+            if let Some(series) = &r.number {
+                if !numbering.contains_key(series) {
+                    let hint = suggest(
+                        series,
+                        "numbering series id",
+                        numbering.keys().map(String::as_str),
+                    );
+                    self.err(
+                        &p.key("number"),
+                        Code::BadValue,
+                        format!("unknown numbering series `{series}`"),
+                        Some(hint),
+                    );
+                }
+            }
             out.insert(
                 id,
                 Document {
                     kind: r.kind,
                     title: r.title,
                     template: r.template,
+                    number: r.number,
                 },
             );
         }

@@ -163,6 +163,7 @@ fn sample_definition(
         start: String::new(),
         steps: IndexMap::new(),
         notifications: Vec::new(),
+        numbering: IndexMap::new(),
         documents: IndexMap::new(),
         templates: IndexMap::new(),
         schedule: Vec::new(),

@@ -291,6 +291,38 @@ impl<'a> Run<'a> {
         self.env.definition
     }
 
+    /// Issues document `d` of `step` (for `task`): a numbered document first
+    /// takes its series' next number ([`Command::AssignNumber`]), which the
+    /// store assigns in this transition's transaction; then it is rendered.
+    pub(crate) fn issue_document(&mut self, d: &str, step: &str, task: Option<String>) {
+        let series = self.def().documents.get(d).and_then(|x| x.number.clone());
+        if let Some(series) = series {
+            let pattern = match self.def().numbering.get(&series).map(|n| &n.pattern) {
+                Some(crate::definition::PatternRef::Literal(p)) => Some(p.clone()),
+                Some(crate::definition::PatternRef::Param(name)) => match self.param(name) {
+                    Some(crate::definition::Value::Text(t)) => Some(t),
+                    _ => None,
+                },
+                None => None,
+            };
+            if let Some(p) = pattern {
+                use chrono::Datelike;
+                let year = self.now.with_timezone(&crate::calendar::LEGAL_TZ).year();
+                let format = p.replace("{year}", &year.to_string());
+                self.commands.push(Command::AssignNumber {
+                    variable: series,
+                    counter: format!("number:{format}"),
+                    format,
+                });
+            }
+        }
+        self.commands.push(Command::RenderDocument {
+            document: d.to_string(),
+            step: step.to_string(),
+            task,
+        });
+    }
+
     /// A history line at this instant; finish it with the builder methods.
     pub(crate) fn line(&self, actor: &str, what: HistoryKind) -> HistoryEntry {
         HistoryEntry::new(self.now, actor, what)

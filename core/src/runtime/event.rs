@@ -391,6 +391,20 @@ pub enum Command {
     HoldTimers,
     /// A retry: the instance's held timers may be claimed again.
     ReleaseTimers,
+    /// A numbered document is issued: the store takes the next number of
+    /// counter `counter` in the transition's own transaction (a refused or
+    /// rolled-back transition takes none) and puts `format` with `{n}`
+    /// replaced by it into variable `variable` of the stored state, before
+    /// the document is rendered from it.
+    AssignNumber {
+        /// The variable (the series' id).
+        variable: String,
+        /// The counter: the pattern with its year filled in, so each year
+        /// and each office's prefix counts from 1.
+        counter: String,
+        /// The number's text, `{n}` still to fill.
+        format: String,
+    },
     /// The instance moved to another version of its definition (`duban
     /// migrate apply`): the store rewrites the instance's version and the
     /// step of its task rows and of the children its calls wait on.

@@ -152,6 +152,8 @@ struct Tables {
     definitions: BTreeMap<(String, u32), StoredDefinition>,
     /// The last instance id handed out.
     instance_counter: i64,
+    /// Document-number counters: the last number of each.
+    numbers: BTreeMap<String, i64>,
     instances: BTreeMap<String, InstanceRecord>,
     tasks: BTreeMap<String, TaskRecord>,
     timers: BTreeMap<String, TimerRecord>,
@@ -198,6 +200,12 @@ enum Write {
     Fact(Fact),
     /// `Command::Migrate`: the steps renamed, old → new.
     Migrate(Vec<(String, String)>),
+    /// `Command::AssignNumber`.
+    AssignNumber {
+        variable: String,
+        counter: String,
+        format: String,
+    },
 }
 
 fn task_values(t: &TaskState) -> (Option<i64>, Option<String>) {
@@ -238,6 +246,15 @@ impl Tables {
                 Command::HoldTimers => Write::HoldTimers,
                 Command::ReleaseTimers => Write::ReleaseTimers,
                 Command::Migrate { steps, .. } => Write::Migrate(steps.clone()),
+                Command::AssignNumber {
+                    variable,
+                    counter,
+                    format,
+                } => Write::AssignNumber {
+                    variable: variable.clone(),
+                    counter: counter.clone(),
+                    format: format.clone(),
+                },
                 Command::OpenTask { task, .. } => {
                     let ts = task_in(s, task)?;
                     if self.tasks.contains_key(task) || !tasks_added.insert(task) {
@@ -413,6 +430,21 @@ impl Tables {
                     self.awaited.remove(&row);
                 }
                 Write::Fact(f) => self.facts.push(f),
+                Write::AssignNumber {
+                    variable,
+                    counter,
+                    format,
+                } => {
+                    let n = self.numbers.entry(counter).or_insert(0);
+                    *n += 1;
+                    let number = format.replace("{n}", &n.to_string());
+                    if let Some(r) = self.instances.get_mut(id) {
+                        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&r.state) {
+                            v["variables"][variable.as_str()] = serde_json::Value::String(number);
+                            r.state = v.to_string();
+                        }
+                    }
+                }
                 Write::Migrate(steps) => {
                     for (old, new) in steps {
                         for r in self.tasks.values_mut() {
@@ -495,6 +527,15 @@ impl Store for MemoryStore {
 
     async fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError> {
         Ok(self.lock().definitions.values().cloned().collect())
+    }
+
+    async fn numbers(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self
+            .lock()
+            .numbers
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect())
     }
 
     async fn definition_heads(&self) -> Result<Vec<DefinitionHead>, StoreError> {

@@ -413,6 +413,9 @@ pub trait Store {
     /// The latest version of every deployed definition, by id, without
     /// their texts.
     async fn definition_heads(&self) -> Result<Vec<DefinitionHead>, StoreError>;
+    /// Every document-number counter (a numbering pattern with its year
+    /// filled in) and the last number it gave, by counter.
+    async fn numbers(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// The id the next start numbered by the counter
     /// ([`Store::commit_start`]) will take, unless another takes it first.
     /// Reading it takes nothing.

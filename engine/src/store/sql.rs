@@ -290,6 +290,17 @@ impl Store for SqlStore {
         rows.iter().map(Self::row_definition).collect()
     }
 
+    async fn numbers(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, value FROM counters WHERE name LIKE 'number:%' ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+            .collect()
+    }
+
     async fn definition_heads(&self) -> Result<Vec<DefinitionHead>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.id, d.version, d.deployed_at FROM definitions d \
@@ -1218,7 +1229,11 @@ impl SqlStore {
         let mut last_id: Option<i64> = None;
         for op in &set.ops {
             self.tick(&mut n)?;
-            let mut q = sqlx::query(op.sql);
+            let sql = match (self.backend, op.pg) {
+                (Backend::Postgres, Some(pg)) => pg,
+                _ => op.sql,
+            };
+            let mut q = sqlx::query(sql);
             for v in &op.params {
                 q = match v {
                     Val::Text(s) => q.bind(s.as_str()),

@@ -575,6 +575,7 @@ mod tests {
                 sql: "INSERT INTO no_such_table (x) VALUES ($1)",
                 params: vec![Val::Int(1)],
                 check: Check::None,
+                pg: None,
             }],
         };
         let mut queue = VecDeque::new();

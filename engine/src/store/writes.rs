@@ -95,6 +95,8 @@ pub struct Op {
     pub params: Vec<Val>,
     /// What its result must be.
     pub check: Check,
+    /// The PostgreSQL text, where it differs from [`Op::sql`] (SQLite's).
+    pub pg: Option<&'static str>,
 }
 
 impl Op {
@@ -103,6 +105,7 @@ impl Op {
             sql,
             params,
             check: Check::None,
+            pg: None,
         }
     }
 
@@ -127,6 +130,9 @@ const TELL_PARENT: &str = "INSERT INTO outbox (instance, kind, payload, status, 
 const HOLD_TIMERS: &str = "UPDATE timers SET owner = $1, lease_until = $2 WHERE instance = $3";
 const RELEASE_TIMERS: &str =
     "UPDATE timers SET owner = NULL, lease_until = NULL WHERE instance = $1";
+const NEXT_NUMBER: &str = "INSERT INTO counters (name, value) VALUES ($1, 1) ON CONFLICT (name) DO UPDATE SET value = counters.value + 1";
+const SET_NUMBER: &str = "UPDATE instances SET state = json_set(state, '$.variables.' || $1, replace($2, '{n}', (SELECT value FROM counters WHERE name = $3))) WHERE id = $4";
+const SET_NUMBER_PG: &str = "UPDATE instances SET state = jsonb_set(state::jsonb, ARRAY['variables', $1::text], to_jsonb(replace($2::text, '{n}', (SELECT value::text FROM counters WHERE name = $3::text))))::text WHERE id = $4";
 const MIGRATE_INSTANCE: &str = "UPDATE instances SET version = $1 WHERE id = $2";
 const MIGRATE_TASKS: &str = "UPDATE tasks SET step = $1 WHERE instance = $2 AND step = $3";
 const MIGRATE_CHILDREN: &str = "UPDATE children SET step = $1 WHERE parent = $2 AND step = $3";
@@ -222,6 +228,21 @@ pub fn transition(
                 vec![HELD.into(), i64::MAX.into(), id()],
             )),
             Command::ReleaseTimers => ops.push(Op::new(RELEASE_TIMERS, vec![id()])),
+            // A numbered document: the counter's next value, in this
+            // transaction (rolled back with it), into the stored state.
+            Command::AssignNumber {
+                variable,
+                counter,
+                format,
+            } => {
+                ops.push(Op::new(NEXT_NUMBER, vec![counter.into()]));
+                let mut op = Op::new(
+                    SET_NUMBER,
+                    vec![variable.into(), format.into(), counter.into(), id()],
+                );
+                op.pg = Some(SET_NUMBER_PG);
+                ops.push(op);
+            }
             // A migration: the instance's version, and the steps of its task
             // rows and of the children its calls wait on follow the plan.
             Command::Migrate { to, steps, .. } => {

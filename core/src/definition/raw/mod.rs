@@ -45,6 +45,7 @@ pub const TOP_KEYS: &[&str] = &[
     "steps",
     "notifications",
     "documents",
+    "numbering",
     "templates",
     "schedule",
 ];
@@ -297,6 +298,25 @@ pub struct RawDocument {
     pub title: String,
     /// The template of its text.
     pub template: String,
+    /// A numbering series of `numbering:` (发文字号): the document takes the
+    /// series' next number when it is issued, in the transaction of the step
+    /// that issues it, into the variable named like the series.
+    #[serde(default)]
+    pub number: Option<String>,
+}
+
+/// A numbering series (发文字号), e.g. `许司督〔{year}〕{n}号`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumbering {
+    /// The pattern of a number: `{n}` is the number, counted from 1 in each
+    /// year (Beijing time) for each distinct pattern, and `{year}` the year
+    /// of issue; or `profile.PARAM`, a text parameter whose value in the
+    /// instance's profile is the pattern (one office's prefix per profile).
+    pub pattern: String,
+    /// What the series numbers.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A message or document template (handlebars): `body:` or `file:`.

@@ -1,7 +1,6 @@
 //! `end`: the instance completes with a result; its documents are rendered.
 
 use crate::runtime::apply::Run;
-use crate::runtime::event::Command;
 use crate::runtime::history::HistoryKind;
 use crate::runtime::state::Status;
 
@@ -14,11 +13,7 @@ impl Run<'_> {
         documents: &[String],
     ) -> Vec<String> {
         for d in documents {
-            self.commands.push(Command::RenderDocument {
-                document: d.clone(),
-                step: id.into(),
-                task: None,
-            });
+            self.issue_document(d, id, None);
         }
         self.finish(
             Status::Completed {

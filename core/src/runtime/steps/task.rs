@@ -117,11 +117,7 @@ impl Run<'_> {
             step: step.into(),
         });
         for d in documents {
-            self.commands.push(Command::RenderDocument {
-                document: d.clone(),
-                step: step.into(),
-                task: Some(id.clone()),
-            });
+            self.issue_document(d, step, Some(id.clone()));
         }
         let (what, rule) = match kind {
             TaskKind::Notice => (HistoryKind::NoticeSent, RuleEvent::NoticeSent),
@@ -258,11 +254,7 @@ impl Run<'_> {
         self.record(line);
         self.record_facts(&outcome.record, &task.step, actor)?;
         for d in &outcome.documents {
-            self.commands.push(Command::RenderDocument {
-                document: d.clone(),
-                step: task.step.clone(),
-                task: Some(task_id.into()),
-            });
+            self.issue_document(d, &task.step, Some(task_id.into()));
         }
         self.notify_rules(rule, Some(&task.step), Some(&task));
         self.item = None;
