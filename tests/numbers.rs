@@ -181,12 +181,31 @@ async fn fifty_concurrent_issuances_on_sqlite_get_fifty_consecutive_numbers() {
         Some("邢协督〔2026〕1号")
     );
 
+    // A case number not typed at the start comes from its series; a typed
+    // one is kept and takes none.
+    let t = e
+        .start(
+            "supervision_letter",
+            Some("XC"),
+            vars(&[
+                ("agency", "market_bureau"),
+                ("problem", "未落实行政执法公示制度"),
+            ]),
+            "li",
+            at("2026-01-05T10:00:00+08:00"),
+        )
+        .await
+        .unwrap();
+    let case = e.instance(&t.state.id).await.unwrap().variables["case_no"].clone();
+    assert_eq!(case, "许司督案〔2026〕1号");
+
     let listed = e.store().numbers().await.unwrap();
     assert_eq!(
         listed,
         vec![
             ("number:许司督〔2025〕{n}号".to_string(), 51),
             ("number:许司督〔2026〕{n}号".to_string(), 1),
+            ("number:许司督案〔2026〕{n}号".to_string(), 1),
             ("number:邢协督〔2026〕{n}号".to_string(), 1),
         ]
     );

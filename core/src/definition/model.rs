@@ -683,6 +683,8 @@ pub struct Numbering {
     pub pattern: PatternRef,
     /// What the series numbers.
     pub description: Option<String>,
+    /// A start that gives no value for the series' variable takes a number.
+    pub on_start: bool,
 }
 
 /// A numbering pattern as written.

@@ -638,6 +638,7 @@ impl Checker<'_> {
                 Numbering {
                     pattern,
                     description: r.description,
+                    on_start: r.on_start,
                 },
             );
         }

@@ -297,30 +297,37 @@ impl<'a> Run<'a> {
     pub(crate) fn issue_document(&mut self, d: &str, step: &str, task: Option<String>) {
         let series = self.def().documents.get(d).and_then(|x| x.number.clone());
         if let Some(series) = series {
-            let pattern = match self.def().numbering.get(&series).map(|n| &n.pattern) {
-                Some(crate::definition::PatternRef::Literal(p)) => Some(p.clone()),
-                Some(crate::definition::PatternRef::Param(name)) => match self.param(name) {
-                    Some(crate::definition::Value::Text(t)) => Some(t),
-                    _ => None,
-                },
-                None => None,
-            };
-            if let Some(p) = pattern {
-                use chrono::Datelike;
-                let year = self.now.with_timezone(&crate::calendar::LEGAL_TZ).year();
-                let format = p.replace("{year}", &year.to_string());
-                self.commands.push(Command::AssignNumber {
-                    variable: series,
-                    counter: format!("number:{format}"),
-                    format,
-                });
-            }
+            self.assign_number(&series);
         }
         self.commands.push(Command::RenderDocument {
             document: d.to_string(),
             step: step.to_string(),
             task,
         });
+    }
+
+    /// Asks the store for the next number of `series` into its variable
+    /// ([`Command::AssignNumber`]): the pattern of the instance's profile,
+    /// with this instant's year (Beijing time).
+    pub(crate) fn assign_number(&mut self, series: &str) {
+        let pattern = match self.def().numbering.get(series).map(|n| &n.pattern) {
+            Some(crate::definition::PatternRef::Literal(p)) => Some(p.clone()),
+            Some(crate::definition::PatternRef::Param(name)) => match self.param(name) {
+                Some(crate::definition::Value::Text(t)) => Some(t),
+                _ => None,
+            },
+            None => None,
+        };
+        if let Some(p) = pattern {
+            use chrono::Datelike;
+            let year = self.now.with_timezone(&crate::calendar::LEGAL_TZ).year();
+            let format = p.replace("{year}", &year.to_string());
+            self.commands.push(Command::AssignNumber {
+                variable: series.to_string(),
+                counter: format!("number:{format}"),
+                format,
+            });
+        }
     }
 
     /// A history line at this instant; finish it with the builder methods.
@@ -359,8 +366,15 @@ impl<'a> Run<'a> {
             values::in_profile(def, profile.as_deref(), name, var, &v)?;
             variables.insert(name.clone(), v);
         }
+        // A case number a start does not give comes from its series.
+        let numbered: Vec<String> = def
+            .numbering
+            .iter()
+            .filter(|(id, n)| n.on_start && !variables.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
         for (name, var) in &def.variables {
-            if variables.contains_key(name) {
+            if variables.contains_key(name) || numbered.contains(name) {
                 continue;
             }
             match &var.default {
@@ -399,6 +413,9 @@ impl<'a> Run<'a> {
             .changed(variables)
             .people(vec![actor.into()]);
         run.record(line);
+        for series in &numbered {
+            run.assign_number(series);
+        }
         run.notify_rules(crate::definition::Event::InstanceStarted, None, None);
         run.enter(&def.start.clone())?;
         Ok(run)

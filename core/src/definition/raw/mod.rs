@@ -317,6 +317,11 @@ pub struct RawNumbering {
     /// What the series numbers.
     #[serde(default)]
     pub description: Option<String>,
+    /// Number the instance when it starts (a case number, 案号): a start
+    /// that gives no value for the series' variable takes the next number,
+    /// in the start's own transaction; a value given is kept.
+    #[serde(default)]
+    pub on_start: bool,
 }
 
 /// A message or document template (handlebars): `body:` or `file:`.
