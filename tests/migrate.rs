@@ -19,23 +19,10 @@ use duban_engine::calendar::Calendar;
 use duban_engine::migration::MigrationRequest;
 use duban_engine::runtime::{directory_file, HistoryKind, InstanceState, TimerKind};
 use duban_engine::scheduler::{Scheduler, SchedulerOptions};
-use duban_engine::service::{Engine, ServiceError, Values};
+use duban_engine::service::{Engine, ServiceError};
 use duban_engine::store::SqlStore;
-use duban_tests::processes;
+use duban_tests::{at, drop_postgres, fresh_postgres, processes, vars};
 use sqlx::Connection;
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Values {
-    Values::Text(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
 
 /// A copy of the process library where `supervision_letter` is version
 /// `version`, edited by `edit`.
@@ -637,30 +624,8 @@ async fn twenty_cases_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_cases_on_postgres() {
-    let base = std::env::var("DUBAN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("duban_tmig_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e} (start it: .ci/run does)"));
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name}"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    let url = fresh_postgres("mig").await;
     let dir = tempfile::tempdir().unwrap();
-    twenty_cases(url, dir.path().to_path_buf()).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    twenty_cases(url.clone(), dir.path().to_path_buf()).await;
+    drop_postgres(&url).await;
 }

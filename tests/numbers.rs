@@ -9,27 +9,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
 use duban_engine::runtime::directory_file;
-use duban_engine::service::{Engine, Values};
+use duban_engine::service::Engine;
 use duban_engine::store::{SqlStore, Store};
-use duban_tests::processes;
+use duban_tests::{at, drop_postgres, fresh_postgres, processes, vars};
 use futures_util::future::join_all;
-use sqlx::Connection;
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Values {
-    Values::Text(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
 
 async fn engine(url: &str, setup: bool) -> Arc<Engine<SqlStore>> {
     let e = Engine::new(SqlStore::open(url).await.unwrap(), Calendar::builtin())
@@ -213,23 +198,7 @@ async fn fifty_concurrent_issuances_on_sqlite_get_fifty_consecutive_numbers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_issuances_across_three_postgres_processes_get_fifty_consecutive_numbers() {
-    let base = std::env::var("DUBAN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("duban_tnum_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e} (start it: .ci/run does)"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
-    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    let url = fresh_postgres("num").await;
     let first = engine(&url, true).await;
     let ids = letters(&first, "XC", 51).await;
     // Three engines, each with its own pool, as three `serve` processes.
@@ -266,10 +235,5 @@ async fn fifty_issuances_across_three_postgres_processes_get_fifty_consecutive_n
     for e in &engines {
         e.store().close().await;
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    drop_postgres(&url).await;
 }

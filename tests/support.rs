@@ -50,3 +50,63 @@ pub fn render(diags: &[Diagnostic]) -> String {
         .join("\n\n");
     text.replace(&root, "")
 }
+
+/// An instant written in RFC 3339 (`2025-09-26T10:00:00+08:00`).
+pub fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// Values as `NAME=VALUE` texts, typed by the definition they are given to.
+pub fn vars(pairs: &[(&str, &str)]) -> duban_engine::service::Values {
+    duban_engine::service::Values::Text(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// The PostgreSQL server the tests use (`DUBAN_TEST_POSTGRES`).
+pub fn postgres_base() -> String {
+    std::env::var("DUBAN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty PostgreSQL database named after `tag` and this process;
+/// its URL. [`drop_postgres`] removes it.
+pub async fn fresh_postgres(tag: &str) -> String {
+    use sqlx::Connection;
+    let base = postgres_base();
+    let name = format!("duban_t{tag}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e} (start it: .ci/run does)"));
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+}
+
+/// Drops the database of `url`, made by [`fresh_postgres`].
+pub async fn drop_postgres(url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit_once('/').unwrap().1;
+    let mut admin = sqlx::AnyConnection::connect(&postgres_base())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}

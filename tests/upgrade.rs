@@ -19,56 +19,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
 use duban_engine::runtime::{directory_file, HistoryKind, TimerKind};
 use duban_engine::scheduler::{Scheduler, SchedulerOptions};
-use duban_engine::service::{Engine, Values};
+use duban_engine::service::Engine;
 use duban_engine::store::backup::{known_schema, restore};
 use duban_engine::store::{SqlStore, Store};
-use duban_tests::{processes, root};
+use duban_tests::{at, fresh_postgres, processes, root, vars};
 use sqlx::Connection;
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Values {
-    Values::Text(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
 
 fn fixtures() -> PathBuf {
     root().join("tests/data/upgrade")
-}
-
-fn pg_base() -> String {
-    std::env::var("DUBAN_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh PostgreSQL database; its URL.
-async fn fresh_pg(tag: &str) -> String {
-    let base = pg_base();
-    let name = format!("duban_tup_{tag}_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e} (start it: .ci/run does)"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
-    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
 }
 
 async fn engine(url: &str) -> Arc<Engine<SqlStore>> {
@@ -164,7 +125,7 @@ async fn write_fixtures() {
     let e = engine(&live.display().to_string()).await;
     fill(&e).await;
     e.store().backup(&file).await.unwrap();
-    let url = fresh_pg("fixture").await;
+    let url = fresh_postgres("upfixture").await;
     let e = engine(&url).await;
     fill(&e).await;
     let out = Command::new("pg_dump")
@@ -290,7 +251,7 @@ async fn a_sqlite_store_of_0_1_0_is_migrated_and_carries_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_store_of_0_1_0_is_migrated_and_carries_on() {
-    let url = fresh_pg("fixture_in").await;
+    let url = fresh_postgres("upfixture_in").await;
     let out = Command::new("psql")
         .args(["-q", "-v", "ON_ERROR_STOP=1", &url, "-f"])
         .arg(fixtures().join("duban-0.1.0-postgres.sql"))
@@ -442,7 +403,7 @@ async fn a_damaged_or_foreign_backup_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_store_dumped_and_restored_fires_its_timers_once() {
-    let url = fresh_pg("dump").await;
+    let url = fresh_postgres("updump").await;
     let e = engine(&url).await;
     library(&e).await;
     let mut ids = vec![];
@@ -469,7 +430,7 @@ async fn a_postgres_store_dumped_and_restored_fires_its_timers_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let target = fresh_pg("restored").await;
+    let target = fresh_postgres("uprestored").await;
     let out = Command::new("pg_restore")
         .args(["--no-owner", "--exit-on-error", "-d", &target])
         .arg(&dump)
