@@ -17,11 +17,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use duban_engine::calendar::Calendar;
 use duban_engine::migration::MigrationRequest;
-use duban_engine::runtime::{directory_file, HistoryKind, InstanceState, TimerKind};
+use duban_engine::runtime::{HistoryKind, InstanceState, TimerKind};
 use duban_engine::scheduler::{Scheduler, SchedulerOptions};
-use duban_engine::service::{Engine, ServiceError};
+use duban_engine::service::{Engine, ServiceError, Values};
 use duban_engine::store::SqlStore;
-use duban_tests::{at, drop_postgres, fresh_postgres, processes, vars};
+use duban_tests::{
+    at, drop_postgres, fresh_postgres, import_scenario_directory, open_task, processes, vars,
+};
 use sqlx::Connection;
 
 /// A copy of the process library where `supervision_letter` is version
@@ -90,12 +92,7 @@ impl Case {
     }
 
     async fn open(&self, id: &str, step: &str) -> String {
-        let s = self.state(id).await;
-        let found = s
-            .open_tasks()
-            .find(|t| t.step == step)
-            .map(|t| t.id.clone());
-        found.unwrap_or_else(|| panic!("{id}: no open task at {step}: {:?}", s.current_steps()))
+        open_task(&self.engine, id, step).await
     }
 
     async fn complete(
@@ -215,11 +212,7 @@ async fn dump(url: &str) -> String {
 async fn twenty_cases(url: String, dir: PathBuf) {
     let store = SqlStore::open(&url).await.unwrap();
     let engine = Arc::new(Engine::new(store, Calendar::builtin()).await.unwrap());
-    let text = std::fs::read_to_string(processes().join("scenarios/directory.yaml")).unwrap();
-    engine
-        .import_directory(directory_file::parse(&text, false).unwrap())
-        .await
-        .unwrap();
+    import_scenario_directory(&engine).await;
     let v1 = library(&dir, 4, |t| t);
     engine
         .deploy(&[v1], at("2025-09-01T00:00:00Z"))
@@ -396,7 +389,7 @@ async fn twenty_cases(url: String, dir: PathBuf) {
         to: 5,
         map: vec![("await_report".into(), "await_answer".into())],
         recount: false,
-        variables: vec![],
+        variables: Values::Text(vec![]),
         instances: None,
     };
 

@@ -10,10 +10,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use duban_engine::calendar::Calendar;
-use duban_engine::runtime::directory_file;
 use duban_engine::service::Engine;
 use duban_engine::store::{SqlStore, Store};
-use duban_tests::{at, drop_postgres, fresh_postgres, processes, vars};
+use duban_tests::{at, drop_postgres, fresh_postgres, import_scenario_directory, processes, vars};
 use futures_util::future::join_all;
 
 async fn engine(url: &str, setup: bool) -> Arc<Engine<SqlStore>> {
@@ -21,10 +20,7 @@ async fn engine(url: &str, setup: bool) -> Arc<Engine<SqlStore>> {
         .await
         .unwrap();
     if setup {
-        let text = std::fs::read_to_string(processes().join("scenarios/directory.yaml")).unwrap();
-        e.import_directory(directory_file::parse(&text, false).unwrap())
-            .await
-            .unwrap();
+        import_scenario_directory(&e).await;
         e.deploy(&[processes()], at("2025-09-01T00:00:00Z"))
             .await
             .unwrap();

@@ -110,3 +110,28 @@ pub async fn drop_postgres(url: &str) {
     .await
     .unwrap();
 }
+
+/// Imports the scenarios' directory (`processes/scenarios/directory.yaml`:
+/// the offices, the government, the agencies) into `e`.
+pub async fn import_scenario_directory<S: duban_engine::store::Store>(
+    e: &duban_engine::service::Engine<S>,
+) {
+    let text = std::fs::read_to_string(processes().join("scenarios/directory.yaml")).unwrap();
+    e.import_directory(duban_engine::runtime::directory_file::parse(&text, false).unwrap())
+        .await
+        .unwrap();
+}
+
+/// The id of the open task (or notice) at `step` of instance `id`.
+pub async fn open_task<S: duban_engine::store::Store>(
+    e: &duban_engine::service::Engine<S>,
+    id: &str,
+    step: &str,
+) -> String {
+    let s = e.instance(id).await.unwrap();
+    let found = s
+        .open_tasks()
+        .find(|t| t.step == step)
+        .map(|t| t.id.clone());
+    found.unwrap_or_else(|| panic!("{id}: no open task at {step}: {:?}", s.current_steps()))
+}

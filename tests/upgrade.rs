@@ -20,12 +20,14 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use duban_engine::calendar::Calendar;
-use duban_engine::runtime::{directory_file, HistoryKind, TimerKind};
+use duban_engine::runtime::{HistoryKind, TimerKind};
 use duban_engine::scheduler::{Scheduler, SchedulerOptions};
 use duban_engine::service::Engine;
 use duban_engine::store::backup::{known_schema, restore};
 use duban_engine::store::{SqlStore, Store};
-use duban_tests::{at, fresh_postgres, processes, root, vars};
+use duban_tests::{
+    at, fresh_postgres, import_scenario_directory, open_task, processes, root, vars,
+};
 use sqlx::Connection;
 
 fn fixtures() -> PathBuf {
@@ -40,10 +42,7 @@ async fn engine(url: &str) -> Arc<Engine<SqlStore>> {
 }
 
 async fn library(e: &Engine<SqlStore>) {
-    let text = std::fs::read_to_string(processes().join("scenarios/directory.yaml")).unwrap();
-    e.import_directory(directory_file::parse(&text, false).unwrap())
-        .await
-        .unwrap();
+    import_scenario_directory(e).await;
     e.deploy(&[processes()], at("2025-09-01T00:00:00Z"))
         .await
         .unwrap();
@@ -65,15 +64,6 @@ async fn letter(e: &Engine<SqlStore>, case: &str, now: &str) -> String {
     .unwrap()
     .state
     .id
-}
-
-async fn open_task(e: &Engine<SqlStore>, id: &str, step: &str) -> String {
-    let s = e.instance(id).await.unwrap();
-    let found = s
-        .open_tasks()
-        .find(|t| t.step == step)
-        .map(|t| t.id.clone());
-    found.unwrap_or_else(|| panic!("{id}: nothing open at {step}: {:?}", s.current_steps()))
 }
 
 /// What the fixtures hold: three letters of 2025-09-26, one still being

@@ -1077,25 +1077,33 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
         }
         Cmd::Restore { .. } => unreachable!("restored before the store is opened"),
         Cmd::Numbers { json } => {
+            /// One counter as `duban numbers` shows it.
+            #[derive(serde::Serialize)]
+            struct Series {
+                series: String,
+                last: i64,
+                last_number: String,
+                next_number: String,
+            }
             let rows = duban_engine::store::Store::numbers(engine.store())
                 .await
                 .map_err(|e| {
                     errln!("duban: {e}");
                     exit::INVALID
                 })?;
-            let rows: Vec<Json> = rows
+            let rows: Vec<Series> = rows
                 .into_iter()
                 .map(|(counter, last)| {
-                    let pattern = counter
+                    let series = counter
                         .strip_prefix("number:")
                         .unwrap_or(&counter)
                         .to_string();
-                    json!({
-                        "series": pattern,
-                        "last": last,
-                        "last_number": pattern.replace("{n}", &last.to_string()),
-                        "next_number": pattern.replace("{n}", &(last + 1).to_string()),
-                    })
+                    Series {
+                        last_number: series.replace("{n}", &last.to_string()),
+                        next_number: series.replace("{n}", &(last + 1).to_string()),
+                        series,
+                        last,
+                    }
                 })
                 .collect();
             if json {
@@ -1106,10 +1114,10 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
                 for r in &rows {
                     outln!(
                         "{}  last {} ({}), next {}",
-                        r["series"].as_str().unwrap_or_default(),
-                        r["last"],
-                        r["last_number"].as_str().unwrap_or_default(),
-                        r["next_number"].as_str().unwrap_or_default()
+                        r.series,
+                        r.last,
+                        r.last_number,
+                        r.next_number
                     );
                 }
             }

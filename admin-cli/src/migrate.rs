@@ -85,11 +85,12 @@ pub fn request(a: &MigrateArgs) -> Result<MigrationRequest, u8> {
             .map(|m| pair("--map", m))
             .collect::<Result<_, _>>()?,
         recount: a.recount,
-        variables: a
-            .vars
-            .iter()
-            .map(|v| pair("--var", v))
-            .collect::<Result<_, _>>()?,
+        variables: duban_engine::service::Values::Text(
+            a.vars
+                .iter()
+                .map(|v| pair("--var", v))
+                .collect::<Result<_, _>>()?,
+        ),
         instances: a.instances.clone(),
     })
 }

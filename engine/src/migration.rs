@@ -10,8 +10,11 @@
 //! of every commit (a task completed between the plan and the apply is
 //! judged afresh, never overwritten).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
+use crate::definition::Definition;
 use crate::runtime::facts::Facts;
 use crate::runtime::migrate::{migrate, Migration, Plan};
 use crate::runtime::reports::Reports;
@@ -32,9 +35,9 @@ pub struct MigrationRequest {
     pub map: Vec<(String, String)>,
     /// Count deadlines again under the target (`--recount`).
     pub recount: bool,
-    /// Values for variables the target requires (`--var`), as text, typed
-    /// by the target version.
-    pub variables: Vec<(String, String)>,
+    /// Values for variables the target requires (`--var`, or JSON from a
+    /// scenario), typed by the target version.
+    pub variables: Values,
     /// Only these instances (`--instances`); every running or stuck
     /// instance on `from` when `None`.
     pub instances: Option<Vec<String>>,
@@ -74,14 +77,24 @@ impl<S: Store> Engine<S> {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Plan>, ServiceError> {
-        let (from, to, m) = self.migration_parts(req).await?;
+        let parts = self.migration_parts(req).await?;
+        self.plan_with(req, &parts, actor, now).await
+    }
+
+    async fn plan_with(
+        &self,
+        req: &MigrationRequest,
+        (from, to, m): &Parts,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Plan>, ServiceError> {
         let mut plans = vec![];
         for id in self.migration_instances(req).await? {
             let Some(state) = self.store().load(&id).await? else {
                 plans.push(missing(req, &id));
                 continue;
             };
-            plans.push(self.migrate_one(&from, &to, &state, &m, actor, now).0);
+            plans.push(self.migrate_one(from, to, &state, m, actor, now).0);
         }
         Ok(plans)
     }
@@ -94,11 +107,12 @@ impl<S: Store> Engine<S> {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Applied, ServiceError> {
-        let plans = self.migration_plan(req, actor, now).await?;
+        let parts = self.migration_parts(req).await?;
+        let plans = self.plan_with(req, &parts, actor, now).await?;
         if plans.iter().any(|p| !p.ok()) {
             return Err(ServiceError::MigrationRefused(plans));
         }
-        let (from, to, m) = self.migration_parts(req).await?;
+        let (from, to, m) = &parts;
         let mut done = Applied {
             plans: vec![],
             transitions: vec![],
@@ -112,7 +126,7 @@ impl<S: Store> Engine<S> {
                     .load(&p.instance)
                     .await?
                     .ok_or_else(|| ServiceError::UnknownInstance(p.instance.clone()))?;
-                let (plan, t) = self.migrate_one(&from, &to, &state, &m, actor, now);
+                let (plan, t) = self.migrate_one(from, to, &state, m, actor, now);
                 let Some(t) = t else {
                     // Changed since it was planned (a task completed onto a
                     // step the target lacks): those before it stay migrated,
@@ -148,8 +162,8 @@ impl<S: Store> Engine<S> {
 
     fn migrate_one(
         &self,
-        from: &crate::definition::Definition,
-        to: &crate::definition::Definition,
+        from: &Definition,
+        to: &Definition,
         state: &InstanceState,
         m: &Migration,
         actor: &str,
@@ -170,17 +184,9 @@ impl<S: Store> Engine<S> {
         migrate(&env, from, state, m, actor, now)
     }
 
-    async fn migration_parts(
-        &self,
-        req: &MigrationRequest,
-    ) -> Result<
-        (
-            std::sync::Arc<crate::definition::Definition>,
-            std::sync::Arc<crate::definition::Definition>,
-            Migration,
-        ),
-        ServiceError,
-    > {
+    /// The two versions and the migration a request asks for, read and
+    /// typed once per request.
+    async fn migration_parts(&self, req: &MigrationRequest) -> Result<Parts, ServiceError> {
         let version = |v: u32| async move {
             match self.definition(&req.process, Some(v)).await {
                 Err(ServiceError::UnknownProcess(_)) => Err(ServiceError::Io(format!(
@@ -192,10 +198,7 @@ impl<S: Store> Engine<S> {
         };
         let from = version(req.from).await?;
         let to = version(req.to).await?;
-        let variables = match req.variables.is_empty() {
-            true => Default::default(),
-            false => self.typed(&to, Values::Text(req.variables.clone()))?,
-        };
+        let variables = self.typed(&to, req.variables.clone())?;
         let m = Migration {
             map: req.map.iter().cloned().collect(),
             recount: req.recount,
@@ -227,6 +230,9 @@ impl<S: Store> Engine<S> {
         Ok(ids)
     }
 }
+
+/// The version instances run on, the target, and what is asked.
+type Parts = (Arc<Definition>, Arc<Definition>, Migration);
 
 fn missing(req: &MigrationRequest, id: &str) -> Plan {
     Plan {

@@ -137,74 +137,57 @@ pub fn migrate(
         children: vec![],
         refusals: vec![],
     };
-    let refuse = |plan: &mut Plan, why: String| plan.refusals.push(why);
     if state.definition != to.id || from.id != to.id {
-        refuse(
-            &mut plan,
-            format!("the instance runs `{}`, not `{}`", state.definition, to.id),
-        );
+        plan.refusals.push(format!(
+            "the instance runs `{}`, not `{}`",
+            state.definition, to.id
+        ));
         return (plan, None);
     }
     if state.version != from.version {
-        refuse(
-            &mut plan,
-            format!(
-                "the instance runs on version {}, not {}",
-                state.version, from.version
-            ),
-        );
+        plan.refusals.push(format!(
+            "the instance runs on version {}, not {}",
+            state.version, from.version
+        ));
         return (plan, None);
     }
     if from.version == to.version {
-        refuse(
-            &mut plan,
-            format!("it already runs on version {}", to.version),
-        );
+        plan.refusals
+            .push(format!("it already runs on version {}", to.version));
         return (plan, None);
     }
     match &state.status {
         Status::Running => {}
-        Status::Stuck { code, .. } => refuse(
-            &mut plan,
-            format!(
-                "it is stuck ({code}): retry or cancel it before migrating (`duban retry {}`)",
-                state.id
-            ),
-        ),
+        Status::Stuck { code, .. } => plan.refusals.push(format!(
+            "it is stuck ({code}): retry or cancel it before migrating (`duban retry {}`)",
+            state.id
+        )),
         other => {
-            refuse(&mut plan, format!("it has ended ({})", other.name()));
+            plan.refusals
+                .push(format!("it has ended ({})", other.name()));
             return (plan, None);
         }
     }
     if let Some(p) = &state.profile {
         if !to.profiles.contains_key(p) {
-            refuse(
-                &mut plan,
-                format!(
-                    "its profile `{p}` is not a profile of version {}",
-                    to.version
-                ),
-            );
+            plan.refusals.push(format!(
+                "its profile `{p}` is not a profile of version {}",
+                to.version
+            ));
         }
     }
     for (old, new) in &m.map {
         if !from.steps.contains_key(old) {
-            refuse(
-                &mut plan,
-                format!(
-                    "--map {old}={new}: version {} has no step `{old}`",
-                    from.version
-                ),
-            );
+            plan.refusals.push(format!(
+                "--map {old}={new}: version {} has no step `{old}`",
+                from.version
+            ));
         }
         if !to.steps.contains_key(new) {
-            refuse(
-                &mut plan,
-                format!(
-                    "--map {old}={new}: version {} has no step `{new}`",
-                    to.version
-                ),
-            );
+            plan.refusals.push(format!(
+                "--map {old}={new}: version {} has no step `{new}`",
+                to.version
+            ));
         }
     }
     let target = |s: &str| m.map.get(s).cloned().unwrap_or_else(|| s.to_string());
@@ -237,19 +220,14 @@ pub fn migrate(
     for (s, why) in &occupied {
         let t = target(s);
         let Some(old) = from.steps.get(s) else {
-            refuse(
-                &mut plan,
-                format!(
-                    "step `{s}` ({why}) is not a step of version {}",
-                    from.version
-                ),
-            );
+            plan.refusals.push(format!(
+                "step `{s}` ({why}) is not a step of version {}",
+                from.version
+            ));
             continue;
         };
         let Some(new) = to.steps.get(&t) else {
-            refuse(
-                &mut plan,
-                format!(
+            plan.refusals.push(format!(
                     "step `{s}` is occupied ({why}) and version {} has no step `{t}`: name its step in version {} with --map {s}=STEP",
                     to.version, to.version
                 ),
@@ -257,7 +235,7 @@ pub fn migrate(
             continue;
         };
         for why_not in incompatible(s, old, &t, new) {
-            refuse(&mut plan, why_not);
+            plan.refusals.push(why_not);
         }
         if *s == t {
             plan.steps
@@ -293,13 +271,11 @@ pub fn migrate(
                     variables.insert(name.clone(), v.clone());
                     changed.insert(name.clone(), v);
                 }
-                Err(e) => refuse(&mut plan, format!("--var {name}: {}", e.message())),
+                Err(e) => plan.refusals.push(format!("--var {name}: {}", e.message())),
             },
             (None, Some(v)) => {
                 if let Err(e) = values::check(name, var, v) {
-                    refuse(
-                        &mut plan,
-                        format!(
+                    plan.refusals.push(format!(
                             "variable `{name}` holds {v}, which version {} does not accept: {}; give a new value with --var {name}=VALUE",
                             to.version,
                             e.message()
@@ -318,9 +294,7 @@ pub fn migrate(
                     variables.insert(name.clone(), v.clone());
                     changed.insert(name.clone(), v);
                 }
-                None if var.required => refuse(
-                    &mut plan,
-                    format!(
+                None if var.required => plan.refusals.push(format!(
                         "variable `{name}` is required by version {} and the instance has no value and the version no default: give it with --var {name}=VALUE",
                         to.version
                     ),
@@ -346,13 +320,10 @@ pub fn migrate(
     }
     for (name, v) in &m.variables {
         if !to.variables.contains_key(name) {
-            refuse(
-                &mut plan,
-                format!(
-                    "--var {name}={v}: version {} declares no variable `{name}`",
-                    to.version
-                ),
-            );
+            plan.refusals.push(format!(
+                "--var {name}={v}: version {} declares no variable `{name}`",
+                to.version
+            ));
         }
     }
 

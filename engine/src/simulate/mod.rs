@@ -832,16 +832,7 @@ impl Sim<'_> {
                 to: to.version,
                 map: m.map.clone().into_iter().collect(),
                 recount: m.recount,
-                variables: m
-                    .variables
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                        )
-                    })
-                    .collect(),
+                variables: typed(&to, &m.variables).into(),
                 instances: Some(vec![id]),
             };
             let actor = m.actor.as_deref().unwrap_or("admin");

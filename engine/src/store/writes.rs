@@ -109,6 +109,11 @@ impl Op {
         }
     }
 
+    fn on_postgres(mut self, sql: &'static str) -> Op {
+        self.pg = Some(sql);
+        self
+    }
+
     fn checked(mut self, check: Check) -> Op {
         self.check = check;
         self
@@ -236,12 +241,13 @@ pub fn transition(
                 format,
             } => {
                 ops.push(Op::new(NEXT_NUMBER, vec![counter.into()]));
-                let mut op = Op::new(
-                    SET_NUMBER,
-                    vec![variable.into(), format.into(), counter.into(), id()],
+                ops.push(
+                    Op::new(
+                        SET_NUMBER,
+                        vec![variable.into(), format.into(), counter.into(), id()],
+                    )
+                    .on_postgres(SET_NUMBER_PG),
                 );
-                op.pg = Some(SET_NUMBER_PG);
-                ops.push(op);
             }
             // A migration: the instance's version, and the steps of its task
             // rows and of the children its calls wait on follow the plan.
