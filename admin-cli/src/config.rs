@@ -48,8 +48,19 @@ fn library(processes: &Path) -> Vec<Definition> {
 
 /// Loads the configuration; `definitions` are the processes whose SMS
 /// templates need gateway template codes.
+/// The fonts of `[documents.fonts]` become the process's typesetter's
+/// (scanned once), and what they lack is warned of.
 pub fn load(source: &Source, definitions: &[&Definition]) -> Loaded {
-    config::load(&source.path, source.required, &ProcessEnv, definitions)
+    let mut loaded = config::load(&source.path, source.required, &ProcessEnv, definitions);
+    if let Some(c) = &loaded.config {
+        duban_typeset::configure(c.fonts.clone());
+        let configured = c.fonts != duban_typeset::FontConfig::default();
+        loaded.problems.extend(config::font_problems(
+            &duban_typeset::shared().fonts(),
+            configured,
+        ));
+    }
+    loaded
 }
 
 /// `duban config check`: exit 0 when `serve` would accept the

@@ -98,7 +98,6 @@ pub async fn seed(
             Some("XC"),
             vars(&[
                 ("agency", json!("market_bureau")),
-                ("case_no", json!("许司督〔2026〕1号")),
                 ("problem", json!("未按规定在政府网站公示行政处罚决定")),
             ]),
             "li",
@@ -133,7 +132,6 @@ pub async fn seed(
             Some("XC"),
             vars(&[
                 ("agency", json!("urban_bureau")),
-                ("case_no", json!("许司督〔2026〕2号")),
                 ("problem", json!("行政执法人员未出示执法证件")),
             ]),
             "li",

@@ -256,6 +256,14 @@ pub enum Cmd {
         #[arg(long = "as", default_value = "admin")]
         actor: String,
     },
+    /// The case file (案卷) of an instance as one PDF: cover, every action with who and when, every deadline, every document issued.
+    CaseFile {
+        /// The instance id.
+        id: String,
+        /// The PDF to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// The document-number series (发文字号) and the last number each gave, per year.
     Numbers {
         /// Print JSON.
@@ -1076,6 +1084,25 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
             outln!("{}", open_tasks_line(&t.state));
         }
         Cmd::Restore { .. } => unreachable!("restored before the store is opened"),
+        Cmd::CaseFile { id, output } => {
+            let case = duban_notifiers::case_file::build(&engine, &id, now)
+                .await
+                .map_err(fail)?;
+            let (entries, documents) = (case.timeline.len(), case.documents.len());
+            let pdf = duban_notifiers::case_file::pdf(case).await.map_err(|e| {
+                errln!("duban: the case file of {id} was not typeset: {e}");
+                exit::INVALID
+            })?;
+            if let Err(e) = crate::output::write_whole(&output, &pdf) {
+                errln!("duban: writing {}: {e}", output.display());
+                return Err(exit::INVALID);
+            }
+            outln!(
+                "wrote {} ({} bytes): the case file of {id}, {entries} history entries, {documents} documents",
+                output.display(),
+                pdf.len()
+            );
+        }
         Cmd::Numbers { json } => {
             /// One counter as `duban numbers` shows it.
             #[derive(serde::Serialize)]

@@ -178,6 +178,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the case file (案卷) of the scenario's instance, as PDF.
+        #[arg(long)]
+        case_file: Option<PathBuf>,
     },
     /// Print the JSON Schema of a kind of YAML file, for editors (schema/*.json).
     Schema {
@@ -257,7 +260,15 @@ fn main() -> ExitCode {
             definition,
             profile,
             json,
-        } => serve::simulate(scenario, definition, profile, json, &cli.db.calendar_dir),
+            case_file,
+        } => serve::simulate(
+            scenario,
+            definition,
+            profile,
+            json,
+            case_file,
+            &cli.db.calendar_dir,
+        ),
         Command::Schema { kind } => schema::print(kind),
         Command::Engine(cmd) => instances::run(cmd, cli.db),
     };

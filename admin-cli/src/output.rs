@@ -30,3 +30,18 @@ pub fn stdout(args: std::fmt::Arguments) {
 pub fn stderr(args: std::fmt::Arguments) {
     let _ = std::io::stderr().lock().write_fmt(args);
 }
+
+/// Writes `bytes` to `path` whole or not at all: into a temporary file
+/// beside it, synced, then renamed over it (a full disk or a crash leaves
+/// the old file or none, never half a PDF).
+pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut f = tempfile::NamedTempFile::new_in(dir)?;
+    f.write_all(bytes)?;
+    f.as_file().sync_all()?;
+    f.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -480,6 +480,7 @@ pub fn simulate(
     definition: Option<PathBuf>,
     profile: Option<String>,
     json: bool,
+    case_file: Option<PathBuf>,
     calendar_dir: &std::path::Path,
 ) -> u8 {
     use duban_engine::simulate::Scenario;
@@ -502,7 +503,7 @@ pub fn simulate(
         .build()
         .expect("a tokio runtime");
     let documents = duban_notifiers::documents::SimulatedDocuments;
-    let report = match rt.block_on(sc.run(
+    let (report, engine, now) = match rt.block_on(sc.run_keeping(
         definition.as_deref(),
         profile.as_deref(),
         calendar,
@@ -514,6 +515,24 @@ pub fn simulate(
             return exit::USAGE;
         }
     };
+    // The case file of the instance the scenario ran last, as of its
+    // last instant.
+    if let (Some(out), Some(state), Some(now)) = (&case_file, &report.state, now) {
+        let made = rt.block_on(async {
+            let case = duban_notifiers::case_file::build(&engine, &state.id, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            duban_notifiers::case_file::pdf(case).await
+        });
+        match made.and_then(|pdf| crate::output::write_whole(out, &pdf).map_err(|e| e.to_string()))
+        {
+            Ok(()) => errln!("wrote the case file of {} to {}", state.id, out.display()),
+            Err(e) => {
+                errln!("duban: the case file: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
     let file = scenario.display();
     if json {
         let v = serde_json::json!({

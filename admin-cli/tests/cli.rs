@@ -368,13 +368,13 @@ fn supervision_letter_through_the_binary(db: &str) {
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("deployed supervision_letter v5"));
+    .contains("deployed supervision_letter v6"));
     assert!(ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
         &["deploy", "processes/"]
     ))
-    .contains("unchanged supervision_letter v5"));
+    .contains("unchanged supervision_letter v6"));
     ok(on(
         db,
         "2025-09-26T09:00:00+08:00",
@@ -456,7 +456,7 @@ fn supervision_letter_through_the_binary(db: &str) {
             "li",
         ],
     ));
-    assert!(out.contains("started 1 (supervision_letter v5)"), "{out}");
+    assert!(out.contains("started 1 (supervision_letter v6)"), "{out}");
     assert!(
         out.contains("1.1 draft_letter → li, due 2025-10-10"),
         "{out}"
@@ -587,7 +587,7 @@ fn supervision_letter_through_the_binary(db: &str) {
     ));
     let show = ok(on(db, "2025-10-21T10:00:00+08:00", &["show", "1"]));
     assert!(
-        show.contains("supervision_letter（行政执法监督督办） v5  profile XC  completed"),
+        show.contains("supervision_letter（行政执法监督督办） v6  profile XC  completed"),
         "{show}"
     );
     assert!(
@@ -1525,7 +1525,7 @@ fn a_smaller_directory_file_updates_without_removing_and_orphaned_tasks_are_reas
     let listed = ok(on(db, t0, &["instances"]));
     assert!(
         listed.contains(
-            "行政执法监督督办（supervision_letter v5）  running  督办案号：许司督〔2025〕9号"
+            "行政执法监督督办（supervision_letter v6）  running  督办案号：许司督〔2025〕9号"
         ),
         "{listed}"
     );

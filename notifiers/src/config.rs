@@ -117,7 +117,20 @@ struct OutboxSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DocumentsSection {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
+    fonts: Option<FontsSection>,
+}
+
+/// `[documents.fonts]`: the families of the PDF layouts, each list tried in
+/// order before the free fallback, and folders of the office's own fonts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FontsSection {
+    body: Option<Vec<String>>,
+    title: Option<Vec<String>>,
+    heading: Option<Vec<String>>,
+    #[serde(default)]
+    dirs: Vec<PathBuf>,
 }
 
 /// One thing wrong (or worth knowing) about the configuration.
@@ -151,6 +164,8 @@ pub struct Config {
     pub policy: Policy,
     /// Where documents are written (`documents` beside the database unless set).
     pub documents_dir: Option<PathBuf>,
+    /// The fonts of the documents' PDF (`[documents.fonts]`).
+    pub fonts: duban_typeset::FontConfig,
     /// The answer portal, when configured.
     pub portal: Option<PortalSettings>,
     /// Where `/healthz` and `/metrics` are served (`[metrics] listen`).
@@ -708,11 +723,14 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
     }
     cfg.policy = policy;
 
-    if let Some(d) = raw.documents {
+    let (dir, fonts) = match raw.documents {
+        Some(d) => (d.dir, d.fonts),
+        None => (None, None),
+    };
+    if let Some(dir) = dir {
         // Checked without creating anything: the nearest existing folder on
         // the way must be a writable folder (the writer creates the rest).
-        let existing = d
-            .dir
+        let existing = dir
             .ancestors()
             .find(|a| a.as_os_str().is_empty() || a.exists());
         let existing = match existing {
@@ -731,7 +749,35 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
                 format!("`{}` is not writable: {e}", existing.display()),
             );
         }
-        cfg.documents_dir = Some(d.dir);
+        cfg.documents_dir = Some(dir.clone());
+    }
+    if let Some(f) = fonts {
+        let mut fc = duban_typeset::FontConfig::default();
+        for (key, list, into) in [
+            ("body", f.body, &mut fc.body),
+            ("title", f.title, &mut fc.title),
+            ("heading", f.heading, &mut fc.heading),
+        ] {
+            if let Some(list) = list {
+                if list.iter().any(|n| n.trim().is_empty()) {
+                    c.error(
+                        &format!("documents.fonts.{key}"),
+                        "a font family's name is empty".to_string(),
+                    );
+                }
+                *into = list;
+            }
+        }
+        for d in &f.dirs {
+            if !d.is_dir() {
+                c.error(
+                    "documents.fonts.dirs",
+                    format!("`{}` is not a folder", d.display()),
+                );
+            }
+        }
+        fc.dirs = f.dirs;
+        cfg.fonts = fc;
     }
 
     let failed = c.problems.iter().any(|p| !p.warning);
@@ -739,6 +785,57 @@ pub fn load(path: &Path, required: bool, env: &dyn Env, definitions: &[&Definiti
         config: (!failed).then_some(cfg),
         problems: c.problems,
     }
+}
+
+/// What the fonts found for the documents' PDF mean for an operator:
+/// a warning for each configured family that is not installed (its text
+/// falls back to the next), and one when no font can set Chinese at all
+/// (every document would then be refused rather than printed with blanks).
+///
+/// `configured`: whether `[documents.fonts]` names the families; the
+/// defaults (仿宋_GB2312, 方正小标宋) are missing on most machines, and the
+/// free fallback standing in for them is no problem to warn of.
+pub fn font_problems(report: &duban_typeset::FontReport, configured: bool) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if !report.cjk {
+        out.push(Problem {
+            key: "documents.fonts".into(),
+            message: format!(
+                "no CJK font found ({} font faces in all): no document can be typeset as PDF; install Debian's fonts-noto-cjk or the office's fonts (`dirs` under [documents.fonts])",
+                report.faces
+            ),
+            warning: true,
+        });
+        return out;
+    }
+    let missing: Vec<&str> = report
+        .families
+        .iter()
+        .filter(|(_, found)| !found)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if configured && !missing.is_empty() {
+        let found: Vec<&str> = report
+            .families
+            .iter()
+            .filter(|(_, found)| *found)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        out.push(Problem {
+            key: "documents.fonts".into(),
+            message: format!(
+                "not installed: {}; documents use the next family of each list ({})",
+                missing.join(", "),
+                if found.is_empty() {
+                    "none found".to_string()
+                } else {
+                    found.join(", ")
+                }
+            ),
+            warning: true,
+        });
+    }
+    out
 }
 
 /// The templates `d` sends by SMS.
@@ -1014,5 +1111,50 @@ max_attempts = 0
             assert!(e.contains(says), "{text}: {e}");
             assert!(l.config.is_none());
         }
+    }
+
+    #[test]
+    fn fonts_are_read_and_a_machine_without_cjk_fonts_is_warned_of() {
+        let l = check(
+            "[documents.fonts]\nbody = [\"仿宋_GB2312\"]\ntitle = [\"方正小标宋简体\"]\ndirs = [\"/tmp\"]\n",
+            &[],
+        );
+        assert_eq!(errors(&l), Vec::<String>::new());
+        let fonts = l.config.unwrap().fonts;
+        assert_eq!(fonts.body, ["仿宋_GB2312"]);
+        assert_eq!(fonts.heading, duban_typeset::FontConfig::default().heading);
+        assert_eq!(fonts.dirs, [PathBuf::from("/tmp")]);
+        let l = check("[documents.fonts]\ndirs = [\"/no/such/fonts\"]\n", &[]);
+        assert!(
+            errors(&l).iter().any(|e| e.contains("not a folder")),
+            "{:?}",
+            errors(&l)
+        );
+
+        let none = duban_typeset::FontReport {
+            families: vec![("FangSong".into(), false)],
+            cjk: false,
+            faces: 3,
+        };
+        let p = font_problems(&none, false);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].warning && p[0].message.contains("no CJK font found"),
+            "{p:?}"
+        );
+        let fallback = duban_typeset::FontReport {
+            families: vec![
+                ("FangSong".into(), false),
+                ("Noto Serif CJK SC".into(), true),
+            ],
+            cjk: true,
+            faces: 30,
+        };
+        assert!(
+            font_problems(&fallback, false).is_empty(),
+            "the defaults falling back is no problem"
+        );
+        let p = font_problems(&fallback, true);
+        assert!(p[0].message.contains("not installed: FangSong"), "{p:?}");
     }
 }

@@ -141,10 +141,13 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
             let doc = def.documents.get(id).ok_or_else(|| {
                 SendError::Permanent(format!("document `{id}` is not in {}", def.id))
             })?;
-            let d = render::document(&def, doc, &ctx).map_err(SendError::Permanent)?;
+            let parts = render::document_parts(&def, doc, state.profile.as_deref(), &ctx)
+                .map_err(SendError::Permanent)?;
+            let filename = format!("{}.pdf", parts.title);
             attachments.push(Attachment {
-                filename: format!("{}.html", d.subject),
-                html: d.html,
+                filename,
+                content_type: "application/pdf".into(),
+                bytes: crate::documents::pdf(parts).await?,
             });
         }
         Ok(Message {

@@ -2,12 +2,15 @@
 //!
 //! A step's `documents:` become `render_document` outbox rows in the
 //! transaction that opens (or ends) the step. This worker claims them,
-//! renders the document's template with the instance as it is now, and
-//! writes `DIR/INSTANCE/DOCUMENT-ROW.txt` (plain text) and `.html` (every
-//! value escaped, for printing). Each file is written to a temporary file
-//! in the same directory and renamed into place, so a full disk or a crash
-//! leaves either the whole document or none; the row is retried with the
-//! outbox's backoff until it succeeds.
+//! renders the document's parts with the instance as it is now, and
+//! writes `DIR/INSTANCE/DOCUMENT-ROW.txt` (plain text), `.html` (every
+//! value escaped) and `.pdf` (the 公文 as issued, typeset by
+//! `duban_typeset`). Each file is written to a temporary file in the same
+//! directory and renamed into place, so a full disk or a crash leaves
+//! either the whole document or none; the row is retried with the outbox's
+//! backoff until it succeeds. A document that cannot be typeset (no font
+//! for a character, a broken layout) fails its row permanently, with the
+//! reason, rather than come out with blanks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use duban_engine::service::Engine;
 use duban_engine::store::{OutboxRow, Store, StoreError};
 
 use crate::dispatch::{load_row, Policy, Round};
-use crate::render::{self, Rendered, Subject};
+use crate::render::{self, Official, Rendered, Subject};
 use crate::SendError;
 use duban_engine::definition::Definition;
 use duban_engine::outbox::{WorkFuture, Worker};
@@ -34,20 +37,26 @@ pub struct DocumentWriter<S> {
     policy: Policy,
 }
 
-/// The files a `render_document` row produces.
-pub fn paths(dir: &Path, row: &OutboxRow, document: &str) -> (PathBuf, PathBuf) {
+/// The files a `render_document` row produces: text, HTML and PDF.
+pub fn paths(dir: &Path, row: &OutboxRow, document: &str) -> [PathBuf; 3] {
     let base = dir.join(&row.instance);
-    (
-        base.join(format!("{document}-{}.txt", row.id)),
-        base.join(format!("{document}-{}.html", row.id)),
-    )
+    ["txt", "html", "pdf"].map(|ext| base.join(format!("{document}-{}.{ext}", row.id)))
 }
 
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+/// Typesets a document's parts as PDF (on a blocking thread: it is CPU
+/// work of a tenth of a second or more), with the process's fonts.
+pub async fn pdf(parts: Official) -> Result<Vec<u8>, SendError> {
+    tokio::task::spawn_blocking(move || duban_typeset::shared().document(&parts))
+        .await
+        .map_err(|e| SendError::Transient(format!("typesetting: {e}")))?
+        .map_err(|e| SendError::Permanent(e.to_string()))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("a document path has a directory");
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
+    tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -64,6 +73,18 @@ pub fn render_document(
     dir: &dyn Directory,
     now: DateTime<Utc>,
 ) -> Result<Rendered, String> {
+    document_parts(def, state, issued, dir, now).map(|p| render::compose(&p))
+}
+
+/// The parts of the document `issued` (what [`render_document`] composes
+/// as text and [`pdf`] typesets).
+pub fn document_parts(
+    def: &Definition,
+    state: &InstanceState,
+    issued: Issued<'_>,
+    dir: &dyn Directory,
+    now: DateTime<Utc>,
+) -> Result<Official, String> {
     let Issued {
         document,
         step,
@@ -93,7 +114,7 @@ pub fn render_document(
         now,
     };
     let ctx = render::context(&subject, dir);
-    render::document(def, doc, &ctx)
+    render::document_parts(def, doc, state.profile.as_deref(), &ctx)
 }
 
 /// The documents' text for `duban simulate`.
@@ -152,11 +173,17 @@ impl<S: Store> DocumentWriter<S> {
             step: &step,
             task: task.as_deref(),
         };
-        let r = render_document(&def, &state, issued, dir.as_ref(), now)
+        let parts = document_parts(&def, &state, issued, dir.as_ref(), now)
             .map_err(SendError::Permanent)?;
-        let (txt, html) = paths(&self.dir, row, &document);
-        for (path, text) in [(&txt, &r.text), (&html, &r.html)] {
-            write_atomically(path, text)
+        let r = render::compose(&parts);
+        let pdf = pdf(parts).await?;
+        let [txt, html, pdf_path] = paths(&self.dir, row, &document);
+        for (path, bytes) in [
+            (&txt, r.text.as_bytes()),
+            (&html, r.html.as_bytes()),
+            (&pdf_path, pdf.as_slice()),
+        ] {
+            write_atomically(path, bytes)
                 .map_err(|e| SendError::Transient(format!("writing {}: {e}", path.display())))?;
         }
         Ok(txt)

@@ -337,12 +337,12 @@ impl Notifier for EmailNotifier {
         let email = if m.attachments.is_empty() {
             b.multipart(body)
         } else {
-            let html = ContentType::parse("text/html; charset=utf-8").expect("a valid type");
             let mut mixed = MultiPart::mixed().multipart(body);
             for a in &m.attachments {
+                let ty = ContentType::parse(&a.content_type)
+                    .map_err(|e| SendError::Permanent(format!("{}: {e}", a.content_type)))?;
                 mixed = mixed.singlepart(
-                    lettre::message::Attachment::new(a.filename.clone())
-                        .body(a.html.clone(), html.clone()),
+                    lettre::message::Attachment::new(a.filename.clone()).body(a.bytes.clone(), ty),
                 );
             }
             b.multipart(mixed)

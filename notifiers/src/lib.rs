@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod case_file;
 pub mod config;
 pub mod dispatch;
 pub mod documents;
@@ -71,10 +72,12 @@ pub struct Message {
 /// A file attached to an email.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
-    /// The file name, e.g. `行政执法监督督办函.html`.
+    /// The file name, e.g. `行政执法监督督办函.pdf`.
     pub filename: String,
-    /// The content, UTF-8 HTML.
-    pub html: String,
+    /// Its MIME type, e.g. `application/pdf`.
+    pub content_type: String,
+    /// The content.
+    pub bytes: Vec<u8>,
 }
 
 /// Why a send failed: the outbox's [`duban_engine::outbox::Failure`], so a

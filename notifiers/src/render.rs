@@ -12,6 +12,8 @@ use duban_engine::runtime::{values, Directory, InstanceState, TaskState};
 use handlebars::Handlebars;
 use serde_json::{json, Map, Value as Json};
 
+pub use duban_typeset::Official;
+
 use crate::Recipient;
 
 /// What a message is about.
@@ -182,30 +184,129 @@ pub fn render(t: &Template, ctx: &Json) -> Result<Rendered, String> {
     })
 }
 
-/// Renders document `doc` with `ctx`: plain text, and a printable HTML
-/// page titled with the document's title. The title is itself rendered
-/// (`title: 行政执法监督{{letter_kind}}` follows the letter issued), and is
-/// the result's `subject`.
-pub fn document(
+/// Renders the parts of document `doc` with `ctx`: its title (itself a
+/// template, `行政执法监督{{letter_kind}}` follows the letter issued), its
+/// number (the value of its series' variable), addressee, body, attachments,
+/// issuer and date (the day of rendering, the day it is issued), in the
+/// order and with the layout its PDF is typeset in.
+pub fn document_parts(
     def: &Definition,
     doc: &duban_engine::definition::Document,
+    profile: Option<&str>,
     ctx: &Json,
-) -> Result<Rendered, String> {
+) -> Result<Official, String> {
     let t = def
         .templates
         .get(&doc.template)
         .ok_or_else(|| format!("template `{}` is missing", doc.template))?;
-    let mut r = render(t, ctx)?;
-    r.subject = document_title(doc, ctx)?;
-    r.html = r.html.replacen(
-        "<head><meta charset=\"utf-8\"></head>",
-        &format!(
-            "<head><meta charset=\"utf-8\"><title>{}</title></head>",
-            handlebars::html_escape(&r.subject)
-        ),
-        1,
+    let plain = plain();
+    let text = |t: &str| -> Result<String, String> {
+        plain
+            .render_template(t, ctx)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| e.to_string())
+    };
+    let optional = |t: &Option<String>| -> Result<Option<String>, String> {
+        Ok(match t {
+            Some(t) => Some(text(t)?).filter(|t| !t.is_empty()),
+            None => None,
+        })
+    };
+    let number = doc
+        .number
+        .as_ref()
+        .and_then(|series| ctx.get(series))
+        .and_then(Json::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let issuer = optional(&doc.issuer)?;
+    Ok(Official {
+        layout: def.layout_of(doc, profile),
+        kind: doc.kind.clone(),
+        title: document_title(doc, ctx)?,
+        number,
+        to: optional(&doc.to)?,
+        body: text(&t.body)?,
+        attachments: doc
+            .attachments
+            .iter()
+            .map(|a| text(a))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect(),
+        date: issuer
+            .as_ref()
+            .and_then(|_| ctx.get("today").and_then(Json::as_str).map(str::to_string)),
+        issuer,
+    })
+}
+
+/// Renders document `doc` with `ctx`: plain text, and a printable HTML
+/// page titled with the document's title, each with the parts of
+/// [`document_parts`] in the order of the 公文 (title, 发文字号, 主送机关,
+/// 正文, 附件, 署名, 成文日期). The title is the result's `subject`.
+pub fn document(
+    def: &Definition,
+    doc: &duban_engine::definition::Document,
+    profile: Option<&str>,
+    ctx: &Json,
+) -> Result<Rendered, String> {
+    let parts = document_parts(def, doc, profile, ctx)?;
+    Ok(compose(&parts))
+}
+
+/// The text and HTML of a document's parts.
+pub fn compose(d: &Official) -> Rendered {
+    let mut lines: Vec<String> = vec![d.title.clone()];
+    if let Some(n) = &d.number {
+        lines.push(n.clone());
+    }
+    lines.push(String::new());
+    if let Some(to) = &d.to {
+        lines.push(format!("{to}："));
+    }
+    lines.push(d.body.clone());
+    if !d.attachments.is_empty() {
+        lines.push(String::new());
+        for (i, a) in d.attachments.iter().enumerate() {
+            let label = if i == 0 { "附件：" } else { "　　　" };
+            if d.attachments.len() == 1 {
+                lines.push(format!("{label}{a}"));
+            } else {
+                lines.push(format!("{label}{}. {a}", i + 1));
+            }
+        }
+    }
+    if let Some(issuer) = &d.issuer {
+        lines.push(String::new());
+        lines.push(issuer.clone());
+        if let Some(date) = &d.date {
+            lines.push(date.clone());
+        }
+    }
+    let text = lines.join("\n") + "\n";
+    let body: String = handlebars::html_escape(&text)
+        .lines()
+        .collect::<Vec<_>>()
+        .join("<br>\n");
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n{body}\n</body></html>\n",
+        handlebars::html_escape(&d.title)
     );
-    Ok(r)
+    Rendered {
+        subject: d.title.clone(),
+        text,
+        html,
+        sms: d.title.clone(),
+        sms_params: Default::default(),
+    }
+}
+
+fn plain() -> Handlebars<'static> {
+    let mut plain = Handlebars::new();
+    plain.register_escape_fn(handlebars::no_escape);
+    plain
 }
 
 /// The title of `doc` rendered with `ctx` (plain text).

@@ -50,18 +50,25 @@ async fn the_supervision_letter_is_written_once_and_retried_when_the_disk_refuse
     let w = DocumentWriter::new(engine.clone(), dir.clone(), policy.clone());
     let r = w.render_due(now + policy.delay(1)).await.unwrap();
     assert_eq!((r.sent, r.dead), (1, 0));
-    let (txt, html) = paths(&dir, &row, "supervision_letter");
+    let [txt, html, pdf] = paths(&dir, &row, "supervision_letter");
     let text = std::fs::read_to_string(&txt).unwrap();
     assert!(text.starts_with("行政执法监督督办函"), "{text}");
     assert!(text.contains("许司督〔2025〕7号") && text.contains("许昌市市场监督管理局："));
     assert!(text.contains("未落实行政执法公示制度"));
     let html = std::fs::read_to_string(&html).unwrap();
     assert!(html.contains("<title>行政执法监督督办函</title>"), "{html}");
+    // And the 公文 itself, typeset.
+    let pdf = std::fs::read(&pdf).unwrap();
+    assert!(
+        pdf.starts_with(b"%PDF-") && pdf.len() > 10_000,
+        "{} bytes",
+        pdf.len()
+    );
     let files: Vec<_> = std::fs::read_dir(txt.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(files.len(), 2, "no temporary files left: {files:?}");
+    assert_eq!(files.len(), 3, "no temporary files left: {files:?}");
     assert_eq!(
         w.render_due(now + chrono::Duration::hours(1))
             .await

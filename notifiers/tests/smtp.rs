@@ -138,16 +138,13 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
             && !body.contains("30 days"),
         "{body}"
     );
-    // The 督办函 itself travels with the notice, as a titled HTML file.
+    // The 督办函 itself travels with the notice, as its PDF.
     let files = attachments(notice);
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(files[0].0, "行政执法监督督办函.html");
-    assert!(
-        files[0].1.contains("<title>行政执法监督督办函</title>")
-            && files[0].1.contains("许司督〔2025〕7号")
-            && files[0].1.contains("许昌市市场监督管理局："),
-        "{}",
-        files[0].1
+    assert_eq!(files[0].0, "行政执法监督督办函.pdf");
+    assert_eq!(
+        (files[0].1.as_str(), files[0].2.as_str()),
+        ("application/pdf", "%PDF-")
     );
     // Sending the same row again gives the same Message-ID, not a new message identity.
     let again = d
@@ -183,9 +180,10 @@ async fn a_notice_email_arrives_with_a_stable_message_id() {
 }
 
 /// The attachments: (file name, decoded text), by Python's email parser.
-fn attachments(mail: &str) -> Vec<(String, String)> {
+/// Each attachment's file name, content type and first five bytes.
+fn attachments(mail: &str) -> Vec<(String, String, String)> {
     let out = Command::new("/usr/bin/python3")
-        .args(["-c", "import sys,email,email.policy\nm=email.message_from_string(sys.stdin.read(),policy=email.policy.default)\nfor p in m.iter_attachments():\n    sys.stdout.write(p.get_filename()+'\\x00'+p.get_content()+'\\x01')"])
+        .args(["-c", "import sys,email,email.policy\nm=email.message_from_string(sys.stdin.read(),policy=email.policy.default)\nfor p in m.iter_attachments():\n    sys.stdout.write(p.get_filename()+'\\x00'+p.get_content_type()+'\\x00'+p.get_payload(decode=True)[:5].decode('latin1')+'\\x01')"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -200,8 +198,9 @@ fn attachments(mail: &str) -> Vec<(String, String)> {
         .split('\x01')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            let (name, body) = s.split_once('\x00').unwrap();
-            (name.to_string(), body.to_string())
+            let mut parts = s.split('\x00').map(str::to_string);
+            let mut next = || parts.next().unwrap_or_default();
+            (next(), next(), next())
         })
         .collect()
 }

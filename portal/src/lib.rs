@@ -503,10 +503,10 @@ fn documents_list(p: &Portal, token: &str, n: &Notice) -> String {
             )
             .map_or_else(|_| d.title.clone(), |r| r.subject);
             s.push_str(&format!(
-                "<li><a href=\"/n/{}/d/{}\">{}</a></li>",
-                esc(token),
-                esc(id),
-                esc(&title)
+                "<li><a href=\"/n/{t}/d/{d}\">{title}</a>（PDF；<a href=\"/n/{t}/d/{d}?format=html\">网页版</a>）</li>",
+                t = esc(token),
+                d = esc(id),
+                title = esc(&title)
             ));
         }
     }
@@ -1016,6 +1016,7 @@ async fn answer(
 async fn document(
     State(p): State<Portal>,
     Path((token, document)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Response {
     let now = (p.clock)();
     let n = match notice(&p, &token, now).await {
@@ -1035,7 +1036,7 @@ async fn document(
         );
     }
     let dir = p.engine.directory();
-    match duban_notifiers::documents::render_document(
+    let parts = duban_notifiers::documents::document_parts(
         &n.def,
         &n.state,
         duban_engine::simulate::Issued {
@@ -1045,11 +1046,46 @@ async fn document(
         },
         dir.as_ref(),
         t.opened_at,
-    ) {
-        Ok(r) => {
+    );
+    let html = query.get("format").is_some_and(|f| f == "html");
+    let shown = match parts {
+        Ok(parts) if html => Ok(Err(duban_notifiers::render::compose(&parts).html)),
+        Ok(parts) => {
+            let title = parts.title.clone();
+            duban_notifiers::documents::pdf(parts)
+                .await
+                .map(|pdf| Ok((title, pdf)))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e),
+    };
+    match shown {
+        Ok(Err(html)) => {
             let mut resp = page(StatusCode::OK, "", "");
-            *resp.body_mut() = axum::body::Body::from(r.html);
+            *resp.body_mut() = axum::body::Body::from(html);
             resp
+        }
+        // The PDF, shown in the browser's viewer (no page policy: the
+        // viewer is not a page of ours) and never sniffed as anything else.
+        Ok(Ok((title, pdf))) => {
+            let name: String =
+                form_urlencoded::byte_serialize(format!("{title}.pdf").as_bytes()).collect();
+            let mut r = (StatusCode::OK, pdf).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+            if let Ok(v) = HeaderValue::from_str(&format!("inline; filename*=UTF-8''{name}")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
         }
         Err(e) => {
             tracing::error!(error = %e, document = %document, "portal: a document did not render");

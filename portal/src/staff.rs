@@ -56,6 +56,7 @@ pub(crate) fn routes() -> Router<Portal> {
         .route("/staff/t/{task}", get(task).post(complete))
         .route("/staff/i/{instance}", get(instance_page))
         .route("/staff/i/{instance}/a/{task}/{n}", get(instance_attachment))
+        .route("/staff/i/{instance}/case-file.pdf", get(case_file))
         .route("/staff/overdue", get(overdue_page))
         .route("/staff/overdue.csv", get(overdue_csv))
 }
@@ -614,7 +615,12 @@ async fn timeline(
             .note
             .as_deref()
             .filter(|n| !n.is_empty())
-            .map(|n| format!("（{n}）"))
+            .map(|n| {
+                format!(
+                    "（{}）",
+                    duban_notifiers::case_file::note_in_chinese(def, l.what, n)
+                )
+            })
             .unwrap_or_default();
         out.push_str(&format!(
             "<li>{} {} {}{}{}</li>",
@@ -782,7 +788,58 @@ async fn instance_page(
         Ok(t) => body.push_str(&t),
         Err(r) => return r,
     }
+    body.push_str(&format!(
+        "<p><a href=\"/staff/i/{}/case-file.pdf\">案卷（PDF）</a>：封面、办理经过、期限和全部文书</p>",
+        esc(&id)
+    ));
     page(StatusCode::OK, &def.name, &body)
+}
+
+/// The case file (案卷) of an instance the person may see, as PDF.
+async fn case_file(
+    State(p): State<Portal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match person(&p, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if let Err(r) = visible_instance(&p, &who, &id).await {
+        return r;
+    }
+    let now = (p.clock)();
+    let case = match duban_notifiers::case_file::build(&p.engine, &id, now).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    match duban_notifiers::case_file::pdf(case).await {
+        Ok(pdf) => {
+            let mut r = (StatusCode::OK, pdf).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"case-{id}.pdf\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, instance = %id, "portal: a case file was not typeset");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "暂时无法生成案卷",
+                "<p>案卷暂时无法生成，请联系管理员（详见服务日志）。</p>",
+            )
+        }
+    }
 }
 
 async fn instance_attachment(

@@ -587,6 +587,41 @@ async fn the_instance_page_shows_its_steps_and_timeline_to_those_in_it() {
     assert_eq!(s, StatusCode::OK);
     let (s, _, _) = staff(&w, "GET", &format!("/staff/i/{li_instance}"), None, "").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The case file (案卷) of an instance, linked from its page, for the
+    // same people only.
+    assert!(
+        page.contains(&format!("/staff/i/{wang_instance}/case-file.pdf")),
+        "{page}"
+    );
+    let (s, pdf, headers) = staff(
+        &w,
+        "GET",
+        &format!("/staff/i/{wang_instance}/case-file.pdf"),
+        Some(&session("wang")),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/pdf");
+    assert!(pdf.starts_with("%PDF-"));
+    let (s, _, _) = staff(
+        &w,
+        "GET",
+        &format!("/staff/i/{li_instance}/case-file.pdf"),
+        Some(&session("wang")),
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = staff(
+        &w,
+        "GET",
+        &format!("/staff/i/{li_instance}/case-file.pdf"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     // The inbox names steps, not ids, and links the instance.
     let (_, inbox, _) = staff(&w, "GET", "/staff/inbox", Some(&session("wang")), "").await;
     assert!(inbox.contains(">负责人审查</a>"), "{inbox}");

@@ -216,8 +216,19 @@ async fn the_letter_is_shown_and_attachments_go_with_the_answer_as_downloads() {
         html.contains("type=\"file\" name=\"_attachment\""),
         "{html}"
     );
-    // The 督办函 itself, as issued, under the page's restrictive policy.
-    let doc = w.get(&format!("{}/d/supervision_letter", w.path())).await;
+    // The 督办函 itself, as issued: the PDF, and as a web page under the
+    // page's restrictive policy.
+    let pdf = w.get(&format!("{}/d/supervision_letter", w.path())).await;
+    assert_eq!(pdf.status, StatusCode::OK);
+    assert_eq!(pdf.headers["content-type"], "application/pdf");
+    assert!(pdf.body.starts_with(b"%PDF-"), "a PDF");
+    assert!(
+        html.contains(&format!("{}/d/supervision_letter?format=html", w.path())),
+        "{html}"
+    );
+    let doc = w
+        .get(&format!("{}/d/supervision_letter?format=html", w.path()))
+        .await;
     assert_eq!(doc.status, StatusCode::OK, "{}", doc.text());
     assert!(
         doc.text().contains("<title>行政执法监督督办函</title>"),

@@ -735,6 +735,61 @@ pub struct Document {
     pub template: String,
     /// The numbering series whose next number it takes when issued.
     pub number: Option<String>,
+    /// The 主送机关, a handlebars text.
+    pub to: Option<String>,
+    /// The 发文机关 (版头 and 署名), a handlebars text.
+    pub issuer: Option<String>,
+    /// The 附件, each a handlebars text.
+    pub attachments: Vec<String>,
+    /// The layout of its PDF.
+    pub layout: LayoutRef,
+}
+
+/// The layouts of a document's PDF (the 党政机关公文格式, GB/T 9704-2012,
+/// for the kinds an office issues as 公文).
+pub const LAYOUTS: &[&str] = &["函", "意见书", "决定书", "通知书", "聘书", "公告", "记录"];
+
+/// The layout a document kind takes when its document names none.
+pub fn default_layout(kind: &str) -> &'static str {
+    match kind {
+        "督办函" => "函",
+        "意见书" | "建议书" => "意见书",
+        "决定书" => "决定书",
+        "通知书" => "通知书",
+        "聘书" => "聘书",
+        "公告" => "公告",
+        _ => "记录",
+    }
+}
+
+/// Where a document's layout comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutRef {
+    /// One of [`LAYOUTS`].
+    Named(String),
+    /// A text parameter of the profile whose value is one of [`LAYOUTS`].
+    Param(String),
+}
+
+impl Definition {
+    /// The layout of document `doc` under profile `profile`: the named one,
+    /// or the profile's value of the parameter (its default without a
+    /// profile), falling back to the kind's own.
+    pub fn layout_of(&self, doc: &Document, profile: Option<&str>) -> String {
+        match &doc.layout {
+            LayoutRef::Named(n) => n.clone(),
+            LayoutRef::Param(param) => {
+                let value = profile
+                    .and_then(|p| self.profiles.get(p))
+                    .and_then(|p| p.values.get(param))
+                    .or_else(|| self.parameters.get(param).and_then(|d| d.default.as_ref()));
+                match value {
+                    Some(Value::Text(t)) if LAYOUTS.contains(&t.as_str()) => t.clone(),
+                    _ => default_layout(&doc.kind).to_string(),
+                }
+            }
+        }
+    }
 }
 
 /// A message or document template.

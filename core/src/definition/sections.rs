@@ -645,10 +645,77 @@ impl Checker<'_> {
         out
     }
 
+    /// A document's layout: a named one of [`LAYOUTS`], or a text parameter
+    /// whose value in every profile (or its default) names one.
+    fn layout_ref(
+        &mut self,
+        p: &Path,
+        r: &RawDocument,
+        parameters: &IndexMap<String, Parameter>,
+        profiles: &IndexMap<String, Profile>,
+    ) -> LayoutRef {
+        let hint = || Some(format!("layouts: {}", LAYOUTS.join(", ")));
+        let Some(layout) = r.layout.as_deref().map(str::trim) else {
+            return LayoutRef::Named(default_layout(&r.kind).to_string());
+        };
+        let Some(param) = layout.strip_prefix("profile.") else {
+            if !LAYOUTS.contains(&layout) {
+                self.err(
+                    p,
+                    Code::BadValue,
+                    format!("unknown layout `{layout}`"),
+                    hint(),
+                );
+            }
+            return LayoutRef::Named(layout.to_string());
+        };
+        let param = param.trim().to_string();
+        match parameters.get(&param) {
+            None => self.err(
+                p,
+                Code::UnknownParameter,
+                format!("unknown parameter `{param}`"),
+                None,
+            ),
+            Some(def) if !matches!(def.ty, ValueType::String | ValueType::Text) => self.err(
+                p,
+                Code::TypeMismatch,
+                format!("parameter `{param}` is a {}, not a layout's name", def.ty),
+                None,
+            ),
+            Some(def) => {
+                let mut check = |at: Path, v: Option<&Value>| match v {
+                    Some(Value::Text(t)) if LAYOUTS.contains(&t.as_str()) => {}
+                    Some(Value::Text(t)) => {
+                        self.err(&at, Code::BadValue, format!("unknown layout `{t}`"), hint())
+                    }
+                    _ => {}
+                };
+                check(
+                    Path::root().key("parameters").key(&param).key("default"),
+                    def.default.as_ref(),
+                );
+                for (pid, prof) in profiles {
+                    check(
+                        Path::root()
+                            .key("profiles")
+                            .key(pid)
+                            .key("values")
+                            .key(&param),
+                        prof.values.get(&param),
+                    );
+                }
+            }
+        }
+        LayoutRef::Param(param)
+    }
+
     pub(super) fn documents_section(
         &mut self,
         node: Option<&Node>,
         numbering: &IndexMap<String, Numbering>,
+        parameters: &IndexMap<String, Parameter>,
+        profiles: &IndexMap<String, Profile>,
     ) -> IndexMap<String, Document> {
         let path = Path::root().key("documents");
         let mut out = IndexMap::new();
@@ -688,6 +755,17 @@ impl Checker<'_> {
                     );
                 }
             }
+            // The addressee, issuer and attachments read the instance as a
+            // template does: the same names and fields.
+            for (key, text) in [("to", &r.to), ("issuer", &r.issuer)] {
+                if let Some(t) = text {
+                    self.template_names(&p.key(key), &id, key, None, t);
+                }
+            }
+            for (i, t) in r.attachments.iter().enumerate() {
+                self.template_names(&p.key("attachments").index(i), &id, "attachments", None, t);
+            }
+            let layout = self.layout_ref(&p.key("layout"), &r, parameters, profiles);
             out.insert(
                 id,
                 Document {
@@ -695,6 +773,10 @@ impl Checker<'_> {
                     title: r.title,
                     template: r.template,
                     number: r.number,
+                    to: r.to,
+                    issuer: r.issuer,
+                    attachments: r.attachments,
+                    layout,
                 },
             );
         }

@@ -226,6 +226,24 @@ impl Scenario {
         calendar: Calendar,
         documents: &dyn DocumentText,
     ) -> Result<Report, ScenarioError> {
+        let (report, engine, _) = self
+            .run_keeping(definition, profile, calendar, documents)
+            .await?;
+        engine.store().close().await;
+        Ok(report)
+    }
+
+    /// [`Scenario::run`], also giving the engine it ran on (its in-memory
+    /// store holds every instance, history line and outbox row of the run)
+    /// and the virtual clock's last instant: what `duban simulate
+    /// --case-file` makes the case file from.
+    pub async fn run_keeping(
+        &self,
+        definition: Option<&Path>,
+        profile: Option<&str>,
+        calendar: Calendar,
+        documents: &dyn DocumentText,
+    ) -> Result<(Report, Arc<Engine<MemoryStore>>, Option<DateTime<Utc>>), ScenarioError> {
         // What a run refuses quotes paths and names from the scenario; a
         // definition's diagnostic keeps its lines.
         let err = |line: usize, message: String| ScenarioError {
@@ -425,14 +443,14 @@ impl Scenario {
             ),
             None => (Vec::new(), None),
         };
-        sim.engine.store().close().await;
-        Ok(Report {
+        let report = Report {
             name: self.raw.name.clone(),
             checks,
             timeline,
             state,
             documents: sim.rendered,
-        })
+        };
+        Ok((report, sim.engine, now))
     }
 }
 

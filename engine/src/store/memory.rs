@@ -1029,6 +1029,15 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn outbox_of(&self, instance: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let t = self.lock();
+        Ok(t.outbox
+            .iter()
+            .filter(|(_, r)| r.instance == instance)
+            .map(|(id, r)| r.row(*id))
+            .collect())
+    }
+
     async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         match self.lock().outbox.get_mut(&id) {
             Some(r) if r.status == OutboxStatus::Dead => {

@@ -549,6 +549,9 @@ pub trait Store {
     ) -> Result<(), StoreError>;
     /// Outbox rows, optionally by status, oldest first.
     async fn outbox(&self, status: Option<OutboxStatus>) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Outbox rows of one instance, oldest first: its documents and messages
+    /// as issued (the case file, `duban case-file`).
+    async fn outbox_of(&self, instance: &str) -> Result<Vec<OutboxRow>, StoreError>;
     /// Makes a dead row pending again, to be sent at `now`; false if no dead row has that id.
     async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// How many outbox rows are pending (notifications to send).

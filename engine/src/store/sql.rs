@@ -1115,6 +1115,14 @@ impl Store for SqlStore {
         rows.iter().map(outbox_row).collect()
     }
 
+    async fn outbox_of(&self, instance: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE instance = $1 ORDER BY id")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
     async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt = $1, lease_until = NULL WHERE id = $2 AND status = 'dead'").bind(ms(now)).bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)

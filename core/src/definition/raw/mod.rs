@@ -296,13 +296,34 @@ pub struct RawDocument {
     pub kind: String,
     /// The document's title, e.g. `行政执法监督决定书`.
     pub title: String,
-    /// The template of its text.
+    /// The template of its 正文 (body): the text between the 主送机关 and
+    /// the 附件; the title, number, addressee, signature and date are the
+    /// layout's, from the fields below.
     pub template: String,
     /// A numbering series of `numbering:` (发文字号): the document takes the
     /// series' next number when it is issued, in the transaction of the step
     /// that issues it, into the variable named like the series.
     #[serde(default)]
     pub number: Option<String>,
+    /// The 主送机关 (addressee), a handlebars text, e.g. `{{agency.name}}`;
+    /// printed flush left above the body, followed by `：`.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// The 发文机关 (issuing authority), a handlebars text, e.g.
+    /// `{{profile.office_name}}`: the red 发文机关标志 of the 版头 and the
+    /// 署名 above the 成文日期 (the day of issue). A document without one
+    /// is unsigned and undated (a 记录).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The 附件 (attachments) listed below the body, each a handlebars text.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// The layout of its PDF: one of 函, 意见书, 决定书, 通知书, 聘书, 公告,
+    /// 记录, or `profile.PARAM`, a text parameter whose value in the
+    /// instance's profile names one (an office's own layout per profile).
+    /// Without it, the kind's own: 督办函 → 函, 建议书 → 意见书, 协议书 → 记录.
+    #[serde(default)]
+    pub layout: Option<String>,
 }
 
 /// A numbering series (发文字号), e.g. `许司督〔{year}〕{n}号`.
