@@ -1011,6 +1011,41 @@ async fn answer(
     }
 }
 
+/// A PDF, shown inline in the browser's viewer (no page policy: the viewer
+/// is not a page of ours), never cached or sniffed as anything else, and
+/// saved under `filename` (RFC 6266, its UTF-8 name percent-encoded as RFC
+/// 8187 says, with an ASCII fallback).
+pub(crate) fn pdf_response(pdf: Vec<u8>, filename: &str) -> Response {
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut r = (StatusCode::OK, pdf).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pdf"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "inline; filename=\"document.pdf\"; filename*=UTF-8''{encoded}"
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
 /// A document of the notice, rendered as it was issued (with the instance's
 /// values and the instant the notice was sent).
 async fn document(
@@ -1065,28 +1100,7 @@ async fn document(
             *resp.body_mut() = axum::body::Body::from(html);
             resp
         }
-        // The PDF, shown in the browser's viewer (no page policy: the
-        // viewer is not a page of ours) and never sniffed as anything else.
-        Ok(Ok((title, pdf))) => {
-            let name: String =
-                form_urlencoded::byte_serialize(format!("{title}.pdf").as_bytes()).collect();
-            let mut r = (StatusCode::OK, pdf).into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/pdf"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(
-                "x-content-type-options",
-                HeaderValue::from_static("nosniff"),
-            );
-            h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-            if let Ok(v) = HeaderValue::from_str(&format!("inline; filename*=UTF-8''{name}")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            r
-        }
+        Ok(Ok((title, pdf))) => pdf_response(pdf, &format!("{title}.pdf")),
         Err(e) => {
             tracing::error!(error = %e, document = %document, "portal: a document did not render");
             page(

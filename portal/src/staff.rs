@@ -814,23 +814,7 @@ async fn case_file(
         Err(e) => return unavailable(&e),
     };
     match duban_notifiers::case_file::pdf(case).await {
-        Ok(pdf) => {
-            let mut r = (StatusCode::OK, pdf).into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/pdf"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(
-                "x-content-type-options",
-                HeaderValue::from_static("nosniff"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"case-{id}.pdf\"")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            r
-        }
+        Ok(pdf) => crate::pdf_response(pdf, &format!("案卷-{id}.pdf")),
         Err(e) => {
             tracing::error!(error = %e, instance = %id, "portal: a case file was not typeset");
             page(

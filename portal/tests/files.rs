@@ -222,6 +222,14 @@ async fn the_letter_is_shown_and_attachments_go_with_the_answer_as_downloads() {
     assert_eq!(pdf.status, StatusCode::OK);
     assert_eq!(pdf.headers["content-type"], "application/pdf");
     assert!(pdf.body.starts_with(b"%PDF-"), "a PDF");
+    // Saved under its title: 行政执法监督督办函.pdf, percent-encoded.
+    let saved = pdf.headers["content-disposition"].to_str().unwrap();
+    assert!(
+        saved.starts_with("inline;")
+            && saved.contains("filename*=UTF-8''%E8%A1%8C")
+            && saved.ends_with(".pdf"),
+        "{saved}"
+    );
     assert!(
         html.contains(&format!("{}/d/supervision_letter?format=html", w.path())),
         "{html}"
