@@ -64,9 +64,9 @@ fn words(pdf: &Path) -> Vec<Word> {
         .collect()
 }
 
-/// A letter issued in the engine as `serve` does it (start, draft issued),
-/// its document written by the document writer: the PDF's path.
-async fn issued_letter(dir: &Path) -> PathBuf {
+/// A letter issued in the engine as `serve` does it (start, draft issued):
+/// the engine and the instance.
+async fn issue(problem: &str) -> (Arc<Engine<MemoryStore>>, String) {
     let engine = Arc::new(
         Engine::new(MemoryStore::new(), Calendar::builtin())
             .await
@@ -77,8 +77,6 @@ async fn issued_letter(dir: &Path) -> PathBuf {
         .deploy(&[processes()], at("2026-03-02T09:00:00+08:00"))
         .await
         .unwrap();
-    // A problem long enough that its paragraph fills whole lines.
-    let problem = "未落实行政执法公示制度，行政执法决定未在法定期限内向社会公开，部分执法人员未按规定出示执法证件，执法全过程记录制度落实不到位，重大执法决定法制审核流于形式";
     let id = engine
         .start(
             "supervision_letter",
@@ -102,6 +100,13 @@ async fn issued_letter(dir: &Path) -> PathBuf {
         )
         .await
         .unwrap();
+    (engine, id)
+}
+
+/// A letter issued, its document written by the document writer: the PDF's path.
+async fn issued_letter(dir: &Path) -> PathBuf {
+    // A problem long enough that its paragraph fills whole lines.
+    let (engine, id) = issue("未落实行政执法公示制度，行政执法决定未在法定期限内向社会公开，部分执法人员未按规定出示执法证件，执法全过程记录制度落实不到位，重大执法决定法制审核流于形式").await;
     let writer = DocumentWriter::new(engine.clone(), dir.to_path_buf(), Policy::default());
     let round = writer
         .render_due(at("2026-03-03T10:00:01+08:00"))
@@ -233,7 +238,17 @@ async fn the_case_file_of_the_overdue_letter_holds_every_history_entry_and_docum
     let file = tmp.path().join("case.pdf");
     std::fs::write(&file, &pdf).unwrap();
     let text = tool("pdftotext", &["-raw", file.to_str().unwrap(), "-"]);
-    let flat: String = text.split_whitespace().collect();
+    // A row may run over a page: its page number and the table's header
+    // repeated on the next page stand between its halves.
+    let flat: String = text
+        .lines()
+        .filter(|l| !(l.starts_with("— ") && l.ends_with(" —")))
+        .collect::<Vec<_>>()
+        .join("")
+        .split_whitespace()
+        .collect::<String>()
+        .replace("时间办理人事项", "")
+        .replace("事项届满日状态计算说明", "");
     // Every entry, as one row: when, who, what.
     for e in &case.timeline {
         for part in [&e.at, &e.actor, &e.what] {
@@ -255,4 +270,56 @@ async fn the_case_file_of_the_overdue_letter_holds_every_history_entry_and_docum
             d.title
         );
     }
+}
+
+struct Sink;
+
+impl duban_notifiers::Notifier for Sink {
+    fn kind(&self) -> OutboxKind {
+        OutboxKind::Email
+    }
+    async fn send(&self, _: &duban_notifiers::Message) -> Result<(), duban_notifiers::SendError> {
+        Ok(())
+    }
+}
+
+/// A character no font has: the document's file is refused with the
+/// character named (never printed blank), and the notice's email still
+/// goes, carrying the document as its web page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_no_font_can_set_is_refused_but_its_notice_still_goes() {
+    let (engine, id) = issue("未落实\u{0378}公示制度").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = DocumentWriter::new(engine.clone(), tmp.path().to_path_buf(), Policy::default());
+    let round = writer
+        .render_due(at("2026-03-03T10:00:01+08:00"))
+        .await
+        .unwrap();
+    assert_eq!((round.sent, round.dead), (0, 1));
+    let rows = engine.store().outbox_of(&id).await.unwrap();
+    let doc = rows
+        .iter()
+        .find(|r| r.kind == OutboxKind::RenderDocument)
+        .unwrap();
+    let why = doc.last_error.as_deref().unwrap_or_default();
+    assert!(why.contains("U+0378"), "{why}");
+
+    let notice = rows
+        .iter()
+        .find(|r| r.kind == OutboxKind::Email && r.payload.contains("letter_notice"))
+        .unwrap();
+    let d = duban_notifiers::dispatch::Dispatcher::new(
+        engine.clone(),
+        Sink,
+        duban_notifiers::links::NoPortal,
+        Policy::default(),
+    );
+    let m = d
+        .message(notice, at("2026-03-03T10:00:02+08:00"))
+        .await
+        .unwrap();
+    assert_eq!(m.attachments.len(), 1);
+    assert_eq!(m.attachments[0].filename, "行政执法监督督办函.html");
+    let page = String::from_utf8(m.attachments[0].bytes.clone()).unwrap();
+    assert!(page.contains("未落实\u{0378}公示制度"), "{page}");
 }

@@ -34,6 +34,24 @@ impl Source {
     }
 }
 
+/// Gives the process's typesetter the fonts of the home's `duban.toml`
+/// (`[documents.fonts]`), for the commands that typeset outside `serve`
+/// (`case-file`, `simulate --case-file`), so their PDF is set as `serve`'s
+/// is. A configuration that does not load leaves the defaults, saying so.
+pub fn fonts_from_home(home: &crate::instances::DbArgs) {
+    let source = Source::new(None, home);
+    let loaded = config::load(&source.path, false, &ProcessEnv, &[]);
+    match loaded.config {
+        Some(c) => {
+            duban_typeset::configure(c.fonts);
+        }
+        None => errln!(
+            "duban: {} has errors (see `duban config check`); the documents use the default fonts",
+            source.path.display()
+        ),
+    }
+}
+
 /// The valid definitions of the library at `processes` (none when absent).
 fn library(processes: &Path) -> Vec<Definition> {
     if !processes.exists() {

@@ -1085,6 +1085,7 @@ async fn run_async(cmd: Cmd, db: &DbArgs) -> Result<(), u8> {
         }
         Cmd::Restore { .. } => unreachable!("restored before the store is opened"),
         Cmd::CaseFile { id, output } => {
+            crate::config::fonts_from_home(db);
             let case = duban_notifiers::case_file::build(&engine, &id, now)
                 .await
                 .map_err(fail)?;

@@ -261,14 +261,19 @@ fn main() -> ExitCode {
             profile,
             json,
             case_file,
-        } => serve::simulate(
-            scenario,
-            definition,
-            profile,
-            json,
-            case_file,
-            &cli.db.calendar_dir,
-        ),
+        } => {
+            if case_file.is_some() {
+                config::fonts_from_home(&cli.db);
+            }
+            serve::simulate(
+                scenario,
+                definition,
+                profile,
+                json,
+                case_file,
+                &cli.db.calendar_dir,
+            )
+        }
         Command::Schema { kind } => schema::print(kind),
         Command::Engine(cmd) => instances::run(cmd, cli.db),
     };

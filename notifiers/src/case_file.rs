@@ -133,12 +133,27 @@ pub async fn build<S: Store>(
             step: &step,
             task: task.as_deref(),
         };
+        // A document the instance's definition can no longer render (a
+        // version migrated away from it) is filed as such, not dropped, and
+        // does not keep the rest of the case from its file.
         let parts = crate::documents::document_parts(&def, &state, issued, dir, row.created_at)
-            .map_err(|e| {
-                ServiceError::Io(format!(
-                    "document `{document}` of {id} does not render: {e}"
-                ))
-            })?;
+            .unwrap_or_else(|e| Official {
+                layout: "记录".into(),
+                kind: "记录".into(),
+                title: def
+                    .documents
+                    .get(&document)
+                    .map_or_else(|| document.clone(), |d| d.title.clone()),
+                number: None,
+                to: None,
+                body: format!(
+                    "本文书（{document}，{}制发）无法按现行流程定义重新生成：{e}",
+                    beijing(row.created_at)
+                ),
+                attachments: Vec::new(),
+                issuer: None,
+                date: None,
+            });
         // A document issued again (a 决定书 made by one step and served by
         // the next) is filed once: the same text, whatever its date.
         let again = documents.iter().any(|d: &duban_typeset::Official| {
@@ -182,44 +197,67 @@ pub async fn build<S: Store>(
     })
 }
 
-/// A history line's note as staff and auditors read it: the core writes
+/// A history line's note as staff and auditors read it. The core writes
 /// some in an operator's terms (`outcome issue: 制发督办文书`, `escalated to
-/// role:supervision_office`, a branch's condition); these say the same in
-/// Chinese, with the definition's own names. Other notes are Chinese as
-/// written (a decision's `note`, a reason) and are kept.
-pub fn note_in_chinese(def: &Definition, kind: HistoryKind, note: &str) -> String {
-    let note = note.trim();
-    if let Some(rest) = note.strip_prefix("outcome ") {
-        if let Some((_, label)) = rest.split_once(": ") {
-            return format!("结果：{label}");
+/// role:supervision_office`, a branch's CEL condition); for those kinds the
+/// line is said again from the definition (the outcome's label, the role's
+/// name, the branch's own note and rule, 其他情形 for a default). Other notes
+/// are Chinese as written (a reason, a reminder) and are kept.
+pub fn note_in_chinese(def: &Definition, h: &HistoryEntry) -> String {
+    use duban_engine::definition::StepKind;
+    let note = h.note.as_deref().unwrap_or_default().trim();
+    let step = |id: &Option<String>| id.as_ref().and_then(|s| def.steps.get(s));
+    match h.what {
+        HistoryKind::TaskCompleted | HistoryKind::NoticeAnswered => {
+            let Some(rest) = note.strip_prefix("outcome ") else {
+                return note.to_string();
+            };
+            let (id, label) = rest.split_once(": ").unwrap_or((rest, ""));
+            let label = match step(&h.step_before).map(|s| &s.kind) {
+                Some(StepKind::Task { outcomes, .. } | StepKind::Notice { outcomes, .. }) => {
+                    outcomes.get(id).map_or(label, |o| o.label.as_str())
+                }
+                _ => label,
+            };
+            format!("结果：{label}")
         }
-    }
-    if let Some(to) = note.strip_prefix("escalated to ") {
-        let names: Vec<String> = to
-            .split(", ")
-            .map(|r| {
-                let id = r.strip_prefix("role:").unwrap_or(r);
-                def.roles
-                    .get(id)
-                    .map_or_else(|| id.to_string(), |x| x.name.clone())
-            })
-            .collect();
-        return format!("报送{}", names.join("、"));
-    }
-    match kind {
-        HistoryKind::Decided if note == "default" => "其他情形".into(),
-        // `CONDITION (RULE): NOTE` or `CONDITION: NOTE`: the note, and the rule.
-        HistoryKind::Decided => match note.split_once("): ") {
-            Some((cond, text)) => match cond.rsplit_once(" (") {
-                Some((_, rule)) => format!("{text}（{rule}）"),
-                None => text.to_string(),
-            },
-            None => match note.split_once(": ") {
-                Some((_, text)) if !text.is_empty() => text.to_string(),
-                _ => "条件成立".into(),
-            },
+        HistoryKind::Escalated => match note.strip_prefix("escalated to ") {
+            Some(to) => {
+                let names: Vec<String> = to
+                    .split(", ")
+                    .map(|r| {
+                        let id = r.strip_prefix("role:").unwrap_or(r);
+                        def.roles
+                            .get(id)
+                            .map_or_else(|| id.to_string(), |x| x.name.clone())
+                    })
+                    .collect();
+                format!("报送{}", names.join("、"))
+            }
+            None => note.to_string(),
         },
-        // `RESULT NAME (result_id)`: the name.
+        HistoryKind::Decided => match step(&h.step_before).map(|s| &s.kind) {
+            Some(StepKind::Decision {
+                branches, default, ..
+            }) => {
+                let target = h.step_after.as_deref().unwrap_or_default();
+                let branch = branches
+                    .iter()
+                    .find(|b| b.goto == target && note != "default");
+                match branch {
+                    Some(b) => match (&b.note, &b.rule) {
+                        (Some(n), Some(r)) => format!("{n}（{r}）"),
+                        (Some(n), None) => n.clone(),
+                        (None, Some(r)) => format!("条件成立（{r}）"),
+                        (None, None) => "条件成立".into(),
+                    },
+                    None if target == default => "其他情形".into(),
+                    None => note.to_string(),
+                }
+            }
+            _ => note.to_string(),
+        },
+        // `NAME (result_id)`: the name.
         HistoryKind::Ended => match note.rsplit_once(" (") {
             Some((name, id)) if id.ends_with(')') && id.is_ascii() => name.to_string(),
             _ => note.to_string(),
@@ -244,8 +282,9 @@ fn entry(
         let people: Vec<String> = h.people.iter().map(|p| who(p, dir)).collect();
         what.push_str(&format!("（{}）", people.join("、")));
     }
-    if let Some(n) = h.note.as_deref().filter(|n| !n.is_empty()) {
-        what.push_str(&format!("；{}", note_in_chinese(def, h.what, n)));
+    let note = note_in_chinese(def, h);
+    if !note.is_empty() {
+        what.push_str(&format!("；{note}"));
     }
     if let Some(d) = &h.deadline {
         what.push_str(&format!("；期限至{}", d.last_day.format("%Y年%-m月%-d日")));

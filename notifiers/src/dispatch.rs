@@ -127,11 +127,16 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
         };
         let ctx = render::context(&subject, dir.as_ref());
         let r = render::render(t, &ctx).map_err(SendError::Permanent)?;
-        // A notice carries its documents (督办函, 决定书, …), rendered for
-        // this recipient, so the agency holds the formal text itself.
+        // A notice's email carries its documents (督办函, 决定书, …) as PDF,
+        // so the agency holds the formal text itself: dated the day they
+        // were issued (the row's), as the files and the portal show them.
+        // A document that cannot be typeset goes as its web page instead:
+        // the notice itself (its link, its period) must reach the agency.
+        // An SMS carries no attachment, so none is typeset for it.
         let mut attachments = Vec::new();
+        let email = self.notifier.kind() == OutboxKind::Email;
         let notice_documents = match step.as_deref().and_then(|s| def.steps.get(s)) {
-            Some(s) if event == NotifyEvent::Notice => match &s.kind {
+            Some(s) if email && event == NotifyEvent::Notice => match &s.kind {
                 StepKind::Notice { documents, .. } => documents.as_slice(),
                 _ => &[],
             },
@@ -141,14 +146,37 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
             let doc = def.documents.get(id).ok_or_else(|| {
                 SendError::Permanent(format!("document `{id}` is not in {}", def.id))
             })?;
-            let parts = render::document_parts(&def, doc, state.profile.as_deref(), &ctx)
+            let issued = render::context(
+                &Subject {
+                    definition: &def,
+                    state: &state,
+                    step: step.as_deref(),
+                    task: task_state,
+                    recipient: None,
+                    answer_link: String::new(),
+                    now: row.created_at,
+                },
+                dir.as_ref(),
+            );
+            let parts = render::document_parts(&def, doc, state.profile.as_deref(), &issued)
                 .map_err(SendError::Permanent)?;
-            let filename = format!("{}.pdf", parts.title);
-            attachments.push(Attachment {
-                filename,
-                content_type: "application/pdf".into(),
-                bytes: crate::documents::pdf(parts).await?,
-            });
+            let title = parts.title.clone();
+            let html = render::compose(&parts).html;
+            match crate::documents::pdf(parts).await {
+                Ok(bytes) => attachments.push(Attachment {
+                    filename: format!("{title}.pdf"),
+                    content_type: "application/pdf".into(),
+                    bytes,
+                }),
+                Err(e) => {
+                    tracing::error!(row = row.id, instance = %row.instance, document = %id, error = %e, "a notice's document was not typeset; its web page goes instead");
+                    attachments.push(Attachment {
+                        filename: format!("{title}.html"),
+                        content_type: "text/html; charset=utf-8".into(),
+                        bytes: html.into_bytes(),
+                    });
+                }
+            }
         }
         Ok(Message {
             key: format!("duban.outbox.{}", row.id),

@@ -46,9 +46,10 @@ pub fn paths(dir: &Path, row: &OutboxRow, document: &str) -> [PathBuf; 3] {
 /// Typesets a document's parts as PDF (on a blocking thread: it is CPU
 /// work of a tenth of a second or more), with the process's fonts.
 pub async fn pdf(parts: Official) -> Result<Vec<u8>, SendError> {
+    // A panic in the typesetter is deterministic: permanent, as a refusal.
     tokio::task::spawn_blocking(move || duban_typeset::shared().document(&parts))
         .await
-        .map_err(|e| SendError::Transient(format!("typesetting: {e}")))?
+        .map_err(|e| SendError::Permanent(format!("typesetting: {e}")))?
         .map_err(|e| SendError::Permanent(e.to_string()))
 }
 
@@ -156,8 +157,10 @@ impl<S: Store> DocumentWriter<S> {
         }
     }
 
-    /// Renders and writes one row's document; returns the text file.
-    pub async fn write(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<PathBuf, SendError> {
+    /// Renders and writes one row's document, dated the day it was issued
+    /// (the row's instant), however late the writer comes to it: the file,
+    /// the notice's email and the portal show the same 成文日期.
+    pub async fn write(&self, row: &OutboxRow, _now: DateTime<Utc>) -> Result<PathBuf, SendError> {
         let (cmd, state, def) = load_row(&self.engine, row).await?;
         let Command::RenderDocument {
             document,
@@ -173,7 +176,7 @@ impl<S: Store> DocumentWriter<S> {
             step: &step,
             task: task.as_deref(),
         };
-        let parts = document_parts(&def, &state, issued, dir.as_ref(), now)
+        let parts = document_parts(&def, &state, issued, dir.as_ref(), row.created_at)
             .map_err(SendError::Permanent)?;
         let r = render::compose(&parts);
         let pdf = pdf(parts).await?;

@@ -225,7 +225,8 @@ pub fn document_parts(
         kind: doc.kind.clone(),
         title: document_title(doc, ctx)?,
         number,
-        to: optional(&doc.to)?,
+        // The layout adds the colon: one typed in the field is not doubled.
+        to: optional(&doc.to)?.map(|t| t.trim_end_matches(['：', ':']).to_string()),
         body: text(&t.body)?,
         attachments: doc
             .attachments

@@ -611,16 +611,9 @@ async fn timeline(
             .and_then(|s| def.steps.get(s))
             .map(|s| format!("：{}", s.name))
             .unwrap_or_default();
-        let note = l
-            .note
-            .as_deref()
+        let note = Some(duban_notifiers::case_file::note_in_chinese(def, &l))
             .filter(|n| !n.is_empty())
-            .map(|n| {
-                format!(
-                    "（{}）",
-                    duban_notifiers::case_file::note_in_chinese(def, l.what, n)
-                )
-            })
+            .map(|n| format!("（{n}）"))
             .unwrap_or_default();
         out.push_str(&format!(
             "<li>{} {} {}{}{}</li>",

@@ -175,7 +175,7 @@ pub enum PdfError {
         message: String,
     },
     /// Characters no font covers.
-    #[error("no font has a glyph for {chars} (fonts tried: {fonts}); install fonts-noto-cjk or the office's fonts ([documents.fonts] in duban.toml)")]
+    #[error("no installed font has a glyph for {chars} (the families configured: {fonts}; every other installed font was tried too); install fonts-noto-cjk or the office's fonts ([documents.fonts] in duban.toml), then restart `duban serve`")]
     MissingGlyphs {
         /// The characters.
         chars: String,
@@ -375,7 +375,21 @@ impl Typesetter {
             Ok(document) => match missing_glyphs(&document) {
                 Some(chars) => Err(PdfError::MissingGlyphs {
                     chars,
-                    fonts: data.fonts.body.join(", "),
+                    fonts: {
+                        let mut all: Vec<&str> = Vec::new();
+                        for f in data
+                            .fonts
+                            .body
+                            .iter()
+                            .chain(&data.fonts.title)
+                            .chain(&data.fonts.heading)
+                        {
+                            if !all.contains(f) {
+                                all.push(f);
+                            }
+                        }
+                        all.join(", ")
+                    },
                 }),
                 None => typst_pdf::pdf(&document, &pdf_options())
                     .map_err(|e| PdfError::Export(messages(&job, &e))),
