@@ -370,8 +370,13 @@ impl Checker<'_> {
         let templates = self.templates_section(get("templates"));
         let numbering =
             self.numbering_section(get("numbering"), &parameters, &profiles, &variables);
-        let documents =
-            self.documents_section(get("documents"), &numbering, &parameters, &profiles);
+        let documents = self.documents_section(
+            get("documents"),
+            &numbering,
+            &parameters,
+            &profiles,
+            &templates,
+        );
         let start: Option<String> = get("start").and_then(|n| self.de(&here.key("start"), n));
         if let Some(s) = &start {
             self.step_ref(&here.key("start"), s);

@@ -12,6 +12,10 @@ use super::model::*;
 use super::raw::*;
 use super::source::Path;
 
+/// The built-ins a message has for its one recipient, and a document (one
+/// text for every recipient) does not.
+const RECIPIENT_NAMES: &[&str] = &["recipient", "assignee", "answer_link"];
+
 impl Checker<'_> {
     pub(super) fn roles_section(&mut self, node: Option<&Node>) -> IndexMap<String, Role> {
         let path = Path::root().key("roles");
@@ -716,6 +720,7 @@ impl Checker<'_> {
         numbering: &IndexMap<String, Numbering>,
         parameters: &IndexMap<String, Parameter>,
         profiles: &IndexMap<String, Profile>,
+        templates: &IndexMap<String, Template>,
     ) -> IndexMap<String, Document> {
         let path = Path::root().key("documents");
         let mut out = IndexMap::new();
@@ -764,6 +769,39 @@ impl Checker<'_> {
             }
             for (i, t) in r.attachments.iter().enumerate() {
                 self.template_names(&p.key("attachments").index(i), &id, "attachments", None, t);
+            }
+            // A document is one text for everyone (its file, its PDF, the
+            // portal, the case file): it cannot name a message's recipient.
+            let mut texts: Vec<(Path, &str)> = vec![(p.key("title"), r.title.as_str())];
+            for (key, text) in [("to", &r.to), ("issuer", &r.issuer)] {
+                if let Some(t) = text {
+                    texts.push((p.key(key), t.as_str()));
+                }
+            }
+            for (i, t) in r.attachments.iter().enumerate() {
+                texts.push((p.key("attachments").index(i), t.as_str()));
+            }
+            if let Some(t) = templates.get(&r.template) {
+                texts.push((p.key("template"), t.body.as_str()));
+            }
+            for (at, text) in texts {
+                let Ok(uses) = super::templates::names(text) else {
+                    continue;
+                };
+                let mut named = std::collections::BTreeSet::new();
+                for u in uses {
+                    if RECIPIENT_NAMES.contains(&u.name.as_str()) && named.insert(u.name.clone()) {
+                        self.err(
+                            &at,
+                            Code::UnknownVariable,
+                            format!(
+                                "document `{id}` reads `{}`, which only a message to one recipient has: a document is the same text for every recipient (its file, its PDF, the answer portal, the case file)",
+                                u.name
+                            ),
+                            Some("name the agency or person by its variable (`{{agency.name}}`); the answer link belongs in the notice's template".into()),
+                        );
+                    }
+                }
             }
             let layout = self.layout_ref(&p.key("layout"), &r, parameters, profiles);
             out.insert(
