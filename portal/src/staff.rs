@@ -628,14 +628,16 @@ async fn timeline(
     Ok(out)
 }
 
-/// The instance `id` if `who` may see it: they have (or had) a task in it,
-/// or hold [`OFFICE_ROLE`]; 403 otherwise, the same page whether or not the
-/// instance exists.
+/// The instance `id` if the person signed in with `headers` may see it:
+/// they have (or had) a task in it, or hold [`OFFICE_ROLE`]; 401 without a
+/// session, 403 otherwise, the same page whether or not the instance exists.
 async fn visible_instance(
     p: &Portal,
-    who: &str,
+    headers: &HeaderMap,
     id: &str,
 ) -> Result<duban_engine::runtime::InstanceState, Response> {
+    let who = person(p, headers)?;
+    let who = who.as_str();
     let state = match p.engine.instance(id).await {
         Ok(s) => s,
         Err(ServiceError::UnknownInstance(_)) => return Err(forbidden()),
@@ -660,11 +662,7 @@ async fn instance_page(
 ) -> Response {
     use duban_engine::definition::flow::{self, EdgeKind};
     use duban_engine::definition::StepKind;
-    let who = match person(&p, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let state = match visible_instance(&p, &who, &id).await {
+    let state = match visible_instance(&p, &headers, &id).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -794,11 +792,7 @@ async fn case_file(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let who = match person(&p, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    if let Err(r) = visible_instance(&p, &who, &id).await {
+    if let Err(r) = visible_instance(&p, &headers, &id).await {
         return r;
     }
     let now = (p.clock)();
@@ -824,11 +818,7 @@ async fn instance_attachment(
     Path((id, task, n)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let who = match person(&p, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let state = match visible_instance(&p, &who, &id).await {
+    let state = match visible_instance(&p, &headers, &id).await {
         Ok(s) => s,
         Err(r) => return r,
     };
