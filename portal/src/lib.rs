@@ -1046,8 +1046,32 @@ pub(crate) fn pdf_response(pdf: Vec<u8>, filename: &str) -> Response {
     r
 }
 
-/// A document of the notice, rendered as it was issued (with the instance's
-/// values and the instant the notice was sent).
+/// The PDF the document writer wrote for `document` of the notice's task,
+/// if it is in the documents directory.
+async fn written_pdf(
+    p: &Portal,
+    root: &std::path::Path,
+    n: &Notice,
+    document: &str,
+) -> Option<Vec<u8>> {
+    use duban_engine::runtime::Command;
+    use duban_engine::store::{OutboxKind, Store};
+    let rows = p.engine.store().outbox_of(&n.state.id).await.ok()?;
+    let row = rows.iter().rev().find(|r| {
+        r.kind == OutboxKind::RenderDocument
+            && matches!(
+                serde_json::from_str::<Command>(&r.payload),
+                Ok(Command::RenderDocument { document: d, task: Some(t), .. })
+                    if d == document && t == n.claims.task
+            )
+    })?;
+    let [_, _, pdf] = duban_notifiers::documents::paths(root, row, document);
+    std::fs::read(pdf).ok()
+}
+
+/// A document of the notice, as it was issued: the PDF the document writer
+/// wrote, else typeset now with the instance's values and the instant the
+/// notice was sent (`?format=html`: the web page).
 async fn document(
     State(p): State<Portal>,
     Path((token, document)): Path<(String, String)>,
@@ -1087,10 +1111,19 @@ async fn document(
         Ok(parts) if html => Ok(Err(duban_notifiers::render::compose(&parts).html)),
         Ok(parts) => {
             let title = parts.title.clone();
-            duban_notifiers::documents::pdf(parts)
-                .await
-                .map(|pdf| Ok((title, pdf)))
-                .map_err(|e| e.to_string())
+            // The PDF `serve` wrote when the document was issued, when it
+            // is there: the very file, and no typesetting per request.
+            let written = match &p.files {
+                Some(root) => written_pdf(&p, root, &n, &document).await,
+                None => None,
+            };
+            match written {
+                Some(pdf) => Ok(Ok((title, pdf))),
+                None => duban_notifiers::documents::pdf(parts)
+                    .await
+                    .map(|pdf| Ok((title, pdf)))
+                    .map_err(|e| e.to_string()),
+            }
         }
         Err(e) => Err(e),
     };

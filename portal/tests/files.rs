@@ -230,6 +230,30 @@ async fn the_letter_is_shown_and_attachments_go_with_the_answer_as_downloads() {
             && saved.ends_with(".pdf"),
         "{saved}"
     );
+    // Once serve's document writer has written the 督办函, the portal shows
+    // that very file.
+    let writer = duban_notifiers::documents::DocumentWriter::new(
+        w.engine.clone(),
+        w.files.clone(),
+        duban_notifiers::dispatch::Policy::default(),
+    );
+    let round = writer
+        .render_due(at("2025-09-26T10:00:01+08:00"))
+        .await
+        .unwrap();
+    assert_eq!(round.sent, 1);
+    let written: Vec<_> = std::fs::read_dir(w.files.join(&w.instance))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let again = w.get(&format!("{}/d/supervision_letter", w.path())).await;
+    assert_eq!(
+        again.body,
+        std::fs::read(&written[0]).unwrap(),
+        "the written file"
+    );
     assert!(
         html.contains(&format!("{}/d/supervision_letter?format=html", w.path())),
         "{html}"
@@ -271,7 +295,12 @@ async fn the_letter_is_shown_and_attachments_go_with_the_answer_as_downloads() {
     let s = w.engine.instance(&w.instance).await.unwrap();
     assert!(s.tasks[&w.task].closed.is_some());
     // Stored beside the documents under names of ours, never the sender's.
-    let stored = walk(&w.files);
+    // (The documents serve wrote lie beside them, in the instance's folder.)
+    let documents = w.files.join(&w.instance);
+    let stored: Vec<_> = walk(&w.files)
+        .into_iter()
+        .filter(|p| p.parent() != Some(documents.as_path()))
+        .collect();
     assert_eq!(stored.len(), 3, "{stored:?}");
     assert!(stored
         .iter()
