@@ -13,10 +13,9 @@
 use chrono::{DateTime, Utc};
 use duban_engine::calendar::{Bound, LEGAL_TZ};
 use duban_engine::definition::{Definition, ValueType};
-use duban_engine::runtime::{Command, Directory, HistoryEntry, HistoryKind, InstanceState, Status};
+use duban_engine::runtime::{Directory, HistoryEntry, HistoryKind, InstanceState, Status};
 use duban_engine::service::{Engine, ServiceError};
-use duban_engine::simulate::Issued;
-use duban_engine::store::{OutboxKind, Store};
+use duban_engine::store::Store;
 use duban_typeset::{CaseFile, DeadlineLine, Entry, Labelled, Official};
 
 fn beijing(t: DateTime<Utc>) -> String {
@@ -119,20 +118,9 @@ pub async fn build<S: Store>(
         .collect();
 
     let mut documents = Vec::new();
-    for row in rows.iter().filter(|r| r.kind == OutboxKind::RenderDocument) {
-        let Ok(Command::RenderDocument {
-            document,
-            step,
-            task,
-        }) = serde_json::from_str::<Command>(&row.payload)
-        else {
-            continue;
-        };
-        let issued = Issued {
-            document: &document,
-            step: &step,
-            task: task.as_deref(),
-        };
+    for (row, named) in rows.iter().filter_map(|r| Some((r, r.issued_document()?))) {
+        let document = &named.document;
+        let issued = named.issued();
         // A document the instance's definition can no longer render (a
         // version migrated away from it) is filed as such, not dropped, and
         // does not keep the rest of the case from its file.
@@ -142,7 +130,7 @@ pub async fn build<S: Store>(
                 kind: "记录".into(),
                 title: def
                     .documents
-                    .get(&document)
+                    .get(document)
                     .map_or_else(|| document.clone(), |d| d.title.clone()),
                 number: None,
                 to: None,
@@ -156,14 +144,12 @@ pub async fn build<S: Store>(
             });
         // A document issued again (a 决定书 made by one step and served by
         // the next) is filed once: the same text, whatever its date.
-        let again = documents.iter().any(|d: &duban_typeset::Official| {
-            d.date.is_some()
-                && Official {
-                    date: d.date.clone(),
-                    ..parts.clone()
-                } == *d
-        });
-        if !again {
+        let same = |d: &Official| Official {
+            date: None,
+            ..d.clone()
+        };
+        let text = same(&parts);
+        if !documents.iter().any(|d| same(d) == text) {
             documents.push(parts);
         }
     }

@@ -142,23 +142,28 @@ impl<S: Store, N: Notifier, L: LinkBuilder> Dispatcher<S, N, L> {
             },
             _ => &[],
         };
+        // The documents' context (no recipient, the day of issue): made
+        // once, for the first document, and only for a notice that has one.
+        let issued = std::cell::OnceCell::new();
         for id in notice_documents {
+            let issued = issued.get_or_init(|| {
+                render::context(
+                    &Subject {
+                        definition: &def,
+                        state: &state,
+                        step: step.as_deref(),
+                        task: task_state,
+                        recipient: None,
+                        answer_link: String::new(),
+                        now: row.created_at,
+                    },
+                    dir.as_ref(),
+                )
+            });
             let doc = def.documents.get(id).ok_or_else(|| {
                 SendError::Permanent(format!("document `{id}` is not in {}", def.id))
             })?;
-            let issued = render::context(
-                &Subject {
-                    definition: &def,
-                    state: &state,
-                    step: step.as_deref(),
-                    task: task_state,
-                    recipient: None,
-                    answer_link: String::new(),
-                    now: row.created_at,
-                },
-                dir.as_ref(),
-            );
-            let parts = render::document_parts(&def, doc, state.profile.as_deref(), &issued)
+            let parts = render::document_parts(&def, doc, state.profile.as_deref(), issued)
                 .map_err(SendError::Permanent)?;
             let title = parts.title.clone();
             let html = render::compose(&parts).html;

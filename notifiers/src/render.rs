@@ -243,21 +243,9 @@ pub fn document_parts(
     })
 }
 
-/// Renders document `doc` with `ctx`: plain text, and a printable HTML
-/// page titled with the document's title, each with the parts of
-/// [`document_parts`] in the order of the 公文 (title, 发文字号, 主送机关,
+/// A document's parts as plain text, and a printable HTML page titled with
+/// the document's title, in the order of the 公文 (title, 发文字号, 主送机关,
 /// 正文, 附件, 署名, 成文日期). The title is the result's `subject`.
-pub fn document(
-    def: &Definition,
-    doc: &duban_engine::definition::Document,
-    profile: Option<&str>,
-    ctx: &Json,
-) -> Result<Rendered, String> {
-    let parts = document_parts(def, doc, profile, ctx)?;
-    Ok(compose(&parts))
-}
-
-/// The text and HTML of a document's parts.
 pub fn compose(d: &Official) -> Rendered {
     let mut lines: Vec<String> = vec![d.title.clone()];
     if let Some(n) = &d.number {

@@ -1054,16 +1054,12 @@ async fn written_pdf(
     n: &Notice,
     document: &str,
 ) -> Option<Vec<u8>> {
-    use duban_engine::runtime::Command;
-    use duban_engine::store::{OutboxKind, Store};
+    use duban_engine::store::Store;
     let rows = p.engine.store().outbox_of(&n.state.id).await.ok()?;
     let row = rows.iter().rev().find(|r| {
-        r.kind == OutboxKind::RenderDocument
-            && matches!(
-                serde_json::from_str::<Command>(&r.payload),
-                Ok(Command::RenderDocument { document: d, task: Some(t), .. })
-                    if d == document && t == n.claims.task
-            )
+        r.issued_document().is_some_and(|d| {
+            d.document == document && d.task.as_deref() == Some(n.claims.task.as_str())
+        })
     })?;
     let [_, _, pdf] = duban_notifiers::documents::paths(root, row, document);
     std::fs::read(pdf).ok()

@@ -40,9 +40,6 @@ pub const GONGWEN: &str = include_str!("../layouts/gongwen.typ");
 /// The case file's layout.
 pub const CASE_FILE: &str = include_str!("../layouts/case_file.typ");
 
-/// The layouts a document can take.
-pub const LAYOUTS: &[&str] = &["函", "意见书", "决定书", "通知书", "聘书", "公告", "记录"];
-
 /// The free CJK fallback of every family (Debian's `fonts-noto-cjk`).
 pub const FALLBACK_SERIF: &str = "Noto Serif CJK SC";
 /// The free 黑体 fallback (headings of the case file).
@@ -51,7 +48,8 @@ pub const FALLBACK_SANS: &str = "Noto Sans CJK SC";
 /// One document's parts, as its definition renders them for an instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Official {
-    /// One of [`LAYOUTS`].
+    /// One of the process language's layouts (`duban_core::definition::LAYOUTS`):
+    /// 函, 意见书, 决定书, 通知书, 公告, 聘书; anything else is set as a 记录.
     pub layout: String,
     /// The definition's kind (督办函, 决定书, …).
     pub kind: String,

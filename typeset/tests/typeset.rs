@@ -7,7 +7,8 @@
 
 use std::process::Command;
 
-use duban_typeset::{shared, Official, PdfError, LAYOUTS};
+use duban_core::definition::LAYOUTS;
+use duban_typeset::{shared, Official, PdfError};
 
 fn letter(layout: &str) -> Official {
     Official {

@@ -638,12 +638,7 @@ impl Sim<'_> {
             if row.kind != OutboxKind::RenderDocument || !self.seen_rows.insert(row.id) {
                 continue;
             }
-            let Ok(Command::RenderDocument {
-                document,
-                step,
-                task,
-            }) = serde_json::from_str::<Command>(&row.payload)
-            else {
+            let Some(issued) = row.issued_document() else {
                 continue;
             };
             let state = self
@@ -659,33 +654,15 @@ impl Sim<'_> {
             let dir = self.engine.directory();
             let title = self
                 .documents
-                .title(
-                    &def,
-                    &state,
-                    Issued {
-                        document: &document,
-                        step: &step,
-                        task: task.as_deref(),
-                    },
-                    dir.as_ref(),
-                    row.created_at,
-                )
-                .or_else(|| def.documents.get(&document).map(|d| d.title.clone()))
+                .title(&def, &state, issued.issued(), dir.as_ref(), row.created_at)
+                .or_else(|| def.documents.get(&issued.document).map(|d| d.title.clone()))
                 .unwrap_or_default();
-            let text = self.documents.text(
-                &def,
-                &state,
-                Issued {
-                    document: &document,
-                    step: &step,
-                    task: task.as_deref(),
-                },
-                dir.as_ref(),
-                row.created_at,
-            );
+            let text =
+                self.documents
+                    .text(&def, &state, issued.issued(), dir.as_ref(), row.created_at);
             self.rendered.push(RenderedDocument {
                 instance: row.instance.clone(),
-                document,
+                document: issued.document,
                 title,
                 at: row.created_at,
                 text,

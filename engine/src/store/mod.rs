@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::runtime::directory::MemoryDirectory;
-use crate::runtime::{HistoryEntry, InstanceState, TaskKind, Transition};
+use crate::runtime::{Command, HistoryEntry, InstanceState, TaskKind, Transition};
 
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
@@ -263,8 +263,7 @@ impl OutboxKind {
 
     /// The outbox row a command is written as in its transition's
     /// transaction, if it is one (both stores ask this).
-    pub fn of_command(cmd: &crate::runtime::Command) -> Option<OutboxKind> {
-        use crate::runtime::Command;
+    pub fn of_command(cmd: &Command) -> Option<OutboxKind> {
         Some(match cmd {
             Command::Notify { channel, .. } => OutboxKind::of_channel(*channel),
             Command::RenderDocument { .. } => OutboxKind::RenderDocument,
@@ -359,6 +358,47 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// When it was sent.
     pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxRow {
+    /// The document a `render_document` row issues, if it is one.
+    pub fn issued_document(&self) -> Option<IssuedDocument> {
+        match serde_json::from_str::<Command>(&self.payload).ok()? {
+            Command::RenderDocument {
+                document,
+                step,
+                task,
+            } => Some(IssuedDocument {
+                document,
+                step,
+                task,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What a `render_document` row names: which document, issued by which
+/// step, for which task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedDocument {
+    /// The document id.
+    pub document: String,
+    /// The step that issued it.
+    pub step: String,
+    /// The task it was issued for, when the row names one.
+    pub task: Option<String>,
+}
+
+impl IssuedDocument {
+    /// Borrowed, as the renderers take it.
+    pub fn issued(&self) -> crate::simulate::Issued<'_> {
+        crate::simulate::Issued {
+            document: &self.document,
+            step: &self.step,
+            task: self.task.as_deref(),
+        }
+    }
 }
 
 /// What the store holds at an instant, for `/metrics`: counts an operator
